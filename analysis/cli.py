@@ -1,0 +1,174 @@
+"""The ``errorscope`` command line.
+
+    errorscope analyze --model M --data D [--reference R] [--arch A] [--out runs/]
+    errorscope analyze --predictions P.csv --data D
+    errorscope sample                 analyse the bundled sample (once; reused afterwards)
+    errorscope runs                   list runs
+    errorscope dashboard              open the dashboard (streamlit run dashboard/app.py)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .runstore import runs_dir_from_env
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DIR = REPO_ROOT / "sample_data"
+
+
+def sample_config():
+    """The AnalysisConfig of the bundled sample run."""
+    from .pipeline import AnalysisConfig
+
+    return AnalysisConfig(
+        data=str(SAMPLE_DIR / "eval.csv"),
+        model=str(SAMPLE_DIR / "model.safetensors"),
+        reference=str(SAMPLE_DIR / "reference.csv"),
+    )
+
+
+def _floats3(s: str) -> tuple[float, float, float]:
+    parts = [float(x) for x in s.split(",")]
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected three comma-separated numbers, got {s!r}")
+    return tuple(parts)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="errorscope", description="Error analysis for image classifiers.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    a = sub.add_parser("analyze", help="analyse a model on a labelled image set")
+    a.add_argument("--data", required=True, help="ImageFolder root or CSV/Parquet manifest")
+    src = a.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="checkpoint: .pt/.pth/.safetensors state_dict or TorchScript")
+    src.add_argument("--predictions", help="CSV/Parquet: path + one probability column per class")
+    a.add_argument("--reference", help="optional reference (training) set, same formats as --data")
+    a.add_argument("--arch", help="torchvision architecture of a state_dict, e.g. resnet18")
+    a.add_argument("--classes", help="text file with one class name per line (model output order)")
+    a.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow unpickling a full nn.Module (runs code from the file!)")
+    a.add_argument("--resize", type=int, help="shorter side after resize (px)")
+    a.add_argument("--crop", type=int, help="centre crop (px)")
+    a.add_argument("--no-crop", action="store_true", help="resize to a square, no crop")
+    a.add_argument("--mean", type=_floats3, help="normalisation mean, e.g. 0.485,0.456,0.406")
+    a.add_argument("--std", type=_floats3, help="normalisation std")
+    a.add_argument("--batch-size", type=int, default=64)
+    a.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: cores-1)")
+    a.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--min-support", type=int, default=20, help="smallest slice reported")
+    a.add_argument("--no-umap", action="store_true", help="skip the 2-D embedding map")
+    a.add_argument("--out", help="runs folder (default: $ERRORSCOPE_RUNS_DIR or ./runs)")
+    a.add_argument("--force", action="store_true", help="recompute even if an identical run exists")
+
+    s = sub.add_parser("sample", help="analyse the bundled sample data (reused once done)")
+    s.add_argument("--out", help="runs folder")
+    s.add_argument("--force", action="store_true")
+
+    r = sub.add_parser("runs", help="list runs")
+    r.add_argument("--out", help="runs folder")
+    r.add_argument("--json", action="store_true")
+
+    d = sub.add_parser("dashboard", help="open the dashboard")
+    d.add_argument("--runs-dir", help="runs folder")
+    d.add_argument("--port", type=int, default=8501)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        print("interrupted: no run was written", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, OSError) as e:
+        print(f"errorscope: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args) -> int:
+    from .runstore import RunError
+
+    if args.cmd == "analyze":
+        from .pipeline import AnalysisConfig, analyze
+
+        cfg = AnalysisConfig(
+            data=args.data, model=args.model, predictions=args.predictions,
+            reference=args.reference, arch=args.arch, classes=args.classes,
+            trust_checkpoint=args.trust_checkpoint, resize=args.resize, crop=args.crop,
+            no_crop=args.no_crop, mean=args.mean, std=args.std, batch_size=args.batch_size,
+            num_workers=args.workers, device=args.device, seed=args.seed,
+            min_support=args.min_support, umap=not args.no_umap,
+        )
+        run = analyze(cfg, runs_dir=runs_dir_from_env(args.out), force=args.force,
+                      progress=_printer())
+        _print_summary(run)
+        return 0
+    if args.cmd == "sample":
+        from .pipeline import analyze
+
+        run = analyze(sample_config(), runs_dir=runs_dir_from_env(args.out), force=args.force,
+                      progress=_printer())
+        _print_summary(run)
+        return 0
+    if args.cmd == "runs":
+        from .runstore import list_runs
+
+        rows = list_runs(runs_dir_from_env(args.out))
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            for r in rows:
+                print(f"{r['run_id']:<50} {r['n_samples'] or '?':>7} images  {r['created']}")
+            if not rows:
+                print(f"no runs under {runs_dir_from_env(args.out)}")
+        return 0
+    if args.cmd == "dashboard":
+        env = dict(os.environ)
+        if args.runs_dir:
+            env["ERRORSCOPE_RUNS_DIR"] = str(Path(args.runs_dir).resolve())
+        cmd = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "dashboard" / "app.py"),
+               "--server.port", str(args.port)]
+        os.execvpe(cmd[0], cmd, env)
+    raise RunError(f"unknown command {args.cmd}")
+
+
+def _printer():
+    last = {"msg": None}
+
+    def progress(msg: str, frac: float) -> None:
+        stage = msg.split(":")[0]
+        if stage != last["msg"] and not msg.endswith("images"):
+            print(f"· {msg}", file=sys.stderr, flush=True)
+        last["msg"] = stage
+
+    return progress
+
+
+def _print_summary(run) -> None:
+    m = run.manifest
+    print(f"run: {run.path}")
+    print(f"  {m['n_samples']} images analysed, {m['n_skipped']} skipped"
+          f" ({m['images_per_second']} images/s)")
+    metrics = run.json("metrics.json")
+    if metrics:
+        acc = metrics["headline"]["accuracy"]
+        print(f"  accuracy {acc['value']:.3f} [{acc['low']:.3f}, {acc['high']:.3f}]")
+    for name, s in m.get("sections", {}).items():
+        if s.get("status") != "ok":
+            print(f"  section {name}: {s.get('status')} {s.get('error', s.get('reason', ''))}")
+    for skip in m.get("skipped", [])[:10]:
+        print(f"  skipped {skip['relpath']}: {skip['reason']}")
+    if m.get("n_skipped", 0) > 10:
+        print(f"  ... and {m['n_skipped'] - 10} more skipped (see manifest.json)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,414 @@
+"""The one batched pass: decode, measure image properties, run the model, keep everything.
+
+DataLoader workers decode and resize (uint8, so little is copied between processes); the main
+process turns a batch into floats once, measures brightness/contrast/sharpness/saturation on that
+tensor, normalises it and runs the model in ``eval()`` under ``inference_mode``. A forward pre-hook
+on the classifier head captures the penultimate embedding in the same forward call.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from . import schema
+from .images import ImageReadError, decode_image
+from .models import Preprocessing, find_head
+
+Progress = Callable[[str, float], None]
+
+
+@dataclass
+class PassResult:
+    """What one pass over an image set produced, for the images that could be read.
+
+    Attributes
+    ----------
+    ok_index : np.ndarray
+        int64 [N] row positions (in the input table) of the images that were analysed, ascending.
+    logits : np.ndarray or None
+        float32 [N, C]; None when no model ran.
+    embeddings : np.ndarray or None
+        float32 [N, D] inputs of the classifier head; None without a hookable head.
+    properties : pd.DataFrame
+        [N rows] the columns of ``schema.PROPERTY_COLUMNS`` plus ``content_hash``.
+    latency_ms : np.ndarray
+        float32 [N] model milliseconds per image (batch time / batch size).
+    skipped : list of dict
+        ``{"relpath", "reason"}`` for every image that could not be read.
+    seconds : float
+        Wall time of the pass.
+    """
+
+    ok_index: np.ndarray
+    logits: np.ndarray | None
+    embeddings: np.ndarray | None
+    properties: pd.DataFrame
+    latency_ms: np.ndarray
+    skipped: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class _ImageDataset:
+    """torch-style dataset over file paths; a failure is returned, not raised."""
+
+    def __init__(self, paths: list[str], prep: Preprocessing, max_pixels: int | None = None):
+        self.paths = paths
+        self.prep = prep
+        self.max_pixels = max_pixels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        try:
+            kw = {} if self.max_pixels is None else {"max_pixels": self.max_pixels}
+            img = decode_image(self.paths[i], **kw)
+        except ImageReadError as e:
+            return {"i": i, "error": str(e)}
+        except Exception as e:  # never let one file kill the pass
+            return {"i": i, "error": f"unexpected error: {type(e).__name__}: {e}"}
+        return {
+            "i": i,
+            "x": to_model_tensor(img.rgb, self.prep),
+            "width": img.width,
+            "height": img.height,
+            "file_size": img.file_size,
+            "content_hash": img.content_hash,
+        }
+
+
+def to_model_tensor(rgb: np.ndarray, prep: Preprocessing):
+    """uint8 [H, W, 3] -> uint8 tensor [3, S, S] resized (and cropped) per ``prep``."""
+    import torch
+    from torchvision.transforms.v2 import functional as F
+
+    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
+    if prep.crop is None:
+        return F.resize(t, [prep.resize, prep.resize], antialias=True)
+    t = F.resize(t, prep.resize, antialias=True)
+    return F.center_crop(t, [prep.crop, prep.crop])
+
+
+def _collate(items):
+    import torch
+
+    ok = [it for it in items if "error" not in it]
+    bad = [(it["i"], it["error"]) for it in items if "error" in it]
+    if not ok:
+        return {"ok": False, "bad": bad}
+    return {
+        "ok": True,
+        "bad": bad,
+        "i": torch.tensor([it["i"] for it in ok]),
+        "x": torch.stack([it["x"] for it in ok]),
+        "width": [it["width"] for it in ok],
+        "height": [it["height"] for it in ok],
+        "file_size": [it["file_size"] for it in ok],
+        "content_hash": [it["content_hash"] for it in ok],
+    }
+
+
+def tensor_properties(x):
+    """Image properties of a float batch in [0, 1].
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        float [B, 3, S, S], RGB in [0, 1] (before normalisation).
+
+    Returns
+    -------
+    torch.Tensor
+        float [B, 4]: brightness (mean Rec.601 luma, [0, 1]), contrast (std of luma, [0, 0.5]),
+        sharpness (variance of the 3x3 Laplacian of luma in 8-bit units, at the model's input
+        size, so images of different sizes compare fairly; < ~100 looks blurry), saturation (mean
+        HSV saturation, [0, 1]).
+    """
+    import torch
+
+    luma = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+    brightness = luma.mean(dim=(1, 2))
+    contrast = luma.std(dim=(1, 2))
+    k = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], device=x.device)
+    lap = torch.nn.functional.conv2d(luma[:, None] * 255.0, k[None, None])
+    sharpness = lap.var(dim=(1, 2, 3))
+    mx = x.amax(dim=1)
+    mn = x.amin(dim=1)
+    sat = torch.where(mx > 0, (mx - mn) / mx.clamp_min(1e-8), torch.zeros_like(mx))
+    return torch.stack([brightness, contrast, sharpness, sat.mean(dim=(1, 2))], dim=1)
+
+
+def pick_device(device: str | None = None) -> str:
+    """``device`` if given, else CUDA when available, else CPU."""
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class EmbeddingHook:
+    """Context manager capturing the input of the classifier head on every forward call."""
+
+    def __init__(self, model):
+        self.model = model
+        self.value = None
+        self._handle = None
+
+    def __enter__(self):
+        head = None
+        try:
+            head = find_head(self.model)
+        except Exception:
+            head = None
+        if head is not None and hasattr(head, "register_forward_pre_hook"):
+            try:
+                self._handle = head.register_forward_pre_hook(self._hook)
+            except Exception:  # TorchScript modules do not take hooks
+                self._handle = None
+        return self
+
+    def _hook(self, _mod, args):
+        self.value = args[0]
+
+    @property
+    def active(self) -> bool:
+        return self._handle is not None
+
+    def __exit__(self, *exc):
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+        return False
+
+
+def run_pass(
+    paths: list[str],
+    prep: Preprocessing,
+    *,
+    model=None,
+    relpaths: list[str] | None = None,
+    batch_size: int = 64,
+    num_workers: int | None = None,
+    device: str | None = None,
+    perturb: Callable | None = None,
+    want_embeddings: bool = True,
+    max_pixels: int | None = None,
+    progress: Progress | None = None,
+    desc: str = "analysing",
+) -> PassResult:
+    """Stream ``paths`` through decoding, properties and (optionally) ``model`` once.
+
+    Parameters
+    ----------
+    paths : list of str
+        Absolute image paths, in the order of the input table.
+    prep : Preprocessing
+    model : torch.nn.Module, optional
+        Without a model only properties and hashes are computed (predictions-file mode).
+    perturb : callable, optional
+        ``f(x) -> x`` on the float batch [B, 3, S, S] in [0, 1] before normalisation (robustness).
+    progress : callable(str, float), optional
+        Called with a message and the fraction done, for UIs; a tqdm bar goes to stderr too.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    relpaths = relpaths if relpaths is not None else paths
+    device = pick_device(device)
+    if num_workers is None:
+        num_workers = max(0, min(4, (os.cpu_count() or 1) - 1))
+    ds = _ImageDataset(list(paths), prep, max_pixels)
+    loader = DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_collate,
+        persistent_workers=False,
+        pin_memory=device.startswith("cuda"),
+    )
+    mean = torch.tensor(prep.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(prep.std, device=device).view(1, 3, 1, 1)
+
+    idx, logits, embs, props, lat, extras, skipped = [], [], [], [], [], [], []
+    t_start = time.perf_counter()
+    bar = _bar(len(ds), desc)
+    done = 0
+    hook = EmbeddingHook(model) if (model is not None and want_embeddings) else None
+    try:
+        if hook is not None:
+            hook.__enter__()
+        with torch.inference_mode():
+            for batch in loader:
+                for i, reason in batch["bad"]:
+                    skipped.append({"relpath": relpaths[i], "reason": reason})
+                n_batch = len(batch["bad"])
+                if batch["ok"]:
+                    x = batch["x"].to(device, non_blocking=True).float().div_(255.0)
+                    if perturb is not None:
+                        x = perturb(x).clamp_(0.0, 1.0)
+                    props.append(tensor_properties(x).cpu())
+                    n_batch += len(batch["i"])
+                    idx.append(batch["i"])
+                    extras.append(
+                        (batch["width"], batch["height"], batch["file_size"], batch["content_hash"])
+                    )
+                    if model is not None:
+                        xn = (x - mean) / std
+                        t0 = time.perf_counter()
+                        out = model(xn)
+                        if isinstance(out, tuple | list):
+                            out = out[0]
+                        out = out.float()
+                        if device.startswith("cuda"):
+                            torch.cuda.synchronize()
+                        dt = (time.perf_counter() - t0) * 1000.0 / len(batch["i"])
+                        logits.append(out.cpu())
+                        lat.append(torch.full((len(batch["i"]),), dt))
+                        if hook is not None and hook.value is not None:
+                            embs.append(hook.value.flatten(1).float().cpu())
+                done += n_batch
+                bar.update(n_batch)
+                if progress is not None:
+                    progress(f"{desc}: {done}/{len(ds)} images", done / max(1, len(ds)))
+    finally:
+        bar.close()
+        if hook is not None:
+            hook.__exit__(None, None, None)
+
+    n = sum(len(i) for i in idx)
+    ok_index = torch.cat(idx).numpy().astype(np.int64) if idx else np.zeros(0, np.int64)
+    prop_arr = torch.cat(props).numpy() if props else np.zeros((0, 4), np.float32)
+    widths = [w for e in extras for w in e[0]]
+    heights = [h for e in extras for h in e[1]]
+    sizes = [s for e in extras for s in e[2]]
+    hashes = [c for e in extras for c in e[3]]
+    properties = pd.DataFrame(
+        {
+            schema.BRIGHTNESS: prop_arr[:, 0],
+            schema.CONTRAST: prop_arr[:, 1],
+            schema.SHARPNESS: prop_arr[:, 2],
+            schema.SATURATION: prop_arr[:, 3],
+            schema.WIDTH: np.asarray(widths, dtype=np.int64),
+            schema.HEIGHT: np.asarray(heights, dtype=np.int64),
+            schema.ASPECT_RATIO: np.asarray(widths, float) / np.maximum(1, np.asarray(heights)),
+            schema.FILE_SIZE: np.asarray(sizes, dtype=np.int64),
+            schema.CONTENT_HASH: hashes,
+        }
+    )
+    order = np.argsort(ok_index, kind="stable")
+    result = PassResult(
+        ok_index=ok_index[order],
+        logits=torch.cat(logits).numpy()[order] if logits else None,
+        embeddings=torch.cat(embs).numpy()[order] if embs and len(embs) == len(idx) else None,
+        properties=properties.iloc[order].reset_index(drop=True),
+        latency_ms=(torch.cat(lat).numpy()[order] if lat else np.full(n, np.nan)).astype(
+            np.float32
+        ),
+        skipped=sorted(skipped, key=lambda s: s["relpath"]),
+        seconds=time.perf_counter() - t_start,
+    )
+    return result
+
+
+def forward_batches(model, batches: Iterable, prep: Preprocessing, *, device: str = "cpu"):
+    """The analysis pass's per-batch work on already-decoded uint8 batches (for benchmarks).
+
+    Returns (probs float32 [N, C], embeddings float32 [N, D] or None, properties float32 [N, 4]).
+    """
+    import torch
+
+    mean = torch.tensor(prep.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(prep.std, device=device).view(1, 3, 1, 1)
+    probs, embs, props = [], [], []
+    with EmbeddingHook(model) as hook, torch.inference_mode():
+        for x8 in batches:
+            x = x8.to(device).float().div_(255.0)
+            props.append(tensor_properties(x))
+            out = model((x - mean) / std)
+            probs.append(torch.softmax(out.float(), dim=1))
+            if hook.value is not None:
+                embs.append(hook.value.flatten(1).float())
+    return (
+        torch.cat(probs).cpu().numpy(),
+        torch.cat(embs).cpu().numpy() if embs else None,
+        torch.cat(props).cpu().numpy(),
+    )
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, float32 [N, C], numerically stable."""
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def prediction_columns(probs: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
+    """Per-image prediction columns from probabilities.
+
+    Parameters
+    ----------
+    probs : float [N, C], rows sum to 1.
+    labels : int [N], given labels.
+
+    Returns
+    -------
+    DataFrame with pred, confidence, true_prob, margin, loss (nats), entropy (nats), correct.
+    """
+    n, c = probs.shape
+    p = probs.astype(np.float64)
+    pred = p.argmax(axis=1) if n else np.zeros(0, np.int64)
+    if c >= 2 and n:
+        top2 = np.partition(p, c - 2, axis=1)[:, c - 2 :]
+        margin = top2.max(axis=1) - top2.min(axis=1)
+    else:
+        margin = np.ones(n)
+    true_p = p[np.arange(n), labels] if n else np.zeros(0)
+    eps = 1e-12
+    return pd.DataFrame(
+        {
+            schema.PRED: pred.astype(np.int64),
+            schema.CONFIDENCE: p.max(axis=1) if n else np.zeros(0),
+            schema.TRUE_PROB: true_p,
+            schema.MARGIN: margin,
+            schema.LOSS: -np.log(np.clip(true_p, eps, 1.0)),
+            schema.ENTROPY: -(p * np.log(np.clip(p, eps, 1.0))).sum(axis=1),
+            schema.CORRECT: pred == labels,
+        }
+    )
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
+def _bar(total: int, desc: str):
+    if os.environ.get("ERRORSCOPE_NO_PROGRESS"):
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, leave=False,
+                    mininterval=0.5, disable=None)
+    except ImportError:  # pragma: no cover
+        return _NoBar()
+
+
+def estimate_seconds(n_images: int, input_size: int, images_per_second_224: float = 12.0) -> float:
+    """Rough CPU time for a resnet18-class model: cost grows with the pixel count."""
+    rate = images_per_second_224 * (224.0 / max(16, input_size)) ** 2
+    return n_images / max(rate, 1e-6) if not math.isnan(rate) else float("nan")

@@ -1,0 +1,288 @@
+"""Loading a classifier: torchvision architecture + state_dict, TorchScript, or (opt-in) a pickle.
+
+Checkpoints are loaded with ``torch.load(weights_only=True)``: a full pickled ``nn.Module`` would run
+arbitrary code when unpickled, so it is refused unless the caller passes ``trust_checkpoint=True``
+(the CLI's ``--trust-checkpoint``). The number of classes is read from the checkpoint itself and
+checked against the class list, and both numbers are named when they differ.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used as given; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an image becomes a model input.
+
+    ``resize`` is the shorter side after resizing; with ``crop`` None the image is resized to a
+    ``resize`` x ``resize`` square instead (no crop), else centre-cropped to ``crop`` x ``crop``.
+    ``mean``/``std`` normalise RGB in [0, 1].
+    """
+
+    resize: int = 256
+    crop: int | None = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    @property
+    def input_size(self) -> int:
+        """Side of the square tensor the model sees, in pixels."""
+        return self.crop if self.crop is not None else self.resize
+
+    def to_dict(self) -> dict:
+        return {"resize": self.resize, "crop": self.crop, "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Preprocessing:
+        return cls(
+            resize=int(d["resize"]),
+            crop=None if d.get("crop") is None else int(d["crop"]),
+            mean=tuple(float(x) for x in d.get("mean", IMAGENET_MEAN)),
+            std=tuple(float(x) for x in d.get("std", IMAGENET_STD)),
+        )
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference (in ``eval()`` mode) and what is known about it."""
+
+    model: Any  # torch.nn.Module or torch.jit.ScriptModule
+    arch: str | None
+    num_classes: int
+    kind: str  # "state_dict" | "torchscript" | "pickled_module"
+    path: str
+    sha256: str
+    sidecar: dict = field(default_factory=dict)
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_sidecar(path: str | Path) -> dict:
+    """The JSON beside a checkpoint (``<stem>.json``), if any: arch, classes, preprocessing."""
+    p = Path(path)
+    side = p.with_suffix(".json")
+    if side.exists() and side != p:
+        try:
+            return json.loads(side.read_text())
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"sidecar {side} is not valid JSON: {e}") from None
+    return {}
+
+
+def torchvision_architectures() -> list[str]:
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def default_preprocessing(arch: str | None) -> Preprocessing:
+    """The preprocessing torchvision's weights for ``arch`` document (read offline, nothing
+    downloaded); ImageNet's 256/224 when unknown."""
+    if arch is None:
+        return Preprocessing()
+    try:
+        import torchvision
+
+        weights = torchvision.models.get_model_weights(arch).DEFAULT
+        t = weights.transforms()
+        crop = t.crop_size[0] if isinstance(t.crop_size, list | tuple) else int(t.crop_size)
+        resize = t.resize_size[0] if isinstance(t.resize_size, list | tuple) else int(t.resize_size)
+        return Preprocessing(resize=int(resize), crop=int(crop), mean=tuple(t.mean), std=tuple(t.std))
+    except Exception:
+        return Preprocessing()
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any("/code/" in n or n.startswith("code/") for n in z.namelist())
+
+
+def _unwrap_state_dict(obj: Any) -> dict:
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model", "net", "weights"):
+            inner = obj.get(key)
+            if isinstance(inner, dict) and inner and all(isinstance(k, str) for k in inner):
+                obj = inner
+                break
+    import torch
+
+    if not isinstance(obj, dict) or not any(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(
+            "the checkpoint holds no state_dict (no tensors found under the top level or under"
+            " 'state_dict' / 'model_state_dict' / 'model')"
+        )
+    sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    for prefix in ("module.", "model.", "_orig_mod."):
+        if all(k.startswith(prefix) for k in sd):
+            sd = {k[len(prefix) :]: v for k, v in sd.items()}
+    return sd
+
+
+def _head_name(arch: str) -> str:
+    """Name of the module that produces the logits (last Linear, or last Conv2d for SqueezeNet)."""
+    import torch
+    import torchvision
+
+    with torch.device("meta"):
+        m = torchvision.models.get_model(arch, weights=None)
+    head = None
+    for name, mod in m.named_modules():
+        if isinstance(mod, torch.nn.Linear):
+            head = name
+    if head is None:  # squeezenet's classifier is a 1x1 conv
+        for name, mod in m.named_modules():
+            if isinstance(mod, torch.nn.Conv2d):
+                head = name
+    return head
+
+
+def check_arch(arch: str) -> str:
+    names = torchvision_architectures()
+    if arch not in names:
+        close = difflib.get_close_matches(arch, names, n=5)
+        hint = f"; did you mean {close}?" if close else f"; known: {names[:12]}..."
+        raise CheckpointError(f"unknown torchvision architecture {arch!r}{hint}")
+    return arch
+
+
+def load_model(
+    path: str | Path,
+    *,
+    arch: str | None = None,
+    num_classes: int | None = None,
+    trust_checkpoint: bool = False,
+    device: str = "cpu",
+) -> LoadedModel:
+    """Load a classifier checkpoint.
+
+    Parameters
+    ----------
+    path : path
+        ``.pt``/``.pth``/``.bin`` (state_dict or TorchScript) or ``.safetensors``.
+    arch : str, optional
+        torchvision architecture name (``resnet18``, ``mobilenet_v3_small``, ...); needed for a
+        state_dict unless a sidecar ``<stem>.json`` names it.
+    num_classes : int, optional
+        The length of the class list; checked against the checkpoint's output size.
+    trust_checkpoint : bool
+        Allow unpickling a full ``nn.Module`` (runs code from the file). Off by default.
+    """
+    import torch
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
+    sidecar = read_sidecar(path)
+    arch = arch or sidecar.get("arch")
+    digest = sha256_file(path)
+
+    if path.suffix.lower() != ".safetensors" and _is_torchscript(path):
+        model = torch.jit.load(str(path), map_location=device)
+        model.eval()
+        n_out = _probe_outputs(model, sidecar)
+        _check_classes(n_out, num_classes, "the TorchScript model's output")
+        return LoadedModel(model, arch, n_out, "torchscript", str(path), digest, sidecar)
+
+    if path.suffix.lower() == ".safetensors":
+        from safetensors.torch import load_file
+
+        sd = load_file(str(path), device="cpu")
+    else:
+        try:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as e:
+            if not trust_checkpoint:
+                raise CheckpointError(
+                    f"{path.name} is not a plain state_dict: loading it would unpickle Python objects,"
+                    " which can run arbitrary code. If you trust where it came from, re-run with"
+                    f" --trust-checkpoint (trust_checkpoint=True). Detail: {str(e).splitlines()[0]}"
+                ) from None
+            obj = torch.load(str(path), map_location="cpu", weights_only=False)
+            if isinstance(obj, torch.nn.Module):
+                obj.eval().to(device)
+                n_out = _probe_outputs(obj, sidecar)
+                _check_classes(n_out, num_classes, "the pickled model's output")
+                return LoadedModel(obj, arch, n_out, "pickled_module", str(path), digest, sidecar)
+        sd = _unwrap_state_dict(obj)
+
+    if arch is None:
+        raise CheckpointError(
+            f"{path.name} is a state_dict: say which torchvision architecture it belongs to with"
+            " --arch (e.g. resnet18), or put {\"arch\": ...} in a sidecar JSON next to it"
+        )
+    check_arch(arch)
+    head = _head_name(arch)
+    key = f"{head}.weight"
+    if key not in sd:
+        raise CheckpointError(
+            f"the checkpoint has no {key!r}, the output layer of {arch}: is it really a {arch}"
+            f" state_dict? First keys: {list(sd)[:5]}"
+        )
+    n_out = int(sd[key].shape[0])
+    _check_classes(n_out, num_classes, f"the checkpoint ({key!r} is {list(sd[key].shape)})")
+    import torchvision
+
+    model = torchvision.models.get_model(arch, weights=None, num_classes=n_out)
+    sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
+    result = model.load_state_dict(sd, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(
+            f"the checkpoint does not fit {arch}: {len(result.missing_keys)} missing keys"
+            f" (e.g. {result.missing_keys[:3]}), {len(result.unexpected_keys)} unexpected"
+            f" (e.g. {result.unexpected_keys[:3]}). Check --arch."
+        )
+    model.eval().to(device)
+    return LoadedModel(model, arch, n_out, "state_dict", str(path), digest, sidecar)
+
+
+def _check_classes(n_out: int, num_classes: int | None, what: str) -> None:
+    if num_classes is not None and n_out != num_classes:
+        raise CheckpointError(
+            f"{what} has {n_out} classes but the class list has {num_classes}: they must match"
+            " (check --classes, the label column, or that this is the right checkpoint)"
+        )
+
+
+def _probe_outputs(model, sidecar: dict) -> int:
+    import torch
+
+    size = int(sidecar.get("input_size", 224))
+    dev = next((p.device for p in model.parameters()), torch.device("cpu"))
+    with torch.inference_mode():
+        out = model(torch.zeros(1, 3, size, size, device=dev))
+    if isinstance(out, tuple | list):
+        out = out[0]
+    return int(out.shape[-1])
+
+
+def find_head(model) -> Any:
+    """The last ``nn.Linear`` of a model (its input is the penultimate embedding), or None."""
+    import torch
+
+    head = None
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.Linear):
+            head = mod
+    return head

@@ -1,0 +1,358 @@
+"""``analyze``: inputs -> one batched pass -> derived sections -> a run directory.
+
+Each derived section (metrics, embedding map, slices, label issues, duplicates, outliers) runs in
+its own guard: a section that fails is recorded in the manifest with its error, and the others are
+still written. Re-analysing the same inputs with the same config reuses the existing run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+import traceback
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import schema
+from .datasets import ImageSet, load_image_set, read_class_file
+from .inference import Progress, PassResult, prediction_columns, run_pass, softmax
+from .models import Preprocessing, default_preprocessing, load_model
+from .runstore import Run, RunWriter, now_iso, open_run
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Everything that determines a run. Paths are as the user gave them.
+
+    ``resize``/``crop``/``mean``/``std`` override the model's defaults (sidecar JSON, then
+    torchvision's documented preprocessing for ``arch``).
+    """
+
+    data: str
+    model: str | None = None
+    predictions: str | None = None
+    reference: str | None = None
+    arch: str | None = None
+    classes: str | None = None
+    trust_checkpoint: bool = False
+    resize: int | None = None
+    crop: int | None = None
+    no_crop: bool = False
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    batch_size: int = 64
+    num_workers: int | None = None
+    device: str | None = None
+    seed: int = 0
+    min_support: int = 20
+    umap: bool = True
+    max_pixels: int | None = None
+
+    def fingerprint_dict(self) -> dict:
+        """The parts of the config that change results (not device or worker count)."""
+        d = asdict(self)
+        for k in ("data", "model", "predictions", "reference", "classes", "device", "num_workers",
+                  "batch_size"):
+            d.pop(k)
+        return d
+
+
+def _preprocessing(cfg: AnalysisConfig, arch: str | None, sidecar: dict) -> Preprocessing:
+    base = default_preprocessing(arch)
+    if sidecar.get("resize"):
+        base = Preprocessing.from_dict({**base.to_dict(), **{k: sidecar[k] for k in
+                                        ("resize", "crop", "mean", "std") if k in sidecar}})
+    return replace(
+        base,
+        resize=cfg.resize or base.resize,
+        crop=None if cfg.no_crop else (cfg.crop or base.crop),
+        mean=tuple(cfg.mean) if cfg.mean else base.mean,
+        std=tuple(cfg.std) if cfg.std else base.std,
+    )
+
+
+def _class_names(cfg: AnalysisConfig) -> list[str] | None:
+    if cfg.classes:
+        return read_class_file(cfg.classes)
+    if cfg.model:
+        from .models import read_sidecar
+
+        side = read_sidecar(cfg.model)
+        if side.get("classes"):
+            return [str(c) for c in side["classes"]]
+    return None
+
+
+def run_id_for(cfg: AnalysisConfig, data: ImageSet, model_sha: str | None, ref_fp: str | None,
+               pred_sha: str | None, prep: Preprocessing) -> str:
+    payload = json.dumps(
+        {
+            "config": cfg.fingerprint_dict(),
+            "data": data.fingerprint(),
+            "model": model_sha,
+            "predictions": pred_sha,
+            "reference": ref_fp,
+            "prep": prep.to_dict(),
+            "schema": schema.SCHEMA_VERSION,
+        },
+        sort_keys=True,
+    )
+    digest = hashlib.sha256(payload.encode()).hexdigest()[:10]
+    data_name = Path(cfg.data).stem or "data"
+    model_name = Path(cfg.model).stem if cfg.model else (
+        Path(cfg.predictions).stem if cfg.predictions else "model")
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in f"{data_name}-{model_name}")
+    return f"{safe[:60]}-{digest}"
+
+
+def analyze(
+    cfg: AnalysisConfig,
+    *,
+    runs_dir: str | os.PathLike = "runs",
+    progress: Progress | None = None,
+    force: bool = False,
+) -> Run:
+    """Analyse ``cfg`` and return the run (reusing an identical existing run unless ``force``)."""
+    if not cfg.model and not cfg.predictions:
+        raise ValueError("give a model checkpoint (--model) or a predictions file (--predictions)")
+    if cfg.model and cfg.predictions:
+        raise ValueError("give either --model or --predictions, not both")
+    say = progress or (lambda msg, frac: None)
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    class_names = _class_names(cfg)
+    data = load_image_set(cfg.data, class_names=class_names)
+    reference = load_image_set(cfg.reference, class_names=data.class_names) if cfg.reference else None
+
+    from .models import read_sidecar, sha256_file
+
+    sidecar = read_sidecar(cfg.model) if cfg.model else {}
+    arch = cfg.arch or sidecar.get("arch")
+    prep = _preprocessing(cfg, arch, sidecar)
+    model_sha = sha256_file(cfg.model) if cfg.model else None
+    pred_sha = sha256_file(cfg.predictions) if cfg.predictions else None
+    run_id = run_id_for(cfg, data, model_sha, reference.fingerprint() if reference else None,
+                        pred_sha, prep)
+    final = Path(runs_dir) / run_id
+    if not force and (final / schema.MANIFEST).exists():
+        say(f"reusing existing run {run_id}", 1.0)
+        return open_run(final)
+
+    loaded = None
+    if cfg.model:
+        say("loading model", 0.0)
+        loaded = load_model(cfg.model, arch=arch, num_classes=len(data.class_names),
+                            trust_checkpoint=cfg.trust_checkpoint,
+                            device=_device(cfg.device))
+    warnings_: list[str] = list(data.warnings)
+
+    tp = time.perf_counter()
+    res = run_pass(
+        data.table[schema.PATH].tolist(), prep, model=loaded.model if loaded else None,
+        relpaths=data.table[schema.RELPATH].tolist(), batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers, device=_device(cfg.device), max_pixels=cfg.max_pixels,
+        progress=progress, desc="evaluation set",
+    )
+    timings["pass"] = time.perf_counter() - tp
+    if len(res.ok_index) == 0:
+        raise ValueError(
+            f"none of the {len(data)} images of {cfg.data} could be read; first reasons:"
+            f" {[s['reason'] for s in res.skipped[:3]]}"
+        )
+    table = data.table.iloc[res.ok_index].reset_index(drop=True)
+    if loaded is not None:
+        probs = softmax(res.logits)
+    else:
+        probs, pred_warn = _probs_from_file(cfg.predictions, table, data.class_names)
+        warnings_ += pred_warn
+    samples = build_samples(table, probs, res, data.class_names)
+
+    ref_samples = ref_emb = None
+    ref_skipped: list[dict] = []
+    if reference is not None:
+        tp = time.perf_counter()
+        rres = run_pass(
+            reference.table[schema.PATH].tolist(), prep, model=loaded.model if loaded else None,
+            relpaths=reference.table[schema.RELPATH].tolist(), batch_size=cfg.batch_size,
+            num_workers=cfg.num_workers, device=_device(cfg.device), max_pixels=cfg.max_pixels,
+            progress=progress, desc="reference set",
+        )
+        timings["reference_pass"] = time.perf_counter() - tp
+        rtable = reference.table.iloc[rres.ok_index].reset_index(drop=True)
+        ref_samples = pd.concat([rtable, rres.properties], axis=1)
+        if rres.logits is not None:
+            rp = prediction_columns(softmax(rres.logits), rtable[schema.LABEL].to_numpy())
+            ref_samples[schema.PRED] = rp[schema.PRED].to_numpy()
+            ref_samples[schema.CORRECT] = rp[schema.CORRECT].to_numpy()
+        ref_emb = rres.embeddings
+        ref_skipped = rres.skipped
+
+    sections: dict[str, dict] = {}
+    with RunWriter(runs_dir, run_id) as w:
+        from .sections import run_sections
+
+        extra_cols = run_sections(
+            w, samples=samples, probs=probs, embeddings=res.embeddings, class_names=data.class_names,
+            metadata_columns=data.metadata_columns, reference=ref_samples,
+            reference_embeddings=ref_emb, cfg=cfg, sections=sections, timings=timings,
+            progress=say,
+        )
+        for col, values in extra_cols.items():
+            samples[col] = values
+        w.write_table(schema.SAMPLES, samples)
+        w.write_array(schema.PROBS, probs.astype(np.float32))
+        if res.embeddings is not None:
+            w.write_array(schema.EMBEDDINGS, res.embeddings.astype(np.float16))
+        if ref_samples is not None:
+            w.write_table(schema.REFERENCE_SAMPLES, ref_samples)
+            if ref_emb is not None:
+                w.write_array(schema.REFERENCE_EMBEDDINGS, ref_emb.astype(np.float16))
+        timings["total"] = time.perf_counter() - t0
+        manifest = _manifest(cfg, data, reference, loaded, prep, model_sha, pred_sha, res,
+                             ref_skipped, samples, sections, timings, warnings_)
+        path = w.commit(manifest)
+    say(f"run {run_id} written", 1.0)
+    return open_run(path)
+
+
+def _device(device: str | None) -> str:
+    from .inference import pick_device
+
+    return pick_device(device)
+
+
+def build_samples(table: pd.DataFrame, probs: np.ndarray, res: PassResult,
+                  class_names: list[str]) -> pd.DataFrame:
+    """samples.parquet's rows: the image table + predictions + properties + latency."""
+    labels = table[schema.LABEL].to_numpy()
+    pc = prediction_columns(probs, labels)
+    names = np.asarray(class_names, dtype=object)
+    out = table.copy()
+    out[schema.CONTENT_HASH] = res.properties[schema.CONTENT_HASH].to_numpy()
+    for col in pc.columns:
+        out[col] = pc[col].to_numpy()
+    out[schema.PRED_NAME] = names[pc[schema.PRED].to_numpy()]
+    for col in schema.PROPERTY_COLUMNS:
+        out[col] = res.properties[col].to_numpy()
+    out[schema.LATENCY_MS] = res.latency_ms
+    core = [c for c in schema.CORE_COLUMNS if c in out.columns]
+    rest = [c for c in out.columns if c not in core]
+    return out[core + rest]
+
+
+def _probs_from_file(path: str, table: pd.DataFrame, class_names: list[str]):
+    """Per-class probabilities from a CSV/Parquet with ``path`` + one column per class name."""
+    p = Path(path)
+    df = pd.read_csv(p) if p.suffix.lower() == ".csv" else pd.read_parquet(p)
+    if "path" not in df.columns:
+        raise ValueError(f"predictions file {p} needs a 'path' column; found {list(df.columns)[:10]}")
+    missing = [c for c in class_names if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"predictions file {p} lacks probability columns for classes {missing[:10]};"
+            f" expected one column per class name ({len(class_names)} classes)"
+        )
+    df = df.assign(path=df["path"].astype(str).map(lambda s: Path(s).as_posix()))
+    if df["path"].duplicated().any():
+        raise ValueError(f"predictions file {p} lists some paths twice, e.g."
+                         f" {df.loc[df['path'].duplicated(), 'path'].head(3).tolist()}")
+    by_path = df.set_index("path")
+    keys = table[schema.RELPATH].where(table[schema.RELPATH].isin(by_path.index), table[schema.PATH])
+    absent = ~keys.isin(by_path.index)
+    if absent.any():
+        raise ValueError(
+            f"predictions file {p} has no row for {int(absent.sum())} image(s), e.g."
+            f" {table.loc[absent, schema.RELPATH].head(3).tolist()}"
+        )
+    probs = by_path.loc[keys, class_names].to_numpy(np.float64)
+    notes = []
+    if not np.isfinite(probs).all() or (probs < 0).any():
+        raise ValueError(f"predictions file {p} has negative or non-finite probabilities")
+    sums = probs.sum(axis=1)
+    if np.abs(sums - 1).max() > 1e-3:
+        if (probs > 1).any():  # logits rather than probabilities
+            probs = softmax(probs)
+            notes.append("predictions look like logits (values > 1): softmax applied")
+        else:
+            probs = probs / sums[:, None]
+            notes.append("prediction rows did not sum to 1: renormalised")
+    return probs.astype(np.float32), notes
+
+
+def _manifest(cfg, data, reference, loaded, prep, model_sha, pred_sha, res, ref_skipped, samples,
+              sections, timings, warnings_) -> dict:
+    import torch
+    import torchvision
+
+    versions = {"python": platform.python_version(), "torch": torch.__version__,
+                "torchvision": torchvision.__version__, "numpy": np.__version__,
+                "pandas": pd.__version__}
+    try:
+        from importlib.metadata import version
+
+        versions["errorscope"] = version("errorscope")
+    except Exception:
+        pass
+    n_total = len(data)
+    return {
+        "created": now_iso(),
+        "n_samples": int(len(samples)),
+        "n_skipped": len(res.skipped),
+        "class_names": data.class_names,
+        "metadata_columns": data.metadata_columns,
+        "property_columns": schema.PROPERTY_COLUMNS,
+        "has_embeddings": res.embeddings is not None,
+        "has_model": loaded is not None,
+        "inputs": {
+            "data": {"source": str(Path(data.source).resolve()), "name": Path(data.source).name,
+                     "kind": data.kind, "root": data.root, "n_images": n_total,
+                     "fingerprint": data.fingerprint()},
+            "model": None if loaded is None else {
+                "path": str(Path(loaded.path).resolve()), "name": Path(loaded.path).name,
+                "arch": loaded.arch, "kind": loaded.kind, "num_classes": loaded.num_classes,
+                "sha256": model_sha},
+            "predictions": None if not cfg.predictions else {
+                "path": str(Path(cfg.predictions).resolve()), "name": Path(cfg.predictions).name,
+                "sha256": pred_sha},
+            "reference": None if reference is None else {
+                "source": str(Path(reference.source).resolve()), "name": Path(reference.source).name,
+                "n_images": len(reference), "n_skipped": len(ref_skipped),
+                "fingerprint": reference.fingerprint()},
+        },
+        "preprocessing": prep.to_dict(),
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+        "versions": versions,
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "images_per_second": round(len(samples) / max(timings.get("pass", 1e-9), 1e-9), 2),
+        "warnings": warnings_,
+        "skipped": res.skipped,
+        "reference_skipped": ref_skipped,
+        "sections": sections,
+    }
+
+
+@contextmanager
+def section(name: str, sections: dict, timings: dict, progress: Callable | None = None):
+    """Record a section's status; an exception is logged in the manifest, not raised."""
+    if progress:
+        progress(f"computing {name}", 0.0)
+    t = time.perf_counter()
+    entry = {"status": "ok"}
+    try:
+        yield entry
+    except Exception as e:  # one failing section must not lose the others
+        entry.update(status="failed", error=f"{type(e).__name__}: {e}",
+                     traceback=traceback.format_exc(limit=6))
+    finally:
+        timings[name] = time.perf_counter() - t
+        entry["seconds"] = round(timings[name], 3)
+        sections[name] = entry

@@ -1,0 +1,114 @@
+"""End-to-end analysis on tiny data: run directory contents, bad files, reuse, atomicity."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from analysis import schema
+from analysis.pipeline import AnalysisConfig, analyze
+from analysis.runstore import RunError, open_run
+from tests.conftest import CLASSES
+
+
+def _cfg(data, model, **kw):
+    return AnalysisConfig(data=str(data), model=str(model), arch="resnet18", resize=32,
+                          no_crop=True, num_workers=0, batch_size=8, umap=False, **kw)
+
+
+def test_run_directory_contract(image_folder, tiny_resnet, tmp_path):
+    run = analyze(_cfg(image_folder, tiny_resnet), runs_dir=tmp_path / "runs")
+    s = run.samples
+    assert len(s) == 18 and run.class_names == CLASSES
+    assert run.probs.shape == (18, 3) and run.probs.dtype == np.float32
+    np.testing.assert_allclose(run.probs.sum(1), 1, atol=1e-5)
+    assert run.embeddings.shape == (18, 512) and run.embeddings.dtype == np.float16
+    for col in schema.CORE_COLUMNS + schema.PROPERTY_COLUMNS:
+        assert col in s.columns, col
+    np.testing.assert_array_equal(s[schema.PRED], run.probs.argmax(1))
+    np.testing.assert_array_equal(s[schema.CORRECT], s[schema.PRED] == s[schema.LABEL])
+    np.testing.assert_allclose(s[schema.LOSS], -np.log(run.probs[np.arange(18), s[schema.LABEL]]),
+                               rtol=1e-5)
+    assert s[schema.SAMPLE_ID].is_unique and (s[schema.WIDTH] == 40).all()
+    m = run.manifest
+    assert m["schema_version"] == schema.SCHEMA_VERSION and m["n_skipped"] == 0
+    assert m["inputs"]["model"]["sha256"] and m["inputs"]["data"]["fingerprint"]
+    assert m["preprocessing"]["resize"] == 32 and m["preprocessing"]["crop"] is None
+
+
+def test_bad_files_are_skipped_with_reasons(image_folder, tiny_resnet, tmp_path):
+    ant = image_folder / "ant"
+    (ant / "corrupt.png").write_bytes(b"\x89PNG not really" * 10)
+    good = (ant / "ant_00.png").read_bytes()
+    (ant / "truncated.png").write_bytes(good[: len(good) // 3])
+    (ant / "zero.png").write_bytes(b"")
+    Image.fromarray(np.full((40, 40), 30000, np.uint16)).save(ant / "sixteen.png")
+    Image.fromarray(np.full((40, 40), 90, np.uint8)).save(ant / "gray.png")
+    run = analyze(_cfg(image_folder, tiny_resnet), runs_dir=tmp_path / "runs")
+    skipped = {s["relpath"]: s["reason"] for s in run.manifest["skipped"]}
+    assert set(skipped) == {"ant/corrupt.png", "ant/truncated.png", "ant/zero.png"}
+    assert "empty file" in skipped["ant/zero.png"]
+    assert "truncated" in skipped["ant/truncated.png"] or "corrupt" in skipped["ant/truncated.png"]
+    rel = set(run.samples[schema.RELPATH])
+    assert {"ant/sixteen.png", "ant/gray.png"} <= rel and len(rel) == 20
+    assert run.manifest["n_skipped"] == 3
+
+
+def test_same_inputs_reuse_the_run(image_folder, tiny_resnet, tmp_path):
+    a = analyze(_cfg(image_folder, tiny_resnet), runs_dir=tmp_path / "runs")
+    mtime = (a.path / schema.MANIFEST).stat().st_mtime_ns
+    b = analyze(_cfg(image_folder, tiny_resnet), runs_dir=tmp_path / "runs")
+    assert b.path == a.path and (b.path / schema.MANIFEST).stat().st_mtime_ns == mtime
+    c = analyze(_cfg(image_folder, tiny_resnet, seed=1), runs_dir=tmp_path / "runs")
+    assert c.path != a.path
+
+
+def test_interrupted_analysis_leaves_no_run(image_folder, tiny_resnet, tmp_path, monkeypatch):
+    import analysis.pipeline as pl
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pl, "build_samples", boom)
+    with pytest.raises(KeyboardInterrupt):
+        analyze(_cfg(image_folder, tiny_resnet), runs_dir=tmp_path / "runs")
+    runs = tmp_path / "runs"
+    assert not runs.exists() or not any(runs.iterdir())  # no run, no temporary folder
+
+
+def test_old_schema_gets_a_clear_message(image_folder, tiny_resnet, tmp_path):
+    run = analyze(_cfg(image_folder, tiny_resnet), runs_dir=tmp_path / "runs")
+    m = json.loads((run.path / schema.MANIFEST).read_text())
+    m["schema_version"] = 0
+    (run.path / schema.MANIFEST).write_text(json.dumps(m))
+    with pytest.raises(RunError, match="schema version 0; this errorscope reads version 1"):
+        open_run(run.path)
+
+
+def test_predictions_file_mode(image_folder, tmp_path):
+    from analysis.datasets import load_image_set
+
+    s = load_image_set(image_folder)
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(3), size=len(s))
+    preds = pd.DataFrame(p, columns=CLASSES).assign(path=s.table[schema.RELPATH])
+    preds.to_csv(tmp_path / "preds.csv", index=False)
+    run = analyze(AnalysisConfig(data=str(image_folder), predictions=str(tmp_path / "preds.csv"),
+                                 num_workers=0, umap=False), runs_dir=tmp_path / "runs")
+    np.testing.assert_allclose(run.probs, p.astype(np.float32), atol=1e-6)
+    assert run.embeddings is None and run.manifest["has_model"] is False
+    assert run.samples[schema.BRIGHTNESS].notna().all()
+    preds.drop(columns=["bee"]).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ValueError, match=r"lacks probability columns for classes \['bee'\]"):
+        analyze(AnalysisConfig(data=str(image_folder), predictions=str(tmp_path / "bad.csv"),
+                               num_workers=0), runs_dir=tmp_path / "runs")
+
+
+def test_wrong_class_count_fails_before_the_pass(image_folder, tmp_path):
+    from tests.conftest import save_tiny_resnet
+
+    ckpt = save_tiny_resnet(tmp_path / "five.pt", num_classes=5)
+    with pytest.raises(ValueError, match="has 5 classes but the class list has 3"):
+        analyze(_cfg(image_folder, ckpt), runs_dir=tmp_path / "runs")

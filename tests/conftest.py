@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny image sets and tiny random models built in code (nothing downloaded)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("ERRORSCOPE_NO_PROGRESS", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+CLASSES = ["ant", "bee", "cat"]
+
+
+def make_image_folder(root: Path, n_per_class: int = 6, size: int = 40, seed: int = 0) -> Path:
+    """root/<class>/<i>.png with a colour per class, so a model can tell them apart."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    colours = [(200, 40, 40), (40, 200, 40), (40, 40, 200)]
+    for c, name in enumerate(CLASSES):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n_per_class):
+            arr = rng.integers(0, 60, size=(size, size, 3), dtype=np.uint8)
+            arr[8:32, 8:32] = colours[c]
+            Image.fromarray(arr).save(root / name / f"{name}_{i:02d}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    return make_image_folder(tmp_path / "data")
+
+
+def save_tiny_resnet(path: Path, num_classes: int = 3, seed: int = 0) -> Path:
+    import torch
+    import torchvision
+
+    torch.manual_seed(seed)
+    m = torchvision.models.resnet18(weights=None, num_classes=num_classes)
+    torch.save(m.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_resnet(tmp_path_factory) -> Path:
+    return save_tiny_resnet(tmp_path_factory.mktemp("models") / "tiny.pt")
