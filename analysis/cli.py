@@ -159,7 +159,7 @@ def _print_summary(run) -> None:
           f" ({m['images_per_second']} images/s)")
     metrics = run.json("metrics.json")
     if metrics:
-        acc = metrics["headline"]["accuracy"]
+        acc = metrics["accuracy"]
         print(f"  accuracy {acc['value']:.3f} [{acc['low']:.3f}, {acc['high']:.3f}]")
     for name, s in m.get("sections", {}).items():
         if s.get("status") != "ok":

@@ -59,10 +59,17 @@ class PassResult:
 class _ImageDataset:
     """torch-style dataset over file paths; a failure is returned, not raised."""
 
-    def __init__(self, paths: list[str], prep: Preprocessing, max_pixels: int | None = None):
+    def __init__(
+        self,
+        paths: list[str],
+        prep: Preprocessing,
+        max_pixels: int | None = None,
+        thumb_paths: list[str] | None = None,
+    ):
         self.paths = paths
         self.prep = prep
         self.max_pixels = max_pixels
+        self.thumb_paths = thumb_paths
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -75,6 +82,8 @@ class _ImageDataset:
             return {"i": i, "error": str(e)}
         except Exception as e:  # never let one file kill the pass
             return {"i": i, "error": f"unexpected error: {type(e).__name__}: {e}"}
+        if self.thumb_paths is not None:
+            write_thumbnail(img.rgb, self.thumb_paths[i])
         return {
             "i": i,
             "x": to_model_tensor(img.rgb, self.prep),
@@ -83,6 +92,18 @@ class _ImageDataset:
             "file_size": img.file_size,
             "content_hash": img.content_hash,
         }
+
+
+THUMB_SIZE = 160  # longest side of gallery thumbnails, px
+
+
+def write_thumbnail(rgb: np.ndarray, path: str, size: int = THUMB_SIZE) -> None:
+    """A small JPEG for the gallery, written once during the pass (never full images in a grid)."""
+    from PIL import Image
+
+    im = Image.fromarray(rgb)
+    im.thumbnail((size, size))
+    im.save(path, format="JPEG", quality=85)
 
 
 def to_model_tensor(rgb: np.ndarray, prep: Preprocessing):
@@ -202,6 +223,7 @@ def run_pass(
     perturb: Callable | None = None,
     want_embeddings: bool = True,
     max_pixels: int | None = None,
+    thumb_paths: list[str] | None = None,
     progress: Progress | None = None,
     desc: str = "analysing",
 ) -> PassResult:
@@ -218,6 +240,8 @@ def run_pass(
         ``f(x) -> x`` on the float batch [B, 3, S, S] in [0, 1] before normalisation (robustness).
     progress : callable(str, float), optional
         Called with a message and the fraction done, for UIs; a tqdm bar goes to stderr too.
+    thumb_paths : list of str, optional
+        Where to write each image's gallery thumbnail (same order as ``paths``).
     """
     import torch
     from torch.utils.data import DataLoader
@@ -226,7 +250,7 @@ def run_pass(
     device = pick_device(device)
     if num_workers is None:
         num_workers = max(0, min(4, (os.cpu_count() or 1) - 1))
-    ds = _ImageDataset(list(paths), prep, max_pixels)
+    ds = _ImageDataset(list(paths), prep, max_pixels, thumb_paths)
     loader = DataLoader(
         ds,
         batch_size=batch_size,

@@ -286,3 +286,22 @@ def find_head(model) -> Any:
         if isinstance(mod, torch.nn.Linear):
             head = mod
     return head
+
+
+def load_run_model(manifest: dict, *, device: str = "cpu") -> tuple[LoadedModel, Preprocessing]:
+    """The model and preprocessing a run was made with (for CAMs and robustness passes).
+
+    Raises :class:`CheckpointError` when the run was built from a predictions file or the
+    checkpoint moved or changed since (its sha256 is checked)."""
+    info = (manifest.get("inputs") or {}).get("model")
+    if not info:
+        raise CheckpointError("this run was built from a predictions file: it has no model")
+    path = Path(info["path"])
+    if not path.exists():
+        raise CheckpointError(f"the run's checkpoint {path} is gone; CAMs need the model file")
+    if info.get("sha256") and sha256_file(path) != info["sha256"]:
+        raise CheckpointError(f"{path} changed since the run was made (sha256 differs)")
+    cfg = manifest.get("config", {})
+    loaded = load_model(path, arch=info.get("arch"), num_classes=len(manifest["class_names"]),
+                        trust_checkpoint=bool(cfg.get("trust_checkpoint")), device=device)
+    return loaded, Preprocessing.from_dict(manifest["preprocessing"])

@@ -155,49 +155,67 @@ def analyze(
                             device=_device(cfg.device))
     warnings_: list[str] = list(data.warnings)
 
-    tp = time.perf_counter()
-    res = run_pass(
-        data.table[schema.PATH].tolist(), prep, model=loaded.model if loaded else None,
-        relpaths=data.table[schema.RELPATH].tolist(), batch_size=cfg.batch_size,
-        num_workers=cfg.num_workers, device=_device(cfg.device), max_pixels=cfg.max_pixels,
-        progress=progress, desc="evaluation set",
-    )
-    timings["pass"] = time.perf_counter() - tp
-    if len(res.ok_index) == 0:
-        raise ValueError(
-            f"none of the {len(data)} images of {cfg.data} could be read; first reasons:"
-            f" {[s['reason'] for s in res.skipped[:3]]}"
-        )
-    table = data.table.iloc[res.ok_index].reset_index(drop=True)
-    if loaded is not None:
-        probs = softmax(res.logits)
-    else:
-        probs, pred_warn = _probs_from_file(cfg.predictions, table, data.class_names)
-        warnings_ += pred_warn
-    samples = build_samples(table, probs, res, data.class_names)
-
-    ref_samples = ref_emb = None
-    ref_skipped: list[dict] = []
-    if reference is not None:
-        tp = time.perf_counter()
-        rres = run_pass(
-            reference.table[schema.PATH].tolist(), prep, model=loaded.model if loaded else None,
-            relpaths=reference.table[schema.RELPATH].tolist(), batch_size=cfg.batch_size,
-            num_workers=cfg.num_workers, device=_device(cfg.device), max_pixels=cfg.max_pixels,
-            progress=progress, desc="reference set",
-        )
-        timings["reference_pass"] = time.perf_counter() - tp
-        rtable = reference.table.iloc[rres.ok_index].reset_index(drop=True)
-        ref_samples = pd.concat([rtable, rres.properties], axis=1)
-        if rres.logits is not None:
-            rp = prediction_columns(softmax(rres.logits), rtable[schema.LABEL].to_numpy())
-            ref_samples[schema.PRED] = rp[schema.PRED].to_numpy()
-            ref_samples[schema.CORRECT] = rp[schema.CORRECT].to_numpy()
-        ref_emb = rres.embeddings
-        ref_skipped = rres.skipped
-
-    sections: dict[str, dict] = {}
     with RunWriter(runs_dir, run_id) as w:
+        thumbs = w.tmp / schema.THUMBS_DIR
+        thumbs.mkdir()
+        tp = time.perf_counter()
+        res = run_pass(
+            data.table[schema.PATH].tolist(),
+            prep,
+            model=loaded.model if loaded else None,
+            relpaths=data.table[schema.RELPATH].tolist(),
+            batch_size=cfg.batch_size,
+            num_workers=cfg.num_workers,
+            device=_device(cfg.device),
+            max_pixels=cfg.max_pixels,
+            thumb_paths=[str(thumbs / f"{sid}.jpg") for sid in data.table[schema.SAMPLE_ID]],
+            progress=progress,
+            desc="evaluation set",
+        )
+        timings["pass"] = time.perf_counter() - tp
+        if len(res.ok_index) == 0:
+            raise ValueError(
+                f"none of the {len(data)} images of {cfg.data} could be read; first reasons:"
+                f" {[s['reason'] for s in res.skipped[:3]]}"
+            )
+        table = data.table.iloc[res.ok_index].reset_index(drop=True)
+        if loaded is not None:
+            probs = softmax(res.logits)
+        else:
+            probs, pred_warn = _probs_from_file(cfg.predictions, table, data.class_names)
+            warnings_ += pred_warn
+        samples = build_samples(table, probs, res, data.class_names)
+
+        ref_samples = ref_emb = None
+        ref_skipped: list[dict] = []
+        if reference is not None:
+            tp = time.perf_counter()
+            rres = run_pass(
+                reference.table[schema.PATH].tolist(),
+                prep,
+                model=loaded.model if loaded else None,
+                relpaths=reference.table[schema.RELPATH].tolist(),
+                batch_size=cfg.batch_size,
+                num_workers=cfg.num_workers,
+                device=_device(cfg.device),
+                max_pixels=cfg.max_pixels,
+                thumb_paths=[
+                    str(thumbs / f"ref-{sid}.jpg") for sid in reference.table[schema.SAMPLE_ID]
+                ],
+                progress=progress,
+                desc="reference set",
+            )
+            timings["reference_pass"] = time.perf_counter() - tp
+            rtable = reference.table.iloc[rres.ok_index].reset_index(drop=True)
+            ref_samples = pd.concat([rtable, rres.properties], axis=1)
+            if rres.logits is not None:
+                rp = prediction_columns(softmax(rres.logits), rtable[schema.LABEL].to_numpy())
+                ref_samples[schema.PRED] = rp[schema.PRED].to_numpy()
+                ref_samples[schema.CORRECT] = rp[schema.CORRECT].to_numpy()
+            ref_emb = rres.embeddings
+            ref_skipped = rres.skipped
+
+        sections: dict[str, dict] = {}
         from .sections import run_sections
 
         extra_cols = run_sections(

@@ -1,0 +1,33 @@
+"""The dashboard's pages, in navigation order.
+
+Each page is a thin file in ``dashboard/pages/`` (so AppTest can open it) that calls
+``render(run)`` of its module here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
+
+
+@dataclass(frozen=True)
+class View:
+    url: str
+    title: str
+    icon: str
+    section: str
+    visibility: str = "visible"
+
+    @property
+    def file(self) -> Path:
+        return PAGES_DIR / f"{self.url}.py"
+
+
+VIEWS = [
+    View("overview", "Overview", "📊", "Analysis"),
+    View("confusion", "Confusion", "🔀", "Analysis"),
+    View("gallery", "Gallery", "🖼️", "Images"),
+    View("detail", "Image detail", "🔍", "Images"),
+]

@@ -1,0 +1,174 @@
+"""Pure figure builders: results in, Plotly figures out. The dashboard and the HTML report both
+render these, so no number is drawn two different ways. Plotly is imported inside each builder.
+
+Charts that drill down keep the ids of what they show in ``customdata`` (class indices for the
+confusion grid, row positions for scatters), so a click can open exactly those images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+OK_COLOUR = "#2a9d8f"
+ERR_COLOUR = "#e76f51"
+ACCENT = "#264653"
+FONT = dict(family="Inter, Helvetica, Arial, sans-serif", size=13)
+
+
+def _layout(fig, *, height: int | None = None, title: str | None = None):
+    fig.update_layout(
+        margin=dict(l=10, r=10, t=40 if title else 10, b=10),
+        font=FONT,
+        title=dict(text=title, x=0.01) if title else None,
+        plot_bgcolor="white",
+        paper_bgcolor="white",
+        height=height,
+    )
+    return fig
+
+
+def confusion_figure(cm: np.ndarray, class_names: list[str], *, normalize: str | None = None):
+    """Confusion matrix as a grid of square markers (clickable in Streamlit, unlike a heatmap).
+
+    Parameters
+    ----------
+    cm : int [K, K]
+        Counts, rows = true class, columns = predicted class.
+    normalize : {None, "true", "pred"}
+        Colour and text by counts, row shares (recall view) or column shares (precision view).
+
+    Each point's ``customdata`` is ``[true, pred, count]``.
+    """
+    import plotly.graph_objects as go
+
+    cm = np.asarray(cm, dtype=float)
+    k = cm.shape[0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if normalize == "true":
+            shown = cm / cm.sum(axis=1, keepdims=True)
+        elif normalize == "pred":
+            shown = cm / cm.sum(axis=0, keepdims=True)
+        else:
+            shown = cm
+    t, p = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
+    t, p = t.ravel(), p.ravel()
+    vals = shown[t, p]
+    counts = cm[t, p].astype(int)
+    text = [
+        ("" if np.isnan(v) else f"{v:.0%}") if normalize else f"{c}"
+        for v, c in zip(vals, counts, strict=True)
+    ]
+    # diagonal in teal, errors in orange: a click target per cell
+    off = t != p
+    scale_max = np.nanmax(vals[off]) if off.any() and np.nanmax(vals[off]) > 0 else 1.0
+    colours = []
+    for v, is_off in zip(np.nan_to_num(vals), off, strict=True):
+        if is_off:
+            a = 0.08 + 0.92 * min(1.0, v / scale_max)
+            colours.append(f"rgba(231,111,81,{a:.3f})")
+        else:
+            diag_max = np.nanmax(vals[~off]) if (~off).any() else 1.0
+            a = 0.15 + 0.85 * (v / diag_max if diag_max else 0)
+            colours.append(f"rgba(42,157,143,{a:.3f})")
+    size = max(18, min(64, int(560 / max(k, 1))))
+    fig = go.Figure(
+        go.Scatter(
+            x=[class_names[i] for i in p],
+            y=[class_names[i] for i in t],
+            mode="markers+text",
+            marker=dict(symbol="square", size=size, color=colours, line=dict(width=1, color="white")),
+            text=text,
+            textfont=dict(size=max(9, min(14, size // 3)), color="#1d3557"),
+            customdata=np.stack([t, p, counts], axis=1),
+            hovertemplate=(
+                "given <b>%{y}</b> → predicted <b>%{x}</b><br>%{customdata[2]} images"
+                "<extra>click to open</extra>"
+            ),
+        )
+    )
+    fig.update_xaxes(title="predicted", side="top", showgrid=False, zeroline=False,
+                     type="category", categoryorder="array", categoryarray=class_names)
+    fig.update_yaxes(title="given label", showgrid=False, zeroline=False, type="category",
+                     categoryorder="array", categoryarray=class_names[::-1])
+    side = max(320, min(760, 70 * k + 120))
+    return _layout(fig, height=side)
+
+
+def per_class_figure(per_class: pd.DataFrame, class_names: list[str]):
+    """Precision, recall and F1 per class with 95% intervals as error bars."""
+    import plotly.graph_objects as go
+
+    names = [class_names[int(c)] for c in per_class["class"]]
+    fig = go.Figure()
+    for metric, colour in (("precision", "#457b9d"), ("recall", ERR_COLOUR), ("f1", ACCENT)):
+        v = per_class[metric].to_numpy(float)
+        lo = per_class[f"{metric}_low"].to_numpy(float)
+        hi = per_class[f"{metric}_high"].to_numpy(float)
+        fig.add_bar(
+            y=names, x=v, name=metric, orientation="h", marker_color=colour,
+            error_x=dict(type="data", symmetric=False, array=hi - v, arrayminus=v - lo,
+                         thickness=1.2, width=3),
+            hovertemplate=f"{metric} %{{x:.1%}}<extra>%{{y}}</extra>",
+        )
+    fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.1))
+    fig.update_xaxes(range=[0, 1.02], tickformat=".0%", gridcolor="#eee")
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, height=max(260, 60 * len(names) + 60))
+
+
+def reliability_figure(bins: pd.DataFrame):
+    """Reliability diagram: accuracy per confidence bin (with Wilson intervals) vs the diagonal."""
+    import plotly.graph_objects as go
+
+    b = bins[bins["count"] > 0]
+    mid = (b["bin_low"] + b["bin_high"]) / 2
+    acc = b["accuracy"].to_numpy(float)
+    fig = go.Figure()
+    fig.add_bar(
+        x=mid, y=acc, width=(b["bin_high"] - b["bin_low"]) * 0.9, marker_color="#457b9d",
+        name="accuracy",
+        error_y=dict(type="data", symmetric=False, array=b["accuracy_high"] - acc,
+                     arrayminus=acc - b["accuracy_low"], thickness=1.2),
+        customdata=np.stack([b["count"], b["mean_confidence"]], axis=1),
+        hovertemplate="accuracy %{y:.1%}<br>mean confidence %{customdata[1]:.1%}"
+        "<br>%{customdata[0]} images<extra></extra>",
+    )
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dash", color="#999"),
+                    name="perfect calibration", hoverinfo="skip")
+    fig.update_xaxes(title="confidence", range=[0, 1], tickformat=".0%", gridcolor="#eee")
+    fig.update_yaxes(title="accuracy", range=[0, 1.05], tickformat=".0%", gridcolor="#eee")
+    fig.update_layout(legend=dict(orientation="h", y=-0.25))
+    return _layout(fig, height=340)
+
+
+def class_distribution_figure(support: np.ndarray, errors: np.ndarray, class_names: list[str]):
+    """Images per class, split into correct and wrong."""
+    import plotly.graph_objects as go
+
+    support = np.asarray(support, int)
+    errors = np.asarray(errors, int)
+    fig = go.Figure()
+    fig.add_bar(x=class_names, y=support - errors, name="correct", marker_color=OK_COLOUR)
+    fig.add_bar(x=class_names, y=errors, name="wrong", marker_color=ERR_COLOUR)
+    fig.update_layout(barmode="stack", legend=dict(orientation="h", y=1.12))
+    fig.update_yaxes(title="images", gridcolor="#eee")
+    return _layout(fig, height=300)
+
+
+def top_k_figure(probs_row: np.ndarray, class_names: list[str], *, label: int, k: int = 5):
+    """Horizontal bars of the k most probable classes; the given label is marked."""
+    import plotly.graph_objects as go
+
+    p = np.asarray(probs_row, float)
+    order = np.argsort(-p)[:k]
+    if label not in order:
+        order = np.append(order, label)
+    names = [class_names[i] + (" (given)" if i == label else "") for i in order]
+    colours = [OK_COLOUR if i == label else "#8d99ae" for i in order]
+    fig = go.Figure(go.Bar(x=p[order], y=names, orientation="h", marker_color=colours,
+                           text=[f"{v:.1%}" for v in p[order]], textposition="auto",
+                           hovertemplate="%{y}: %{x:.2%}<extra></extra>"))
+    fig.update_xaxes(range=[0, 1], tickformat=".0%", gridcolor="#eee")
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, height=40 * len(order) + 50)

@@ -1,0 +1,44 @@
+"""Number formatting shared by the dashboard and the reports (one place, one style)."""
+
+from __future__ import annotations
+
+import math
+
+
+def is_missing(x) -> bool:
+    try:
+        return x is None or (isinstance(x, float) and math.isnan(x))
+    except TypeError:
+        return False
+
+
+def pct(x, digits: int = 1) -> str:
+    """0.8734 -> '87.3%'; NaN/None -> '—'."""
+    return "—" if is_missing(x) else f"{100.0 * float(x):.{digits}f}%"
+
+
+def num(x, digits: int = 3) -> str:
+    return "—" if is_missing(x) else f"{float(x):.{digits}f}"
+
+
+def interval(low, high, *, as_pct: bool = True, digits: int = 1) -> str:
+    """'85.2–89.1%' (or '0.85–0.89'); '—' if either end is missing."""
+    if is_missing(low) or is_missing(high):
+        return "—"
+    if as_pct:
+        return f"{100 * float(low):.{digits}f}–{100 * float(high):.{digits}f}%"
+    return f"{float(low):.{digits + 2}f}–{float(high):.{digits + 2}f}"
+
+
+def estimate(est, *, as_pct: bool = True, digits: int = 1) -> str:
+    """'87.3% (95% CI 85.2–89.1%)' from an object or dict with value/low/high."""
+    get = est.get if isinstance(est, dict) else lambda k: getattr(est, k, None)
+    v = get("value")
+    main = pct(v, digits) if as_pct else num(v, digits + 2)
+    return f"{main} (95% CI {interval(get('low'), get('high'), as_pct=as_pct, digits=digits)})"
+
+
+def p_value(p) -> str:
+    if is_missing(p):
+        return "—"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"

@@ -1,0 +1,319 @@
+"""Image-set queries: the filters behind every gallery, queue and deep link.
+
+A :class:`ImageQuery` is a small serialisable value (it round-trips through URL query parameters)
+that one pure function applies to a run's samples table. Every chart that drills down to images
+builds an ImageQuery; the gallery, the review queue and the report read it back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import schema
+
+SORT_KEYS = {
+    "loss": "highest loss first (most confidently wrong)",
+    "confidence": "confidence",
+    "margin": "margin between the top two classes",
+    "entropy": "entropy of the prediction",
+    "true_prob": "probability of the given label",
+    "label_quality": "label quality (lowest = most suspicious label)",
+    "relpath": "file path",
+}
+
+# Query-parameter names, defined once.
+P_TRUE, P_PRED, P_CORRECT, P_CONF = "true", "pred", "correct", "conf"
+P_WHERE, P_SLICE, P_SEL, P_CLUSTER, P_ISSUE = "where", "slice", "sel", "cluster", "issue"
+P_SORT, P_DESC, P_PAGE, P_SAMPLE, P_RUN = "sort", "desc", "page", "sample", "run"
+QUERY_PARAMS = (P_TRUE, P_PRED, P_CORRECT, P_CONF, P_WHERE, P_SLICE, P_SEL, P_CLUSTER, P_ISSUE,
+                P_SORT, P_DESC)
+
+ISSUES = {
+    "label": "suspected label errors",
+    "leak": "leaked from the reference set",
+    "duplicate": "near-duplicates inside the set",
+}
+
+SELECTIONS_DIR = "selections"
+
+
+@dataclass(frozen=True)
+class ImageQuery:
+    """Which images, in which order.
+
+    Attributes
+    ----------
+    true, pred : tuple of int
+        Keep images whose given / predicted label is one of these (empty = any).
+    correct : {"all", "correct", "wrong"}
+    conf : (float, float)
+        Inclusive confidence range in [0, 1].
+    where : tuple of (column, value) pairs
+        Metadata equality filters, ANDed (values compared as strings).
+    slice : str
+        A slice spec as JSON (``analysis.slices.spec_to_json``), or "".
+    sel : str
+        Id of a stored explicit selection (lasso, queue), or "".
+    cluster : int or None
+    issue : str
+        One of ``ISSUES`` or an outlier type ("outlier:dark"), or "".
+    sort : str
+        One of ``SORT_KEYS``; ``desc`` orders high to low.
+    """
+
+    true: tuple[int, ...] = ()
+    pred: tuple[int, ...] = ()
+    correct: str = "all"
+    conf: tuple[float, float] = (0.0, 1.0)
+    where: tuple[tuple[str, str], ...] = ()
+    slice: str = ""
+    sel: str = ""
+    cluster: int | None = None
+    issue: str = ""
+    sort: str = "loss"
+    desc: bool = True
+
+    def __post_init__(self):
+        if self.correct not in ("all", "correct", "wrong"):
+            raise ValueError(f"correct must be 'all', 'correct' or 'wrong', got {self.correct!r}")
+        if self.sort not in SORT_KEYS:
+            raise ValueError(f"unknown sort key {self.sort!r}; valid: {sorted(SORT_KEYS)}")
+        lo, hi = self.conf
+        if not (0.0 <= lo <= hi <= 1.0):
+            raise ValueError(f"conf must satisfy 0 <= low <= high <= 1, got {self.conf}")
+
+    # -- URL form -------------------------------------------------------------------------
+    def to_params(self) -> dict[str, str]:
+        """Query parameters that differ from the defaults (so links stay short)."""
+        d = ImageQuery()
+        out: dict[str, str] = {}
+        if self.true:
+            out[P_TRUE] = ",".join(map(str, self.true))
+        if self.pred:
+            out[P_PRED] = ",".join(map(str, self.pred))
+        if self.correct != d.correct:
+            out[P_CORRECT] = self.correct
+        if self.conf != d.conf:
+            out[P_CONF] = f"{self.conf[0]:g},{self.conf[1]:g}"
+        if self.where:
+            out[P_WHERE] = json.dumps([list(w) for w in self.where], separators=(",", ":"))
+        if self.slice:
+            out[P_SLICE] = self.slice
+        if self.sel:
+            out[P_SEL] = self.sel
+        if self.cluster is not None:
+            out[P_CLUSTER] = str(self.cluster)
+        if self.issue:
+            out[P_ISSUE] = self.issue
+        if self.sort != d.sort:
+            out[P_SORT] = self.sort
+        if self.desc != d.desc:
+            out[P_DESC] = "1" if self.desc else "0"
+        return out
+
+    @classmethod
+    def from_params(cls, params) -> ImageQuery:
+        """Parse query parameters; malformed values fall back to the default (a pasted, mangled
+        link still opens something sensible rather than an error)."""
+        p = {k: params[k] for k in QUERY_PARAMS if k in params}
+        kw: dict = {}
+
+        def ints(s):
+            return tuple(int(x) for x in str(s).split(",") if x.strip() != "")
+
+        for key, fn in (
+            (P_TRUE, ints),
+            (P_PRED, ints),
+            (P_CORRECT, str),
+            (P_CONF, lambda s: tuple(float(x) for x in str(s).split(","))[:2]),
+            (P_WHERE, lambda s: tuple((str(a), str(b)) for a, b in json.loads(s))),
+            (P_SLICE, str),
+            (P_SEL, str),
+            (P_CLUSTER, int),
+            (P_ISSUE, str),
+            (P_SORT, str),
+            (P_DESC, lambda s: str(s) not in ("0", "false", "False")),
+        ):
+            if key in p:
+                try:
+                    kw[key] = fn(p[key])
+                except (ValueError, TypeError, json.JSONDecodeError):
+                    pass
+        try:
+            return cls(**kw)
+        except ValueError:
+            safe = {k: v for k, v in kw.items() if k not in ("correct", "sort", "conf")}
+            return cls(**safe)
+
+    def with_(self, **changes) -> ImageQuery:
+        return replace(self, **changes)
+
+    def describe(self, class_names: list[str]) -> str:
+        """Plain words for a heading: 'given cat, predicted dog, wrong only'."""
+        parts = []
+        if self.true:
+            parts.append("given " + " or ".join(class_names[i] for i in self.true
+                                                  if 0 <= i < len(class_names)))
+        if self.pred:
+            parts.append("predicted " + " or ".join(class_names[i] for i in self.pred
+                                                      if 0 <= i < len(class_names)))
+        if self.correct != "all":
+            parts.append(f"{self.correct} only")
+        if self.conf != (0.0, 1.0):
+            parts.append(f"confidence {self.conf[0]:.2f}–{self.conf[1]:.2f}")
+        parts += [f"{c} = {v}" for c, v in self.where]
+        if self.slice:
+            try:
+                from .slices import describe, spec_from_json
+
+                parts.append(describe(spec_from_json(self.slice), class_names=class_names))
+            except Exception:
+                parts.append("slice")
+        if self.sel:
+            parts.append("a saved selection")
+        if self.cluster is not None:
+            parts.append(f"cluster {self.cluster}")
+        if self.issue:
+            parts.append(ISSUES.get(self.issue, self.issue.replace("outlier:", "outlier: ")))
+        return ", ".join(parts) if parts else "all images"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def apply_query(samples: pd.DataFrame, q: ImageQuery, *, run_dir: str | Path | None = None,
+                outliers: pd.DataFrame | None = None) -> np.ndarray:
+    """Row positions of ``samples`` matching ``q``, in ``q``'s sort order.
+
+    Parameters
+    ----------
+    samples : DataFrame
+        A run's samples table.
+    run_dir : path, optional
+        Needed to resolve stored selections (``q.sel``).
+    outliers : DataFrame, optional
+        The run's outliers table (``index``, ``type``), for ``issue="outlier:<type>"``.
+
+    Returns
+    -------
+    np.ndarray of int64 row positions.
+    """
+    n = len(samples)
+    mask = np.ones(n, dtype=bool)
+    if q.true:
+        mask &= np.isin(samples[schema.LABEL].to_numpy(), q.true)
+    if q.pred:
+        mask &= np.isin(samples[schema.PRED].to_numpy(), q.pred)
+    if q.correct != "all":
+        c = samples[schema.CORRECT].to_numpy(bool)
+        mask &= c if q.correct == "correct" else ~c
+    if q.conf != (0.0, 1.0):
+        conf = samples[schema.CONFIDENCE].to_numpy()
+        mask &= (conf >= q.conf[0]) & (conf <= q.conf[1])
+    for col, val in q.where:
+        if col in samples.columns:
+            mask &= samples[col].astype(str).to_numpy() == val
+        else:
+            mask &= False
+    if q.slice:
+        from .slices import apply_slice, spec_from_json
+
+        mask &= apply_slice(samples, spec_from_json(q.slice))
+    if q.cluster is not None:
+        if schema.CLUSTER in samples.columns:
+            mask &= samples[schema.CLUSTER].to_numpy() == q.cluster
+        else:
+            mask &= False
+    if q.sel:
+        ids = load_selection(run_dir, q.sel) if run_dir is not None else None
+        mask &= samples[schema.SAMPLE_ID].isin(ids or []).to_numpy()
+    if q.issue:
+        mask &= issue_mask(samples, q.issue, outliers)
+    idx = np.flatnonzero(mask)
+    key = samples[q.sort].to_numpy()[idx] if q.sort in samples.columns else None
+    if key is not None:
+        order = np.argsort(key, kind="stable")
+        if q.desc:
+            order = order[::-1]
+        idx = idx[order]
+    return idx.astype(np.int64)
+
+
+def issue_mask(samples: pd.DataFrame, issue: str, outliers: pd.DataFrame | None) -> np.ndarray:
+    n = len(samples)
+    if issue == "label":
+        col = samples.get(schema.IS_LABEL_ISSUE)
+        return np.zeros(n, bool) if col is None else col.fillna(False).to_numpy(bool)
+    if issue == "leak":
+        col = samples.get(schema.LEAK_OF)
+        return np.zeros(n, bool) if col is None else col.notna().to_numpy()
+    if issue == "duplicate":
+        col = samples.get(schema.DUPLICATE_OF)
+        return np.zeros(n, bool) if col is None else col.notna().to_numpy()
+    if issue.startswith("outlier:"):
+        if outliers is None or outliers.empty:
+            return np.zeros(n, bool)
+        rows = outliers.loc[outliers["type"] == issue.split(":", 1)[1], "index"].to_numpy()
+        m = np.zeros(n, bool)
+        m[rows[(rows >= 0) & (rows < n)].astype(int)] = True
+        return m
+    return np.zeros(n, bool)
+
+
+# -- explicit selections (lasso, review queues) ------------------------------------------------
+def save_selection(run_dir: str | Path, sample_ids) -> str:
+    """Store a set of sample ids in the run's cache; returns its short content id for URLs."""
+    ids = sorted(set(map(str, sample_ids)))
+    sel_id = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:12]
+    d = Path(run_dir) / SELECTIONS_DIR
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / f"{sel_id}.json"
+    if not p.exists():
+        tmp = p.with_suffix(f".{np.random.randint(1 << 30)}.tmp")
+        tmp.write_text(json.dumps(ids))
+        tmp.replace(p)
+    return sel_id
+
+
+def load_selection(run_dir: str | Path, sel_id: str) -> list[str] | None:
+    if not sel_id.isalnum():
+        return None
+    p = Path(run_dir) / SELECTIONS_DIR / f"{sel_id}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a result list: positions of the rows shown and where we are."""
+
+    rows: np.ndarray
+    page: int
+    n_pages: int
+    total: int
+    per_page: int = field(default=48)
+
+
+def paginate(idx: np.ndarray, page: int, per_page: int = 48) -> Page:
+    """Clamp ``page`` (1-based) into range and slice ``idx``."""
+    total = len(idx)
+    n_pages = max(1, -(-total // per_page))
+    page = min(max(1, int(page)), n_pages)
+    start = (page - 1) * per_page
+    return Page(idx[start : start + per_page], page, n_pages, total, per_page)
+
+
+def neighbours_in_order(idx: np.ndarray, row: int) -> tuple[int | None, int | None, int]:
+    """(previous row, next row, 1-based position) of ``row`` within the ordered ``idx``."""
+    hits = np.flatnonzero(idx == row)
+    if not len(hits):
+        return None, None, 0
+    k = int(hits[0])
+    prev = int(idx[k - 1]) if k > 0 else None
+    nxt = int(idx[k + 1]) if k + 1 < len(idx) else None
+    return prev, nxt, k + 1

@@ -1,0 +1,119 @@
+"""Small widgets shared by the pages: metric with interval, thumbnail grid, run footer."""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import streamlit as st
+
+from analysis import formatting as fmt
+from analysis import schema
+from analysis.query import ImageQuery
+from analysis.runstore import Run
+from dashboard import nav
+
+
+def sidebar_footer(run: Run) -> None:
+    m = run.manifest
+    model = (m["inputs"].get("model") or m["inputs"].get("predictions") or {})
+    with st.sidebar:
+        st.caption(
+            f"**{m['n_samples']:,}** images · {len(run.class_names)} classes  \n"
+            f"model `{model.get('name', '?')}`"
+            + (f" ({model['arch']})" if model.get("arch") else "")
+            + f"  \ndata `{m['inputs']['data']['name']}`  \ncreated {m['created'][:16]}"
+        )
+        if m.get("n_skipped"):
+            st.caption(f"⚠️ {m['n_skipped']} file(s) skipped — see Overview")
+
+
+def metric(label: str, est: dict | None, *, as_pct: bool = True, help: str | None = None) -> None:
+    """A headline number with its 95% interval underneath (never a bare point estimate)."""
+    if not est:
+        st.metric(label, "—", help=help)
+        return
+    v = est.get("value")
+    shown = fmt.pct(v) if as_pct else fmt.num(v)
+    st.metric(label, shown, help=help)
+    st.caption(
+        f"95% CI {fmt.interval(est.get('low'), est.get('high'), as_pct=as_pct)}"
+        f" · {est.get('method', '')}"
+    )
+
+
+def thumb_path(run: Run, sample_id: str) -> str | None:
+    p = run.path / schema.THUMBS_DIR / f"{sample_id}.jpg"
+    return str(p) if p.exists() else None
+
+
+def image_grid(run: Run, rows: np.ndarray, query: ImageQuery, *, cols: int = 6,
+               key: str = "grid", origin: str = "gallery") -> None:
+    """Thumbnails with label / prediction / confidence; each caption opens the image detail."""
+    s = run.samples
+    names = run.class_names
+    if len(rows) == 0:
+        st.info("No images match.")
+        return
+    grid = st.columns(cols)
+    for k, r in enumerate(rows):
+        row = s.iloc[int(r)]
+        with grid[k % cols]:
+            path = thumb_path(run, row[schema.SAMPLE_ID]) or row[schema.PATH]
+            ok = bool(row[schema.CORRECT])
+            st.image(path, width="stretch")
+            mark = "✅" if ok else "❌"
+            label = f"{mark} {names[row[schema.LABEL]]} → {names[row[schema.PRED]]}"
+            nav.link("detail", label, query, sample=row[schema.SAMPLE_ID], origin=origin)
+            st.caption(f"conf {row[schema.CONFIDENCE]:.2f} · loss {row[schema.LOSS]:.2f}")
+
+
+def safe(text) -> str:
+    """Escape data-derived text for markdown/HTML (class names, metadata, notes)."""
+    return html.escape(str(text), quote=True).replace("[", "&#91;").replace("]", "&#93;")
+
+
+def clicked_cell(event, k: int) -> tuple[int, int] | None:
+    """(true, pred) of the confusion-grid point a user clicked, from a plotly selection event."""
+    try:
+        points = event.selection.points
+    except AttributeError:
+        return None
+    if not points:
+        return None
+    pt = points[0]
+    cd = pt.get("customdata")
+    if cd is not None and len(cd) >= 2:
+        return int(cd[0]), int(cd[1])
+    idx = pt.get("point_index", pt.get("pointIndex"))
+    return None if idx is None else divmod(int(idx), k)
+
+
+PER_CLASS_COLUMNS = {
+    "precision": st.column_config.ProgressColumn("precision", format="percent", min_value=0,
+                                                 max_value=1),
+    "recall": st.column_config.ProgressColumn("recall", format="percent", min_value=0,
+                                              max_value=1),
+    "f1": st.column_config.NumberColumn("F1", format="%.3f"),
+}
+
+
+def per_class_table(per_class, class_names):
+    """Display table of per-class metrics with their intervals as text."""
+    import pandas as pd
+
+    pc = per_class
+    return pd.DataFrame({
+        "class id": pc["class"].astype(int),
+        "class": [class_names[int(c)] for c in pc["class"]],
+        "support": pc["support"].astype(int),
+        "precision": pc["precision"],
+        "precision 95% CI": [fmt.interval(a, b) for a, b in zip(pc["precision_low"],
+                                                                 pc["precision_high"], strict=True)],
+        "recall": pc["recall"],
+        "recall 95% CI": [fmt.interval(a, b) for a, b in zip(pc["recall_low"], pc["recall_high"],
+                                                             strict=True)],
+        "f1": pc["f1"],
+        "F1 95% CI": [fmt.interval(a, b, as_pct=False) for a, b in zip(pc["f1_low"], pc["f1_high"],
+                                                                       strict=True)],
+    })

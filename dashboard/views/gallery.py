@@ -1,0 +1,107 @@
+"""Gallery: every image set of the app lands here; filters, sort, paging, thumbnails only."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from analysis import formatting as fmt
+from analysis import schema
+from analysis.query import SORT_KEYS, ImageQuery, paginate
+from analysis.runstore import Run
+from dashboard import components as ui
+from dashboard import data, nav
+
+PER_PAGE = 48
+KEYS = ("g_true", "g_pred", "g_correct", "g_conf", "g_sort", "g_desc")
+
+
+def _push_to_widgets(q: ImageQuery, names: list[str], where_cols: list[str]) -> None:
+    """A link brought a new query: set the widgets to it before they are drawn."""
+    ss = st.session_state
+    ss["g_true"] = [names[i] for i in q.true if 0 <= i < len(names)]
+    ss["g_pred"] = [names[i] for i in q.pred if 0 <= i < len(names)]
+    ss["g_correct"] = q.correct
+    ss["g_conf"] = tuple(q.conf)
+    ss["g_sort"] = q.sort
+    ss["g_desc"] = q.desc
+    given = dict(q.where)
+    for c in where_cols:
+        ss[f"g_where_{c}"] = given.get(c, "(any)")
+
+
+def render(run: Run) -> None:
+    names = run.class_names
+    s = run.samples
+    incoming = ImageQuery.from_params(st.query_params.to_dict())
+    meta_cols = [c for c in run.metadata_columns
+                 if s[c].nunique(dropna=True) <= 50 and not c.startswith("shape_")]
+    widget_keys = [*KEYS, *(f"g_where_{c}" for c in meta_cols)]
+    if st.session_state.get("g_last") != incoming.to_params() or any(
+            k not in st.session_state for k in widget_keys):
+        _push_to_widgets(incoming, names, meta_cols)
+
+    st.title("Gallery")
+    with st.container(border=True):
+        c = st.columns([2, 2, 2, 2])
+        true = c[0].multiselect("Given label", names, key="g_true")
+        pred = c[1].multiselect("Predicted", names, key="g_pred")
+        correct = c[2].segmented_control("Show", ["all", "wrong", "correct"], key="g_correct")
+        conf = c[3].slider("Confidence", 0.0, 1.0, step=0.01, key="g_conf")
+        c2 = st.columns([2, 2, 1, 3])
+        sort = c2[0].selectbox("Sort by", list(SORT_KEYS), key="g_sort",
+                               format_func=lambda k: k.replace("_", " "))
+        desc = c2[1].toggle("Highest first", key="g_desc")
+        where = []
+        if meta_cols:
+            with c2[3].popover("Metadata filters"):
+                for col in meta_cols:
+                    values = ["(any)"] + sorted(s[col].dropna().astype(str).unique().tolist())
+                    v = st.selectbox(col, values, key=f"g_where_{col}")
+                    if v != "(any)":
+                        where.append((col, v))
+    q = incoming.with_(
+        true=tuple(names.index(n) for n in true), pred=tuple(names.index(n) for n in pred),
+        correct=correct or "all", conf=(float(conf[0]), float(conf[1])), sort=sort,
+        desc=bool(desc), where=tuple(where),
+    )
+    extra = [(label, field) for label, field in (
+        ("slice", "slice"), ("selection", "sel"), ("cluster", "cluster"), ("issue", "issue"))
+        if getattr(q, field) not in ("", None)]
+    if extra:
+        chips = st.columns(len(extra) + 1)
+        for (label, field), col in zip(extra, chips, strict=False):
+            if col.button(f"✕ {label}", key=f"clear_{field}", help="remove this filter"):
+                q = q.with_(**{field: None if field == "cluster" else ""})
+    rows = data.query_rows(run, q)
+    page_no = int(st.query_params.get("page", 1) or 1)
+    if q.to_params() != incoming.to_params():
+        page_no = 1
+    pg = paginate(rows, page_no, PER_PAGE)
+    params = nav.params_for(q)
+    if pg.page > 1:
+        params["page"] = str(pg.page)
+    if params != st.query_params.to_dict():
+        st.query_params.from_dict(params)
+    st.session_state["g_last"] = q.to_params()
+
+    n_wrong = int((~s[schema.CORRECT].to_numpy()[rows]).sum()) if len(rows) else 0
+    head = st.columns([5, 1, 1])
+    head[0].markdown(
+        f"**{pg.total:,} images** match — {ui.safe(q.describe(names))}"
+        + (f" · error rate {fmt.pct(n_wrong / pg.total)}" if pg.total else "")
+    )
+    with head[1]:
+        nav.copy_link("gallery", q, page=pg.page if pg.page > 1 else None)
+    with head[2]:
+        if pg.total and "review" in nav.PAGES:
+            if st.button("▶ Review these", help="Start a review queue with these images"):
+                from analysis.query import save_selection
+
+                sel = save_selection(run.path, s[schema.SAMPLE_ID].to_numpy()[rows])
+                nav.go("review", ImageQuery(sel=sel, sort=q.sort, desc=q.desc), queue=q.describe(names))
+    ui.image_grid(run, pg.rows, q, cols=6)
+    if pg.n_pages > 1:
+        new_page = st.pagination(pg.n_pages, default=pg.page, key=f"g_page_{pg.total}_{pg.page}")
+        if new_page != pg.page:
+            st.query_params["page"] = str(new_page)
+            st.rerun()
