@@ -1,0 +1,1330 @@
+"""Classification metrics with honest uncertainty.
+
+Shaped like ``sklearn.metrics``: data first (``y_true, y_pred`` or ``y_true, probs``), options
+keyword-only, labels are integers ``0..K-1`` (class names are display-only and never needed
+here). Every headline number is an :class:`~analysis.intervals.Estimate` with a 95% interval:
+
+========================  =====================================================================
+accuracy, top-k, per-bin  Wilson score interval (closed form)
+accuracy, per-class
+precision and recall
+balanced accuracy,        percentile bootstrap over rows, drawn as multinomial resamples of the
+macro/weighted P/R/F1,    confusion matrix's non-zero cells (exactly the row bootstrap, cost
+per-class F1              independent of the number of rows)
+ECE, log loss             percentile bootstrap over rows (vectorised index matrices)
+ROC-AUC (per class,       DeLong-style normal interval from placement values; the macro average
+macro)                    uses the per-row influence of every class's AUC, so the covariance
+                          between classes is accounted for
+average precision         point value only (``method="none"``)
+========================  =====================================================================
+
+Invalid input (wrong shape or dtype, labels out of range, probabilities that are not
+probabilities) raises ``ValueError``/``TypeError`` naming what was given and what was expected;
+this check lives in one place, :func:`check_classification_inputs`. Ill-defined values (empty
+input, zero division, a class with no positives) are NaN with an
+:class:`~analysis.intervals.UndefinedMetricWarning`, never an exception. Averages over classes
+("macro", "weighted") skip classes where the value is undefined, as scikit-learn does with
+``zero_division=np.nan``; a class that is never predicted still counts with recall 0 and F1 0.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis import schema
+from analysis.intervals import (
+    Estimate,
+    UndefinedMetricWarning,
+    bootstrap_intervals,
+    wilson_estimate,
+    wilson_interval,
+)
+
+__all__ = [
+    "Calibration",
+    "ClassificationInputs",
+    "LABEL_METRICS",
+    "MetricsSummary",
+    "OneVsRest",
+    "PROB_METRICS",
+    "PrecisionRecallF1",
+    "UndefinedMetricWarning",
+    "accuracy_score",
+    "balanced_accuracy_score",
+    "check_classification_inputs",
+    "confusion_matrix",
+    "expected_calibration_error",
+    "get_metric",
+    "imbalance_warning",
+    "log_loss",
+    "one_vs_rest_scores",
+    "per_class_metrics",
+    "precision_recall_f1",
+    "summary",
+    "top_confusions",
+    "top_k_accuracy_score",
+]
+
+# ---- column names of the DataFrames returned here (defined once) -----------------------------
+CLASS = "class"  # int class id 0..K-1
+SUPPORT = "support"  # rows whose true label is the class
+N_PRED = "n_pred"  # rows predicted as the class
+TP = "tp"  # true positives
+PRECISION = "precision"
+PRECISION_LOW = "precision_low"
+PRECISION_HIGH = "precision_high"
+RECALL = "recall"
+RECALL_LOW = "recall_low"
+RECALL_HIGH = "recall_high"
+F1 = "f1"
+F1_LOW = "f1_low"
+F1_HIGH = "f1_high"
+N_POS = "n_pos"  # one-vs-rest positives (== support)
+ROC_AUC = "roc_auc"
+ROC_AUC_LOW = "roc_auc_low"
+ROC_AUC_HIGH = "roc_auc_high"
+AVERAGE_PRECISION = "average_precision"
+
+BIN = "bin"  # reliability bin index 0..n_bins-1
+BIN_LOW = "bin_low"  # bin covers (bin_low, bin_high]; bin 0 also holds confidence 0
+BIN_HIGH = "bin_high"
+COUNT = "count"
+MEAN_CONFIDENCE = "mean_confidence"
+ACCURACY = "accuracy"
+ACCURACY_LOW = "accuracy_low"
+ACCURACY_HIGH = "accuracy_high"
+GAP = "gap"  # accuracy - mean_confidence: > 0 under-confident, < 0 over-confident
+
+TRUE = "true"  # top_confusions: true class id
+PRED = schema.PRED  # predicted class id
+SHARE_OF_TRUE_CLASS = "share_of_true_class"  # count / support of the true class
+
+NORMALIZE = (None, "true", "pred", "all")
+AVERAGES = ("macro", "weighted")
+
+# imbalance_warning thresholds (see its docstring)
+IMBALANCE_MAX_RATIO = 5.0
+IMBALANCE_MAX_GAP = 0.05
+
+# probabilities: each row must sum to 1 within this absolute tolerance (float32 softmax is ~1e-6)
+PROB_SUM_ATOL = 1e-3
+
+_CHUNK_CELLS = 1 << 22  # cells of a multinomial draw matrix materialised at once
+_SUMMARY_VERSION = 1
+
+
+# ==============================================================================================
+# Input check (the only one)
+
+
+@dataclass(frozen=True)
+class ClassificationInputs:
+    """Validated inputs: ``y_true`` (n,) int64, optional ``y_pred`` (n,) int64, optional
+    ``probs`` (n, K) float64, ``n_classes`` K, and ``eps``: the machine epsilon of the dtype
+    ``probs`` came in (used to clip probabilities in the log loss, as scikit-learn does)."""
+
+    y_true: np.ndarray
+    y_pred: np.ndarray | None
+    probs: np.ndarray | None
+    n_classes: int
+    eps: float
+
+    @property
+    def n(self) -> int:
+        return int(self.y_true.shape[0])
+
+
+def _check_labels(y: Any, name: str) -> np.ndarray:
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D of shape (n,), got shape {arr.shape}")
+    if arr.size == 0:
+        return arr.astype(np.int64)
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{name} must hold integer class ids 0..K-1, got dtype {arr.dtype}")
+    return arr.astype(np.int64, copy=False)
+
+
+def _check_n_classes(n_classes: Any) -> int | None:
+    if n_classes is None:
+        return None
+    if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral):
+        raise TypeError(f"n_classes must be an int >= 1, got {type(n_classes).__name__}")
+    if n_classes < 1:
+        raise ValueError(f"n_classes must be >= 1, got {n_classes}")
+    return int(n_classes)
+
+
+def _check_range(y: np.ndarray, name: str, k: int) -> None:
+    bad = (y < 0) | (y >= k)
+    if np.any(bad):
+        raise ValueError(
+            f"{name} holds labels outside 0..{k - 1} (n_classes={k}): "
+            f"{np.unique(y[bad])[:5].tolist()}"
+        )
+
+
+def check_classification_inputs(
+    y_true: Any,
+    y_pred: Any = None,
+    probs: Any = None,
+    *,
+    n_classes: int | None = None,
+) -> ClassificationInputs:
+    """Validate metric inputs once; every public metric calls this.
+
+    Parameters
+    ----------
+    y_true : array-like of int, shape (n,)
+        True class ids in ``0..K-1``.
+    y_pred : array-like of int, shape (n,), optional
+        Predicted class ids in ``0..K-1``.
+    probs : array-like of float, shape (n, K), optional
+        Predicted class probabilities: finite, in [0, 1], rows summing to 1 within
+        ``PROB_SUM_ATOL``.
+    n_classes : int, keyword-only, optional
+        K. Defaults to ``probs.shape[1]``, else ``max(labels) + 1`` (0 for empty input).
+
+    Returns
+    -------
+    ClassificationInputs
+
+    Raises
+    ------
+    ValueError, TypeError
+        Naming the argument, what was given and what was expected.
+    """
+    k = _check_n_classes(n_classes)
+    yt = _check_labels(y_true, "y_true")
+    yp = None if y_pred is None else _check_labels(y_pred, "y_pred")
+    if yp is not None and yp.shape != yt.shape:
+        raise ValueError(
+            f"y_true and y_pred must have the same length, got {yt.shape[0]} and {yp.shape[0]}"
+        )
+    p = None
+    eps = float(np.finfo(np.float64).eps)
+    if probs is not None:
+        p_in = np.asarray(probs)
+        if p_in.ndim != 2:
+            raise ValueError(f"probs must be 2-D of shape (n, n_classes), got shape {p_in.shape}")
+        if p_in.shape[0] != yt.shape[0]:
+            raise ValueError(
+                f"probs must have one row per label, got {p_in.shape[0]} rows for "
+                f"{yt.shape[0]} labels"
+            )
+        if p_in.size and (p_in.dtype == bool or not np.issubdtype(p_in.dtype, np.number)):
+            raise TypeError(f"probs must be floats, got dtype {p_in.dtype}")
+        if k is not None and p_in.shape[1] != k:
+            raise ValueError(f"probs must have n_classes={k} columns, got shape {p_in.shape}")
+        if np.issubdtype(p_in.dtype, np.floating):
+            eps = float(np.finfo(p_in.dtype).eps)
+        p = p_in.astype(np.float64, copy=False)
+        if not np.all(np.isfinite(p)):
+            raise ValueError("probs must be finite, got NaN or inf")
+        if p.size and (p.min() < -PROB_SUM_ATOL or p.max() > 1 + PROB_SUM_ATOL):
+            raise ValueError(
+                f"probs must lie in [0, 1], got values in [{p.min():.4g}, {p.max():.4g}]"
+                " (pass probabilities, not logits)"
+            )
+        sums = p.sum(axis=1)
+        bad = np.abs(sums - 1.0) > PROB_SUM_ATOL
+        if np.any(bad):
+            raise ValueError(
+                f"probs rows must sum to 1 (within {PROB_SUM_ATOL}), got row sums "
+                f"{sums[bad][:3].round(4).tolist()} (pass softmax probabilities, not logits)"
+            )
+        k = p.shape[1] if k is None else k
+    if k is None:
+        k = 0 if yt.size == 0 else int(max(yt.max(), -1 if yp is None else yp.max())) + 1
+    _check_range(yt, "y_true", k)
+    if yp is not None:
+        _check_range(yp, "y_pred", k)
+    return ClassificationInputs(yt, yp, p, int(k), eps)
+
+
+def _check_confidence(confidence: Any) -> float:
+    if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real):
+        raise TypeError(f"confidence must be a float in (0, 1), got {type(confidence).__name__}")
+    if not 0.0 < float(confidence) < 1.0:
+        raise ValueError(f"confidence must be in (0, 1) (e.g. 0.95), got {confidence!r}")
+    return float(confidence)
+
+
+def _check_int(value: Any, name: str, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < low or (high is not None and value > high):
+        expected = f">= {low}" if high is None else f"in {low}..{high}"
+        raise ValueError(f"{name} must be {expected}, got {value}")
+    return int(value)
+
+
+def _check_boot(n_boot: Any, seed: Any) -> tuple[int, int | None]:
+    n_boot = _check_int(n_boot, "n_boot", 1)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+    return n_boot, None if seed is None else int(seed)
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, UndefinedMetricWarning, stacklevel=3)
+
+
+def _nan_estimate(method: str, confidence: float, n: int = 0) -> Estimate:
+    return Estimate(math.nan, math.nan, math.nan, method, n, confidence)
+
+
+# ==============================================================================================
+# Confusion matrix and count-based metrics
+
+
+def _confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
+    return np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k).astype(np.int64)
+
+
+def confusion_matrix(
+    y_true: Any, y_pred: Any, *, n_classes: int | None = None, normalize: str | None = None
+) -> np.ndarray:
+    """Confusion matrix ``C[i, j]`` = rows with true class ``i`` predicted as ``j``.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of int, shape (n,)
+    n_classes : int, keyword-only, optional
+    normalize : {None, "true", "pred", "all"}, keyword-only
+        None: counts (int64). "true": divide each row by its sum (rows = recall-like),
+        "pred": each column by its sum, "all": by n. A zero row/column (a class never present /
+        never predicted) gives NaN there, with a warning.
+
+    Returns
+    -------
+    ndarray of shape (K, K)
+    """
+    if normalize not in NORMALIZE:
+        raise ValueError(f"normalize must be one of {list(NORMALIZE)}, got {normalize!r}")
+    x = check_classification_inputs(y_true, y_pred, n_classes=n_classes)
+    return _normalize(_confusion(x.y_true, x.y_pred, x.n_classes), normalize)
+
+
+def _normalize(cm: np.ndarray, normalize: str | None) -> np.ndarray:
+    if normalize is None:
+        return cm
+    if normalize == "true":
+        denom, what = cm.sum(axis=1, keepdims=True), "rows (classes never present)"
+    elif normalize == "pred":
+        denom, what = cm.sum(axis=0, keepdims=True), "columns (classes never predicted)"
+    else:
+        denom, what = np.array(cm.sum()), "all (empty input)"
+    zero = np.flatnonzero(np.ravel(denom) == 0)
+    if zero.size:
+        classes = "" if normalize == "all" else f" for classes {zero.tolist()}"
+        _warn(f"confusion matrix normalised over {what} divides by 0{classes}: NaN")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return cm / np.where(denom == 0, np.nan, denom)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def _nanmean(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    ok = np.isfinite(x)
+    cnt = ok.sum(axis=axis)
+    tot = np.where(ok, x, 0.0).sum(axis=axis)
+    return _ratio(tot, cnt)
+
+
+def _nanaverage(x: np.ndarray, weights: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Weighted mean over finite entries (scikit-learn's ``_nanaverage``): falls back to the
+    plain mean of the finite entries where their weights sum to 0."""
+    ok = np.isfinite(x)
+    w = np.where(ok, weights, 0.0)
+    wsum = w.sum(axis=axis)
+    weighted = _ratio((w * np.where(ok, x, 0.0)).sum(axis=axis), wsum)
+    return np.where(wsum > 0, weighted, _nanmean(x, axis=axis))
+
+
+def _class_scores(tp: np.ndarray, n_true: np.ndarray, n_pred: np.ndarray) -> dict[str, Any]:
+    """Per-class precision/recall/F1 (last axis = class), NaN where undefined."""
+    return {
+        PRECISION: _ratio(tp, n_pred),
+        RECALL: _ratio(tp, n_true),
+        F1: _ratio(2.0 * tp, n_true + n_pred),
+    }
+
+
+def _averaged(tp: np.ndarray, n_true: np.ndarray, n_pred: np.ndarray, average: str) -> dict:
+    scores = _class_scores(tp, n_true, n_pred)
+    if average == "macro":
+        return {name: _nanmean(v) for name, v in scores.items()}
+    return {name: _nanaverage(v, n_true.astype(np.float64)) for name, v in scores.items()}
+
+
+def _count_replicates(
+    cm: np.ndarray, *, n_boot: int, seed: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row-bootstrap replicates of (tp, n_true, n_pred), each of shape (n_boot, K).
+
+    Resampling the n rows with replacement makes the confusion cells
+    ``Multinomial(n, cm / n)``; only non-zero cells can be drawn, so the draw is over those
+    (at most min(n, K^2) cells), in chunks.
+    """
+    k = cm.shape[0]
+    n = int(cm.sum())
+    flat = cm.ravel()
+    cells = np.flatnonzero(flat)
+    p = flat[cells] / n
+    t_cls, p_cls = cells // k, cells % k
+    diag = t_cls == p_cls
+    # group cells by true class (already sorted, row-major) and by predicted class
+    t_classes, t_starts = np.unique(t_cls, return_index=True)
+    p_order = np.argsort(p_cls, kind="stable")
+    p_classes, p_starts = np.unique(p_cls[p_order], return_index=True)
+    tp = np.zeros((n_boot, k), dtype=np.int64)
+    n_true = np.zeros((n_boot, k), dtype=np.int64)
+    n_pred = np.zeros((n_boot, k), dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _CHUNK_CELLS // max(cells.size, 1))
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        draws = rng.multinomial(n, p, size=stop - start)
+        tp[start:stop, t_cls[diag]] = draws[:, diag]
+        n_true[start:stop, t_classes] = np.add.reduceat(draws, t_starts, axis=1)
+        n_pred[start:stop, p_classes] = np.add.reduceat(draws[:, p_order], p_starts, axis=1)
+    return tp, n_true, n_pred
+
+
+def _boot_estimate(value: float, reps: np.ndarray, *, n: int, confidence: float) -> Estimate:
+    """Percentile interval, NaN replicates dropped silently (a class absent from a resample)."""
+    ok = np.isfinite(reps)
+    if not ok.any():
+        return Estimate(value, math.nan, math.nan, "bootstrap", n, confidence)
+    alpha = 1.0 - confidence
+    low, high = np.quantile(reps[ok], [alpha / 2, 1 - alpha / 2])
+    return Estimate(value, float(low), float(high), "bootstrap", n, confidence)
+
+
+def _columnwise_interval(reps: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column percentile bounds of (n_boot, K) replicates, NaN-aware."""
+    alpha = 1.0 - confidence
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low, high = np.nanquantile(reps, [alpha / 2, 1 - alpha / 2], axis=0)
+    return low, high
+
+
+def _warn_undefined(scores: dict[str, np.ndarray], why: dict[str, str]) -> None:
+    for name, values in scores.items():
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            _warn(
+                f"{name} is undefined for classes {bad[:20].tolist()} ({why[name]}): NaN, "
+                "left out of macro/weighted averages"
+            )
+
+
+_WHY = {
+    PRECISION: "never predicted",
+    RECALL: "never present",
+    F1: "never present nor predicted",
+}
+
+
+def accuracy_score(
+    y_true: Any, y_pred: Any, *, n_classes: int | None = None, confidence: float = 0.95
+) -> Estimate:
+    """Fraction of rows with ``y_pred == y_true``, with a Wilson interval.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of int, shape (n,)
+    n_classes : int, keyword-only, optional
+    confidence : float, keyword-only
+
+    Returns
+    -------
+    Estimate
+        ``method="wilson"``; NaN with a warning for empty input.
+    """
+    confidence = _check_confidence(confidence)
+    x = check_classification_inputs(y_true, y_pred, n_classes=n_classes)
+    return _accuracy(int((x.y_true == x.y_pred).sum()), x.n, confidence)
+
+
+def _accuracy(correct: int, n: int, confidence: float) -> Estimate:
+    if n == 0:
+        _warn("accuracy of empty input is undefined: NaN")
+        return _nan_estimate("wilson", confidence)
+    return wilson_estimate(correct, n, confidence=confidence)
+
+
+def balanced_accuracy_score(
+    y_true: Any,
+    y_pred: Any,
+    *,
+    n_classes: int | None = None,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int | None = 0,
+) -> Estimate:
+    """Mean per-class recall over the classes present in ``y_true``, bootstrap interval.
+
+    Same as scikit-learn's ``balanced_accuracy_score`` (``adjusted=False``): classes that are
+    predicted but never present are left out.
+
+    Returns
+    -------
+    Estimate
+        ``method="bootstrap"``; NaN with a warning for empty input.
+    """
+    confidence = _check_confidence(confidence)
+    n_boot, seed = _check_boot(n_boot, seed)
+    x = check_classification_inputs(y_true, y_pred, n_classes=n_classes)
+    cm = _confusion(x.y_true, x.y_pred, x.n_classes)
+    if x.n == 0:
+        _warn("balanced accuracy of empty input is undefined: NaN")
+        return _nan_estimate("bootstrap", confidence)
+    tp, nt, npred = _count_replicates(cm, n_boot=n_boot, seed=seed)
+    value = float(_nanmean(_ratio(np.diag(cm), cm.sum(axis=1))))
+    reps = _nanmean(_ratio(tp, nt))
+    return _boot_estimate(value, reps, n=x.n, confidence=confidence)
+
+
+@dataclass(frozen=True)
+class PrecisionRecallF1:
+    """Averaged precision, recall and F1, each an :class:`Estimate` (bootstrap interval)."""
+
+    precision: Estimate
+    recall: Estimate
+    f1: Estimate
+    average: str
+
+
+def precision_recall_f1(
+    y_true: Any,
+    y_pred: Any,
+    *,
+    n_classes: int | None = None,
+    average: str = "macro",
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int | None = 0,
+) -> PrecisionRecallF1:
+    """Macro or support-weighted precision, recall and F1 with bootstrap intervals.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of int, shape (n,)
+    average : {"macro", "weighted"}, keyword-only
+        "macro": unweighted mean over classes; "weighted": weighted by support.
+        Classes where a score is undefined (precision of a class never predicted, recall of a
+        class never present) are skipped with a warning, as scikit-learn does with
+        ``zero_division=np.nan``.
+    n_boot, confidence, seed : keyword-only
+        Bootstrap options; the three scores share the same resamples.
+
+    Returns
+    -------
+    PrecisionRecallF1
+    """
+    if average not in AVERAGES:
+        raise ValueError(f"average must be one of {list(AVERAGES)}, got {average!r}")
+    confidence = _check_confidence(confidence)
+    n_boot, seed = _check_boot(n_boot, seed)
+    x = check_classification_inputs(y_true, y_pred, n_classes=n_classes)
+    cm = _confusion(x.y_true, x.y_pred, x.n_classes)
+    if x.n == 0:
+        _warn("precision, recall and F1 of empty input are undefined: NaN")
+        nan = _nan_estimate("bootstrap", confidence)
+        return PrecisionRecallF1(nan, nan, nan, average)
+    _warn_undefined(_class_scores(np.diag(cm), cm.sum(1), cm.sum(0)), _WHY)
+    reps = _count_replicates(cm, n_boot=n_boot, seed=seed)
+    return _prf(cm, reps, average=average, confidence=confidence)
+
+
+def _prf(
+    cm: np.ndarray, reps: tuple[np.ndarray, ...], *, average: str, confidence: float
+) -> PrecisionRecallF1:
+    n = int(cm.sum())
+    values = _averaged(np.diag(cm), cm.sum(1), cm.sum(0), average)
+    boots = _averaged(*reps, average)
+    est = {
+        name: _boot_estimate(float(values[name]), boots[name], n=n, confidence=confidence)
+        for name in values
+    }
+    return PrecisionRecallF1(est[PRECISION], est[RECALL], est[F1], average)
+
+
+def per_class_metrics(
+    y_true: Any,
+    y_pred: Any,
+    *,
+    n_classes: int | None = None,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int | None = 0,
+) -> pd.DataFrame:
+    """Per-class precision, recall, F1 and support with intervals.
+
+    Returns
+    -------
+    DataFrame, one row per class 0..K-1
+        ``class, support, n_pred, tp, precision, precision_low, precision_high, recall,
+        recall_low, recall_high, f1, f1_low, f1_high``. Precision (tp of n_pred) and recall
+        (tp of support) have Wilson intervals; F1 a bootstrap interval. Undefined: NaN.
+    """
+    confidence = _check_confidence(confidence)
+    n_boot, seed = _check_boot(n_boot, seed)
+    x = check_classification_inputs(y_true, y_pred, n_classes=n_classes)
+    cm = _confusion(x.y_true, x.y_pred, x.n_classes)
+    _warn_undefined(_class_scores(np.diag(cm), cm.sum(1), cm.sum(0)), _WHY)
+    reps = _count_replicates(cm, n_boot=n_boot, seed=seed) if x.n else None
+    return _per_class_table(cm, reps, confidence=confidence)
+
+
+def _per_class_table(
+    cm: np.ndarray, reps: tuple[np.ndarray, ...] | None, *, confidence: float
+) -> pd.DataFrame:
+    k = cm.shape[0]
+    tp, nt, npred = np.diag(cm), cm.sum(axis=1), cm.sum(axis=0)
+    scores = _class_scores(tp, nt, npred)
+    p_low, p_high = wilson_interval(tp, npred, confidence=confidence)
+    r_low, r_high = wilson_interval(tp, nt, confidence=confidence)
+    if reps is None:
+        f_low = f_high = np.full(k, np.nan)
+    else:
+        f_low, f_high = _columnwise_interval(_class_scores(*reps)[F1], confidence)
+        undefined = ~np.isfinite(scores[F1])
+        f_low, f_high = np.where(undefined, np.nan, f_low), np.where(undefined, np.nan, f_high)
+    return pd.DataFrame(
+        {
+            CLASS: np.arange(k, dtype=np.int64),
+            SUPPORT: nt.astype(np.int64),
+            N_PRED: npred.astype(np.int64),
+            TP: tp.astype(np.int64),
+            PRECISION: scores[PRECISION],
+            PRECISION_LOW: np.asarray(p_low, dtype=np.float64).reshape(k),
+            PRECISION_HIGH: np.asarray(p_high, dtype=np.float64).reshape(k),
+            RECALL: scores[RECALL],
+            RECALL_LOW: np.asarray(r_low, dtype=np.float64).reshape(k),
+            RECALL_HIGH: np.asarray(r_high, dtype=np.float64).reshape(k),
+            F1: scores[F1],
+            F1_LOW: f_low,
+            F1_HIGH: f_high,
+        }
+    )
+
+
+def top_confusions(
+    y_true: Any, y_pred: Any, *, n_classes: int | None = None, k: int = 10
+) -> pd.DataFrame:
+    """The ``k`` most frequent off-diagonal (true, predicted) pairs.
+
+    Returns
+    -------
+    DataFrame with columns ``true, pred, count, share_of_true_class``
+        Only pairs with count > 0, sorted by count (desc), then share, then true, pred.
+        ``share_of_true_class`` = count / support of the true class, in (0, 1].
+    """
+    k = _check_int(k, "k", 1)
+    x = check_classification_inputs(y_true, y_pred, n_classes=n_classes)
+    cm = _confusion(x.y_true, x.y_pred, x.n_classes)
+    off = cm.copy()
+    np.fill_diagonal(off, 0)
+    t, p = np.nonzero(off)
+    counts = off[t, p]
+    share = counts / cm.sum(axis=1)[t]
+    order = np.lexsort((p, t, -share, -counts))[:k]
+    return pd.DataFrame(
+        {
+            TRUE: t[order].astype(np.int64),
+            PRED: p[order].astype(np.int64),
+            COUNT: counts[order].astype(np.int64),
+            SHARE_OF_TRUE_CLASS: share[order].astype(np.float64),
+        }
+    )
+
+
+def imbalance_warning(
+    y_true: Any,
+    *,
+    n_classes: int | None = None,
+    y_pred: Any = None,
+    max_ratio: float = IMBALANCE_MAX_RATIO,
+    max_gap: float = IMBALANCE_MAX_GAP,
+) -> str | None:
+    """A short message when class imbalance makes plain accuracy misleading, else None.
+
+    Triggers (any of):
+
+    - a class in ``0..n_classes-1`` has no samples (accuracy says nothing about it);
+    - largest / smallest class count ``>= max_ratio`` (default 5: the majority class
+      outweighs the minority five to one in accuracy);
+    - with ``y_pred``: ``|accuracy - balanced accuracy| >= max_gap`` (default 0.05, five
+      percentage points: accuracy and mean per-class recall tell different stories).
+
+    Empty input gives None (nothing to warn about yet).
+    """
+    if isinstance(max_ratio, bool) or not isinstance(max_ratio, numbers.Real) or max_ratio < 1:
+        raise ValueError(f"max_ratio must be a number >= 1, got {max_ratio!r}")
+    if isinstance(max_gap, bool) or not isinstance(max_gap, numbers.Real) or max_gap < 0:
+        raise ValueError(f"max_gap must be a number >= 0, got {max_gap!r}")
+    x = check_classification_inputs(y_true, y_pred, n_classes=n_classes)
+    if x.n == 0:
+        return None
+    support = np.bincount(x.y_true, minlength=x.n_classes)
+    parts = []
+    absent = np.flatnonzero(support == 0)
+    if absent.size:
+        parts.append(
+            f"{absent.size} class(es) have no samples ({absent[:10].tolist()}): accuracy says "
+            "nothing about them"
+        )
+    present = np.flatnonzero(support > 0)
+    big, small = present[np.argmax(support[present])], present[np.argmin(support[present])]
+    ratio = support[big] / support[small]
+    if ratio >= max_ratio:
+        parts.append(
+            f"largest class has {ratio:.1f}x the samples of the smallest (class {big}: "
+            f"{support[big]} vs class {small}: {support[small]})"
+        )
+    if x.y_pred is not None:
+        acc = float((x.y_true == x.y_pred).mean())
+        cm = _confusion(x.y_true, x.y_pred, x.n_classes)
+        bal = float(_nanmean(_ratio(np.diag(cm), cm.sum(axis=1))))
+        if abs(acc - bal) >= max_gap:
+            parts.append(
+                f"accuracy {acc:.3f} vs balanced accuracy {bal:.3f} (gap {abs(acc - bal):.3f})"
+            )
+    if not parts:
+        return None
+    return (
+        "Class imbalance makes accuracy misleading: "
+        + "; ".join(parts)
+        + ". Read balanced accuracy and per-class recall."
+    )
+
+
+# ==============================================================================================
+# Probability-based metrics
+
+
+def top_k_accuracy_score(
+    y_true: Any, probs: Any, *, k: int = 2, confidence: float = 0.95
+) -> Estimate:
+    """Fraction of rows whose true class is among the ``k`` highest probabilities (Wilson).
+
+    Ties are broken by class index, lower first, exactly as the top-1 prediction (``argmax``)
+    breaks them, so top-1 accuracy equals accuracy even for a constant model; counting ties in
+    the model's favour would give a uniform-probability model 100%. Identical to scikit-learn on
+    untied scores.
+
+    Parameters
+    ----------
+    y_true : array-like of int, shape (n,)
+    probs : array-like of float, shape (n, K)
+    k : int, keyword-only, 1 <= k <= K
+    """
+    confidence = _check_confidence(confidence)
+    x = check_classification_inputs(y_true, probs=probs)
+    k = _check_int(k, "k", 1, x.n_classes)
+    return _top_k(x, k, confidence)
+
+
+def _top_k(x: ClassificationInputs, k: int, confidence: float) -> Estimate:
+    if x.n == 0:
+        _warn("top-k accuracy of empty input is undefined: NaN")
+        return _nan_estimate("wilson", confidence)
+    true_p = x.probs[np.arange(x.n), x.y_true]
+    cls = np.arange(x.n_classes)[None, :]
+    tied_before = (x.probs == true_p[:, None]) & (cls < x.y_true[:, None])
+    rank = (x.probs > true_p[:, None]).sum(axis=1) + tied_before.sum(axis=1)
+    return wilson_estimate(int((rank < k).sum()), x.n, confidence=confidence)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Expected calibration error and its reliability diagram.
+
+    Attributes
+    ----------
+    ece : Estimate
+        sum over bins of ``count / n * |accuracy - mean_confidence|``; bootstrap interval.
+    bins : DataFrame, one row per bin
+        ``bin, bin_low, bin_high, count, mean_confidence, accuracy, accuracy_low,
+        accuracy_high, gap``; empty bins have NaN statistics.
+    """
+
+    ece: Estimate
+    bins: pd.DataFrame
+
+
+def expected_calibration_error(
+    y_true: Any,
+    probs: Any,
+    *,
+    n_bins: int = 15,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int | None = 0,
+) -> Calibration:
+    """Top-label expected calibration error (Guo et al. 2017) with reliability bins.
+
+    Confidence is the highest probability of a row, the prediction its argmax. Bins are
+    equal-width on [0, 1] and right-closed, ``(i / n_bins, (i + 1) / n_bins]`` (bin 0 also
+    holds confidence 0). Each bin reports count, mean confidence and accuracy with a Wilson
+    interval; the ECE has a percentile bootstrap interval over rows.
+
+    Parameters
+    ----------
+    y_true : array-like of int, shape (n,)
+    probs : array-like of float, shape (n, K)
+    n_bins : int, keyword-only, >= 1
+    n_boot, confidence, seed : keyword-only
+        Bootstrap options.
+
+    Returns
+    -------
+    Calibration
+    """
+    n_bins = _check_int(n_bins, "n_bins", 1)
+    confidence = _check_confidence(confidence)
+    n_boot, seed = _check_boot(n_boot, seed)
+    x = check_classification_inputs(y_true, probs=probs)
+    rows = _calibration_rows(x, n_bins)
+    bins = _reliability_table(*rows[:3], n_bins=n_bins, confidence=confidence)
+    if x.n == 0:
+        _warn("expected calibration error of empty input is undefined: NaN")
+        return Calibration(_nan_estimate("bootstrap", confidence), bins)
+    stats = {"ece": _ece_statistic(n_bins, x.n)}
+    est = bootstrap_intervals(
+        stats, rows[0], rows[3], n_boot=n_boot, confidence=confidence, seed=seed, vectorized=True
+    )
+    return Calibration(est["ece"], bins)
+
+
+def _calibration_rows(
+    x: ClassificationInputs, n_bins: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(bin index, confidence, correct, correct - confidence) per row."""
+    if x.n == 0:
+        empty = np.zeros(0)
+        return empty.astype(np.int64), empty, empty.astype(bool), empty
+    conf = x.probs.max(axis=1)
+    correct = x.probs.argmax(axis=1) == x.y_true
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    b = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
+    dtype = np.int16 if n_bins < 2**15 else np.int64
+    return b.astype(dtype), conf, correct, correct - conf
+
+
+def _ece_statistic(n_bins: int, n: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Vectorised ECE of (b, n) resampled bin indices and (correct - confidence)."""
+
+    def ece(bins: np.ndarray, diff: np.ndarray, *_: np.ndarray) -> np.ndarray:
+        b = bins.shape[0]
+        keys = bins.astype(np.int64) + n_bins * np.arange(b)[:, None]
+        sums = np.bincount(keys.ravel(), weights=diff.ravel(), minlength=b * n_bins)
+        return np.abs(sums.reshape(b, n_bins)).sum(axis=1) / n
+
+    return ece
+
+
+def _reliability_table(
+    bins: np.ndarray, conf: np.ndarray, correct: np.ndarray, *, n_bins: int, confidence: float
+) -> pd.DataFrame:
+    count = np.bincount(bins, minlength=n_bins).astype(np.int64)
+    conf_sum = np.bincount(bins, weights=conf, minlength=n_bins)
+    hits = np.bincount(bins, weights=correct.astype(np.float64), minlength=n_bins)
+    low, high = wilson_interval(hits, count, confidence=confidence)
+    acc = _ratio(hits, count)
+    mean_conf = _ratio(conf_sum, count)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    return pd.DataFrame(
+        {
+            BIN: np.arange(n_bins, dtype=np.int64),
+            BIN_LOW: edges[:-1],
+            BIN_HIGH: edges[1:],
+            COUNT: count,
+            MEAN_CONFIDENCE: mean_conf,
+            ACCURACY: acc,
+            ACCURACY_LOW: np.asarray(low, dtype=np.float64).reshape(n_bins),
+            ACCURACY_HIGH: np.asarray(high, dtype=np.float64).reshape(n_bins),
+            GAP: acc - mean_conf,
+        }
+    )
+
+
+def log_loss(
+    y_true: Any,
+    probs: Any,
+    *,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int | None = 0,
+) -> Estimate:
+    """Mean cross-entropy of the true class, in nats, with a bootstrap interval.
+
+    Probabilities are clipped to ``[eps, 1 - eps]`` with ``eps`` the machine epsilon of the
+    dtype ``probs`` came in, as scikit-learn does, so a zero probability costs a finite loss.
+    """
+    confidence = _check_confidence(confidence)
+    n_boot, seed = _check_boot(n_boot, seed)
+    x = check_classification_inputs(y_true, probs=probs)
+    if x.n == 0:
+        _warn("log loss of empty input is undefined: NaN")
+        return _nan_estimate("bootstrap", confidence)
+    est = bootstrap_intervals(
+        {"log_loss": _mean_statistic},
+        _row_losses(x),
+        n_boot=n_boot,
+        confidence=confidence,
+        seed=seed,
+        vectorized=True,
+    )
+    return est["log_loss"]
+
+
+def _row_losses(x: ClassificationInputs) -> np.ndarray:
+    p = x.probs[np.arange(x.n), x.y_true]
+    return -np.log(np.clip(p, x.eps, 1.0 - x.eps))
+
+
+def _mean_statistic(values: np.ndarray, *_: np.ndarray) -> np.ndarray:
+    return values.mean(axis=-1)
+
+
+@dataclass(frozen=True)
+class OneVsRest:
+    """One-vs-rest ranking scores.
+
+    Attributes
+    ----------
+    per_class : DataFrame, one row per class
+        ``class, n_pos, roc_auc, roc_auc_low, roc_auc_high, average_precision``.
+    macro_roc_auc : Estimate
+        Mean AUC over classes with both positives and negatives (``method="delong"``).
+    macro_average_precision : Estimate
+        Mean AP over classes with positives (``method="none"``: no interval).
+    """
+
+    per_class: pd.DataFrame
+    macro_roc_auc: Estimate
+    macro_average_precision: Estimate
+
+
+def one_vs_rest_scores(y_true: Any, probs: Any, *, confidence: float = 0.95) -> OneVsRest:
+    """Per-class one-vs-rest ROC-AUC (with interval) and average precision, and macro means.
+
+    ROC-AUC of class k ranks ``probs[:, k]`` of rows labelled k against all others (ties count
+    one half, as the trapezoidal ROC area). Its interval is DeLong's normal interval from
+    placement values, clipped to [0, 1]; the macro interval uses the per-row influence of every
+    class's AUC so correlated classes are not treated as independent. Average precision is
+    scikit-learn's step-wise ``sum_n (R_n - R_{n-1}) P_n``. A class with no positives (or no
+    negatives) gets NaN with a warning and is left out of the macro means.
+    """
+    confidence = _check_confidence(confidence)
+    x = check_classification_inputs(y_true, probs=probs)
+    return _one_vs_rest(x, confidence)
+
+
+def _one_vs_rest(x: ClassificationInputs, confidence: float) -> OneVsRest:
+    k, n = x.n_classes, x.n
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    auc = np.full(k, np.nan)
+    var = np.full(k, np.nan)
+    ap = np.full(k, np.nan)
+    n_pos = np.bincount(x.y_true, minlength=k).astype(np.int64)
+    influence = np.zeros(n)
+    n_defined = 0
+    for c in range(k):
+        pos = x.y_true == c
+        m = int(n_pos[c])
+        if m == 0 or m == n:
+            continue
+        s = x.probs[:, c]
+        auc[c], var[c], psi = _auc_delong(s[pos], s[~pos])
+        influence[pos] += psi[0]
+        influence[~pos] += psi[1]
+        n_defined += 1
+        ap[c] = _average_precision(s, pos)
+    undefined = np.flatnonzero((n_pos == 0) | (n_pos == n))
+    if undefined.size and n:
+        _warn(
+            f"ROC-AUC and average precision are undefined for classes {undefined[:20].tolist()} "
+            "(no positives or no negatives): NaN, left out of macro averages"
+        )
+    if n == 0:
+        _warn("ROC-AUC and average precision of empty input are undefined: NaN")
+    sd = np.sqrt(var)
+    table = pd.DataFrame(
+        {
+            CLASS: np.arange(k, dtype=np.int64),
+            N_POS: n_pos,
+            ROC_AUC: auc,
+            ROC_AUC_LOW: np.clip(auc - z * sd, 0.0, 1.0),
+            ROC_AUC_HIGH: np.clip(auc + z * sd, 0.0, 1.0),
+            AVERAGE_PRECISION: ap,
+        }
+    )
+    if n_defined == 0:
+        macro_auc = _nan_estimate("delong", confidence, n)
+        macro_ap = _nan_estimate("none", confidence, n)
+    else:
+        value = float(np.nanmean(auc))
+        half = z * float(np.sqrt(np.sum((influence / n_defined) ** 2)))
+        macro_auc = Estimate(
+            value, max(0.0, value - half), min(1.0, value + half), "delong", n, confidence
+        )
+        macro_ap = Estimate(float(np.nanmean(ap)), math.nan, math.nan, "none", n, confidence)
+    return OneVsRest(table, macro_auc, macro_ap)
+
+
+def _auc_delong(
+    s_pos: np.ndarray, s_neg: np.ndarray
+) -> tuple[float, float, tuple[np.ndarray, np.ndarray]]:
+    """AUC, DeLong variance, and per-row influence (positives, negatives).
+
+    Placement values: V10(i) = P(neg < pos_i) + P(neg = pos_i) / 2, V01(j) likewise for
+    negatives. var = S10 / m + S01 / n_neg; the influences are scaled so that the sum of their
+    squares equals this variance, and sum over rows to give covariances between classes.
+    """
+    m, q = s_pos.size, s_neg.size
+    neg_sorted, pos_sorted = np.sort(s_neg), np.sort(s_pos)
+    lo = np.searchsorted(neg_sorted, s_pos, side="left")
+    hi = np.searchsorted(neg_sorted, s_pos, side="right")
+    v10 = (lo + 0.5 * (hi - lo)) / q
+    lo = np.searchsorted(pos_sorted, s_neg, side="left")
+    hi = np.searchsorted(pos_sorted, s_neg, side="right")
+    v01 = ((m - hi) + 0.5 * (hi - lo)) / m
+    auc = float(v10.mean())
+    if m < 2 or q < 2:
+        return auc, math.nan, (np.zeros(m), np.zeros(q))
+    var = float(v10.var(ddof=1) / m + v01.var(ddof=1) / q)
+    psi_pos = (v10 - auc) / math.sqrt(m * (m - 1))
+    psi_neg = (v01 - auc) / math.sqrt(q * (q - 1))
+    return auc, var, (psi_pos, psi_neg)
+
+
+def _average_precision(score: np.ndarray, positive: np.ndarray) -> float:
+    order = np.argsort(-score, kind="mergesort")
+    s, y = score[order], positive[order]
+    thresholds = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
+    tps = np.cumsum(y)[thresholds]
+    fps = thresholds + 1 - tps
+    precision = tps / (tps + fps)
+    recall = tps / tps[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+# ==============================================================================================
+# Summary
+
+
+@dataclass(frozen=True, eq=False)
+class MetricsSummary:
+    """Headline metrics of one evaluation, stored in the run's manifest.
+
+    Every scalar is an :class:`Estimate`. ``top_k`` maps k (2 and 3 when ``n_classes`` allows)
+    to top-k accuracy. ``per_class`` is :func:`per_class_metrics`' table joined with
+    :func:`one_vs_rest_scores`' ``n_pos, roc_auc, roc_auc_low, roc_auc_high,
+    average_precision`` columns; ``confusion`` the (K, K) int64 counts; ``reliability`` the
+    calibration bins; ``imbalance`` :func:`imbalance_warning`'s message or None; ``warnings``
+    every ill-defined-value warning raised while computing it.
+
+    ``to_dict()`` is JSON-ready (NaN -> None) and ``from_dict(to_dict())`` equals the original.
+    """
+
+    n: int
+    n_classes: int
+    confidence: float
+    n_boot: int
+    seed: int | None
+    accuracy: Estimate
+    balanced_accuracy: Estimate
+    macro_precision: Estimate
+    macro_recall: Estimate
+    macro_f1: Estimate
+    weighted_f1: Estimate
+    top_k: dict[int, Estimate]
+    ece: Estimate
+    log_loss: Estimate
+    macro_auc: Estimate
+    macro_average_precision: Estimate
+    per_class: pd.DataFrame
+    confusion: np.ndarray
+    reliability: pd.DataFrame
+    imbalance: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    _ESTIMATES = (
+        "accuracy",
+        "balanced_accuracy",
+        "macro_precision",
+        "macro_recall",
+        "macro_f1",
+        "weighted_f1",
+        "ece",
+        "log_loss",
+        "macro_auc",
+        "macro_average_precision",
+    )
+    _SCALARS = ("n", "n_classes", "confidence", "n_boot", "seed", "imbalance")
+
+    __hash__ = None  # type: ignore[assignment]  # holds DataFrames
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MetricsSummary):
+            return NotImplemented
+        return (
+            all(getattr(self, f) == getattr(other, f) for f in self._SCALARS)
+            and all(getattr(self, f) == getattr(other, f) for f in self._ESTIMATES)
+            and self.top_k == other.top_k
+            and tuple(self.warnings) == tuple(other.warnings)
+            and np.array_equal(self.confusion, other.confusion)
+            and self.confusion.dtype == other.confusion.dtype
+            and self.per_class.equals(other.per_class)
+            and self.reliability.equals(other.reliability)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (NaN -> None)."""
+        d: dict[str, Any] = {"kind": "metrics_summary", "version": _SUMMARY_VERSION}
+        d.update({f: getattr(self, f) for f in self._SCALARS})
+        d.update({f: getattr(self, f).to_dict() for f in self._ESTIMATES})
+        d["top_k"] = {str(k): v.to_dict() for k, v in sorted(self.top_k.items())}
+        d["per_class"] = _frame_to_dict(self.per_class)
+        d["confusion"] = self.confusion.tolist()
+        d["reliability"] = _frame_to_dict(self.reliability)
+        d["warnings"] = list(self.warnings)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MetricsSummary:
+        """Inverse of :meth:`to_dict`."""
+        if d.get("kind") != "metrics_summary" or d.get("version") != _SUMMARY_VERSION:
+            raise ValueError(
+                f"expected a metrics_summary dict of version {_SUMMARY_VERSION}, got "
+                f"kind={d.get('kind')!r} version={d.get('version')!r}"
+            )
+        k = int(d["n_classes"])
+        return cls(
+            **{f: d[f] for f in cls._SCALARS},
+            **{f: Estimate.from_dict(d[f]) for f in cls._ESTIMATES},
+            top_k={int(key): Estimate.from_dict(v) for key, v in d["top_k"].items()},
+            per_class=_frame_from_dict(d["per_class"]),
+            confusion=np.asarray(d["confusion"], dtype=np.int64).reshape(k, k),
+            reliability=_frame_from_dict(d["reliability"]),
+            warnings=tuple(d["warnings"]),
+        )
+
+
+def _frame_to_dict(df: pd.DataFrame) -> dict[str, Any]:
+    columns = {}
+    for name in df.columns:
+        values = df[name].to_numpy()
+        if np.issubdtype(values.dtype, np.floating):
+            columns[name] = [None if math.isnan(v) else float(v) for v in values]
+        else:
+            columns[name] = values.tolist()
+    return {"dtypes": {c: str(df[c].dtype) for c in df.columns}, "columns": columns}
+
+
+def _frame_from_dict(d: dict[str, Any]) -> pd.DataFrame:
+    data = {}
+    for name, dtype in d["dtypes"].items():
+        values = d["columns"][name]
+        if np.issubdtype(np.dtype(dtype), np.floating):
+            values = [math.nan if v is None else v for v in values]
+        data[name] = np.asarray(values, dtype=dtype)
+    return pd.DataFrame(data, columns=list(d["dtypes"]))
+
+
+def summary(
+    y_true: Any,
+    probs: Any,
+    *,
+    n_classes: int,
+    n_boot: int = 1000,
+    n_bins: int = 15,
+    confidence: float = 0.95,
+    seed: int | None = 0,
+) -> MetricsSummary:
+    """All headline metrics of an evaluation, with intervals, in one pass.
+
+    Parameters
+    ----------
+    y_true : array-like of int, shape (n,)
+    probs : array-like of float, shape (n, n_classes)
+        Predictions are ``argmax(probs)`` (first class on ties).
+    n_classes : int, keyword-only
+    n_boot : int, keyword-only
+        Bootstrap resamples; the count-based metrics share one set of resamples and ECE / log
+        loss another.
+    n_bins : int, keyword-only
+        Reliability bins.
+    confidence, seed : keyword-only
+
+    Returns
+    -------
+    MetricsSummary
+    """
+    if n_classes is None:
+        raise TypeError("summary needs n_classes (an int >= 1), got None")
+    n_bins = _check_int(n_bins, "n_bins", 1)
+    confidence = _check_confidence(confidence)
+    n_boot, seed = _check_boot(n_boot, seed)
+    x = check_classification_inputs(y_true, probs=probs, n_classes=n_classes)
+    y_pred = x.probs.argmax(axis=1) if x.n else np.zeros(0, dtype=np.int64)
+    x = ClassificationInputs(x.y_true, y_pred, x.probs, x.n_classes, x.eps)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UndefinedMetricWarning)
+        result = _summary_core(x, n_boot=n_boot, n_bins=n_bins, confidence=confidence, seed=seed)
+    messages = []
+    for w in caught:
+        if issubclass(w.category, UndefinedMetricWarning):
+            if str(w.message) not in messages:
+                messages.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    for message in messages:
+        warnings.warn(message, UndefinedMetricWarning, stacklevel=2)
+    return MetricsSummary(**result, warnings=tuple(messages))
+
+
+def _summary_core(
+    x: ClassificationInputs, *, n_boot: int, n_bins: int, confidence: float, seed: int | None
+) -> dict[str, Any]:
+    k, n = x.n_classes, x.n
+    cm = _confusion(x.y_true, x.y_pred, k)
+    tp, nt, npred = np.diag(cm), cm.sum(axis=1), cm.sum(axis=0)
+    if n:
+        _warn_undefined(_class_scores(tp, nt, npred), _WHY)
+        reps = _count_replicates(cm, n_boot=n_boot, seed=seed)
+        macro = _prf(cm, reps, average="macro", confidence=confidence)
+        weighted = _prf(cm, reps, average="weighted", confidence=confidence)
+        balanced = macro.recall  # mean recall over classes present == balanced accuracy
+    else:
+        _warn("metrics of empty input are undefined: NaN")
+        reps = None
+        nan = _nan_estimate("bootstrap", confidence)
+        macro = weighted = PrecisionRecallF1(nan, nan, nan, "macro")
+        balanced = nan
+    per_class = _per_class_table(cm, reps, confidence=confidence)
+    ovr = _one_vs_rest(x, confidence)
+    per_class = per_class.merge(ovr.per_class, on=CLASS, how="left", validate="one_to_one")
+    rows = _calibration_rows(x, n_bins)
+    reliability = _reliability_table(*rows[:3], n_bins=n_bins, confidence=confidence)
+    if n:
+        row_est = bootstrap_intervals(
+            {"ece": _ece_statistic(n_bins, n), "log_loss": lambda _b, _d, loss: loss.mean(-1)},
+            rows[0],
+            rows[3],
+            _row_losses(x),
+            n_boot=n_boot,
+            confidence=confidence,
+            seed=seed,
+            vectorized=True,
+        )
+    else:
+        row_est = dict.fromkeys(("ece", "log_loss"), _nan_estimate("bootstrap", confidence))
+    return {
+        "n": n,
+        "n_classes": k,
+        "confidence": confidence,
+        "n_boot": n_boot,
+        "seed": seed,
+        "accuracy": _accuracy(int(tp.sum()), n, confidence),
+        "balanced_accuracy": balanced,
+        "macro_precision": macro.precision,
+        "macro_recall": macro.recall,
+        "macro_f1": macro.f1,
+        "weighted_f1": weighted.f1,
+        "top_k": {kk: _top_k(x, kk, confidence) for kk in (2, 3) if kk < k},
+        "ece": row_est["ece"],
+        "log_loss": row_est["log_loss"],
+        "macro_auc": ovr.macro_roc_auc,
+        "macro_average_precision": ovr.macro_average_precision,
+        "per_class": per_class,
+        "confusion": cm,
+        "reliability": reliability,
+        "imbalance": imbalance_warning(x.y_true, n_classes=k, y_pred=x.y_pred),
+    }
+
+
+# ==============================================================================================
+# Registries: every scalar metric by name (for invariance tests, slices, the dashboard)
+
+
+def _label_metric(fn: Callable[..., Any], attr: str | None = None) -> Callable[..., Estimate]:
+    def metric(y_true: Any, y_pred: Any, *, n_classes: int | None = None, **options: Any):
+        out = fn(y_true, y_pred, n_classes=n_classes, **options)
+        return out if attr is None else getattr(out, attr)
+
+    return metric
+
+
+def _prf_metric(average: str, attr: str) -> Callable[..., Estimate]:
+    def metric(y_true: Any, y_pred: Any, *, n_classes: int | None = None, **options: Any):
+        out = precision_recall_f1(y_true, y_pred, n_classes=n_classes, average=average, **options)
+        return getattr(out, attr)
+
+    return metric
+
+
+def _prob_metric(fn: Callable[..., Any], attr: str | None = None, **fixed: Any):
+    def metric(y_true: Any, probs: Any, *, n_classes: int | None = None, **options: Any):
+        if n_classes is not None and np.shape(probs)[-1] != n_classes:
+            raise ValueError(
+                f"probs must have n_classes={n_classes} columns, got shape {np.shape(probs)}"
+            )
+        out = fn(y_true, probs, **fixed, **options)
+        return out if attr is None else getattr(out, attr)
+
+    return metric
+
+
+#: name -> ``f(y_true, y_pred, *, n_classes=None, **options) -> Estimate``
+LABEL_METRICS: dict[str, Callable[..., Estimate]] = {
+    "accuracy": _label_metric(accuracy_score),
+    "balanced_accuracy": _label_metric(balanced_accuracy_score),
+    "macro_precision": _prf_metric("macro", "precision"),
+    "macro_recall": _prf_metric("macro", "recall"),
+    "macro_f1": _prf_metric("macro", "f1"),
+    "weighted_precision": _prf_metric("weighted", "precision"),
+    "weighted_recall": _prf_metric("weighted", "recall"),
+    "weighted_f1": _prf_metric("weighted", "f1"),
+}
+
+#: name -> ``f(y_true, probs, *, n_classes=None, **options) -> Estimate``
+PROB_METRICS: dict[str, Callable[..., Estimate]] = {
+    "top_2_accuracy": _prob_metric(top_k_accuracy_score, k=2),
+    "top_3_accuracy": _prob_metric(top_k_accuracy_score, k=3),
+    "ece": _prob_metric(expected_calibration_error, "ece"),
+    "log_loss": _prob_metric(log_loss),
+    "macro_auc": _prob_metric(one_vs_rest_scores, "macro_roc_auc"),
+    "macro_average_precision": _prob_metric(one_vs_rest_scores, "macro_average_precision"),
+}
+
+
+def get_metric(name: str) -> tuple[str, Callable[..., Estimate]]:
+    """Look a metric up by name: returns ``("labels" | "probs", function)``.
+
+    Raises ``ValueError`` listing the valid names for an unknown name.
+    """
+    if name in LABEL_METRICS:
+        return "labels", LABEL_METRICS[name]
+    if name in PROB_METRICS:
+        return "probs", PROB_METRICS[name]
+    valid = sorted([*LABEL_METRICS, *PROB_METRICS])
+    raise ValueError(f"unknown metric {name!r}; valid names: {valid}")
