@@ -63,7 +63,7 @@ def _pick_run(runs: list[dict]) -> dict:
 
 
 def main() -> None:
-    st.set_page_config(page_title="errorscope", page_icon="🔎", layout="wide")
+    st.set_page_config(page_title="errorscope", page_icon=":material/troubleshoot:", layout="wide")
     _cli_runs_dir()
     root = data.runs_dir()
     runs = data.available_runs(str(root))

@@ -25,7 +25,7 @@ def sidebar_footer(run: Run) -> None:
             + f"  \ndata `{m['inputs']['data']['name']}`  \ncreated {m['created'][:16]}"
         )
         if m.get("n_skipped"):
-            st.caption(f"⚠️ {m['n_skipped']} file(s) skipped — see Overview")
+            st.caption(f":orange[:material/warning:] {m['n_skipped']} file(s) skipped — see Overview")
 
 
 def metric(label: str, est: dict | None, *, as_pct: bool = True, help: str | None = None) -> None:
@@ -62,7 +62,7 @@ def image_grid(run: Run, rows: np.ndarray, query: ImageQuery, *, cols: int = 6,
             path = thumb_path(run, row[schema.SAMPLE_ID]) or row[schema.PATH]
             ok = bool(row[schema.CORRECT])
             st.image(path, width="stretch")
-            mark = "✅" if ok else "❌"
+            mark = ":green[:material/check_circle:]" if ok else ":red[:material/cancel:]"
             label = f"{mark} {names[row[schema.LABEL]]} → {names[row[schema.PRED]]}"
             nav.link("detail", label, query, sample=row[schema.SAMPLE_ID], origin=origin)
             st.caption(f"conf {row[schema.CONFIDENCE]:.2f} · loss {row[schema.LOSS]:.2f}")

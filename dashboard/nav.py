@@ -55,5 +55,5 @@ def url(target: str, query: ImageQuery | None = None, **extra) -> str:
 
 def copy_link(target: str, query: ImageQuery | None = None, **extra) -> None:
     """A small 'copy link' box (st.code has a copy button) for pasting into meeting notes."""
-    with st.popover("🔗 Copy link", help="A link that reopens exactly this view"):
+    with st.popover("Copy link", icon=":material/link:", help="A link that reopens exactly this view"):
         st.code(url(target, query, **extra), language=None, wrap_lines=True)

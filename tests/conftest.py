@@ -47,3 +47,22 @@ def save_tiny_resnet(path: Path, num_classes: int = 3, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def tiny_resnet(tmp_path_factory) -> Path:
     return save_tiny_resnet(tmp_path_factory.mktemp("models") / "tiny.pt")
+
+
+@pytest.fixture(scope="session")
+def sample_run(tmp_path_factory):
+    """The bundled sample, analysed once per test session (as `errorscope sample` does)."""
+    from analysis.cli import SAMPLE_DIR, sample_config
+    from analysis.pipeline import analyze
+
+    if not (SAMPLE_DIR / "model.safetensors").exists():
+        pytest.fail("sample_data/model.safetensors is missing: run sample_data/train.py")
+    runs = tmp_path_factory.mktemp("runs")
+    return analyze(sample_config(), runs_dir=runs)
+
+
+@pytest.fixture(scope="session")
+def planted():
+    import json
+
+    return json.loads((REPO / "sample_data" / "planted.json").read_text())

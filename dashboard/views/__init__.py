@@ -1,6 +1,6 @@
 """The dashboard's pages, in navigation order.
 
-Each page is a thin file in ``dashboard/pages/`` (so AppTest can open it) that calls
+Each page is a thin file in ``dashboard/routes/`` (so AppTest can open it) that calls
 ``render(run)`` of its module here.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
+PAGES_DIR = Path(__file__).resolve().parent.parent / "routes"
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,8 @@ class View:
 
 
 VIEWS = [
-    View("overview", "Overview", "📊", "Analysis"),
-    View("confusion", "Confusion", "🔀", "Analysis"),
-    View("gallery", "Gallery", "🖼️", "Images"),
-    View("detail", "Image detail", "🔍", "Images"),
+    View("overview", "Overview", ":material/dashboard:", "Analysis"),
+    View("confusion", "Confusion", ":material/grid_on:", "Analysis"),
+    View("gallery", "Gallery", ":material/photo_library:", "Images"),
+    View("detail", "Image detail", ":material/image_search:", "Images"),
 ]

@@ -33,7 +33,7 @@ def render(run: Run) -> None:
 
     top = st.columns([4, 1, 1, 1, 1])
     ok = bool(row[schema.CORRECT])
-    top[0].title(f"{'✅' if ok else '❌'} {names[row[schema.LABEL]]} → {names[row[schema.PRED]]}")
+    top[0].title(f"{':green[:material/check_circle:]' if ok else ':red[:material/cancel:]'} {names[row[schema.LABEL]]} → {names[row[schema.PRED]]}")
     with top[1]:
         nav.link(origin if origin in nav.PAGES else "gallery", "← Back", q)
     with top[2]:

@@ -70,7 +70,7 @@ def render(run: Run) -> None:
     if extra:
         chips = st.columns(len(extra) + 1)
         for (label, field), col in zip(extra, chips, strict=False):
-            if col.button(f"✕ {label}", key=f"clear_{field}", help="remove this filter"):
+            if col.button(f"{label} ✕", key=f"clear_{field}", help="remove this filter"):
                 q = q.with_(**{field: None if field == "cluster" else ""})
     rows = data.query_rows(run, q)
     page_no = int(st.query_params.get("page", 1) or 1)
@@ -94,7 +94,7 @@ def render(run: Run) -> None:
         nav.copy_link("gallery", q, page=pg.page if pg.page > 1 else None)
     with head[2]:
         if pg.total and "review" in nav.PAGES:
-            if st.button("▶ Review these", help="Start a review queue with these images"):
+            if st.button("Review these", icon=":material/play_arrow:", help="Start a review queue with these images"):
                 from analysis.query import save_selection
 
                 sel = save_selection(run.path, s[schema.SAMPLE_ID].to_numpy()[rows])

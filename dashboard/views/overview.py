@@ -12,7 +12,8 @@ from analysis.runstore import Run
 from dashboard import components as ui
 from dashboard import nav
 
-ICONS = {"high": "🔴", "medium": "🟠", "info": "ℹ️"}
+ICONS = {"high": ":red[:material/error:]", "medium": ":orange[:material/warning:]",
+         "info": ":blue[:material/info:]"}
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

@@ -1,0 +1,77 @@
+"""AppTest of every page on the sample run: renders without exception, filters change counts."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from analysis import schema
+
+ROUTES = "routes/{}.py"
+
+
+def _open(at, page, **params):
+    at.run()
+    for k, v in params.items():
+        at.query_params[k] = v
+    at.switch_page(ROUTES.format(page)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _match_count(at) -> int:
+    for md in at.markdown:
+        m = re.match(r"\*\*([\d,]+) images\*\* match", md.value)
+        if m:
+            return int(m.group(1).replace(",", ""))
+    raise AssertionError("no match count on the page")
+
+
+def test_overview_shows_metrics_with_intervals(app_test, sample_run):
+    at = app_test.run()
+    assert not at.exception, [e.value for e in at.exception]
+    labels = [m.label for m in at.metric]
+    assert labels[:4] == ["Accuracy", "Balanced accuracy", "Macro F1", "ECE"]
+    acc = float(at.metric[0].value.rstrip("%")) / 100
+    assert abs(acc - sample_run.samples[schema.CORRECT].mean()) < 0.0006
+    assert any("95% CI" in c.value for c in at.caption)
+    links = [p.label for p in at.get("page_link")]
+    assert any(re.match(r"\d+ \w+ predicted as \w+", lbl) for lbl in links), links
+
+
+def test_confusion_page_renders(app_test):
+    at = _open(app_test, "confusion")
+    assert at.title[0].value == "Confusion"
+    assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 6
+
+
+def test_gallery_filters_change_counts(app_test, sample_run):
+    s = sample_run.samples
+    at = _open(app_test, "gallery")
+    assert _match_count(at) == len(s)
+    at.segmented_control(key="g_correct").set_value("wrong").run()
+    assert _match_count(at) == int((~s[schema.CORRECT]).sum())
+    at.multiselect(key="g_true").set_value(["triangle"]).run()
+    tri = sample_run.class_names.index("triangle")
+    expected = int(((s[schema.LABEL] == tri) & ~s[schema.CORRECT]).sum())
+    assert _match_count(at) == expected
+    assert at.query_params["correct"] == ["wrong"] and at.query_params["true"] == [str(tri)]
+
+
+def test_gallery_deep_link_reopens_the_same_set(app_test, sample_run):
+    s = sample_run.samples
+    t, p = 3, 0
+    at = _open(app_test, "gallery", true=str(t), pred=str(p))
+    assert _match_count(at) == int(((s[schema.LABEL] == t) & (s[schema.PRED] == p)).sum())
+
+
+def test_detail_deep_link_reopens_that_image(app_test, sample_run):
+    s = sample_run.samples
+    wrong = np.flatnonzero(~s[schema.CORRECT].to_numpy())
+    row = s.iloc[int(wrong[0])]
+    at = _open(app_test, "detail", sample=row[schema.SAMPLE_ID])
+    title = at.title[0].value
+    names = sample_run.class_names
+    assert f"{names[row[schema.LABEL]]} → {names[row[schema.PRED]]}" in title
+    assert any(row[schema.RELPATH] in c.value for c in at.caption)
