@@ -1,0 +1,93 @@
+"""CAMs for one image of a run: the predicted and the given class side by side, cached.
+
+Glue between a run (which image, which preprocessing) and :mod:`analysis.cams` (how a map is
+computed). Maps and their faithfulness numbers are cached in the run's ``cams/`` folder, so a
+second view of the same image, method and layer does not run the model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from . import schema
+from .models import Preprocessing
+
+
+@dataclass(frozen=True)
+class ClassCam:
+    """One class's map for one image.
+
+    ``cam`` float32 [S, S] in [0, 1] at the model's input size; ``overlay`` uint8 [S, S, 3];
+    ``drop_top`` / ``drop_random``: probability drop when the map's top 20% pixels (or a region of
+    the same shape elsewhere) are removed."""
+
+    target_class: int
+    cam: np.ndarray
+    overlay: np.ndarray
+    prob: float
+    drop_top: float
+    drop_random: float
+
+
+@dataclass(frozen=True)
+class CamView:
+    """Everything the image detail page shows about where the model looked."""
+
+    method: str
+    layer: str
+    layer_spatial: tuple[int, int]
+    image: np.ndarray  # uint8 [S, S, 3], what the model saw (resized/cropped)
+    cams: tuple[ClassCam, ...]
+
+
+def layer_choices(model, prep: Preprocessing) -> tuple[list, str]:
+    """(candidate layers shallow->deep, name of the default layer) at the run's input size."""
+    from .layers import candidate_layers, default_layer
+
+    size = prep.input_size
+    return candidate_layers(model, size), default_layer(model, size).name
+
+
+def model_input(path: str, prep: Preprocessing):
+    """(uint8 [S, S, 3] image as the model saw it, normalised float tensor [3, S, S])."""
+    import torch
+
+    from .images import decode_image
+    from .inference import to_model_tensor
+
+    x8 = to_model_tensor(decode_image(path).rgb, prep)
+    x = x8.float().div(255.0)
+    mean = torch.tensor(prep.mean).view(3, 1, 1)
+    std = torch.tensor(prep.std).view(3, 1, 1)
+    return x8.permute(1, 2, 0).numpy().copy(), (x - mean) / std
+
+
+def cam_view(run, model, prep: Preprocessing, row: int, *, classes: list[int],
+             method: str = "gradcam", layer: str | None = None) -> CamView:
+    """Maps of ``classes`` (e.g. [predicted, given]) for samples row ``row``, cached on disk."""
+    from .cams import CamCache, faithfulness, overlay
+    from .layers import resolve_layer
+
+    s = run.samples.iloc[int(row)]
+    image, x = model_input(s[schema.PATH], prep)
+    device = next(model.parameters()).device
+    x = x.to(device)
+    info = resolve_layer(model, prep.input_size, layer)
+    cache = CamCache(run.path)
+    out = []
+    for c in dict.fromkeys(int(c) for c in classes):
+        cam = cache.get_or_compute(model, x, sample_id=s[schema.SAMPLE_ID], target_class=c,
+                                   method=method, layer=info.name)
+        fpath = cache.path(sample_id=s[schema.SAMPLE_ID], method=method, layer=info.name,
+                           target_class=c).with_suffix(".json")
+        if fpath.exists():
+            f = json.loads(fpath.read_text())
+        else:
+            f = asdict(faithfulness(model, x, cam, target_class=c, method=method))
+            fpath.write_text(json.dumps(f))
+        out.append(ClassCam(c, cam, overlay(image, cam), float(f["prob"]), float(f["drop_top"]),
+                            float(f["drop_random"])))
+    return CamView(method, info.name, tuple(info.spatial), image, tuple(out))
