@@ -1,0 +1,158 @@
+"""Server-side time of a gallery filter change and of a page switch on a 100,000-image run.
+
+Makes a synthetic run (not committed; under bench/results/synthetic-runs/) with realistic columns,
+then drives the real app with Streamlit's AppTest and reports the median of repeated timings.
+Target: under 0.5 s each on the 2-core development machine.
+
+    .venv/bin/python bench/bench_dashboard.py [--n 100000]   -> bench/results/dashboard.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("ERRORSCOPE_NO_PROGRESS", "1")
+
+from analysis import schema  # noqa: E402
+from analysis.datasets import sample_id_for  # noqa: E402
+from analysis.runstore import RunWriter  # noqa: E402
+
+CLASSES = [f"class_{i}" for i in range(10)]
+
+
+def make_run(n: int, runs_dir: Path) -> Path:
+    """A synthetic run of ``n`` images: samples, probs, metrics and slices like a real one."""
+    from analysis.inference import prediction_columns
+    from analysis.metrics import summary
+    from analysis.slices import compute_slices
+
+    rng = np.random.default_rng(0)
+    k = len(CLASSES)
+    labels = rng.integers(0, k, n)
+    logits = rng.normal(size=(n, k)) + 3.0 * np.eye(k)[labels] * rng.uniform(0, 1.5, (n, 1))
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs = (probs / probs.sum(1, keepdims=True)).astype(np.float32)
+    img = ROOT / "sample_data" / "images" / "eval"
+    pool = sorted(str(p) for p in img.glob("*.jpg"))[:200] or [str(ROOT / "README.md")]
+    rel = [f"img/{i:06d}.jpg" for i in range(n)]
+    s = pd.DataFrame({
+        schema.SAMPLE_ID: [sample_id_for(r) for r in rel],
+        schema.PATH: [pool[i % len(pool)] for i in range(n)],
+        schema.RELPATH: rel,
+        schema.CONTENT_HASH: [f"{i:064x}" for i in range(n)],
+        schema.LABEL: labels,
+        schema.LABEL_NAME: np.asarray(CLASSES, dtype=object)[labels],
+    })
+    pc = prediction_columns(probs, labels)
+    for c in pc.columns:
+        s[c] = pc[c].to_numpy()
+    s[schema.PRED_NAME] = np.asarray(CLASSES, dtype=object)[s[schema.PRED]]
+    meta = {"camera": [f"cam_{c}" for c in "abcdefgh"], "site": [f"site_{i}" for i in range(20)],
+            "lighting": ["day", "dusk", "night"], "annotator": [f"a{i}" for i in range(12)]}
+    for col, values in meta.items():
+        s[col] = rng.choice(values, n)
+    s["hour"] = rng.integers(0, 24, n)
+    s["temperature"] = rng.normal(15, 8, n).round(1)
+    for col in schema.PROPERTY_COLUMNS:
+        s[col] = rng.uniform(0, 1, n)
+    s[schema.UMAP_X], s[schema.UMAP_Y] = rng.normal(size=(2, n)).astype(np.float32)
+    s[schema.CLUSTER] = rng.integers(0, 30, n)
+    run_id = f"synthetic-{n}"
+    shutil.rmtree(runs_dir / run_id, ignore_errors=True)
+    from analysis.sections import METRICS_FILE
+
+    with RunWriter(runs_dir, run_id) as w:
+        w.write_table(schema.SAMPLES, s)
+        w.write_array(schema.PROBS, probs)
+        w.write_json(METRICS_FILE, summary(labels, probs, n_classes=k, n_boot=200).to_dict())
+        meta_cols = [*meta, "hour", "temperature"]
+        w.write_table(schema.SLICES, compute_slices(
+            s, metadata_columns=meta_cols, property_columns=schema.PROPERTY_COLUMNS,
+            cluster_column=schema.CLUSTER, class_names=CLASSES))
+        return w.commit({
+            "created": "2026-01-01T00:00:00", "n_samples": n, "n_skipped": 0,
+            "class_names": CLASSES, "metadata_columns": meta_cols,
+            "property_columns": schema.PROPERTY_COLUMNS, "has_embeddings": False,
+            "has_model": False, "inputs": {"data": {"name": "synthetic"},
+                                            "model": None, "predictions": {"name": "synthetic"}},
+            "preprocessing": {"resize": 112, "crop": None}, "sections": {}, "skipped": [],
+            "warnings": [],
+        })
+
+
+def _timed(fn, repeats: int) -> list[float]:
+    out = []
+    for i in range(repeats):
+        t = time.perf_counter()
+        fn(i)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--repeats", type=int, default=7)
+    args = ap.parse_args()
+    runs = ROOT / "bench" / "results" / "synthetic-runs"
+    t0 = time.perf_counter()
+    make_run(args.n, runs)
+    print(f"synthetic run of {args.n:,} samples made in {time.perf_counter() - t0:.1f} s")
+    os.environ["ERRORSCOPE_RUNS_DIR"] = str(runs)
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=600)
+    t = time.perf_counter()
+    at.run()
+    first = time.perf_counter() - t
+    at.switch_page("routes/gallery.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    choices = ["wrong", "correct", "all"]
+
+    def filter_change(i):
+        at.segmented_control(key="g_correct").set_value(choices[i % 3]).run()
+        assert not at.exception, [e.value for e in at.exception]
+
+    def class_filter(i):
+        at.multiselect(key="g_true").set_value([CLASSES[i % 10]]).run()
+
+    pages = ["routes/overview.py", "routes/gallery.py", "routes/confusion.py"]
+
+    def page_switch(i):
+        at.switch_page(pages[i % 3]).run()
+        assert not at.exception, [e.value for e in at.exception]
+
+    res = {
+        "n_samples": args.n,
+        "first_load_s": round(first, 3),
+        "gallery_filter_change_s": _timed(filter_change, args.repeats),
+        "gallery_class_filter_s": _timed(class_filter, args.repeats),
+        "page_switch_s": _timed(page_switch, args.repeats),
+        "load_avg": os.getloadavg(),
+        "cpu_count": os.cpu_count(),
+    }
+    for key in ("gallery_filter_change_s", "gallery_class_filter_s", "page_switch_s"):
+        times = res[key]
+        res[key] = {"median": round(statistics.median(times), 4), "all": [round(x, 4) for x in
+                                                                            times]}
+        print(f"{key}: median {res[key]['median']:.3f} s  ({res[key]['all']})")
+    print(f"first load (reads the run): {first:.2f} s")
+    out = ROOT / "bench" / "results" / "dashboard.json"
+    out.write_text(json.dumps(res, indent=2))
+    print("written", out)
+
+
+if __name__ == "__main__":
+    main()
