@@ -172,3 +172,80 @@ def top_k_figure(probs_row: np.ndarray, class_names: list[str], *, label: int, k
     fig.update_xaxes(range=[0, 1], tickformat=".0%", gridcolor="#eee")
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, height=40 * len(order) + 50)
+
+
+def slice_interval_figure(slices: pd.DataFrame, *, overall_error: float, max_rows: int = 25):
+    """Error rate per slice with its 95% Wilson interval; the dashed line is the overall rate.
+
+    ``slices`` has ``description, error_rate, error_rate_low, error_rate_high, n, significant``;
+    each point's ``customdata`` is its row position in ``slices`` (for drill-down)."""
+    import plotly.graph_objects as go
+
+    df = slices.head(max_rows).reset_index(drop=True)
+    er = df["error_rate"].to_numpy(float)
+    colours = [ERR_COLOUR if s else "#8d99ae" for s in df["significant"].astype(bool)]
+    labels = [f"{d} (n={n})" for d, n in zip(df["description"], df["n"], strict=True)]
+    fig = go.Figure(go.Scatter(
+        x=er, y=labels, mode="markers", marker=dict(size=11, color=colours, symbol="square"),
+        error_x=dict(type="data", symmetric=False, array=df["error_rate_high"] - er,
+                     arrayminus=er - df["error_rate_low"], thickness=1.5, color="#555"),
+        customdata=np.arange(len(df)),
+        hovertemplate="%{y}<br>error rate %{x:.1%}<extra>click to open</extra>",
+    ))
+    fig.add_vline(x=overall_error, line_dash="dash", line_color="#999",
+                  annotation_text=f"overall {overall_error:.1%}", annotation_position="top")
+    fig.update_xaxes(title="error rate (95% CI)", tickformat=".0%", range=[0, 1], gridcolor="#eee")
+    fig.update_yaxes(autorange="reversed", type="category")
+    return _layout(fig, height=max(240, 28 * len(df) + 80))
+
+
+def value_error_figure(values: pd.DataFrame, *, column: str, overall_error: float):
+    """Error rate per value (or bin) of one column, bars with 95% intervals, n on hover."""
+    import plotly.graph_objects as go
+
+    er = values["error_rate"].to_numpy(float)
+    fig = go.Figure(go.Bar(
+        x=values["value"].astype(str), y=er, marker_color="#457b9d",
+        error_y=dict(type="data", symmetric=False, array=values["error_rate_high"] - er,
+                     arrayminus=er - values["error_rate_low"], thickness=1.2),
+        customdata=np.stack([values["n"], np.arange(len(values))], axis=1),
+        hovertemplate="%{x}<br>error rate %{y:.1%}<br>n = %{customdata[0]}<extra></extra>",
+    ))
+    fig.add_hline(y=overall_error, line_dash="dash", line_color="#999")
+    fig.update_yaxes(title="error rate", tickformat=".0%", gridcolor="#eee", rangemode="tozero")
+    fig.update_xaxes(title=column, type="category")
+    return _layout(fig, height=340)
+
+
+def embedding_figure(x: np.ndarray, y: np.ndarray, colour: np.ndarray, *, colour_name: str,
+                     categorical: bool, hover: list[str] | None = None):
+    """The UMAP map as a WebGL scatter; point i's ``customdata`` is i (a samples row)."""
+    import plotly.graph_objects as go
+
+    n = len(x)
+    size = 6 if n < 5_000 else (4 if n < 30_000 else 2.5)
+    fig = go.Figure()
+    idx = np.arange(n)
+    if categorical:
+        palette = ["#e76f51", "#2a9d8f", "#264653", "#e9c46a", "#f4a261", "#457b9d",
+                   "#8d99ae", "#6a4c93", "#1982c4", "#8ac926", "#ff595e", "#bc6c25"]
+        cats = pd.Series(colour).astype(str)
+        for k, cat in enumerate(sorted(cats.unique(), key=lambda v: (len(v), v))):
+            m = (cats == cat).to_numpy()
+            fig.add_trace(go.Scattergl(
+                x=x[m], y=y[m], mode="markers", name=cat, customdata=idx[m],
+                marker=dict(size=size, color=palette[k % len(palette)], opacity=0.75),
+                text=None if hover is None else [hover[i] for i in idx[m]],
+                hovertemplate="%{text}<extra>" + cat + "</extra>" if hover else None,
+            ))
+    else:
+        fig.add_trace(go.Scattergl(
+            x=x, y=y, mode="markers", customdata=idx,
+            marker=dict(size=size, color=colour, colorscale="Viridis", showscale=True,
+                        colorbar=dict(title=colour_name), opacity=0.8),
+            text=hover, hovertemplate="%{text}<extra></extra>" if hover else None,
+        ))
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, title=None)
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, title=None)
+    fig.update_layout(dragmode="lasso", legend=dict(itemsizing="constant"))
+    return _layout(fig, height=620)

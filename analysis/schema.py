@@ -19,7 +19,7 @@ SLICES = "slices.parquet"  # one row per single-predicate slice (see analysis.sl
 DISCOVERED = "discovered_slices.parquet"  # conjunctions found by analysis.discovery
 CLUSTERS = "clusters.parquet"  # one row per embedding cluster
 LABEL_ISSUES = "label_issues.parquet"  # ranked suspected label errors
-NOISE_MATRIX = "noise_matrix.npy"  # float64 [C, C], estimated P(given label j | true i)
+NOISE_MATRIX = "noise_matrix.npy"  # float64 [C, C], [i, j] = P(given label i | true label j)
 DUPLICATES = "duplicates.parquet"  # pairs: within-eval near-duplicates and eval<->reference leakage
 OUTLIERS = "outliers.parquet"  # one row per (sample, outlier type)
 CAMS_DIR = "cams"  # cached CAM maps, <sample_id>__<method>__<layer>__<class>.npy

@@ -105,7 +105,7 @@ def _label_issues(ctx: SectionContext):
 
 
 def _duplicates(ctx: SectionContext):
-    from .duplicates import confirm_pairs, find_duplicates
+    from .duplicates import confirm_pairs, find_duplicates, partner_columns
 
     s = ctx.samples
     ref = ctx.reference
@@ -120,22 +120,10 @@ def _duplicates(ctx: SectionContext):
         pairs = confirm_pairs(pairs, s[schema.PATH].tolist(),
                               None if ref is None else ref[schema.PATH].tolist())
     ctx.writer.write_table(schema.DUPLICATES, pairs)
-    n = len(s)
-    leak_of = np.full(n, None, dtype=object)
-    leak_sim = np.full(n, np.nan, dtype=np.float32)
-    dup_of = np.full(n, None, dtype=object)
-    ids = s[schema.SAMPLE_ID].to_numpy()
-    # strongest pair first, so each image keeps its best partner
-    for i, j, sim, scope in pairs.sort_values("similarity")[["i", "j", "similarity", "scope"]] \
-            .itertuples(index=False):
-        if scope == "leak":
-            leak_of[i] = ref[schema.RELPATH].iloc[j]
-            leak_sim[i] = sim
-        else:
-            dup_of[i], dup_of[j] = ids[j], ids[i]
-    ctx.new_columns[schema.LEAK_OF] = leak_of
-    ctx.new_columns[schema.LEAK_SIMILARITY] = leak_sim
-    ctx.new_columns[schema.DUPLICATE_OF] = dup_of
+    cols = partner_columns(pairs, s[schema.SAMPLE_ID].tolist(),
+                           None if ref is None else ref[schema.RELPATH].tolist())
+    for col in cols.columns:
+        ctx.new_columns[col] = cols[col].to_numpy()
 
 
 def _outliers(ctx: SectionContext):

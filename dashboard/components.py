@@ -117,3 +117,56 @@ def per_class_table(per_class, class_names):
         "F1 95% CI": [fmt.interval(a, b, as_pct=False) for a, b in zip(pc["f1_low"], pc["f1_high"],
                                                                        strict=True)],
     })
+
+
+def clickable_table(df, *, key: str, column_config: dict | None = None, height="auto"):
+    """A dataframe whose row click returns the row position once (then resets), or None."""
+    ver = st.session_state.setdefault(f"{key}_ver", 0)
+    ev = st.dataframe(df, hide_index=True, on_select="rerun", selection_mode="single-row",
+                      key=f"{key}_{ver}", column_config=column_config, height=height)
+    rows = ev.selection.rows if ev is not None else []
+    if rows:
+        st.session_state[f"{key}_ver"] = ver + 1
+        return int(rows[0])
+    return None
+
+
+def clicked_points(event) -> list[int]:
+    """``customdata`` (sample rows or table positions) of the points a user clicked or lassoed."""
+    try:
+        points = event.selection.points
+    except AttributeError:
+        return []
+    out = []
+    for pt in points:
+        cd = pt.get("customdata")
+        if isinstance(cd, list | tuple):
+            cd = cd[0] if cd else None
+        if cd is not None:
+            out.append(int(cd))
+    return out
+
+
+SLICE_COLUMNS = {
+    "slice": st.column_config.TextColumn("slice", width="large"),
+    "error rate": st.column_config.ProgressColumn("error rate", format="percent", min_value=0,
+                                                  max_value=1),
+}
+
+
+def slice_table(slices):
+    """Display form of a slices table: plain words, numbers with intervals."""
+    import pandas as pd
+
+    return pd.DataFrame({
+        "slice": slices["description"].astype(str),
+        "images": slices["n"].astype(int),
+        "error rate": slices["error_rate"].astype(float),
+        "95% CI": [fmt.interval(a, b) for a, b in zip(slices["error_rate_low"],
+                                                      slices["error_rate_high"], strict=True)],
+        "elsewhere": [fmt.pct(x) for x in slices["rest_error_rate"]],
+        "gap": [f"{100 * g:+.1f} pts" for g in slices["gap"]],
+        "adjusted p": [fmt.p_value(p) for p in slices["p_adj"]],
+        "significant": slices["significant"].astype(bool),
+        "top confusion": slices["top_confusion"].fillna("").astype(str),
+    })

@@ -1,0 +1,487 @@
+"""Suspected label errors by confident learning, on plain NumPy arrays.
+
+Confident learning (Northcutt, Jiang & Chuang, "Confident Learning: Estimating Uncertainty in
+Dataset Labels", JAIR 70, 2021) estimates the joint distribution of given (noisy) and true labels
+from held-out predicted probabilities, then ranks and prunes the examples that most likely carry
+a wrong label. Written here from the paper's definitions (no cleanlab dependency).
+
+Notation: ``N`` examples, ``C`` classes, ``labels[n]`` the given label, ``pred_probs[n, k]`` the
+out-of-sample probability of class ``k``.
+
+1. **Per-class thresholds** ``t[j]`` = mean of ``pred_probs[n, j]`` over the examples labelled
+   ``j`` (the model's average self-confidence in class ``j``). A class nobody is labelled with gets
+   ``t[j] = inf``: no example can be confidently in it.
+2. **Confident joint** ``confident_joint[i, j]`` = number of examples labelled ``i`` whose
+   ``pred_probs[n, j] >= t[j]``, where, when several classes pass their threshold, ``j`` is the
+   one with the largest probability among those that pass (the paper's definition; cleanlab's
+   implementation takes the overall argmax instead). Examples with no class above threshold are
+   not counted.
+3. **Calibration**: each row ``i`` is rescaled to sum to the number of examples labelled ``i``,
+   then the matrix to sum to ``N``; ``joint = calibrated / N`` is the estimate ``Q[i, j]`` of
+   ``P(given = i, true = j)``. ``prune_counts = round(N * Q)`` rounded per row so that row totals
+   are preserved (largest remainder; ties go to the lower class index).
+4. **Noise matrix** ``noise_matrix[i, j] = P(given = i | true = j)``: ``Q`` normalised per
+   column, so every column sums to 1. Read it column-wise: column ``j`` says where examples of true
+   class ``j`` ended up labelled. Its transpose ``noise_matrix.T[j, i] = P(given = i | true = j)``
+   is the row-stochastic "true -> given" layout (rows = true class), the one
+   ``schema.NOISE_MATRIX`` describes. The inverse noise matrix ``P(true = j | given = i)`` is ``Q``
+   normalised per row.
+5. **Estimated number of label errors** = sum of the off-diagonal ``prune_counts``.
+
+Filtering methods (registry :data:`FILTER_METHODS`), all of which finally keep no example whose
+given label is the model's top prediction (ties count as agreement), as cleanlab does:
+
+- ``"prune_by_noise_rate"`` (default): for each off-diagonal ``(i, j)``, flag the
+  ``prune_counts[i, j]`` examples labelled ``i`` with the largest margin
+  ``pred_probs[n, j] - pred_probs[n, i]``.
+- ``"prune_by_class"``: for each class ``i``, flag the ``sum_{j != i} prune_counts[i, j]``
+  examples labelled ``i`` with the lowest ``pred_probs[n, i]``.
+- ``"both"``: flagged by both of the above (the paper's ``C_both``).
+- ``"confident_learning"``: the off-diagonal entries of the confident joint (``C_confusion``-like:
+  confidently in a class other than the given one).
+- ``"predicted_neq_given"``: the baseline, argmax differs from the given label.
+
+Label-quality scores (registry :data:`QUALITY_SCORES`) are in [0, 1], low = suspicious:
+``"normalized_margin"`` (default) ``(p_given - max_{k != given} p_k + 1) / 2`` and
+``"self_confidence"`` ``p_given``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import schema
+
+__all__ = [
+    "FILTER_METHODS",
+    "QUALITY_SCORES",
+    "NoiseEstimate",
+    "estimate_noise",
+    "estimate_noise_matrix",
+    "estimate_num_label_issues",
+    "find_label_issues",
+    "label_quality_scores",
+]
+
+# Columns of the find_label_issues table that schema.py does not name.
+INDEX = "index"  # row position in labels / pred_probs (= samples.parquet row)
+GIVEN_LABEL = "given_label"
+REASON = "reason"
+
+ISSUE_COLUMNS = [
+    INDEX,
+    GIVEN_LABEL,
+    schema.SUGGESTED_LABEL,
+    schema.LABEL_ISSUE_SCORE,
+    schema.IS_LABEL_ISSUE,
+    REASON,
+]
+
+# Rows per chunk for N x C temporaries (8192 x 1000 classes x 8 bytes = 64 MiB).
+_CHUNK_ROWS = 8192
+
+# Relative tolerance on row sums of pred_probs (float16 storage of 1000-class softmax included).
+_ROW_SUM_TOL = 1e-2
+
+
+@dataclass(frozen=True, eq=False)
+class NoiseEstimate:
+    """Everything confident learning estimates from ``(labels, pred_probs)``.
+
+    Attributes
+    ----------
+    thresholds : np.ndarray
+        float64 [C], per-class thresholds ``t[j]``; ``inf`` for a class with no labelled example.
+    confident_joint : np.ndarray
+        int64 [C, C], rows = given label, columns = confidently predicted (true-label guess).
+    true_label_guess : np.ndarray
+        int64 [N], the column each example was counted in, ``-1`` when no class is above threshold.
+    joint : np.ndarray
+        float64 [C, C], ``Q[i, j]`` estimate of ``P(given = i, true = j)``; sums to 1 (all NaN for
+        empty input).
+    prune_counts : np.ndarray
+        int64 [C, C], ``N * Q`` rounded preserving row totals: how many examples labelled ``i``
+        are estimated to truly be ``j``.
+    noise_matrix : np.ndarray
+        float64 [C, C], ``P(given = i | true = j)``; columns sum to 1, NaN columns for a class
+        estimated to have no true examples. ``noise_matrix.T`` is the "rows = true class" layout.
+    inverse_noise_matrix : np.ndarray
+        float64 [C, C], ``P(true = j | given = i)``; rows sum to 1 (NaN rows for unused labels).
+    num_label_issues : int
+        Estimated number of label errors, the off-diagonal sum of ``prune_counts``.
+    """
+
+    thresholds: np.ndarray
+    confident_joint: np.ndarray
+    true_label_guess: np.ndarray
+    joint: np.ndarray
+    prune_counts: np.ndarray
+    noise_matrix: np.ndarray
+    inverse_noise_matrix: np.ndarray
+    num_label_issues: int
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _check_inputs(labels: Any, pred_probs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Validate once at the public boundary; returns (int64 labels, float32/64 pred_probs)."""
+    probs = np.asarray(pred_probs)
+    if probs.dtype == object or not (
+        np.issubdtype(probs.dtype, np.floating) or np.issubdtype(probs.dtype, np.integer)
+    ):
+        raise TypeError(f"pred_probs must be a float array, got dtype {probs.dtype}")
+    if probs.ndim != 2:
+        raise ValueError(f"pred_probs must be 2-D [N, C], got shape {probs.shape}")
+    n, c = probs.shape
+    if c < 2:
+        raise ValueError(f"pred_probs must have at least 2 classes (columns), got {c}")
+    if probs.dtype not in (np.float32, np.float64):
+        probs = probs.astype(np.float32 if probs.dtype == np.float16 else np.float64)
+    lab = np.asarray(labels)
+    if lab.ndim != 1:
+        raise ValueError(f"labels must be 1-D [N], got shape {lab.shape}")
+    if lab.size and not np.issubdtype(lab.dtype, np.integer):
+        raise TypeError(f"labels must be integers 0..C-1, got dtype {lab.dtype}")
+    lab = lab.astype(np.int64)
+    if lab.shape[0] != n:
+        raise ValueError(f"labels has {lab.shape[0]} rows but pred_probs has {n}")
+    if n:
+        if not np.all(np.isfinite(probs)):
+            raise ValueError("pred_probs must be finite, got NaN or inf")
+        lo, hi = float(probs.min()), float(probs.max())
+        if lo < -1e-6 or hi > 1 + 1e-6:
+            raise ValueError(f"pred_probs must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
+        sums = probs.sum(axis=1, dtype=np.float64)
+        bad = np.abs(sums - 1.0) > _ROW_SUM_TOL
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"pred_probs rows must sum to 1 (probabilities, not logits), row {first} sums "
+                f"to {sums[first]:.4g}"
+            )
+        if lab.min() < 0 or lab.max() >= c:
+            raise ValueError(
+                f"labels must be in 0..{c - 1} (pred_probs has {c} columns), got values in "
+                f"[{lab.min()}, {lab.max()}]"
+            )
+    return lab, probs
+
+
+def _check_name(name: Any, registry: dict, what: str) -> None:
+    if name not in registry:
+        raise ValueError(f"unknown {what} {name!r}; valid: {sorted(registry)}")
+
+
+# ----------------------------------------------------------------------------- estimation
+
+
+def estimate_noise(labels: Any, pred_probs: Any) -> NoiseEstimate:
+    """Thresholds, confident joint, joint, noise matrices and number of label errors.
+
+    Parameters
+    ----------
+    labels : array-like of int, shape (N,)
+        Given labels ``0..C-1``.
+    pred_probs : array-like of float, shape (N, C)
+        Held-out (out-of-sample, e.g. cross-validated) predicted probabilities; rows sum to 1.
+        In-sample probabilities of a model that memorised its labels find almost nothing.
+
+    Returns
+    -------
+    NoiseEstimate
+        See the module docstring for the definitions.
+    """
+    lab, probs = _check_inputs(labels, pred_probs)
+    return _estimate_core(lab, probs)
+
+
+def estimate_noise_matrix(labels: Any, pred_probs: Any) -> np.ndarray:
+    """Estimated noise matrix ``P(given = i | true = j)``, float64 [C, C], columns sum to 1.
+
+    Entry ``[i, j]`` is the probability that an example whose true class is ``j`` carries the
+    label ``i``. The transpose is the row-stochastic "rows = true class, columns = given label"
+    layout. Columns of classes estimated to have no true example are NaN (all NaN for N = 0).
+    """
+    return estimate_noise(labels, pred_probs).noise_matrix
+
+
+def estimate_num_label_issues(labels: Any, pred_probs: Any) -> int:
+    """Estimated number of label errors: off-diagonal sum of the calibrated confident joint."""
+    return estimate_noise(labels, pred_probs).num_label_issues
+
+
+def _thresholds(lab: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    n, c = probs.shape
+    counts = np.bincount(lab, minlength=c)
+    sums = np.bincount(lab, weights=probs[np.arange(n), lab].astype(np.float64), minlength=c)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = sums / counts
+    t[counts == 0] = np.inf
+    return t
+
+
+def _round_preserving_row_totals(x: np.ndarray) -> np.ndarray:
+    """Largest-remainder rounding of each row to integers summing to the rounded row total."""
+    floors = np.floor(x)
+    frac = x - floors
+    out = floors.astype(np.int64)
+    missing = np.rint(x.sum(axis=1)).astype(np.int64) - out.sum(axis=1)
+    for i in np.flatnonzero(missing > 0):
+        order = np.lexsort((np.arange(x.shape[1]), -frac[i]))  # largest fraction, then lower j
+        out[i, order[: missing[i]]] += 1
+    return out
+
+
+def _estimate_core(lab: np.ndarray, probs: np.ndarray) -> NoiseEstimate:
+    n, c = probs.shape
+    t = _thresholds(lab, probs)
+    guess = np.full(n, -1, dtype=np.int64)
+    for s in range(0, n, _CHUNK_ROWS):  # row chunks keep N x C temporaries small
+        p = probs[s : s + _CHUNK_ROWS]
+        above = p >= t[None, :]
+        g = np.where(above, p, -np.inf).argmax(axis=1)
+        guess[s : s + _CHUNK_ROWS] = np.where(above.any(axis=1), g, -1)
+    ok = guess >= 0
+    cj = np.zeros((c, c), dtype=np.int64)
+    np.add.at(cj, (lab[ok], guess[ok]), 1)
+
+    label_counts = np.bincount(lab, minlength=c).astype(np.float64)
+    row = cj.sum(axis=1).astype(np.float64)
+    calibrated = cj / np.maximum(row, 1.0)[:, None] * label_counts[:, None]
+    total = calibrated.sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        joint = calibrated / total  # all NaN when nothing is confident (e.g. N = 0)
+        col = joint.sum(axis=0, keepdims=True)
+        noise = np.where(col > 0, joint / col, np.nan)
+        rows = joint.sum(axis=1, keepdims=True)
+        inverse = np.where(rows > 0, joint / rows, np.nan)
+    if total > 0:
+        prune_counts = _round_preserving_row_totals(joint * n)
+    else:
+        prune_counts = np.zeros((c, c), dtype=np.int64)
+    num = int(prune_counts.sum() - np.trace(prune_counts))
+    return NoiseEstimate(
+        thresholds=t,
+        confident_joint=cj,
+        true_label_guess=guess,
+        joint=joint,
+        prune_counts=prune_counts,
+        noise_matrix=noise,
+        inverse_noise_matrix=inverse,
+        num_label_issues=num,
+    )
+
+
+# ----------------------------------------------------------------------------- filters
+
+
+def _by_class_index(lab: np.ndarray, c: int) -> list[np.ndarray]:
+    order = np.argsort(lab, kind="stable")
+    bounds = np.searchsorted(lab[order], np.arange(c + 1))
+    return [order[bounds[i] : bounds[i + 1]] for i in range(c)]
+
+
+def _prune_by_noise_rate(lab: np.ndarray, probs: np.ndarray, est: NoiseEstimate) -> np.ndarray:
+    n, c = probs.shape
+    mask = np.zeros(n, dtype=bool)
+    members = _by_class_index(lab, c)
+    counts = est.prune_counts.copy()
+    np.fill_diagonal(counts, 0)
+    for i, j in zip(*np.nonzero(counts), strict=True):
+        idx = members[i]
+        margin = probs[idx, j].astype(np.float64) - probs[idx, i]
+        order = np.lexsort((idx, -margin))  # largest margin first, ties to the lower index
+        mask[idx[order[: counts[i, j]]]] = True
+    return mask
+
+
+def _prune_by_class(lab: np.ndarray, probs: np.ndarray, est: NoiseEstimate) -> np.ndarray:
+    n, c = probs.shape
+    mask = np.zeros(n, dtype=bool)
+    members = _by_class_index(lab, c)
+    per_class = est.prune_counts.sum(axis=1) - np.diag(est.prune_counts)
+    for i in np.flatnonzero(per_class > 0):
+        idx = members[i]
+        order = np.lexsort((idx, probs[idx, i]))  # lowest self-confidence first
+        mask[idx[order[: per_class[i]]]] = True
+    return mask
+
+
+def _both(lab: np.ndarray, probs: np.ndarray, est: NoiseEstimate) -> np.ndarray:
+    return _prune_by_noise_rate(lab, probs, est) & _prune_by_class(lab, probs, est)
+
+
+def _confident_off_diagonal(lab: np.ndarray, probs: np.ndarray, est: NoiseEstimate) -> np.ndarray:
+    g = est.true_label_guess
+    return (g >= 0) & (g != lab)
+
+
+def _predicted_neq_given(lab: np.ndarray, probs: np.ndarray, est: NoiseEstimate) -> np.ndarray:
+    return probs.argmax(axis=1) != lab
+
+
+#: name -> function(labels, pred_probs, estimate) -> bool [N] (before the agreement filter).
+FILTER_METHODS: dict[str, Callable[[np.ndarray, np.ndarray, NoiseEstimate], np.ndarray]] = {
+    "prune_by_noise_rate": _prune_by_noise_rate,
+    "prune_by_class": _prune_by_class,
+    "both": _both,
+    "confident_learning": _confident_off_diagonal,
+    "predicted_neq_given": _predicted_neq_given,
+}
+
+
+def _agrees_with_model(lab: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """True where the given label is (one of) the model's top predictions."""
+    if lab.size == 0:
+        return np.zeros(0, dtype=bool)
+    own = probs[np.arange(lab.size), lab]
+    return own >= probs.max(axis=1)
+
+
+# ----------------------------------------------------------------------------- scores
+
+
+def _best_other(lab: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index, probability) of the most probable class other than the given one, per row."""
+    n = lab.size
+    best = np.zeros(n, dtype=np.int64)
+    value = np.zeros(n, dtype=np.float64)
+    for s in range(0, n, _CHUNK_ROWS):
+        other = probs[s : s + _CHUNK_ROWS].astype(np.float64)
+        rows = np.arange(other.shape[0])
+        other[rows, lab[s : s + _CHUNK_ROWS]] = -np.inf
+        b = other.argmax(axis=1)
+        best[s : s + _CHUNK_ROWS] = b
+        value[s : s + _CHUNK_ROWS] = other[rows, b]
+    return best, value
+
+
+def _self_confidence(lab: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    return np.clip(probs[np.arange(lab.size), lab].astype(np.float64), 0.0, 1.0)
+
+
+def _normalized_margin(lab: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    own = probs[np.arange(lab.size), lab].astype(np.float64)
+    _, best = _best_other(lab, probs)
+    return np.clip((own - best + 1.0) / 2.0, 0.0, 1.0)
+
+
+#: name -> function(labels, pred_probs) -> float64 [N] in [0, 1], low = likely label error.
+QUALITY_SCORES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "normalized_margin": _normalized_margin,
+    "self_confidence": _self_confidence,
+}
+
+
+def label_quality_scores(labels: Any, pred_probs: Any, *, score: str = "normalized_margin"):
+    """Per-example label quality in [0, 1]; low = the given label is suspicious.
+
+    Parameters
+    ----------
+    labels : array-like of int, shape (N,)
+    pred_probs : array-like of float, shape (N, C)
+    score : {"normalized_margin", "self_confidence"}, keyword-only
+        ``normalized_margin = (p_given - max_{k != given} p_k + 1) / 2`` (0.5 = tie with the best
+        other class); ``self_confidence = p_given``.
+
+    Returns
+    -------
+    np.ndarray
+        float64 [N].
+    """
+    _check_name(score, QUALITY_SCORES, "score")
+    lab, probs = _check_inputs(labels, pred_probs)
+    return QUALITY_SCORES[score](lab, probs)
+
+
+# ----------------------------------------------------------------------------- public entry
+
+
+def find_label_issues(
+    labels: Any,
+    pred_probs: Any,
+    *,
+    method: str = "prune_by_noise_rate",
+    score: str = "normalized_margin",
+    class_names: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Rank every example by label quality and flag the suspected label errors.
+
+    Parameters
+    ----------
+    labels : array-like of int, shape (N,)
+        Given labels ``0..C-1``.
+    pred_probs : array-like of float, shape (N, C)
+        Held-out predicted probabilities, rows sum to 1.
+    method : str, keyword-only
+        Filter from :data:`FILTER_METHODS` (see the module docstring).
+    score : str, keyword-only
+        Label-quality score from :data:`QUALITY_SCORES`.
+    class_names : sequence of str, optional, keyword-only
+        Display names for the ``reason`` text; defaults to ``"class <k>"``.
+
+    Returns
+    -------
+    pd.DataFrame
+        One row per example, flagged issues first, then by increasing label quality (ties by
+        index). Columns: ``index`` (row position in the inputs), ``given_label``,
+        ``suggested_label`` (the most probable class other than the given one),
+        ``label_quality`` in [0, 1], ``is_label_issue`` (bool), ``reason`` (plain words).
+    """
+    _check_name(method, FILTER_METHODS, "method")
+    _check_name(score, QUALITY_SCORES, "score")
+    lab, probs = _check_inputs(labels, pred_probs)
+    c = probs.shape[1]
+    if class_names is None:
+        names = [f"class {k}" for k in range(c)]
+    else:
+        if isinstance(class_names, str) or len(class_names) != c:
+            raise ValueError(
+                f"class_names must be a sequence of {c} names (one per pred_probs column), got "
+                f"{class_names!r}"
+            )
+        names = [str(x) for x in class_names]
+    return _find_core(lab, probs, method=method, score=score, names=names)
+
+
+def _find_core(
+    lab: np.ndarray, probs: np.ndarray, *, method: str, score: str, names: list[str]
+) -> pd.DataFrame:
+    n = lab.size
+    est = _estimate_core(lab, probs)
+    issue = FILTER_METHODS[method](lab, probs, est) & ~_agrees_with_model(lab, probs)
+    quality = QUALITY_SCORES[score](lab, probs)
+    suggested, p_suggested = _best_other(lab, probs)
+    p_given = probs[np.arange(n), lab].astype(np.float64)
+    t_given = est.thresholds[lab]
+    reason = [
+        f"labelled {names[g]} (p {pg:.2f}, {names[g]} threshold {tg:.2f}); "
+        f"model gives {names[s]} {ps:.2f}"
+        for g, pg, tg, s, ps in zip(
+            lab.tolist(),
+            p_given.tolist(),
+            t_given.tolist(),
+            suggested.tolist(),
+            p_suggested.tolist(),
+            strict=True,
+        )
+    ]
+    df = pd.DataFrame(
+        {
+            INDEX: np.arange(n, dtype=np.int64),
+            GIVEN_LABEL: lab,
+            schema.SUGGESTED_LABEL: suggested,
+            schema.LABEL_ISSUE_SCORE: quality,
+            schema.IS_LABEL_ISSUE: issue,
+            REASON: pd.Series(reason, dtype=object),
+        },
+        columns=ISSUE_COLUMNS,
+    )
+    order = np.lexsort((np.arange(n), quality, ~issue))
+    return df.iloc[order].reset_index(drop=True)

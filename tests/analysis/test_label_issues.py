@@ -1,0 +1,309 @@
+"""Tests for analysis.label_issues (confident learning on NumPy)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import schema
+from analysis.label_issues import (
+    FILTER_METHODS,
+    ISSUE_COLUMNS,
+    QUALITY_SCORES,
+    estimate_noise,
+    estimate_noise_matrix,
+    estimate_num_label_issues,
+    find_label_issues,
+    label_quality_scores,
+)
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+def noisy_problem(seed: int = 7, n: int = 400, c: int = 4):
+    """Held-out-style probabilities that follow the TRUE labels, and given labels with flips.
+
+    Classes 0 and 1 are a confusable pair (like cat / dog): most flips go between them, the rest
+    are uniform. Returns (given_labels, pred_probs, flipped_mask, true_labels).
+    """
+    rng = np.random.default_rng(seed)
+    true = rng.integers(0, c, size=n)
+    alpha = np.ones((n, c))
+    alpha[np.arange(n), true] += 5.0
+    pair = true < 2  # 0 <-> 1 share some mass
+    alpha[pair, 1 - true[pair]] += 1.5
+    probs = np.stack([rng.dirichlet(a) for a in alpha])
+    given = true.copy()
+    flip = rng.random(n) < 0.12
+    for k in np.flatnonzero(flip):
+        if true[k] < 2 and rng.random() < 0.6:
+            given[k] = 1 - true[k]
+        else:
+            given[k] = rng.choice([x for x in range(c) if x != true[k]])
+    return given, probs, given != true, true
+
+
+def weak_problem(seed: int = 3, n: int = 400, c: int = 6):
+    """A weak model on 6 classes: low thresholds, so many examples pass several thresholds (the
+    argmax over above-threshold classes matters) and some pass none."""
+    rng = np.random.default_rng(seed)
+    true = rng.integers(0, c, size=n)
+    alpha = np.full((n, c), 0.7)
+    alpha[np.arange(n), true] += 1.0
+    probs = np.stack([rng.dirichlet(a) for a in alpha])
+    flip = rng.random(n) < 0.15
+    given = true.copy()
+    given[flip] = (true[flip] + rng.integers(1, c, size=int(flip.sum()))) % c
+    return given, probs, flip, true
+
+
+PROBLEMS = {"clear": noisy_problem, "weak": weak_problem}
+
+
+# ----------------------------------------------------------------------------- reference
+# A direct, loop-based reading of the paper's definitions, written independently of the module.
+
+
+def ref_estimate(labels, probs):
+    n, c = len(labels), len(probs[0])
+    t = []
+    for j in range(c):
+        vals = [probs[k][j] for k in range(n) if labels[k] == j]
+        t.append(sum(vals) / len(vals) if vals else float("inf"))
+    cj = [[0] * c for _ in range(c)]
+    guess = []
+    for k in range(n):
+        confident = [j for j in range(c) if probs[k][j] >= t[j]]
+        if not confident:
+            guess.append(None)
+            continue
+        best = max(confident, key=lambda j: (probs[k][j], -j))
+        guess.append(best)
+        cj[labels[k]][best] += 1
+    counts = [sum(1 for k in range(n) if labels[k] == i) for i in range(c)]
+    cal = [[0.0] * c for _ in range(c)]
+    for i in range(c):
+        row = sum(cj[i])
+        for j in range(c):
+            cal[i][j] = cj[i][j] / row * counts[i] if row else 0.0
+    total = sum(sum(r) for r in cal)
+    q = [[cal[i][j] / total for j in range(c)] for i in range(c)]
+    prune = []
+    for i in range(c):
+        vals = [q[i][j] * n for j in range(c)]
+        ints = [int(np.floor(v)) for v in vals]
+        missing = round(sum(vals)) - sum(ints)
+        by_frac = sorted(range(c), key=lambda j: (-(vals[j] - ints[j]), j))
+        for j in by_frac[:missing]:
+            ints[j] += 1
+        prune.append(ints)
+    return t, cj, guess, q, prune
+
+
+def ref_flags(labels, probs, method):
+    n, c = len(labels), len(probs[0])
+    t, cj, guess, q, prune = ref_estimate(labels, probs)
+    noise_rate, by_class, cl = set(), set(), set()
+    for i in range(c):
+        members = [k for k in range(n) if labels[k] == i]
+        for j in range(c):
+            if j != i and prune[i][j] > 0:
+                ranked = sorted(members, key=lambda k: (-(probs[k][j] - probs[k][i]), k))
+                noise_rate.update(ranked[: prune[i][j]])
+        m = sum(prune[i][j] for j in range(c) if j != i)
+        by_class.update(sorted(members, key=lambda k: (probs[k][i], k))[:m])
+    for k in range(n):
+        if guess[k] is not None and guess[k] != labels[k]:
+            cl.add(k)
+    flags = {
+        "prune_by_noise_rate": noise_rate,
+        "prune_by_class": by_class,
+        "both": noise_rate & by_class,
+        "confident_learning": cl,
+        "predicted_neq_given": {k for k in range(n) if max(probs[k]) > probs[k][labels[k]]},
+    }[method]
+    # the model agreeing with the given label (ties included) is never a label issue
+    return {k for k in flags if probs[k][labels[k]] < max(probs[k])}
+
+
+# ----------------------------------------------------------------------------- empty / invalid
+
+
+def test_empty_input_gives_empty_table_and_nan_matrix():
+    df = find_label_issues(np.zeros(0, dtype=int), np.zeros((0, 3)))
+    assert list(df.columns) == ISSUE_COLUMNS
+    assert len(df) == 0
+    est = estimate_noise(np.zeros(0, dtype=int), np.zeros((0, 3)))
+    assert est.num_label_issues == 0
+    assert est.noise_matrix.shape == (3, 3)
+    assert np.isnan(est.noise_matrix).all()
+    assert np.isinf(est.thresholds).all()
+    assert label_quality_scores([], np.zeros((0, 2))).shape == (0,)
+
+
+@pytest.mark.parametrize(
+    ("labels", "probs", "exc", "match"),
+    [
+        ([0, 1], [[1.0, 0.0], [0.0, 1.0]], None, None),
+        ([0, 1], np.array([["a", "b"], ["c", "d"]]), TypeError, "pred_probs must be a float"),
+        ([0, 1], [0.5, 0.5], ValueError, r"pred_probs must be 2-D \[N, C\], got shape \(2,\)"),
+        ([0, 0], [[1.0], [1.0]], ValueError, "at least 2 classes"),
+        ([[0, 1]], [[1.0, 0.0], [0.0, 1.0]], ValueError, "labels must be 1-D"),
+        ([0.0, 1.0], [[1.0, 0.0], [0.0, 1.0]], TypeError, "labels must be integers"),
+        ([0, 1, 1], [[1.0, 0.0], [0.0, 1.0]], ValueError, "labels has 3 rows but pred_probs has 2"),
+        ([0, 1], [[np.nan, 1.0], [0.0, 1.0]], ValueError, "must be finite"),
+        ([0, 1], [[1.5, -0.5], [0.0, 1.0]], ValueError, r"must lie in \[0, 1\]"),
+        ([0, 1], [[0.2, 0.2], [0.0, 1.0]], ValueError, "row 0 sums to 0.4"),
+        ([0, 2], [[1.0, 0.0], [0.0, 1.0]], ValueError, r"labels must be in 0..1 .*\[0, 2\]"),
+        ([-1, 1], [[1.0, 0.0], [0.0, 1.0]], ValueError, r"labels must be in 0..1"),
+    ],
+)
+def test_validation(labels, probs, exc, match):
+    if exc is None:
+        assert len(find_label_issues(labels, probs)) == 2
+        return
+    with pytest.raises(exc, match=match):
+        find_label_issues(labels, probs)
+
+
+def test_unknown_method_and_score_list_valid_names():
+    with pytest.raises(ValueError, match=r"unknown method 'nope'; valid: \['both', "):
+        find_label_issues([0, 1], [[1.0, 0.0], [0.0, 1.0]], method="nope")
+    with pytest.raises(ValueError, match=r"unknown score 'x'; valid: \['normalized_margin'"):
+        label_quality_scores([0, 1], [[1.0, 0.0], [0.0, 1.0]], score="x")
+
+
+def test_class_names_length_checked():
+    with pytest.raises(ValueError, match="class_names must be a sequence of 2 names"):
+        find_label_issues([0, 1], [[1.0, 0.0], [0.0, 1.0]], class_names=["cat"])
+
+
+# ----------------------------------------------------------------------------- known answers
+
+
+def test_one_obvious_flip_is_flagged_with_reason():
+    # four clean cats, four clean dogs, one "cat" that the model is sure is a dog
+    probs = np.array([[0.9, 0.1]] * 4 + [[0.2, 0.8]] * 4 + [[0.05, 0.95]])
+    labels = np.array([0] * 4 + [1] * 4 + [0])
+    df = find_label_issues(labels, probs, class_names=["cat", "dog"])
+    top = df.iloc[0]
+    assert top["index"] == 8
+    assert bool(top[schema.IS_LABEL_ISSUE])
+    assert top[schema.SUGGESTED_LABEL] == 1
+    assert top[schema.LABEL_ISSUE_SCORE] == pytest.approx((0.05 - 0.95 + 1) / 2)
+    # cat threshold = mean p(cat) over the five examples labelled cat = (4*0.9 + 0.05)/5 = 0.73
+    assert top["reason"] == "labelled cat (p 0.05, cat threshold 0.73); model gives dog 0.95"
+    assert df[schema.IS_LABEL_ISSUE].sum() == 1
+    est = estimate_noise(labels, probs)
+    assert est.confident_joint.tolist() == [[4, 1], [0, 4]]
+    assert est.num_label_issues == 1
+    np.testing.assert_allclose(est.noise_matrix, [[1.0, 0.2], [0.0, 0.8]])
+    np.testing.assert_allclose(est.inverse_noise_matrix, [[0.8, 0.2], [0.0, 1.0]])
+
+
+def test_scores_known_values():
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
+    labels = np.array([0, 1])
+    np.testing.assert_allclose(label_quality_scores(labels, probs), [0.75, 0.35])
+    np.testing.assert_allclose(
+        label_quality_scores(labels, probs, score="self_confidence"), [0.7, 0.3]
+    )
+
+
+def test_class_without_labels_is_never_a_confident_target():
+    probs = np.array([[0.6, 0.1, 0.3], [0.1, 0.6, 0.3], [0.5, 0.2, 0.3]])
+    est = estimate_noise([0, 1, 0], probs)
+    assert np.isinf(est.thresholds[2])
+    assert est.confident_joint[:, 2].sum() == 0
+    assert np.isnan(est.noise_matrix[:, 2]).all()  # no estimated true example of class 2
+
+
+# ----------------------------------------------------------------------------- synthetic problem
+
+
+@pytest.mark.parametrize("problem", sorted(PROBLEMS))
+@pytest.mark.parametrize("method", sorted(FILTER_METHODS))
+def test_flagged_set_equals_the_paper_definitions(method, problem):
+    labels, probs, _, _ = PROBLEMS[problem]()
+    expected = ref_flags(labels.tolist(), probs.tolist(), method)
+    df = find_label_issues(labels, probs, method=method)
+    got = set(df.loc[df[schema.IS_LABEL_ISSUE], "index"].tolist())
+    assert len(expected) > 10  # the problem is not trivial
+    assert got == expected
+
+
+@pytest.mark.parametrize("problem", sorted(PROBLEMS))
+def test_estimates_equal_the_paper_definitions(problem):
+    labels, probs, _, _ = PROBLEMS[problem]()
+    c = probs.shape[1]
+    t, cj, guess, q, prune = ref_estimate(labels.tolist(), probs.tolist())
+    est = estimate_noise(labels, probs)
+    above = probs >= est.thresholds
+    if problem == "weak":  # the fixture exercises every branch of the confident joint
+        assert (above.sum(1) > 1).sum() > 20 and (above.sum(1) == 0).sum() > 20
+        several = above.sum(1) > 1
+        assert (np.where(above, probs, -1).argmax(1) != probs.argmax(1))[several].any()
+    np.testing.assert_allclose(est.thresholds, t, rtol=0, atol=1e-12)
+    assert est.confident_joint.tolist() == cj
+    assert est.true_label_guess.tolist() == [-1 if g is None else g for g in guess]
+    np.testing.assert_allclose(est.joint, q, atol=1e-12)
+    assert est.prune_counts.tolist() == prune
+    off = sum(prune[i][j] for i in range(c) for j in range(c) if i != j)
+    assert est.num_label_issues == off == estimate_num_label_issues(labels, probs)
+
+
+def test_noise_matrix_columns_sum_to_one_and_track_the_true_noise():
+    labels, probs, flipped, true = noisy_problem()
+    nm = estimate_noise_matrix(labels, probs)
+    np.testing.assert_allclose(nm.sum(axis=0), 1.0)
+    np.testing.assert_allclose(estimate_noise(labels, probs).inverse_noise_matrix.sum(1), 1.0)
+    # the empirical P(given = i | true = j) of the planted flips
+    emp = pd.crosstab(labels, true, normalize="columns").to_numpy()
+    assert np.abs(nm - emp).max() < 0.12
+    # the confusable pair 0 <-> 1 is the largest off-diagonal noise rate
+    off = nm.copy()
+    np.fill_diagonal(off, 0)
+    i, j = np.unravel_index(off.argmax(), off.shape)
+    assert {int(i), int(j)} == {0, 1}
+
+
+def test_ranking_recovers_the_planted_flips():
+    labels, probs, flipped, _ = noisy_problem()
+    k = int(flipped.sum())
+    for score in QUALITY_SCORES:
+        df = find_label_issues(labels, probs, score=score)
+        ranked = df.sort_values([schema.LABEL_ISSUE_SCORE, "index"])["index"].to_numpy()
+        recall = flipped[ranked[:k]].mean()
+        chance = k / len(labels)
+        print(f"{score}: recall@K={k} of planted flips = {recall:.3f} (chance {chance:.3f})")
+        assert recall > 0.6 > 4 * chance
+    # the default filter finds mostly real flips
+    df = find_label_issues(labels, probs)
+    flagged = df.loc[df[schema.IS_LABEL_ISSUE], "index"].to_numpy()
+    precision = flipped[flagged].mean()
+    print(f"prune_by_noise_rate: {len(flagged)} flagged, precision {precision:.3f}")
+    assert precision > 0.7
+
+
+def test_table_is_ranked_issues_first_then_quality():
+    labels, probs, _, _ = noisy_problem()
+    df = find_label_issues(labels, probs)
+    assert sorted(df["index"]) == list(range(len(labels)))
+    n_issues = int(df[schema.IS_LABEL_ISSUE].sum())
+    assert df[schema.IS_LABEL_ISSUE].iloc[:n_issues].all()
+    assert not df[schema.IS_LABEL_ISSUE].iloc[n_issues:].any()
+    q = df[schema.LABEL_ISSUE_SCORE].to_numpy()
+    assert np.all(np.diff(q[:n_issues]) >= 0) and np.all(np.diff(q[n_issues:]) >= 0)
+    assert ((q >= 0) & (q <= 1)).all()
+    assert (df[schema.SUGGESTED_LABEL] != df["given_label"]).all()
+    # no flagged example has its given label as the model's prediction
+    flagged = df.loc[df[schema.IS_LABEL_ISSUE], "index"].to_numpy()
+    assert (probs[flagged].argmax(1) != labels[flagged]).all()
+
+
+def test_float32_and_float16_probs_accepted():
+    labels, probs, _, _ = noisy_problem()
+    a = find_label_issues(labels, probs.astype(np.float32))
+    b = find_label_issues(labels, probs.astype(np.float16))
+    assert a[schema.IS_LABEL_ISSUE].sum() > 0 and b[schema.IS_LABEL_ISSUE].sum() > 0
