@@ -249,3 +249,18 @@ def embedding_figure(x: np.ndarray, y: np.ndarray, colour: np.ndarray, *, colour
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, title=None)
     fig.update_layout(dragmode="lasso", legend=dict(itemsizing="constant"))
     return _layout(fig, height=620)
+
+
+def noise_matrix_figure(noise: np.ndarray, class_names: list[str]):
+    """Estimated P(given label i | true label j) as an annotated heatmap (display only)."""
+    import plotly.graph_objects as go
+
+    z = np.asarray(noise, float)
+    fig = go.Figure(go.Heatmap(
+        z=z, x=class_names, y=class_names, colorscale="Oranges", zmin=0, zmax=1,
+        text=[[f"{v:.0%}" for v in row] for row in z], texttemplate="%{text}",
+        hovertemplate="true %{x}, labelled %{y}: %{z:.1%}<extra></extra>", showscale=False,
+    ))
+    fig.update_xaxes(title="true label (estimated)", side="top", type="category")
+    fig.update_yaxes(title="given label", autorange="reversed", type="category")
+    return _layout(fig, height=max(300, 50 * len(class_names) + 120))

@@ -28,6 +28,9 @@ class View:
 VIEWS = [
     View("overview", "Overview", ":material/dashboard:", "Analysis"),
     View("confusion", "Confusion", ":material/grid_on:", "Analysis"),
+    View("slices", "Slices", ":material/filter_alt:", "Analysis"),
+    View("embeddings", "Embeddings", ":material/scatter_plot:", "Analysis"),
     View("gallery", "Gallery", ":material/photo_library:", "Images"),
     View("detail", "Image detail", ":material/image_search:", "Images"),
+    View("data_issues", "Data issues", ":material/report:", "Images"),
 ]
