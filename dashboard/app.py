@@ -78,6 +78,9 @@ def main() -> None:
     from dashboard import components
 
     components.sidebar_footer(data.current_run())
+    from dashboard.views.review_panel import reviewer_box
+
+    reviewer_box()
     pages = {}
     sections: dict[str, list] = {}
     for v in VIEWS:

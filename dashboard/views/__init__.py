@@ -33,4 +33,5 @@ VIEWS = [
     View("gallery", "Gallery", ":material/photo_library:", "Images"),
     View("detail", "Image detail", ":material/image_search:", "Images"),
     View("data_issues", "Data issues", ":material/report:", "Images"),
+    View("review", "Review queue", ":material/rate_review:", "Meeting"),
 ]

@@ -63,6 +63,10 @@ def render(run: Run) -> None:
     from dashboard.views import cam_panel
 
     cam_panel.render(run, row_no)
+    from dashboard.views import review_panel
+
+    st.subheader("Review")
+    review_panel.render(run, row_no, key="detail")
     st.subheader("Metadata and image properties")
     fields = run.metadata_columns + run.property_columns
     st.dataframe(pd.DataFrame({"field": fields,

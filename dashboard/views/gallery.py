@@ -98,7 +98,8 @@ def render(run: Run) -> None:
                 from analysis.query import save_selection
 
                 sel = save_selection(run.path, s[schema.SAMPLE_ID].to_numpy()[rows])
-                nav.go("review", ImageQuery(sel=sel, sort=q.sort, desc=q.desc), queue=q.describe(names))
+                nav.go("review", ImageQuery(sel=sel, sort=q.sort, desc=q.desc),
+                       queue_name=q.describe(names))
     ui.image_grid(run, pg.rows, q, cols=6)
     if pg.n_pages > 1:
         new_page = st.pagination(pg.n_pages, default=pg.page, key=f"g_page_{pg.total}_{pg.page}")
