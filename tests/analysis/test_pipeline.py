@@ -36,6 +36,10 @@ def test_run_directory_contract(image_folder, tiny_resnet, tmp_path):
     assert m["schema_version"] == schema.SCHEMA_VERSION and m["n_skipped"] == 0
     assert m["inputs"]["model"]["sha256"] and m["inputs"]["data"]["fingerprint"]
     assert m["preprocessing"]["resize"] == 32 and m["preprocessing"]["crop"] is None
+    failed = {k: v for k, v in run.sections.items() if v["status"] != "ok"}
+    assert not failed, failed
+    assert set(run.sections) >= {"metrics", "slices", "label_issues", "duplicates", "outliers"}
+    assert all((run.path / "thumbs" / f"{sid}.jpg").exists() for sid in s[schema.SAMPLE_ID])
 
 
 def test_bad_files_are_skipped_with_reasons(image_folder, tiny_resnet, tmp_path):
