@@ -4,6 +4,7 @@
     errorscope analyze --predictions P.csv --data D
     errorscope sample                 analyse the bundled sample (once; reused afterwards)
     errorscope runs                   list runs
+    errorscope report RUN [--format html|md|csv] [--out DIR]
     errorscope dashboard              open the dashboard (streamlit run dashboard/app.py)
 """
 
@@ -75,6 +76,14 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="runs folder")
     r.add_argument("--json", action="store_true")
 
+    rp = sub.add_parser("report", help="export a slice report of a run (HTML, Markdown, CSV)")
+    rp.add_argument("run", help="run folder, or a run id under --runs-dir")
+    rp.add_argument("--format", action="append", choices=["html", "md", "csv"],
+                    help="repeat for several (default: all three)")
+    rp.add_argument("--out", help="output folder (default: <run>/report)")
+    rp.add_argument("--runs-dir", help="runs folder (default: $ERRORSCOPE_RUNS_DIR or ./runs)")
+    rp.add_argument("--title", help="report title")
+
     d = sub.add_parser("dashboard", help="open the dashboard")
     d.add_argument("--runs-dir", help="runs folder")
     d.add_argument("--port", type=int, default=8501)
@@ -129,6 +138,21 @@ def _dispatch(args) -> int:
                 print(f"{r['run_id']:<50} {r['n_samples'] or '?':>7} images  {r['created']}")
             if not rows:
                 print(f"no runs under {runs_dir_from_env(args.out)}")
+        return 0
+    if args.cmd == "report":
+        from .report import build_report, write_report
+        from .review import ReviewStore, default_db_path
+        from .runstore import open_run
+
+        runs_dir = runs_dir_from_env(args.runs_dir)
+        path = Path(args.run) if Path(args.run).exists() else runs_dir / args.run
+        run = open_run(path)
+        db = default_db_path(path.parent)
+        state = ReviewStore(db).state() if db.exists() else None
+        report = build_report(run, review_state=state, title=args.title)
+        out = Path(args.out) if args.out else run.path / "report"
+        for f in write_report(report, run, out, formats=tuple(args.format or ("html", "md", "csv"))):
+            print(f)
         return 0
     if args.cmd == "dashboard":
         env = dict(os.environ)

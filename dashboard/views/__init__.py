@@ -34,4 +34,5 @@ VIEWS = [
     View("detail", "Image detail", ":material/image_search:", "Images"),
     View("data_issues", "Data issues", ":material/report:", "Images"),
     View("review", "Review queue", ":material/rate_review:", "Meeting"),
+    View("report", "Report", ":material/summarize:", "Meeting"),
 ]
