@@ -1,11 +1,11 @@
 """The ``errorscope`` command line.
 
-    errorscope analyze --model M --data D [--reference R] [--arch A] [--out runs/]
-    errorscope analyze --predictions P.csv --data D
-    errorscope sample                 analyse the bundled sample (once; reused afterwards)
-    errorscope runs                   list runs
-    errorscope report RUN [--format html|md|csv] [--out DIR]
-    errorscope dashboard              open the dashboard (streamlit run dashboard/app.py)
+errorscope analyze --model M --data D [--reference R] [--arch A] [--out runs/]
+errorscope analyze --predictions P.csv --data D
+errorscope sample                 analyse the bundled sample (once; reused afterwards)
+errorscope runs                   list runs
+errorscope report RUN [--format html|md|csv] [--out DIR]
+errorscope dashboard              open the dashboard (streamlit run dashboard/app.py)
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ def _floats3(s: str) -> tuple[float, float, float]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="errorscope", description="Error analysis for image classifiers.")
+    p = argparse.ArgumentParser(
+        prog="errorscope", description="Error analysis for image classifiers."
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
 
     a = sub.add_parser("analyze", help="analyse a model on a labelled image set")
@@ -52,15 +54,20 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--reference", help="optional reference (training) set, same formats as --data")
     a.add_argument("--arch", help="torchvision architecture of a state_dict, e.g. resnet18")
     a.add_argument("--classes", help="text file with one class name per line (model output order)")
-    a.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow unpickling a full nn.Module (runs code from the file!)")
+    a.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow unpickling a full nn.Module (runs code from the file!)",
+    )
     a.add_argument("--resize", type=int, help="shorter side after resize (px)")
     a.add_argument("--crop", type=int, help="centre crop (px)")
     a.add_argument("--no-crop", action="store_true", help="resize to a square, no crop")
     a.add_argument("--mean", type=_floats3, help="normalisation mean, e.g. 0.485,0.456,0.406")
     a.add_argument("--std", type=_floats3, help="normalisation std")
     a.add_argument("--batch-size", type=int, default=64)
-    a.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: cores-1)")
+    a.add_argument(
+        "--workers", type=int, default=None, help="DataLoader workers (default: cores-1)"
+    )
     a.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--min-support", type=int, default=20, help="smallest slice reported")
@@ -78,8 +85,12 @@ def _parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="export a slice report of a run (HTML, Markdown, CSV)")
     rp.add_argument("run", help="run folder, or a run id under --runs-dir")
-    rp.add_argument("--format", action="append", choices=["html", "md", "csv"],
-                    help="repeat for several (default: all three)")
+    rp.add_argument(
+        "--format",
+        action="append",
+        choices=["html", "md", "csv"],
+        help="repeat for several (default: all three)",
+    )
     rp.add_argument("--out", help="output folder (default: <run>/report)")
     rp.add_argument("--runs-dir", help="runs folder (default: $ERRORSCOPE_RUNS_DIR or ./runs)")
     rp.add_argument("--title", help="report title")
@@ -109,22 +120,39 @@ def _dispatch(args) -> int:
         from .pipeline import AnalysisConfig, analyze
 
         cfg = AnalysisConfig(
-            data=args.data, model=args.model, predictions=args.predictions,
-            reference=args.reference, arch=args.arch, classes=args.classes,
-            trust_checkpoint=args.trust_checkpoint, resize=args.resize, crop=args.crop,
-            no_crop=args.no_crop, mean=args.mean, std=args.std, batch_size=args.batch_size,
-            num_workers=args.workers, device=args.device, seed=args.seed,
-            min_support=args.min_support, umap=not args.no_umap,
+            data=args.data,
+            model=args.model,
+            predictions=args.predictions,
+            reference=args.reference,
+            arch=args.arch,
+            classes=args.classes,
+            trust_checkpoint=args.trust_checkpoint,
+            resize=args.resize,
+            crop=args.crop,
+            no_crop=args.no_crop,
+            mean=args.mean,
+            std=args.std,
+            batch_size=args.batch_size,
+            num_workers=args.workers,
+            device=args.device,
+            seed=args.seed,
+            min_support=args.min_support,
+            umap=not args.no_umap,
         )
-        run = analyze(cfg, runs_dir=runs_dir_from_env(args.out), force=args.force,
-                      progress=_printer())
+        run = analyze(
+            cfg, runs_dir=runs_dir_from_env(args.out), force=args.force, progress=_printer()
+        )
         _print_summary(run)
         return 0
     if args.cmd == "sample":
         from .pipeline import analyze
 
-        run = analyze(sample_config(), runs_dir=runs_dir_from_env(args.out), force=args.force,
-                      progress=_printer())
+        run = analyze(
+            sample_config(),
+            runs_dir=runs_dir_from_env(args.out),
+            force=args.force,
+            progress=_printer(),
+        )
         _print_summary(run)
         return 0
     if args.cmd == "runs":
@@ -151,15 +179,24 @@ def _dispatch(args) -> int:
         state = ReviewStore(db).state() if db.exists() else None
         report = build_report(run, review_state=state, title=args.title)
         out = Path(args.out) if args.out else run.path / "report"
-        for f in write_report(report, run, out, formats=tuple(args.format or ("html", "md", "csv"))):
+        for f in write_report(
+            report, run, out, formats=tuple(args.format or ("html", "md", "csv"))
+        ):
             print(f)
         return 0
     if args.cmd == "dashboard":
         env = dict(os.environ)
         if args.runs_dir:
             env["ERRORSCOPE_RUNS_DIR"] = str(Path(args.runs_dir).resolve())
-        cmd = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "dashboard" / "app.py"),
-               "--server.port", str(args.port)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(REPO_ROOT / "dashboard" / "app.py"),
+            "--server.port",
+            str(args.port),
+        ]
         os.execvpe(cmd[0], cmd, env)
     raise RunError(f"unknown command {args.cmd}")
 
@@ -179,8 +216,10 @@ def _printer():
 def _print_summary(run) -> None:
     m = run.manifest
     print(f"run: {run.path}")
-    print(f"  {m['n_samples']} images analysed, {m['n_skipped']} skipped"
-          f" ({m['images_per_second']} images/s)")
+    print(
+        f"  {m['n_samples']} images analysed, {m['n_skipped']} skipped"
+        f" ({m['images_per_second']} images/s)"
+    )
     metrics = run.json("metrics.json")
     if metrics:
         acc = metrics["accuracy"]

@@ -101,9 +101,7 @@ def read_class_file(path: str | os.PathLike) -> list[str]:
     return names
 
 
-def load_image_set(
-    source: str | os.PathLike, *, class_names: list[str] | None = None
-) -> ImageSet:
+def load_image_set(source: str | os.PathLike, *, class_names: list[str] | None = None) -> ImageSet:
     """Load an ImageFolder tree (``root/<class>/<image>``) or a CSV/Parquet manifest.
 
     Parameters

@@ -65,8 +65,16 @@ def model_input(path: str, prep: Preprocessing):
     return x8.permute(1, 2, 0).numpy().copy(), (x - mean) / std
 
 
-def cam_view(run, model, prep: Preprocessing, row: int, *, classes: list[int],
-             method: str = "gradcam", layer: str | None = None) -> CamView:
+def cam_view(
+    run,
+    model,
+    prep: Preprocessing,
+    row: int,
+    *,
+    classes: list[int],
+    method: str = "gradcam",
+    layer: str | None = None,
+) -> CamView:
     """Maps of ``classes`` (e.g. [predicted, given]) for samples row ``row``, cached on disk."""
     from .cams import CamCache, faithfulness, overlay
     from .layers import resolve_layer
@@ -79,15 +87,25 @@ def cam_view(run, model, prep: Preprocessing, row: int, *, classes: list[int],
     cache = CamCache(run.path)
     out = []
     for c in dict.fromkeys(int(c) for c in classes):
-        cam = cache.get_or_compute(model, x, sample_id=s[schema.SAMPLE_ID], target_class=c,
-                                   method=method, layer=info.name)
-        fpath = cache.path(sample_id=s[schema.SAMPLE_ID], method=method, layer=info.name,
-                           target_class=c).with_suffix(".json")
+        cam = cache.get_or_compute(
+            model, x, sample_id=s[schema.SAMPLE_ID], target_class=c, method=method, layer=info.name
+        )
+        fpath = cache.path(
+            sample_id=s[schema.SAMPLE_ID], method=method, layer=info.name, target_class=c
+        ).with_suffix(".json")
         if fpath.exists():
             f = json.loads(fpath.read_text())
         else:
             f = asdict(faithfulness(model, x, cam, target_class=c, method=method))
             fpath.write_text(json.dumps(f))
-        out.append(ClassCam(c, cam, overlay(image, cam), float(f["prob"]), float(f["drop_top"]),
-                            float(f["drop_random"])))
+        out.append(
+            ClassCam(
+                c,
+                cam,
+                overlay(image, cam),
+                float(f["prob"]),
+                float(f["drop_top"]),
+                float(f["drop_random"]),
+            )
+        )
     return CamView(method, info.name, tuple(info.spatial), image, tuple(out))

@@ -77,7 +77,9 @@ def confusion_figure(cm: np.ndarray, class_names: list[str], *, normalize: str |
             x=[class_names[i] for i in p],
             y=[class_names[i] for i in t],
             mode="markers+text",
-            marker=dict(symbol="square", size=size, color=colours, line=dict(width=1, color="white")),
+            marker=dict(
+                symbol="square", size=size, color=colours, line=dict(width=1, color="white")
+            ),
             text=text,
             textfont=dict(size=max(9, min(14, size // 3)), color="#1d3557"),
             customdata=np.stack([t, p, counts], axis=1),
@@ -87,10 +89,23 @@ def confusion_figure(cm: np.ndarray, class_names: list[str], *, normalize: str |
             ),
         )
     )
-    fig.update_xaxes(title="predicted", side="top", showgrid=False, zeroline=False,
-                     type="category", categoryorder="array", categoryarray=class_names)
-    fig.update_yaxes(title="given label", showgrid=False, zeroline=False, type="category",
-                     categoryorder="array", categoryarray=class_names[::-1])
+    fig.update_xaxes(
+        title="predicted",
+        side="top",
+        showgrid=False,
+        zeroline=False,
+        type="category",
+        categoryorder="array",
+        categoryarray=class_names,
+    )
+    fig.update_yaxes(
+        title="given label",
+        showgrid=False,
+        zeroline=False,
+        type="category",
+        categoryorder="array",
+        categoryarray=class_names[::-1],
+    )
     side = max(320, min(760, 70 * k + 120))
     return _layout(fig, height=side)
 
@@ -106,9 +121,19 @@ def per_class_figure(per_class: pd.DataFrame, class_names: list[str]):
         lo = per_class[f"{metric}_low"].to_numpy(float)
         hi = per_class[f"{metric}_high"].to_numpy(float)
         fig.add_bar(
-            y=names, x=v, name=metric, orientation="h", marker_color=colour,
-            error_x=dict(type="data", symmetric=False, array=hi - v, arrayminus=v - lo,
-                         thickness=1.2, width=3),
+            y=names,
+            x=v,
+            name=metric,
+            orientation="h",
+            marker_color=colour,
+            error_x=dict(
+                type="data",
+                symmetric=False,
+                array=hi - v,
+                arrayminus=v - lo,
+                thickness=1.2,
+                width=3,
+            ),
             hovertemplate=f"{metric} %{{x:.1%}}<extra>%{{y}}</extra>",
         )
     fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.1))
@@ -126,16 +151,30 @@ def reliability_figure(bins: pd.DataFrame):
     acc = b["accuracy"].to_numpy(float)
     fig = go.Figure()
     fig.add_bar(
-        x=mid, y=acc, width=(b["bin_high"] - b["bin_low"]) * 0.9, marker_color="#457b9d",
+        x=mid,
+        y=acc,
+        width=(b["bin_high"] - b["bin_low"]) * 0.9,
+        marker_color="#457b9d",
         name="accuracy",
-        error_y=dict(type="data", symmetric=False, array=b["accuracy_high"] - acc,
-                     arrayminus=acc - b["accuracy_low"], thickness=1.2),
+        error_y=dict(
+            type="data",
+            symmetric=False,
+            array=b["accuracy_high"] - acc,
+            arrayminus=acc - b["accuracy_low"],
+            thickness=1.2,
+        ),
         customdata=np.stack([b["count"], b["mean_confidence"]], axis=1),
         hovertemplate="accuracy %{y:.1%}<br>mean confidence %{customdata[1]:.1%}"
         "<br>%{customdata[0]} images<extra></extra>",
     )
-    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dash", color="#999"),
-                    name="perfect calibration", hoverinfo="skip")
+    fig.add_scatter(
+        x=[0, 1],
+        y=[0, 1],
+        mode="lines",
+        line=dict(dash="dash", color="#999"),
+        name="perfect calibration",
+        hoverinfo="skip",
+    )
     fig.update_xaxes(title="confidence", range=[0, 1], tickformat=".0%", gridcolor="#eee")
     fig.update_yaxes(title="accuracy", range=[0, 1.05], tickformat=".0%", gridcolor="#eee")
     fig.update_layout(legend=dict(orientation="h", y=-0.25))
@@ -166,9 +205,17 @@ def top_k_figure(probs_row: np.ndarray, class_names: list[str], *, label: int, k
         order = np.append(order, label)
     names = [class_names[i] + (" (given)" if i == label else "") for i in order]
     colours = [OK_COLOUR if i == label else "#8d99ae" for i in order]
-    fig = go.Figure(go.Bar(x=p[order], y=names, orientation="h", marker_color=colours,
-                           text=[f"{v:.1%}" for v in p[order]], textposition="auto",
-                           hovertemplate="%{y}: %{x:.2%}<extra></extra>"))
+    fig = go.Figure(
+        go.Bar(
+            x=p[order],
+            y=names,
+            orientation="h",
+            marker_color=colours,
+            text=[f"{v:.1%}" for v in p[order]],
+            textposition="auto",
+            hovertemplate="%{y}: %{x:.2%}<extra></extra>",
+        )
+    )
     fig.update_xaxes(range=[0, 1], tickformat=".0%", gridcolor="#eee")
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, height=40 * len(order) + 50)
@@ -185,15 +232,31 @@ def slice_interval_figure(slices: pd.DataFrame, *, overall_error: float, max_row
     er = df["error_rate"].to_numpy(float)
     colours = [ERR_COLOUR if s else "#8d99ae" for s in df["significant"].astype(bool)]
     labels = [f"{d} (n={n})" for d, n in zip(df["description"], df["n"], strict=True)]
-    fig = go.Figure(go.Scatter(
-        x=er, y=labels, mode="markers", marker=dict(size=11, color=colours, symbol="square"),
-        error_x=dict(type="data", symmetric=False, array=df["error_rate_high"] - er,
-                     arrayminus=er - df["error_rate_low"], thickness=1.5, color="#555"),
-        customdata=np.arange(len(df)),
-        hovertemplate="%{y}<br>error rate %{x:.1%}<extra>click to open</extra>",
-    ))
-    fig.add_vline(x=overall_error, line_dash="dash", line_color="#999",
-                  annotation_text=f"overall {overall_error:.1%}", annotation_position="top")
+    fig = go.Figure(
+        go.Scatter(
+            x=er,
+            y=labels,
+            mode="markers",
+            marker=dict(size=11, color=colours, symbol="square"),
+            error_x=dict(
+                type="data",
+                symmetric=False,
+                array=df["error_rate_high"] - er,
+                arrayminus=er - df["error_rate_low"],
+                thickness=1.5,
+                color="#555",
+            ),
+            customdata=np.arange(len(df)),
+            hovertemplate="%{y}<br>error rate %{x:.1%}<extra>click to open</extra>",
+        )
+    )
+    fig.add_vline(
+        x=overall_error,
+        line_dash="dash",
+        line_color="#999",
+        annotation_text=f"overall {overall_error:.1%}",
+        annotation_position="top",
+    )
     fig.update_xaxes(title="error rate (95% CI)", tickformat=".0%", range=[0, 1], gridcolor="#eee")
     fig.update_yaxes(autorange="reversed", type="category")
     return _layout(fig, height=max(240, 28 * len(df) + 80))
@@ -204,21 +267,37 @@ def value_error_figure(values: pd.DataFrame, *, column: str, overall_error: floa
     import plotly.graph_objects as go
 
     er = values["error_rate"].to_numpy(float)
-    fig = go.Figure(go.Bar(
-        x=values["value"].astype(str), y=er, marker_color="#457b9d",
-        error_y=dict(type="data", symmetric=False, array=values["error_rate_high"] - er,
-                     arrayminus=er - values["error_rate_low"], thickness=1.2),
-        customdata=np.stack([values["n"], np.arange(len(values))], axis=1),
-        hovertemplate="%{x}<br>error rate %{y:.1%}<br>n = %{customdata[0]}<extra></extra>",
-    ))
+    fig = go.Figure(
+        go.Bar(
+            x=values["value"].astype(str),
+            y=er,
+            marker_color="#457b9d",
+            error_y=dict(
+                type="data",
+                symmetric=False,
+                array=values["error_rate_high"] - er,
+                arrayminus=er - values["error_rate_low"],
+                thickness=1.2,
+            ),
+            customdata=np.stack([values["n"], np.arange(len(values))], axis=1),
+            hovertemplate="%{x}<br>error rate %{y:.1%}<br>n = %{customdata[0]}<extra></extra>",
+        )
+    )
     fig.add_hline(y=overall_error, line_dash="dash", line_color="#999")
     fig.update_yaxes(title="error rate", tickformat=".0%", gridcolor="#eee", rangemode="tozero")
     fig.update_xaxes(title=column, type="category")
     return _layout(fig, height=340)
 
 
-def embedding_figure(x: np.ndarray, y: np.ndarray, colour: np.ndarray, *, colour_name: str,
-                     categorical: bool, hover: list[str] | None = None):
+def embedding_figure(
+    x: np.ndarray,
+    y: np.ndarray,
+    colour: np.ndarray,
+    *,
+    colour_name: str,
+    categorical: bool,
+    hover: list[str] | None = None,
+):
     """The UMAP map as a WebGL scatter; point i's ``customdata`` is i (a samples row)."""
     import plotly.graph_objects as go
 
@@ -227,24 +306,54 @@ def embedding_figure(x: np.ndarray, y: np.ndarray, colour: np.ndarray, *, colour
     fig = go.Figure()
     idx = np.arange(n)
     if categorical:
-        palette = ["#e76f51", "#2a9d8f", "#264653", "#e9c46a", "#f4a261", "#457b9d",
-                   "#8d99ae", "#6a4c93", "#1982c4", "#8ac926", "#ff595e", "#bc6c25"]
+        palette = [
+            "#e76f51",
+            "#2a9d8f",
+            "#264653",
+            "#e9c46a",
+            "#f4a261",
+            "#457b9d",
+            "#8d99ae",
+            "#6a4c93",
+            "#1982c4",
+            "#8ac926",
+            "#ff595e",
+            "#bc6c25",
+        ]
         cats = pd.Series(colour).astype(str)
         for k, cat in enumerate(sorted(cats.unique(), key=lambda v: (len(v), v))):
             m = (cats == cat).to_numpy()
-            fig.add_trace(go.Scattergl(
-                x=x[m], y=y[m], mode="markers", name=cat, customdata=idx[m],
-                marker=dict(size=size, color=palette[k % len(palette)], opacity=0.75),
-                text=None if hover is None else [hover[i] for i in idx[m]],
-                hovertemplate="%{text}<extra>" + cat + "</extra>" if hover else None,
-            ))
+            fig.add_trace(
+                go.Scattergl(
+                    x=x[m],
+                    y=y[m],
+                    mode="markers",
+                    name=cat,
+                    customdata=idx[m],
+                    marker=dict(size=size, color=palette[k % len(palette)], opacity=0.75),
+                    text=None if hover is None else [hover[i] for i in idx[m]],
+                    hovertemplate="%{text}<extra>" + cat + "</extra>" if hover else None,
+                )
+            )
     else:
-        fig.add_trace(go.Scattergl(
-            x=x, y=y, mode="markers", customdata=idx,
-            marker=dict(size=size, color=colour, colorscale="Viridis", showscale=True,
-                        colorbar=dict(title=colour_name), opacity=0.8),
-            text=hover, hovertemplate="%{text}<extra></extra>" if hover else None,
-        ))
+        fig.add_trace(
+            go.Scattergl(
+                x=x,
+                y=y,
+                mode="markers",
+                customdata=idx,
+                marker=dict(
+                    size=size,
+                    color=colour,
+                    colorscale="Viridis",
+                    showscale=True,
+                    colorbar=dict(title=colour_name),
+                    opacity=0.8,
+                ),
+                text=hover,
+                hovertemplate="%{text}<extra></extra>" if hover else None,
+            )
+        )
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, title=None)
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, title=None)
     fig.update_layout(dragmode="lasso", legend=dict(itemsizing="constant"))
@@ -256,11 +365,20 @@ def noise_matrix_figure(noise: np.ndarray, class_names: list[str]):
     import plotly.graph_objects as go
 
     z = np.asarray(noise, float)
-    fig = go.Figure(go.Heatmap(
-        z=z, x=class_names, y=class_names, colorscale="Oranges", zmin=0, zmax=1,
-        text=[[f"{v:.0%}" for v in row] for row in z], texttemplate="%{text}",
-        hovertemplate="true %{x}, labelled %{y}: %{z:.1%}<extra></extra>", showscale=False,
-    ))
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=class_names,
+            y=class_names,
+            colorscale="Oranges",
+            zmin=0,
+            zmax=1,
+            text=[[f"{v:.0%}" for v in row] for row in z],
+            texttemplate="%{text}",
+            hovertemplate="true %{x}, labelled %{y}: %{z:.1%}<extra></extra>",
+            showscale=False,
+        )
+    )
     fig.update_xaxes(title="true label (estimated)", side="top", type="category")
     fig.update_yaxes(title="given label", autorange="reversed", type="category")
     return _layout(fig, height=max(300, 50 * len(class_names) + 120))

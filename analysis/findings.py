@@ -49,8 +49,9 @@ def top_confusion_pairs(run: Run, k: int = 8) -> pd.DataFrame:
     s = run.samples
     if s.empty:
         return pd.DataFrame(columns=["true", "pred", "count", "share_of_true_class"])
-    return top_confusions(s[schema.LABEL].to_numpy(), s[schema.PRED].to_numpy(),
-                          n_classes=run.n_classes, k=k)
+    return top_confusions(
+        s[schema.LABEL].to_numpy(), s[schema.PRED].to_numpy(), n_classes=run.n_classes, k=k
+    )
 
 
 def findings(run: Run) -> list[Finding]:
@@ -68,34 +69,44 @@ def findings(run: Run) -> list[Finding]:
             worst = int(np.nanargmin(rec))
             acc = m.accuracy.value
             if rec[worst] < acc - 0.15:
-                out.append(Finding(
-                    "weak_class", "high",
-                    f"Class {names[worst]!r} has recall {rec[worst]:.0%} "
-                    f"({int(pc['support'].iloc[worst])} images) against {acc:.0%} overall",
-                    query=ImageQuery(true=(worst,), correct="wrong"),
-                ))
+                out.append(
+                    Finding(
+                        "weak_class",
+                        "high",
+                        f"Class {names[worst]!r} has recall {rec[worst]:.0%} "
+                        f"({int(pc['support'].iloc[worst])} images) against {acc:.0%} overall",
+                        query=ImageQuery(true=(worst,), correct="wrong"),
+                    )
+                )
     if schema.IS_LABEL_ISSUE in s.columns:
         n = int(s[schema.IS_LABEL_ISSUE].fillna(False).sum())
         if n:
-            out.append(Finding(
-                "label_issues", "high",
-                f"{n} images ({n / len(s):.1%}) look mislabelled: the model is confident they"
-                " belong to another class",
-                page="data_issues", query=ImageQuery(issue="label", sort="label_quality",
-                                                     desc=False),
-            ))
+            out.append(
+                Finding(
+                    "label_issues",
+                    "high",
+                    f"{n} images ({n / len(s):.1%}) look mislabelled: the model is confident they"
+                    " belong to another class",
+                    page="data_issues",
+                    query=ImageQuery(issue="label", sort="label_quality", desc=False),
+                )
+            )
     if schema.LEAK_OF in s.columns:
         leaked = s[schema.LEAK_OF].notna().to_numpy()
         n = int(leaked.sum())
         if n:
             acc_all = s[schema.CORRECT].mean()
             acc_clean = s.loc[~leaked, schema.CORRECT].mean() if (~leaked).any() else np.nan
-            out.append(Finding(
-                "leakage", "high",
-                f"{n} evaluation images are near-copies of reference (training) images; accuracy"
-                f" is {acc_all:.1%} with them and {acc_clean:.1%} without",
-                page="data_issues", query=ImageQuery(issue="leak"),
-            ))
+            out.append(
+                Finding(
+                    "leakage",
+                    "high",
+                    f"{n} evaluation images are near-copies of reference (training) images; accuracy"
+                    f" is {acc_all:.1%} with them and {acc_clean:.1%} without",
+                    page="data_issues",
+                    query=ImageQuery(issue="leak"),
+                )
+            )
     slices = run.table(schema.DISCOVERED)
     if slices is None or slices.empty:
         slices = run.table(schema.SLICES)
@@ -104,33 +115,49 @@ def findings(run: Run) -> list[Finding]:
         if "gap" in sig.columns:
             sig = sig[sig["gap"] > 0]
         for _, row in sig.head(3).iterrows():
-            out.append(Finding(
-                "weak_slice", "high",
-                f"{row['description']}: error rate {row['error_rate']:.0%} vs"
-                f" {row['rest_error_rate']:.0%} elsewhere ({int(row['n'])} images,"
-                f" adjusted p {row['p_adj']:.2g})",
-                query=ImageQuery(slice=row["spec"]),
-                extra={"spec": row["spec"]},
-            ))
+            out.append(
+                Finding(
+                    "weak_slice",
+                    "high",
+                    f"{row['description']}: error rate {row['error_rate']:.0%} vs"
+                    f" {row['rest_error_rate']:.0%} elsewhere ({int(row['n'])} images,"
+                    f" adjusted p {row['p_adj']:.2g})",
+                    query=ImageQuery(slice=row["spec"]),
+                    extra={"spec": row["spec"]},
+                )
+            )
     clusters = run.table(schema.CLUSTERS)
     if clusters is not None and not clusters.empty:
         c = clusters.iloc[0]
         if c.get("error_rate", 0) > (1 - (m.accuracy.value if m else 1)) * 1.5:
-            out.append(Finding(
-                "error_cluster", "medium",
-                f"Embedding cluster {int(c['cluster'])} ({int(c['size'])} images,"
-                f" {c.get('description', '')}) has error rate {c['error_rate']:.0%}",
-                query=ImageQuery(cluster=int(c["cluster"])),
-            ))
+            out.append(
+                Finding(
+                    "error_cluster",
+                    "medium",
+                    f"Embedding cluster {int(c['cluster'])} ({int(c['size'])} images,"
+                    f" {c.get('description', '')}) has error rate {c['error_rate']:.0%}",
+                    query=ImageQuery(cluster=int(c["cluster"])),
+                )
+            )
     n_skip = run.manifest.get("n_skipped", 0)
     if n_skip:
-        out.append(Finding("skipped", "info",
-                           f"{n_skip} files could not be read and were skipped (listed below)",
-                           page="overview"))
+        out.append(
+            Finding(
+                "skipped",
+                "info",
+                f"{n_skip} files could not be read and were skipped (listed below)",
+                page="overview",
+            )
+        )
     for name, sec in run.sections.items():
         if sec.get("status") == "failed":
-            out.append(Finding("section_failed", "info",
-                               f"The {name} section failed: {sec.get('error', '')}",
-                               page="overview"))
+            out.append(
+                Finding(
+                    "section_failed",
+                    "info",
+                    f"The {name} section failed: {sec.get('error', '')}",
+                    page="overview",
+                )
+            )
     order = {"high": 0, "medium": 1, "info": 2}
     return sorted(out, key=lambda f: order.get(f.severity, 3))

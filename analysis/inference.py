@@ -426,8 +426,15 @@ def _bar(total: int, desc: str):
     try:
         from tqdm import tqdm
 
-        return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, leave=False,
-                    mininterval=0.5, disable=None)
+        return tqdm(
+            total=total,
+            desc=desc,
+            unit="img",
+            file=sys.stderr,
+            leave=False,
+            mininterval=0.5,
+            disable=None,
+        )
     except ImportError:  # pragma: no cover
         return _NoBar()
 

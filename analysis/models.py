@@ -44,7 +44,12 @@ class Preprocessing:
         return self.crop if self.crop is not None else self.resize
 
     def to_dict(self) -> dict:
-        return {"resize": self.resize, "crop": self.crop, "mean": list(self.mean), "std": list(self.std)}
+        return {
+            "resize": self.resize,
+            "crop": self.crop,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> Preprocessing:
@@ -107,7 +112,9 @@ def default_preprocessing(arch: str | None) -> Preprocessing:
         t = weights.transforms()
         crop = t.crop_size[0] if isinstance(t.crop_size, list | tuple) else int(t.crop_size)
         resize = t.resize_size[0] if isinstance(t.resize_size, list | tuple) else int(t.resize_size)
-        return Preprocessing(resize=int(resize), crop=int(crop), mean=tuple(t.mean), std=tuple(t.std))
+        return Preprocessing(
+            resize=int(resize), crop=int(crop), mean=tuple(t.mean), std=tuple(t.std)
+        )
     except Exception:
         return Preprocessing()
 
@@ -230,7 +237,7 @@ def load_model(
     if arch is None:
         raise CheckpointError(
             f"{path.name} is a state_dict: say which torchvision architecture it belongs to with"
-            " --arch (e.g. resnet18), or put {\"arch\": ...} in a sidecar JSON next to it"
+            ' --arch (e.g. resnet18), or put {"arch": ...} in a sidecar JSON next to it'
         )
     check_arch(arch)
     head = _head_name(arch)
@@ -302,6 +309,11 @@ def load_run_model(manifest: dict, *, device: str = "cpu") -> tuple[LoadedModel,
     if info.get("sha256") and sha256_file(path) != info["sha256"]:
         raise CheckpointError(f"{path} changed since the run was made (sha256 differs)")
     cfg = manifest.get("config", {})
-    loaded = load_model(path, arch=info.get("arch"), num_classes=len(manifest["class_names"]),
-                        trust_checkpoint=bool(cfg.get("trust_checkpoint")), device=device)
+    loaded = load_model(
+        path,
+        arch=info.get("arch"),
+        num_classes=len(manifest["class_names"]),
+        trust_checkpoint=bool(cfg.get("trust_checkpoint")),
+        device=device,
+    )
     return loaded, Preprocessing.from_dict(manifest["preprocessing"])

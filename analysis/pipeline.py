@@ -15,7 +15,7 @@ import time
 import traceback
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ import pandas as pd
 
 from . import schema
 from .datasets import ImageSet, load_image_set, read_class_file
-from .inference import Progress, PassResult, prediction_columns, run_pass, softmax
+from .inference import PassResult, Progress, prediction_columns, run_pass, softmax
 from .models import Preprocessing, default_preprocessing, load_model
 from .runstore import Run, RunWriter, now_iso, open_run
 
@@ -59,8 +59,16 @@ class AnalysisConfig:
     def fingerprint_dict(self) -> dict:
         """The parts of the config that change results (not device or worker count)."""
         d = asdict(self)
-        for k in ("data", "model", "predictions", "reference", "classes", "device", "num_workers",
-                  "batch_size"):
+        for k in (
+            "data",
+            "model",
+            "predictions",
+            "reference",
+            "classes",
+            "device",
+            "num_workers",
+            "batch_size",
+        ):
             d.pop(k)
         return d
 
@@ -68,8 +76,12 @@ class AnalysisConfig:
 def _preprocessing(cfg: AnalysisConfig, arch: str | None, sidecar: dict) -> Preprocessing:
     base = default_preprocessing(arch)
     if sidecar.get("resize"):
-        base = Preprocessing.from_dict({**base.to_dict(), **{k: sidecar[k] for k in
-                                        ("resize", "crop", "mean", "std") if k in sidecar}})
+        base = Preprocessing.from_dict(
+            {
+                **base.to_dict(),
+                **{k: sidecar[k] for k in ("resize", "crop", "mean", "std") if k in sidecar},
+            }
+        )
     return replace(
         base,
         resize=cfg.resize or base.resize,
@@ -91,8 +103,14 @@ def _class_names(cfg: AnalysisConfig) -> list[str] | None:
     return None
 
 
-def run_id_for(cfg: AnalysisConfig, data: ImageSet, model_sha: str | None, ref_fp: str | None,
-               pred_sha: str | None, prep: Preprocessing) -> str:
+def run_id_for(
+    cfg: AnalysisConfig,
+    data: ImageSet,
+    model_sha: str | None,
+    ref_fp: str | None,
+    pred_sha: str | None,
+    prep: Preprocessing,
+) -> str:
     payload = json.dumps(
         {
             "config": cfg.fingerprint_dict(),
@@ -107,8 +125,11 @@ def run_id_for(cfg: AnalysisConfig, data: ImageSet, model_sha: str | None, ref_f
     )
     digest = hashlib.sha256(payload.encode()).hexdigest()[:10]
     data_name = Path(cfg.data).stem or "data"
-    model_name = Path(cfg.model).stem if cfg.model else (
-        Path(cfg.predictions).stem if cfg.predictions else "model")
+    model_name = (
+        Path(cfg.model).stem
+        if cfg.model
+        else (Path(cfg.predictions).stem if cfg.predictions else "model")
+    )
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in f"{data_name}-{model_name}")
     return f"{safe[:60]}-{digest}"
 
@@ -131,7 +152,9 @@ def analyze(
 
     class_names = _class_names(cfg)
     data = load_image_set(cfg.data, class_names=class_names)
-    reference = load_image_set(cfg.reference, class_names=data.class_names) if cfg.reference else None
+    reference = (
+        load_image_set(cfg.reference, class_names=data.class_names) if cfg.reference else None
+    )
 
     from .models import read_sidecar, sha256_file
 
@@ -140,8 +163,9 @@ def analyze(
     prep = _preprocessing(cfg, arch, sidecar)
     model_sha = sha256_file(cfg.model) if cfg.model else None
     pred_sha = sha256_file(cfg.predictions) if cfg.predictions else None
-    run_id = run_id_for(cfg, data, model_sha, reference.fingerprint() if reference else None,
-                        pred_sha, prep)
+    run_id = run_id_for(
+        cfg, data, model_sha, reference.fingerprint() if reference else None, pred_sha, prep
+    )
     final = Path(runs_dir) / run_id
     if not force and (final / schema.MANIFEST).exists():
         say(f"reusing existing run {run_id}", 1.0)
@@ -150,9 +174,13 @@ def analyze(
     loaded = None
     if cfg.model:
         say("loading model", 0.0)
-        loaded = load_model(cfg.model, arch=arch, num_classes=len(data.class_names),
-                            trust_checkpoint=cfg.trust_checkpoint,
-                            device=_device(cfg.device))
+        loaded = load_model(
+            cfg.model,
+            arch=arch,
+            num_classes=len(data.class_names),
+            trust_checkpoint=cfg.trust_checkpoint,
+            device=_device(cfg.device),
+        )
     warnings_: list[str] = list(data.warnings)
 
     with RunWriter(runs_dir, run_id) as w:
@@ -219,9 +247,17 @@ def analyze(
         from .sections import run_sections
 
         extra_cols = run_sections(
-            w, samples=samples, probs=probs, embeddings=res.embeddings, class_names=data.class_names,
-            metadata_columns=data.metadata_columns, reference=ref_samples,
-            reference_embeddings=ref_emb, cfg=cfg, sections=sections, timings=timings,
+            w,
+            samples=samples,
+            probs=probs,
+            embeddings=res.embeddings,
+            class_names=data.class_names,
+            metadata_columns=data.metadata_columns,
+            reference=ref_samples,
+            reference_embeddings=ref_emb,
+            cfg=cfg,
+            sections=sections,
+            timings=timings,
             progress=say,
         )
         for col, values in extra_cols.items():
@@ -235,8 +271,21 @@ def analyze(
             if ref_emb is not None:
                 w.write_array(schema.REFERENCE_EMBEDDINGS, ref_emb.astype(np.float16))
         timings["total"] = time.perf_counter() - t0
-        manifest = _manifest(cfg, data, reference, loaded, prep, model_sha, pred_sha, res,
-                             ref_skipped, samples, sections, timings, warnings_)
+        manifest = _manifest(
+            cfg,
+            data,
+            reference,
+            loaded,
+            prep,
+            model_sha,
+            pred_sha,
+            res,
+            ref_skipped,
+            samples,
+            sections,
+            timings,
+            warnings_,
+        )
         path = w.commit(manifest)
     say(f"run {run_id} written", 1.0)
     return open_run(path)
@@ -248,8 +297,9 @@ def _device(device: str | None) -> str:
     return pick_device(device)
 
 
-def build_samples(table: pd.DataFrame, probs: np.ndarray, res: PassResult,
-                  class_names: list[str]) -> pd.DataFrame:
+def build_samples(
+    table: pd.DataFrame, probs: np.ndarray, res: PassResult, class_names: list[str]
+) -> pd.DataFrame:
     """samples.parquet's rows: the image table + predictions + properties + latency."""
     labels = table[schema.LABEL].to_numpy()
     pc = prediction_columns(probs, labels)
@@ -272,7 +322,9 @@ def _probs_from_file(path: str, table: pd.DataFrame, class_names: list[str]):
     p = Path(path)
     df = pd.read_csv(p) if p.suffix.lower() == ".csv" else pd.read_parquet(p)
     if "path" not in df.columns:
-        raise ValueError(f"predictions file {p} needs a 'path' column; found {list(df.columns)[:10]}")
+        raise ValueError(
+            f"predictions file {p} needs a 'path' column; found {list(df.columns)[:10]}"
+        )
     missing = [c for c in class_names if c not in df.columns]
     if missing:
         raise ValueError(
@@ -281,10 +333,14 @@ def _probs_from_file(path: str, table: pd.DataFrame, class_names: list[str]):
         )
     df = df.assign(path=df["path"].astype(str).map(lambda s: Path(s).as_posix()))
     if df["path"].duplicated().any():
-        raise ValueError(f"predictions file {p} lists some paths twice, e.g."
-                         f" {df.loc[df['path'].duplicated(), 'path'].head(3).tolist()}")
+        raise ValueError(
+            f"predictions file {p} lists some paths twice, e.g."
+            f" {df.loc[df['path'].duplicated(), 'path'].head(3).tolist()}"
+        )
     by_path = df.set_index("path")
-    keys = table[schema.RELPATH].where(table[schema.RELPATH].isin(by_path.index), table[schema.PATH])
+    keys = table[schema.RELPATH].where(
+        table[schema.RELPATH].isin(by_path.index), table[schema.PATH]
+    )
     absent = ~keys.isin(by_path.index)
     if absent.any():
         raise ValueError(
@@ -306,14 +362,31 @@ def _probs_from_file(path: str, table: pd.DataFrame, class_names: list[str]):
     return probs.astype(np.float32), notes
 
 
-def _manifest(cfg, data, reference, loaded, prep, model_sha, pred_sha, res, ref_skipped, samples,
-              sections, timings, warnings_) -> dict:
+def _manifest(
+    cfg,
+    data,
+    reference,
+    loaded,
+    prep,
+    model_sha,
+    pred_sha,
+    res,
+    ref_skipped,
+    samples,
+    sections,
+    timings,
+    warnings_,
+) -> dict:
     import torch
     import torchvision
 
-    versions = {"python": platform.python_version(), "torch": torch.__version__,
-                "torchvision": torchvision.__version__, "numpy": np.__version__,
-                "pandas": pd.__version__}
+    versions = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+    }
     try:
         from importlib.metadata import version
 
@@ -331,20 +404,40 @@ def _manifest(cfg, data, reference, loaded, prep, model_sha, pred_sha, res, ref_
         "has_embeddings": res.embeddings is not None,
         "has_model": loaded is not None,
         "inputs": {
-            "data": {"source": str(Path(data.source).resolve()), "name": Path(data.source).name,
-                     "kind": data.kind, "root": data.root, "n_images": n_total,
-                     "fingerprint": data.fingerprint()},
-            "model": None if loaded is None else {
-                "path": str(Path(loaded.path).resolve()), "name": Path(loaded.path).name,
-                "arch": loaded.arch, "kind": loaded.kind, "num_classes": loaded.num_classes,
-                "sha256": model_sha},
-            "predictions": None if not cfg.predictions else {
-                "path": str(Path(cfg.predictions).resolve()), "name": Path(cfg.predictions).name,
-                "sha256": pred_sha},
-            "reference": None if reference is None else {
-                "source": str(Path(reference.source).resolve()), "name": Path(reference.source).name,
-                "n_images": len(reference), "n_skipped": len(ref_skipped),
-                "fingerprint": reference.fingerprint()},
+            "data": {
+                "source": str(Path(data.source).resolve()),
+                "name": Path(data.source).name,
+                "kind": data.kind,
+                "root": data.root,
+                "n_images": n_total,
+                "fingerprint": data.fingerprint(),
+            },
+            "model": None
+            if loaded is None
+            else {
+                "path": str(Path(loaded.path).resolve()),
+                "name": Path(loaded.path).name,
+                "arch": loaded.arch,
+                "kind": loaded.kind,
+                "num_classes": loaded.num_classes,
+                "sha256": model_sha,
+            },
+            "predictions": None
+            if not cfg.predictions
+            else {
+                "path": str(Path(cfg.predictions).resolve()),
+                "name": Path(cfg.predictions).name,
+                "sha256": pred_sha,
+            },
+            "reference": None
+            if reference is None
+            else {
+                "source": str(Path(reference.source).resolve()),
+                "name": Path(reference.source).name,
+                "n_images": len(reference),
+                "n_skipped": len(ref_skipped),
+                "fingerprint": reference.fingerprint(),
+            },
         },
         "preprocessing": prep.to_dict(),
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
@@ -368,8 +461,11 @@ def section(name: str, sections: dict, timings: dict, progress: Callable | None 
     try:
         yield entry
     except Exception as e:  # one failing section must not lose the others
-        entry.update(status="failed", error=f"{type(e).__name__}: {e}",
-                     traceback=traceback.format_exc(limit=6))
+        entry.update(
+            status="failed",
+            error=f"{type(e).__name__}: {e}",
+            traceback=traceback.format_exc(limit=6),
+        )
     finally:
         timings[name] = time.perf_counter() - t
         entry["seconds"] = round(timings[name], 3)

@@ -31,8 +31,19 @@ SORT_KEYS = {
 P_TRUE, P_PRED, P_CORRECT, P_CONF = "true", "pred", "correct", "conf"
 P_WHERE, P_SLICE, P_SEL, P_CLUSTER, P_ISSUE = "where", "slice", "sel", "cluster", "issue"
 P_SORT, P_DESC, P_PAGE, P_SAMPLE, P_RUN = "sort", "desc", "page", "sample", "run"
-QUERY_PARAMS = (P_TRUE, P_PRED, P_CORRECT, P_CONF, P_WHERE, P_SLICE, P_SEL, P_CLUSTER, P_ISSUE,
-                P_SORT, P_DESC)
+QUERY_PARAMS = (
+    P_TRUE,
+    P_PRED,
+    P_CORRECT,
+    P_CONF,
+    P_WHERE,
+    P_SLICE,
+    P_SEL,
+    P_CLUSTER,
+    P_ISSUE,
+    P_SORT,
+    P_DESC,
+)
 
 ISSUES = {
     "label": "suspected label errors",
@@ -158,11 +169,15 @@ class ImageQuery:
         """Plain words for a heading: 'given cat, predicted dog, wrong only'."""
         parts = []
         if self.true:
-            parts.append("given " + " or ".join(class_names[i] for i in self.true
-                                                  if 0 <= i < len(class_names)))
+            parts.append(
+                "given "
+                + " or ".join(class_names[i] for i in self.true if 0 <= i < len(class_names))
+            )
         if self.pred:
-            parts.append("predicted " + " or ".join(class_names[i] for i in self.pred
-                                                      if 0 <= i < len(class_names)))
+            parts.append(
+                "predicted "
+                + " or ".join(class_names[i] for i in self.pred if 0 <= i < len(class_names))
+            )
         if self.correct != "all":
             parts.append(f"{self.correct} only")
         if self.conf != (0.0, 1.0):
@@ -187,8 +202,13 @@ class ImageQuery:
         return asdict(self)
 
 
-def apply_query(samples: pd.DataFrame, q: ImageQuery, *, run_dir: str | Path | None = None,
-                outliers: pd.DataFrame | None = None) -> np.ndarray:
+def apply_query(
+    samples: pd.DataFrame,
+    q: ImageQuery,
+    *,
+    run_dir: str | Path | None = None,
+    outliers: pd.DataFrame | None = None,
+) -> np.ndarray:
     """Row positions of ``samples`` matching ``q``, in ``q``'s sort order.
 
     Parameters

@@ -116,16 +116,32 @@ class ReviewStore:
                 raise
 
     # -- writes ------------------------------------------------------------------------------
-    def _event(self, content_hash: str, kind: str, value: str, *, reviewer: str,
-               run_id: str | None = None, relpath: str | None = None,
-               queue_id: str | None = None) -> int:
+    def _event(
+        self,
+        content_hash: str,
+        kind: str,
+        value: str,
+        *,
+        reviewer: str,
+        run_id: str | None = None,
+        relpath: str | None = None,
+        queue_id: str | None = None,
+    ) -> int:
         _check(content_hash, kind, value, reviewer)
         with self._write() as con:
             cur = con.execute(
                 "INSERT INTO events(content_hash, kind, value, reviewer, created, run_id, relpath,"
                 " queue_id) VALUES (?,?,?,?,?,?,?,?)",
-                (content_hash, kind, value, reviewer.strip(), time.time(), run_id, relpath,
-                 queue_id),
+                (
+                    content_hash,
+                    kind,
+                    value,
+                    reviewer.strip(),
+                    time.time(),
+                    run_id,
+                    relpath,
+                    queue_id,
+                ),
             )
             return int(cur.lastrowid)
 
@@ -145,22 +161,28 @@ class ReviewStore:
         """Decide the correct label (a class name); ``None`` withdraws the decision."""
         return self._event(content_hash, "label", label or "", reviewer=reviewer, **where)
 
-    def mark_reviewed(self, content_hash: str, *, reviewer: str, queue_id: str | None = None,
-                      **where) -> int:
-        return self._event(content_hash, "reviewed", "", reviewer=reviewer, queue_id=queue_id,
-                           **where)
+    def mark_reviewed(
+        self, content_hash: str, *, reviewer: str, queue_id: str | None = None, **where
+    ) -> int:
+        return self._event(
+            content_hash, "reviewed", "", reviewer=reviewer, queue_id=queue_id, **where
+        )
 
-    def add_tags_many(self, items: Iterable[tuple[str, str]], *, reviewer: str,
-                      run_id: str | None = None) -> int:
+    def add_tags_many(
+        self, items: Iterable[tuple[str, str]], *, reviewer: str, run_id: str | None = None
+    ) -> int:
         """Tag many (content_hash, tag) pairs in one transaction; returns how many."""
-        rows = [(h, "tag", _clean_tag(t), reviewer, time.time(), run_id, None, None)
-                for h, t in items]
+        rows = [
+            (h, "tag", _clean_tag(t), reviewer, time.time(), run_id, None, None) for h, t in items
+        ]
         for r in rows:
             _check(r[0], "tag", r[2], reviewer)
         with self._write() as con:
             con.executemany(
                 "INSERT INTO events(content_hash, kind, value, reviewer, created, run_id, relpath,"
-                " queue_id) VALUES (?,?,?,?,?,?,?,?)", rows)
+                " queue_id) VALUES (?,?,?,?,?,?,?,?)",
+                rows,
+            )
         return len(rows)
 
     # -- reads -------------------------------------------------------------------------------
@@ -171,8 +193,19 @@ class ReviewStore:
         if content_hashes is not None:
             hashes = list(dict.fromkeys(content_hashes))
             if not hashes:
-                return pd.DataFrame(columns=["id", "content_hash", "kind", "value", "reviewer",
-                                             "created", "run_id", "relpath", "queue_id"])
+                return pd.DataFrame(
+                    columns=[
+                        "id",
+                        "content_hash",
+                        "kind",
+                        "value",
+                        "reviewer",
+                        "created",
+                        "run_id",
+                        "relpath",
+                        "queue_id",
+                    ]
+                )
             q += f" WHERE content_hash IN ({','.join('?' * len(hashes))})"
             args = hashes
         with self._connect() as con:
@@ -194,8 +227,16 @@ class ReviewStore:
         return st["tags"].explode().dropna().value_counts()
 
     # -- queues ------------------------------------------------------------------------------
-    def create_queue(self, run_id: str, name: str, sample_ids: list[str], hashes: list[str], *,
-                     reviewer: str, query: dict | None = None) -> Queue:
+    def create_queue(
+        self,
+        run_id: str,
+        name: str,
+        sample_ids: list[str],
+        hashes: list[str],
+        *,
+        reviewer: str,
+        query: dict | None = None,
+    ) -> Queue:
         if len(sample_ids) != len(hashes):
             raise ValueError(f"{len(sample_ids)} sample ids but {len(hashes)} content hashes")
         if not sample_ids:
@@ -205,19 +246,38 @@ class ReviewStore:
             con.execute(
                 "INSERT INTO queues(id, run_id, name, query, sample_ids, hashes, reviewer, created)"
                 " VALUES (?,?,?,?,?,?,?,?)",
-                (qid, run_id, name[:200] or "queue", json.dumps(query or {}),
-                 json.dumps(list(sample_ids)), json.dumps(list(hashes)), reviewer, time.time()),
+                (
+                    qid,
+                    run_id,
+                    name[:200] or "queue",
+                    json.dumps(query or {}),
+                    json.dumps(list(sample_ids)),
+                    json.dumps(list(hashes)),
+                    reviewer,
+                    time.time(),
+                ),
             )
         return self.queue(qid)
 
     def queue(self, queue_id: str) -> Queue | None:
         with closing(sqlite3.connect(self.path, timeout=self.timeout_s)) as con:
-            row = con.execute("SELECT id, run_id, name, query, sample_ids, hashes, reviewer,"
-                              " created FROM queues WHERE id=?", (queue_id,)).fetchone()
+            row = con.execute(
+                "SELECT id, run_id, name, query, sample_ids, hashes, reviewer,"
+                " created FROM queues WHERE id=?",
+                (queue_id,),
+            ).fetchone()
         if row is None:
             return None
-        return Queue(row[0], row[1], row[2], json.loads(row[3]), tuple(json.loads(row[4])),
-                     tuple(json.loads(row[5])), row[6], row[7])
+        return Queue(
+            row[0],
+            row[1],
+            row[2],
+            json.loads(row[3]),
+            tuple(json.loads(row[4])),
+            tuple(json.loads(row[5])),
+            row[6],
+            row[7],
+        )
 
     def queues(self, run_id: str | None = None) -> pd.DataFrame:
         q = "SELECT id, run_id, name, reviewer, created, sample_ids FROM queues"
@@ -235,9 +295,13 @@ class ReviewStore:
 
         An image counts as reviewed in this queue once it was marked reviewed from it."""
         with self._connect() as con:
-            done = {h for (h,) in con.execute(
-                "SELECT DISTINCT content_hash FROM events WHERE queue_id=? AND kind='reviewed'",
-                (queue.id,))}
+            done = {
+                h
+                for (h,) in con.execute(
+                    "SELECT DISTINCT content_hash FROM events WHERE queue_id=? AND kind='reviewed'",
+                    (queue.id,),
+                )
+            }
         flags = [h in done for h in queue.hashes]
         nxt = next((i for i, f in enumerate(flags) if not f), len(flags))
         return sum(flags), len(flags), nxt
@@ -245,16 +309,25 @@ class ReviewStore:
 
 def fold_events(ev: pd.DataFrame) -> pd.DataFrame:
     """Current state from an event log (oldest first); see :meth:`ReviewStore.state`."""
-    cols = ["content_hash", "tags", "notes", "corrected_label", "reviewed", "last_reviewer",
-            "last_at", "relpath"]
+    cols = [
+        "content_hash",
+        "tags",
+        "notes",
+        "corrected_label",
+        "reviewed",
+        "last_reviewer",
+        "last_at",
+        "relpath",
+    ]
     if ev.empty:
         return pd.DataFrame(columns=cols)
     out = []
     for h, g in ev.groupby("content_hash", sort=False):
         tags: dict[str, None] = {}
         notes, label, reviewed = [], "", False
-        for kind, value, who, when in zip(g["kind"], g["value"], g["reviewer"], g["created"],
-                                          strict=True):
+        for kind, value, who, when in zip(
+            g["kind"], g["value"], g["reviewer"], g["created"], strict=True
+        ):
             if kind == "tag":
                 tags[value] = None
             elif kind == "untag":
@@ -266,8 +339,18 @@ def fold_events(ev: pd.DataFrame) -> pd.DataFrame:
             elif kind == "reviewed":
                 reviewed = True
         rel = g["relpath"].dropna()
-        out.append((h, sorted(tags), notes, label, reviewed, g["reviewer"].iloc[-1],
-                    float(g["created"].iloc[-1]), rel.iloc[-1] if len(rel) else None))
+        out.append(
+            (
+                h,
+                sorted(tags),
+                notes,
+                label,
+                reviewed,
+                g["reviewer"].iloc[-1],
+                float(g["created"].iloc[-1]),
+                rel.iloc[-1] if len(rel) else None,
+            )
+        )
     return pd.DataFrame(out, columns=cols)
 
 
@@ -279,13 +362,18 @@ def relabel_list(samples: pd.DataFrame, state: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["path", "given_label", "corrected_label", "reviewer"])
     decided = state[state["corrected_label"] != ""]
     merged = samples[["content_hash", "path", "relpath", "label_name"]].merge(
-        decided, on="content_hash", how="inner", suffixes=("", "_review"))
+        decided, on="content_hash", how="inner", suffixes=("", "_review")
+    )
     merged = merged[merged["corrected_label"] != merged["label_name"]]
-    return pd.DataFrame({
-        "path": merged["path"], "relpath": merged["relpath"],
-        "given_label": merged["label_name"], "corrected_label": merged["corrected_label"],
-        "reviewer": merged["last_reviewer"],
-    }).reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "path": merged["path"],
+            "relpath": merged["relpath"],
+            "given_label": merged["label_name"],
+            "corrected_label": merged["corrected_label"],
+            "reviewer": merged["last_reviewer"],
+        }
+    ).reset_index(drop=True)
 
 
 def _clean_tag(tag: str) -> str:

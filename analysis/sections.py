@@ -47,8 +47,9 @@ class SectionContext:
 def _metrics(ctx: SectionContext) -> None:
     from .metrics import summary
 
-    s = summary(ctx.labels, np.asarray(ctx.probs), n_classes=len(ctx.class_names),
-                seed=ctx.cfg.seed)
+    s = summary(
+        ctx.labels, np.asarray(ctx.probs), n_classes=len(ctx.class_names), seed=ctx.cfg.seed
+    )
     ctx.writer.write_json(METRICS_FILE, s.to_dict())
 
 
@@ -59,8 +60,9 @@ def _embedding_map(ctx: SectionContext):
 
     emb = np.asarray(ctx.embeddings, dtype=np.float32)
     if getattr(ctx.cfg, "umap", True):
-        xy = project_2d(emb, seed=ctx.cfg.seed,
-                        progress=lambda msg: ctx.progress(f"embedding map: {msg}", 0.5))
+        xy = project_2d(
+            emb, seed=ctx.cfg.seed, progress=lambda msg: ctx.progress(f"embedding map: {msg}", 0.5)
+        )
         ctx.new_columns[schema.UMAP_X] = xy[:, 0].astype(np.float32)
         ctx.new_columns[schema.UMAP_Y] = xy[:, 1].astype(np.float32)
     clusters = cluster_embeddings(emb, seed=ctx.cfg.seed)
@@ -72,9 +74,13 @@ def _embedding_map(ctx: SectionContext):
 
 def _slice_args(ctx: SectionContext) -> dict:
     cluster = schema.CLUSTER if schema.CLUSTER in ctx.new_columns else None
-    return dict(metadata_columns=ctx.metadata_columns, property_columns=schema.PROPERTY_COLUMNS,
-                cluster_column=cluster, class_names=ctx.class_names,
-                min_support=getattr(ctx.cfg, "min_support", 20))
+    return dict(
+        metadata_columns=ctx.metadata_columns,
+        property_columns=schema.PROPERTY_COLUMNS,
+        cluster_column=cluster,
+        class_names=ctx.class_names,
+        min_support=getattr(ctx.cfg, "min_support", 20),
+    )
 
 
 def _slices(ctx: SectionContext):
@@ -111,17 +117,20 @@ def _duplicates(ctx: SectionContext):
     ref = ctx.reference
     pairs = find_duplicates(
         None if ctx.embeddings is None else np.asarray(ctx.embeddings, np.float32),
-        reference_embeddings=None if ctx.reference_embeddings is None
+        reference_embeddings=None
+        if ctx.reference_embeddings is None
         else np.asarray(ctx.reference_embeddings, np.float32),
         hashes=s[schema.CONTENT_HASH].tolist(),
         reference_hashes=None if ref is None else ref[schema.CONTENT_HASH].tolist(),
     )
     if len(pairs):
-        pairs = confirm_pairs(pairs, s[schema.PATH].tolist(),
-                              None if ref is None else ref[schema.PATH].tolist())
+        pairs = confirm_pairs(
+            pairs, s[schema.PATH].tolist(), None if ref is None else ref[schema.PATH].tolist()
+        )
     ctx.writer.write_table(schema.DUPLICATES, pairs)
-    cols = partner_columns(pairs, s[schema.SAMPLE_ID].tolist(),
-                           None if ref is None else ref[schema.RELPATH].tolist())
+    cols = partner_columns(
+        pairs, s[schema.SAMPLE_ID].tolist(), None if ref is None else ref[schema.RELPATH].tolist()
+    )
     for col in cols.columns:
         ctx.new_columns[col] = cols[col].to_numpy()
 
@@ -148,14 +157,36 @@ SECTIONS: dict[str, Callable[[SectionContext], str | None]] = {
 }
 
 
-def run_sections(writer: RunWriter, *, samples, probs, embeddings, class_names, metadata_columns,
-                 reference, reference_embeddings, cfg, sections: dict, timings: dict,
-                 progress: Callable) -> dict:
+def run_sections(
+    writer: RunWriter,
+    *,
+    samples,
+    probs,
+    embeddings,
+    class_names,
+    metadata_columns,
+    reference,
+    reference_embeddings,
+    cfg,
+    sections: dict,
+    timings: dict,
+    progress: Callable,
+) -> dict:
     """Run every registered section; returns the new samples columns they produced."""
     from .pipeline import section
 
-    ctx = SectionContext(writer, samples, probs, embeddings, class_names, metadata_columns,
-                         reference, reference_embeddings, cfg, progress)
+    ctx = SectionContext(
+        writer,
+        samples,
+        probs,
+        embeddings,
+        class_names,
+        metadata_columns,
+        reference,
+        reference_embeddings,
+        cfg,
+        progress,
+    )
     for name, fn in SECTIONS.items():
         with section(name, sections, timings, progress) as entry:
             skipped = fn(ctx)

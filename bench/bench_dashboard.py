@@ -47,20 +47,26 @@ def make_run(n: int, runs_dir: Path) -> Path:
     img = ROOT / "sample_data" / "images" / "eval"
     pool = sorted(str(p) for p in img.glob("*.jpg"))[:200] or [str(ROOT / "README.md")]
     rel = [f"img/{i:06d}.jpg" for i in range(n)]
-    s = pd.DataFrame({
-        schema.SAMPLE_ID: [sample_id_for(r) for r in rel],
-        schema.PATH: [pool[i % len(pool)] for i in range(n)],
-        schema.RELPATH: rel,
-        schema.CONTENT_HASH: [f"{i:064x}" for i in range(n)],
-        schema.LABEL: labels,
-        schema.LABEL_NAME: np.asarray(CLASSES, dtype=object)[labels],
-    })
+    s = pd.DataFrame(
+        {
+            schema.SAMPLE_ID: [sample_id_for(r) for r in rel],
+            schema.PATH: [pool[i % len(pool)] for i in range(n)],
+            schema.RELPATH: rel,
+            schema.CONTENT_HASH: [f"{i:064x}" for i in range(n)],
+            schema.LABEL: labels,
+            schema.LABEL_NAME: np.asarray(CLASSES, dtype=object)[labels],
+        }
+    )
     pc = prediction_columns(probs, labels)
     for c in pc.columns:
         s[c] = pc[c].to_numpy()
     s[schema.PRED_NAME] = np.asarray(CLASSES, dtype=object)[s[schema.PRED]]
-    meta = {"camera": [f"cam_{c}" for c in "abcdefgh"], "site": [f"site_{i}" for i in range(20)],
-            "lighting": ["day", "dusk", "night"], "annotator": [f"a{i}" for i in range(12)]}
+    meta = {
+        "camera": [f"cam_{c}" for c in "abcdefgh"],
+        "site": [f"site_{i}" for i in range(20)],
+        "lighting": ["day", "dusk", "night"],
+        "annotator": [f"a{i}" for i in range(12)],
+    }
     for col, values in meta.items():
         s[col] = rng.choice(values, n)
     s["hour"] = rng.integers(0, 24, n)
@@ -78,18 +84,37 @@ def make_run(n: int, runs_dir: Path) -> Path:
         w.write_array(schema.PROBS, probs)
         w.write_json(METRICS_FILE, summary(labels, probs, n_classes=k, n_boot=200).to_dict())
         meta_cols = [*meta, "hour", "temperature"]
-        w.write_table(schema.SLICES, compute_slices(
-            s, metadata_columns=meta_cols, property_columns=schema.PROPERTY_COLUMNS,
-            cluster_column=schema.CLUSTER, class_names=CLASSES))
-        return w.commit({
-            "created": "2026-01-01T00:00:00", "n_samples": n, "n_skipped": 0,
-            "class_names": CLASSES, "metadata_columns": meta_cols,
-            "property_columns": schema.PROPERTY_COLUMNS, "has_embeddings": False,
-            "has_model": False, "inputs": {"data": {"name": "synthetic"},
-                                            "model": None, "predictions": {"name": "synthetic"}},
-            "preprocessing": {"resize": 112, "crop": None}, "sections": {}, "skipped": [],
-            "warnings": [],
-        })
+        w.write_table(
+            schema.SLICES,
+            compute_slices(
+                s,
+                metadata_columns=meta_cols,
+                property_columns=schema.PROPERTY_COLUMNS,
+                cluster_column=schema.CLUSTER,
+                class_names=CLASSES,
+            ),
+        )
+        return w.commit(
+            {
+                "created": "2026-01-01T00:00:00",
+                "n_samples": n,
+                "n_skipped": 0,
+                "class_names": CLASSES,
+                "metadata_columns": meta_cols,
+                "property_columns": schema.PROPERTY_COLUMNS,
+                "has_embeddings": False,
+                "has_model": False,
+                "inputs": {
+                    "data": {"name": "synthetic"},
+                    "model": None,
+                    "predictions": {"name": "synthetic"},
+                },
+                "preprocessing": {"resize": 112, "crop": None},
+                "sections": {},
+                "skipped": [],
+                "warnings": [],
+            }
+        )
 
 
 def _timed(fn, repeats: int) -> list[float]:
@@ -145,8 +170,10 @@ def main() -> None:
     }
     for key in ("gallery_filter_change_s", "gallery_class_filter_s", "page_switch_s"):
         times = res[key]
-        res[key] = {"median": round(statistics.median(times), 4), "all": [round(x, 4) for x in
-                                                                            times]}
+        res[key] = {
+            "median": round(statistics.median(times), 4),
+            "all": [round(x, 4) for x in times],
+        }
         print(f"{key}: median {res[key]['median']:.3f} s  ({res[key]['all']})")
     print(f"first load (reads the run): {first:.2f} s")
     out = ROOT / "bench" / "results" / "dashboard.json"

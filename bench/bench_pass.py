@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torchvision
 
@@ -45,8 +44,10 @@ def _sample_batches(size: int, batch: int = 64, limit: int | None = None):
         xs = [to_model_tensor(decode_image(p).rgb, prep) for p in paths]
     else:  # no sample: synthetic images of the same size
         g = torch.Generator().manual_seed(0)
-        xs = [torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=g)
-              for _ in range(limit or 1200)]
+        xs = [
+            torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=g)
+            for _ in range(limit or 1200)
+        ]
     return [torch.stack(xs[i : i + batch]) for i in range(0, len(xs), batch)]
 
 
@@ -76,15 +77,27 @@ def overhead(model, batches, prep) -> dict:
         ours.append(_ours(model, batches, prep))
     n = sum(len(b) for b in batches)
     b, o = statistics.median(bare), statistics.median(ours)
-    return {"images": n, "bare_s": round(b, 4), "pass_s": round(o, 4),
-            "ratio": round(o / b, 4), "bare_img_s": round(n / b, 1), "pass_img_s": round(n / o, 1)}
+    return {
+        "images": n,
+        "bare_s": round(b, 4),
+        "pass_s": round(o, 4),
+        "ratio": round(o / b, 4),
+        "bare_img_s": round(n / b, 1),
+        "pass_img_s": round(n / o, 1),
+    }
 
 
 def main() -> None:
     torch.manual_seed(0)
-    results: dict = {"machine": {"cpu_count": os.cpu_count(), "torch_threads":
-                                 torch.get_num_threads(), "python": platform.python_version(),
-                                 "torch": torch.__version__, "load_avg": os.getloadavg()}}
+    results: dict = {
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "load_avg": os.getloadavg(),
+        }
+    }
     side = ROOT / "sample_data" / "model.json"
     arch = json.loads(side.read_text())["arch"] if side.exists() else "mobilenet_v3_small"
     model = torchvision.models.get_model(arch, weights=None, num_classes=6).eval()
@@ -109,8 +122,11 @@ def main() -> None:
         t = time.perf_counter()
         res = run_pass(paths, prep, model=model, batch_size=64)
         dt = time.perf_counter() - t
-        results["end_to_end_sample"] = {"images": len(res.ok_index), "seconds": round(dt, 3),
-                                        "img_s": round(len(res.ok_index) / dt, 1)}
+        results["end_to_end_sample"] = {
+            "images": len(res.ok_index),
+            "seconds": round(dt, 3),
+            "img_s": round(len(res.ok_index) / dt, 1),
+        }
         print("end-to-end pass with decoding:", results["end_to_end_sample"])
     out = ROOT / "bench" / "results" / "pass.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -39,8 +39,11 @@ def _ensure_sample_run(root: Path) -> None:
     st.title("errorscope")
     st.info("No runs yet: analysing the bundled sample once (about a minute; cached afterwards).")
     bar = st.progress(0.0, text="starting")
-    analyze(sample_config(), runs_dir=root,
-            progress=lambda msg, frac: bar.progress(min(max(frac, 0.0), 1.0), text=msg))
+    analyze(
+        sample_config(),
+        runs_dir=root,
+        progress=lambda msg, frac: bar.progress(min(max(frac, 0.0), 1.0), text=msg),
+    )
     data.available_runs.clear()
     st.rerun()
 
@@ -50,10 +53,14 @@ def _pick_run(runs: list[dict]) -> dict:
     wanted = st.query_params.get(P_RUN)
     index = ids.index(wanted) if wanted in ids else 0
     if wanted and wanted not in ids:
-        st.sidebar.warning(f"Run {wanted!r} from the link is not in {data.runs_dir()}; showing"
-                           f" {ids[0]!r}.")
+        st.sidebar.warning(
+            f"Run {wanted!r} from the link is not in {data.runs_dir()}; showing {ids[0]!r}."
+        )
     chosen = st.sidebar.selectbox(
-        "Run", ids, index=index, key=f"run_picker_{wanted}",
+        "Run",
+        ids,
+        index=index,
+        key=f"run_picker_{wanted}",
         format_func=lambda i: f"{i} ({runs[ids.index(i)]['n_samples']} images)",
         help=f"Runs under {data.runs_dir()}",
     )
@@ -70,7 +77,9 @@ def main() -> None:
     if not runs:
         _ensure_sample_run(root)
         st.title("errorscope")
-        st.warning(f"No runs under {root}. Create one with `errorscope analyze --model M --data D`.")
+        st.warning(
+            f"No runs under {root}. Create one with `errorscope analyze --model M --data D`."
+        )
         return
     info = _pick_run(runs)
     st.session_state["_run_id"] = info["run_id"]
@@ -84,8 +93,14 @@ def main() -> None:
     pages = {}
     sections: dict[str, list] = {}
     for v in VIEWS:
-        page = st.Page(v.file, title=v.title, icon=v.icon, url_path=v.url,
-                       default=v.url == "overview", visibility=v.visibility)
+        page = st.Page(
+            v.file,
+            title=v.title,
+            icon=v.icon,
+            url_path=v.url,
+            default=v.url == "overview",
+            visibility=v.visibility,
+        )
         pages[v.url] = page
         sections.setdefault(v.section, []).append(page)
     nav.register(pages)

@@ -16,7 +16,7 @@ from dashboard import nav
 
 def sidebar_footer(run: Run) -> None:
     m = run.manifest
-    model = (m["inputs"].get("model") or m["inputs"].get("predictions") or {})
+    model = m["inputs"].get("model") or m["inputs"].get("predictions") or {}
     with st.sidebar:
         st.caption(
             f"**{m['n_samples']:,}** images · {len(run.class_names)} classes  \n"
@@ -25,7 +25,9 @@ def sidebar_footer(run: Run) -> None:
             + f"  \ndata `{m['inputs']['data']['name']}`  \ncreated {m['created'][:16]}"
         )
         if m.get("n_skipped"):
-            st.caption(f":orange[:material/warning:] {m['n_skipped']} file(s) skipped — see Overview")
+            st.caption(
+                f":orange[:material/warning:] {m['n_skipped']} file(s) skipped — see Overview"
+            )
 
 
 def metric(label: str, est: dict | None, *, as_pct: bool = True, help: str | None = None) -> None:
@@ -47,8 +49,15 @@ def thumb_path(run: Run, sample_id: str) -> str | None:
     return str(p) if p.exists() else None
 
 
-def image_grid(run: Run, rows: np.ndarray, query: ImageQuery, *, cols: int = 6,
-               key: str = "grid", origin: str = "gallery") -> None:
+def image_grid(
+    run: Run,
+    rows: np.ndarray,
+    query: ImageQuery,
+    *,
+    cols: int = 6,
+    key: str = "grid",
+    origin: str = "gallery",
+) -> None:
     """Thumbnails with label / prediction / confidence; each caption opens the image detail."""
     s = run.samples
     names = run.class_names
@@ -90,10 +99,10 @@ def clicked_cell(event, k: int) -> tuple[int, int] | None:
 
 
 PER_CLASS_COLUMNS = {
-    "precision": st.column_config.ProgressColumn("precision", format="percent", min_value=0,
-                                                 max_value=1),
-    "recall": st.column_config.ProgressColumn("recall", format="percent", min_value=0,
-                                              max_value=1),
+    "precision": st.column_config.ProgressColumn(
+        "precision", format="percent", min_value=0, max_value=1
+    ),
+    "recall": st.column_config.ProgressColumn("recall", format="percent", min_value=0, max_value=1),
     "f1": st.column_config.NumberColumn("F1", format="%.3f"),
 }
 
@@ -103,27 +112,41 @@ def per_class_table(per_class, class_names):
     import pandas as pd
 
     pc = per_class
-    return pd.DataFrame({
-        "class id": pc["class"].astype(int),
-        "class": [class_names[int(c)] for c in pc["class"]],
-        "support": pc["support"].astype(int),
-        "precision": pc["precision"],
-        "precision 95% CI": [fmt.interval(a, b) for a, b in zip(pc["precision_low"],
-                                                                 pc["precision_high"], strict=True)],
-        "recall": pc["recall"],
-        "recall 95% CI": [fmt.interval(a, b) for a, b in zip(pc["recall_low"], pc["recall_high"],
-                                                             strict=True)],
-        "f1": pc["f1"],
-        "F1 95% CI": [fmt.interval(a, b, as_pct=False) for a, b in zip(pc["f1_low"], pc["f1_high"],
-                                                                       strict=True)],
-    })
+    return pd.DataFrame(
+        {
+            "class id": pc["class"].astype(int),
+            "class": [class_names[int(c)] for c in pc["class"]],
+            "support": pc["support"].astype(int),
+            "precision": pc["precision"],
+            "precision 95% CI": [
+                fmt.interval(a, b)
+                for a, b in zip(pc["precision_low"], pc["precision_high"], strict=True)
+            ],
+            "recall": pc["recall"],
+            "recall 95% CI": [
+                fmt.interval(a, b) for a, b in zip(pc["recall_low"], pc["recall_high"], strict=True)
+            ],
+            "f1": pc["f1"],
+            "F1 95% CI": [
+                fmt.interval(a, b, as_pct=False)
+                for a, b in zip(pc["f1_low"], pc["f1_high"], strict=True)
+            ],
+        }
+    )
 
 
 def clickable_table(df, *, key: str, column_config: dict | None = None, height="auto"):
     """A dataframe whose row click returns the row position once (then resets), or None."""
     ver = st.session_state.setdefault(f"{key}_ver", 0)
-    ev = st.dataframe(df, hide_index=True, on_select="rerun", selection_mode="single-row",
-                      key=f"{key}_{ver}", column_config=column_config, height=height)
+    ev = st.dataframe(
+        df,
+        hide_index=True,
+        on_select="rerun",
+        selection_mode="single-row",
+        key=f"{key}_{ver}",
+        column_config=column_config,
+        height=height,
+    )
     rows = ev.selection.rows if ev is not None else []
     if rows:
         st.session_state[f"{key}_ver"] = ver + 1
@@ -149,8 +172,9 @@ def clicked_points(event) -> list[int]:
 
 SLICE_COLUMNS = {
     "slice": st.column_config.TextColumn("slice", width="large"),
-    "error rate": st.column_config.ProgressColumn("error rate", format="percent", min_value=0,
-                                                  max_value=1),
+    "error rate": st.column_config.ProgressColumn(
+        "error rate", format="percent", min_value=0, max_value=1
+    ),
 }
 
 
@@ -158,15 +182,19 @@ def slice_table(slices):
     """Display form of a slices table: plain words, numbers with intervals."""
     import pandas as pd
 
-    return pd.DataFrame({
-        "slice": slices["description"].astype(str),
-        "images": slices["n"].astype(int),
-        "error rate": slices["error_rate"].astype(float),
-        "95% CI": [fmt.interval(a, b) for a, b in zip(slices["error_rate_low"],
-                                                      slices["error_rate_high"], strict=True)],
-        "elsewhere": [fmt.pct(x) for x in slices["rest_error_rate"]],
-        "gap": [f"{100 * g:+.1f} pts" for g in slices["gap"]],
-        "adjusted p": [fmt.p_value(p) for p in slices["p_adj"]],
-        "significant": slices["significant"].astype(bool),
-        "top confusion": slices["top_confusion"].fillna("").astype(str),
-    })
+    return pd.DataFrame(
+        {
+            "slice": slices["description"].astype(str),
+            "images": slices["n"].astype(int),
+            "error rate": slices["error_rate"].astype(float),
+            "95% CI": [
+                fmt.interval(a, b)
+                for a, b in zip(slices["error_rate_low"], slices["error_rate_high"], strict=True)
+            ],
+            "elsewhere": [fmt.pct(x) for x in slices["rest_error_rate"]],
+            "gap": [f"{100 * g:+.1f} pts" for g in slices["gap"]],
+            "adjusted p": [fmt.p_value(p) for p in slices["p_adj"]],
+            "significant": slices["significant"].astype(bool),
+            "top confusion": slices["top_confusion"].fillna("").astype(str),
+        }
+    )

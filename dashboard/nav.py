@@ -26,8 +26,9 @@ def params_for(query: ImageQuery | None = None, **extra) -> dict[str, str]:
     return p
 
 
-def link(target: str, label: str, query: ImageQuery | None = None, *, icon: str | None = None,
-         **extra) -> None:
+def link(
+    target: str, label: str, query: ImageQuery | None = None, *, icon: str | None = None, **extra
+) -> None:
     """A page link (same tab, same session) to page ``target`` with ``query`` and the run id."""
     st.page_link(PAGES[target], label=label, icon=icon, query_params=params_for(query, **extra))
 
@@ -55,5 +56,7 @@ def url(target: str, query: ImageQuery | None = None, **extra) -> str:
 
 def copy_link(target: str, query: ImageQuery | None = None, **extra) -> None:
     """A small 'copy link' box (st.code has a copy button) for pasting into meeting notes."""
-    with st.popover("Copy link", icon=":material/link:", help="A link that reopens exactly this view"):
+    with st.popover(
+        "Copy link", icon=":material/link:", help="A link that reopens exactly this view"
+    ):
         st.code(url(target, query, **extra), language=None, wrap_lines=True)

@@ -43,37 +43,57 @@ def render(run: Run, row_no: int) -> None:
         return
     names = dict(layers)
     c1, c2 = st.columns(2)
-    method = c1.selectbox("Method", METHODS, key="cam_method",
-                          index=METHODS.index(st.query_params.get("cam", "gradcam"))
-                          if st.query_params.get("cam", "gradcam") in METHODS else 0)
+    method = c1.selectbox(
+        "Method",
+        METHODS,
+        key="cam_method",
+        index=METHODS.index(st.query_params.get("cam", "gradcam"))
+        if st.query_params.get("cam", "gradcam") in METHODS
+        else 0,
+    )
     order = [n for n, _ in layers][::-1]
     wanted = st.query_params.get("layer", default)
-    layer = c2.selectbox("Layer", order, index=order.index(wanted) if wanted in order else 0,
-                         format_func=lambda n: names[n] + (" — default" if n == default else ""),
-                         key="cam_layer",
-                         help="Default: the deepest layer whose map is still at least 7×7 at this"
-                              " input size (coarser maps cannot say where).")
+    layer = c2.selectbox(
+        "Layer",
+        order,
+        index=order.index(wanted) if wanted in order else 0,
+        format_func=lambda n: names[n] + (" — default" if n == default else ""),
+        key="cam_layer",
+        help="Default: the deepest layer whose map is still at least 7×7 at this"
+        " input size (coarser maps cannot say where).",
+    )
     s = run.samples.iloc[row_no]
     pred, label = int(s[schema.PRED]), int(s[schema.LABEL])
     from analysis.explain import cam_view
 
     with st.spinner("Computing CAMs (cached after the first time)…"):
-        view = cam_view(run, loaded.model, prep, row_no, classes=[pred, label], method=method,
-                        layer=layer)
+        view = cam_view(
+            run, loaded.model, prep, row_no, classes=[pred, label], method=method, layer=layer
+        )
     cols = st.columns(len(view.cams) + 1)
     cols[0].image(view.image, caption=f"model input ({view.image.shape[1]} px)", width="stretch")
     for col, c in zip(cols[1:], view.cams, strict=True):
         role = ("predicted" if c.target_class == pred else "") + (
-            " = given" if c.target_class == label and c.target_class == pred else
-            ("given" if c.target_class == label else ""))
-        col.image(c.overlay, width="stretch",
-                  caption=f"{method} for {run.class_names[c.target_class]} ({role.strip()}),"
-                          f" p={c.prob:.2f}")
+            " = given"
+            if c.target_class == label and c.target_class == pred
+            else ("given" if c.target_class == label else "")
+        )
+        col.image(
+            c.overlay,
+            width="stretch",
+            caption=f"{method} for {run.class_names[c.target_class]} ({role.strip()}),"
+            f" p={c.prob:.2f}",
+        )
         col.caption(
             f"Removing the top 20% of this map drops p by **{c.drop_top:+.2f}**; removing a"
             f" same-size region elsewhere drops it by {c.drop_random:+.2f}."
-            + (" The map points at evidence the model uses." if c.drop_top - c.drop_random > 0.05
-               else " :orange[The map is not much better than a random region: do not over-read it.]")
+            + (
+                " The map points at evidence the model uses."
+                if c.drop_top - c.drop_random > 0.05
+                else " :orange[The map is not much better than a random region: do not over-read it.]"
+            )
         )
-    st.caption(f"Layer `{view.layer}` ({view.layer_spatial[0]}×{view.layer_spatial[1]} map),"
-               f" method {method}.")
+    st.caption(
+        f"Layer `{view.layer}` ({view.layer_spatial[0]}×{view.layer_spatial[1]} map),"
+        f" method {method}."
+    )

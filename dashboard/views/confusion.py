@@ -22,9 +22,13 @@ def render(run: Run) -> None:
         return
     names = run.class_names
     norm_label = st.segmented_control(
-        "Show", list(NORMS), default=st.query_params.get("norm", "counts"), key="cm_norm",
+        "Show",
+        list(NORMS),
+        default=st.query_params.get("norm", "counts"),
+        key="cm_norm",
         help="row % = share of each given class (recall view); column % = share of each"
-             " predicted class (precision view)")
+        " predicted class (precision view)",
+    )
     norm_label = norm_label or "counts"
     if st.query_params.get("norm", "counts") != norm_label:
         st.query_params["norm"] = norm_label
@@ -32,7 +36,9 @@ def render(run: Run) -> None:
     ver = st.session_state.setdefault("cm_ver", 0)
     event = st.plotly_chart(
         figures.confusion_figure(m.confusion, names, normalize=NORMS[norm_label]),
-        key=f"cm_{ver}", on_select="rerun", selection_mode="points",
+        key=f"cm_{ver}",
+        on_select="rerun",
+        selection_mode="points",
         config={"displayModeBar": False},
     )
     cell = ui.clicked_cell(event, len(names))
@@ -41,22 +47,30 @@ def render(run: Run) -> None:
         nav.go("gallery", ImageQuery(true=(cell[0],), pred=(cell[1],)))
 
     st.subheader("Per class")
-    st.caption("Intervals: Wilson for precision and recall, bootstrap for F1. Click a row to open"
-               " that class's errors.")
+    st.caption(
+        "Intervals: Wilson for precision and recall, bootstrap for F1. Click a row to open"
+        " that class's errors."
+    )
     table = ui.per_class_table(m.per_class, names)
     tver = st.session_state.setdefault("pc_ver", 0)
-    ev = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="single-row",
-                      key=f"pc_{tver}", column_config=ui.PER_CLASS_COLUMNS)
+    ev = st.dataframe(
+        table,
+        hide_index=True,
+        on_select="rerun",
+        selection_mode="single-row",
+        key=f"pc_{tver}",
+        column_config=ui.PER_CLASS_COLUMNS,
+    )
     rows = ev.selection.rows if ev is not None else []
     if rows:
         st.session_state["pc_ver"] = tver + 1
-        nav.go("gallery", ImageQuery(true=(int(table.iloc[rows[0]]["class id"]),),
-                                     correct="wrong"))
+        nav.go("gallery", ImageQuery(true=(int(table.iloc[rows[0]]["class id"]),), correct="wrong"))
     c1, c2 = st.columns(2, gap="large")
     with c1:
         st.plotly_chart(figures.per_class_figure(m.per_class, names), key="pc_fig")
     with c2:
-        st.markdown(f"**Reliability** — ECE {m.ece.value:.3f}"
-                    f" (95% CI {m.ece.low:.3f}–{m.ece.high:.3f})")
+        st.markdown(
+            f"**Reliability** — ECE {m.ece.value:.3f} (95% CI {m.ece.low:.3f}–{m.ece.high:.3f})"
+        )
         st.plotly_chart(figures.reliability_figure(m.reliability), key="rel_fig")
     nav.copy_link("confusion", norm=norm_label)

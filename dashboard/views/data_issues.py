@@ -15,8 +15,10 @@ from dashboard import data, nav
 
 def render(run: Run) -> None:
     st.title("Data issues")
-    st.caption("Many 'model errors' are data errors. Each list is ranked for review; every row"
-               " opens the image, every tab opens its images in the gallery.")
+    st.caption(
+        "Many 'model errors' are data errors. Each list is ranked for review; every row"
+        " opens the image, every tab opens its images in the gallery."
+    )
     t1, t2, t3 = st.tabs(["Suspected label errors", "Duplicates and leakage", "Outliers"])
     with t1:
         _label_errors(run)
@@ -37,32 +39,44 @@ def _label_errors(run: Run) -> None:
     st.markdown(
         f"**{len(flagged)} images** ({fmt.pct(len(flagged) / max(1, len(issues)))}) look"
         " mislabelled by confident learning (Northcutt et al., 2021): the model is confident they"
-        " belong to another class, beyond that class's own confidence threshold.")
+        " belong to another class, beyond that class's own confidence threshold."
+    )
     st.caption(
         "Confident learning needs held-out predictions. These are the model's predictions on the"
         f" evaluation set{' (the reference set ' + ref['name'] + ' is assumed to be the training set)' if ref else ''};"
         " on the model's own training data it would miss most errors, because a model fits its"
-        " training labels.")
-    nav.link("gallery", "Open all suspected label errors in the gallery →",
-             ImageQuery(issue="label", sort="label_quality", desc=False))
+        " training labels."
+    )
+    nav.link(
+        "gallery",
+        "Open all suspected label errors in the gallery →",
+        ImageQuery(issue="label", sort="label_quality", desc=False),
+    )
     s = run.samples
     show = flagged.head(300)
-    table = pd.DataFrame({
-        "file": s[schema.RELPATH].to_numpy()[show["index"].to_numpy()],
-        "given": [names[i] for i in show["given_label"]],
-        "suggested": [names[i] for i in show["suggested_label"]],
-        "label quality": show["label_quality"].round(3),
-        "why": show["reason"],
-    })
+    table = pd.DataFrame(
+        {
+            "file": s[schema.RELPATH].to_numpy()[show["index"].to_numpy()],
+            "given": [names[i] for i in show["given_label"]],
+            "suggested": [names[i] for i in show["suggested_label"]],
+            "label quality": show["label_quality"].round(3),
+            "why": show["reason"],
+        }
+    )
     row = ui.clickable_table(table, key="li_tbl")
     if row is not None:
         sid = s[schema.SAMPLE_ID].iloc[int(show.iloc[row]["index"])]
-        nav.go("detail", ImageQuery(issue="label", sort="label_quality", desc=False),
-               sample=sid, origin="data_issues")
+        nav.go(
+            "detail",
+            ImageQuery(issue="label", sort="label_quality", desc=False),
+            sample=sid,
+            origin="data_issues",
+        )
     noise = run.array(schema.NOISE_MATRIX)
     if noise is not None:
-        with st.expander("Estimated noise matrix: how often each true class was labelled as"
-                         " another"):
+        with st.expander(
+            "Estimated noise matrix: how often each true class was labelled as another"
+        ):
             st.plotly_chart(figures.noise_matrix_figure(noise, names), key="noise")
 
 
@@ -81,7 +95,8 @@ def _duplicates(run: Run) -> None:
             f"**{imp.n_leaked} evaluation images** are near-copies of reference (training) images."
             f" Accuracy with them {fmt.estimate(imp.accuracy)}; without them"
             f" {fmt.estimate(imp.accuracy_clean)}: leakage inflates the headline by"
-            f" {100 * imp.inflation:+.1f} points.")
+            f" {100 * imp.inflation:+.1f} points."
+        )
         nav.link("gallery", "Open the leaked images →", ImageQuery(issue="leak"))
     elif run.reference is None:
         st.caption("No reference set was given, so train/test leakage was not checked.")
@@ -95,24 +110,43 @@ def _duplicates(run: Run) -> None:
         for _, p in pairs.head(12).iterrows():
             c = st.columns([1, 1, 3])
             i, j = int(p["i"]), int(p["j"])
-            c[0].image(ui.thumb_path(run, s[schema.SAMPLE_ID].iloc[i]) or s[schema.PATH].iloc[i],
-                       caption=f"eval: {s[schema.RELPATH].iloc[i]}", width=140)
+            c[0].image(
+                ui.thumb_path(run, s[schema.SAMPLE_ID].iloc[i]) or s[schema.PATH].iloc[i],
+                caption=f"eval: {s[schema.RELPATH].iloc[i]}",
+                width=140,
+            )
             if p["scope"] == "leak" and ref is not None:
                 rid = ref[schema.SAMPLE_ID].iloc[j]
-                c[1].image(ui.thumb_path(run, f"ref-{rid}") or ref[schema.PATH].iloc[j],
-                           caption=f"reference: {ref[schema.RELPATH].iloc[j]}", width=140)
+                c[1].image(
+                    ui.thumb_path(run, f"ref-{rid}") or ref[schema.PATH].iloc[j],
+                    caption=f"reference: {ref[schema.RELPATH].iloc[j]}",
+                    width=140,
+                )
             else:
-                c[1].image(ui.thumb_path(run, s[schema.SAMPLE_ID].iloc[j]) or s[schema.PATH].iloc[j],
-                           caption=f"eval: {s[schema.RELPATH].iloc[j]}", width=140)
+                c[1].image(
+                    ui.thumb_path(run, s[schema.SAMPLE_ID].iloc[j]) or s[schema.PATH].iloc[j],
+                    caption=f"eval: {s[schema.RELPATH].iloc[j]}",
+                    width=140,
+                )
             conf = p.get("confirmed")
-            c[2].markdown(f"**{p['kind']} {'leak' if p['scope'] == 'leak' else 'duplicate'}**,"
-                          f" cosine similarity {p['similarity']:.3f}"
-                          + ("" if pd.isna(p.get("hash_distance", float("nan"))) else
-                             f", perceptual-hash distance {int(p['hash_distance'])}/64"
-                             f" ({'confirmed' if conf else 'not confirmed'})"))
+            c[2].markdown(
+                f"**{p['kind']} {'leak' if p['scope'] == 'leak' else 'duplicate'}**,"
+                f" cosine similarity {p['similarity']:.3f}"
+                + (
+                    ""
+                    if pd.isna(p.get("hash_distance", float("nan")))
+                    else f", perceptual-hash distance {int(p['hash_distance'])}/64"
+                    f" ({'confirmed' if conf else 'not confirmed'})"
+                )
+            )
             with c[2]:
-                nav.link("detail", "Open the evaluation image", ImageQuery(issue="leak"),
-                         sample=s[schema.SAMPLE_ID].iloc[i], origin="data_issues")
+                nav.link(
+                    "detail",
+                    "Open the evaluation image",
+                    ImageQuery(issue="leak"),
+                    sample=s[schema.SAMPLE_ID].iloc[i],
+                    origin="data_issues",
+                )
 
 
 def _outliers(run: Run) -> None:
@@ -122,8 +156,10 @@ def _outliers(run: Run) -> None:
     if summ is None:
         st.info("Not computed for this run.")
         return
-    st.caption("Thresholds adapt to this data set (robust z-score > 3.5 on median/MAD) and must"
-               " also be bad in absolute terms, so a uniformly dark set does not flag itself.")
+    st.caption(
+        "Thresholds adapt to this data set (robust z-score > 3.5 on median/MAD) and must"
+        " also be bad in absolute terms, so a uniformly dark set does not flag itself."
+    )
     st.dataframe(summ, hide_index=True)
     for t in summ.loc[summ["n"] > 0, "type"]:
         nav.link("gallery", f"Open {t} images →", ImageQuery(issue=f"outlier:{t}"))

@@ -21,8 +21,11 @@ def render(run: Run) -> None:
     hits = np.flatnonzero(s[schema.SAMPLE_ID].to_numpy() == sid) if sid else []
     if not len(hits):
         st.title("Image detail")
-        st.info("No image chosen: open one from the gallery." if not sid
-                else f"Image {sid!r} is not in this run.")
+        st.info(
+            "No image chosen: open one from the gallery."
+            if not sid
+            else f"Image {sid!r} is not in this run."
+        )
         nav.link("gallery", "← Gallery", q)
         return
     row_no = int(hits[0])
@@ -33,12 +36,16 @@ def render(run: Run) -> None:
 
     top = st.columns([4, 1, 1, 1, 1])
     ok = bool(row[schema.CORRECT])
-    top[0].title(f"{':green[:material/check_circle:]' if ok else ':red[:material/cancel:]'} {names[row[schema.LABEL]]} → {names[row[schema.PRED]]}")
+    top[0].title(
+        f"{':green[:material/check_circle:]' if ok else ':red[:material/cancel:]'} {names[row[schema.LABEL]]} → {names[row[schema.PRED]]}"
+    )
     with top[1]:
         nav.link(origin if origin in nav.PAGES else "gallery", "← Back", q)
     with top[2]:
         if prev is not None:
-            nav.link("detail", "◀ Previous", q, sample=s.iloc[prev][schema.SAMPLE_ID], origin=origin)
+            nav.link(
+                "detail", "◀ Previous", q, sample=s.iloc[prev][schema.SAMPLE_ID], origin=origin
+            )
     with top[3]:
         if nxt is not None:
             nav.link("detail", "Next ▶", q, sample=s.iloc[nxt][schema.SAMPLE_ID], origin=origin)
@@ -54,12 +61,16 @@ def render(run: Run) -> None:
     with mid:
         st.markdown("**Top classes**")
         st.plotly_chart(
-            figures.top_k_figure(np.asarray(run.probs[row_no]), names,
-                                 label=int(row[schema.LABEL])), key="topk",
-            config={"displayModeBar": False})
+            figures.top_k_figure(
+                np.asarray(run.probs[row_no]), names, label=int(row[schema.LABEL])
+            ),
+            key="topk",
+            config={"displayModeBar": False},
+        )
         st.markdown(
             f"confidence **{row[schema.CONFIDENCE]:.3f}** · margin {row[schema.MARGIN]:.3f} ·"
-            f" loss {row[schema.LOSS]:.3f} · entropy {row[schema.ENTROPY]:.3f}")
+            f" loss {row[schema.LOSS]:.3f} · entropy {row[schema.ENTROPY]:.3f}"
+        )
     from dashboard.views import cam_panel
 
     cam_panel.render(run, row_no)
@@ -69,6 +80,9 @@ def render(run: Run) -> None:
     review_panel.render(run, row_no, key="detail")
     st.subheader("Metadata and image properties")
     fields = run.metadata_columns + run.property_columns
-    st.dataframe(pd.DataFrame({"field": fields,
-                               "value": [str(row[f]) if f in row else "—" for f in fields]}),
-                 hide_index=True)
+    st.dataframe(
+        pd.DataFrame(
+            {"field": fields, "value": [str(row[f]) if f in row else "—" for f in fields]}
+        ),
+        hide_index=True,
+    )

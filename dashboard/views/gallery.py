@@ -33,11 +33,15 @@ def render(run: Run) -> None:
     names = run.class_names
     s = run.samples
     incoming = ImageQuery.from_params(st.query_params.to_dict())
-    meta_cols = [c for c in run.metadata_columns
-                 if s[c].nunique(dropna=True) <= 50 and not c.startswith("shape_")]
+    meta_cols = [
+        c
+        for c in run.metadata_columns
+        if s[c].nunique(dropna=True) <= 50 and not c.startswith("shape_")
+    ]
     widget_keys = [*KEYS, *(f"g_where_{c}" for c in meta_cols)]
     if st.session_state.get("g_last") != incoming.to_params() or any(
-            k not in st.session_state for k in widget_keys):
+        k not in st.session_state for k in widget_keys
+    ):
         _push_to_widgets(incoming, names, meta_cols)
 
     st.title("Gallery")
@@ -48,8 +52,9 @@ def render(run: Run) -> None:
         correct = c[2].segmented_control("Show", ["all", "wrong", "correct"], key="g_correct")
         conf = c[3].slider("Confidence", 0.0, 1.0, step=0.01, key="g_conf")
         c2 = st.columns([2, 2, 1, 3])
-        sort = c2[0].selectbox("Sort by", list(SORT_KEYS), key="g_sort",
-                               format_func=lambda k: k.replace("_", " "))
+        sort = c2[0].selectbox(
+            "Sort by", list(SORT_KEYS), key="g_sort", format_func=lambda k: k.replace("_", " ")
+        )
         desc = c2[1].toggle("Highest first", key="g_desc")
         where = []
         if meta_cols:
@@ -60,13 +65,24 @@ def render(run: Run) -> None:
                     if v != "(any)":
                         where.append((col, v))
     q = incoming.with_(
-        true=tuple(names.index(n) for n in true), pred=tuple(names.index(n) for n in pred),
-        correct=correct or "all", conf=(float(conf[0]), float(conf[1])), sort=sort,
-        desc=bool(desc), where=tuple(where),
+        true=tuple(names.index(n) for n in true),
+        pred=tuple(names.index(n) for n in pred),
+        correct=correct or "all",
+        conf=(float(conf[0]), float(conf[1])),
+        sort=sort,
+        desc=bool(desc),
+        where=tuple(where),
     )
-    extra = [(label, field) for label, field in (
-        ("slice", "slice"), ("selection", "sel"), ("cluster", "cluster"), ("issue", "issue"))
-        if getattr(q, field) not in ("", None)]
+    extra = [
+        (label, field)
+        for label, field in (
+            ("slice", "slice"),
+            ("selection", "sel"),
+            ("cluster", "cluster"),
+            ("issue", "issue"),
+        )
+        if getattr(q, field) not in ("", None)
+    ]
     if extra:
         chips = st.columns(len(extra) + 1)
         for (label, field), col in zip(extra, chips, strict=False):
@@ -94,12 +110,19 @@ def render(run: Run) -> None:
         nav.copy_link("gallery", q, page=pg.page if pg.page > 1 else None)
     with head[2]:
         if pg.total and "review" in nav.PAGES:
-            if st.button("Review these", icon=":material/play_arrow:", help="Start a review queue with these images"):
+            if st.button(
+                "Review these",
+                icon=":material/play_arrow:",
+                help="Start a review queue with these images",
+            ):
                 from analysis.query import save_selection
 
                 sel = save_selection(run.path, s[schema.SAMPLE_ID].to_numpy()[rows])
-                nav.go("review", ImageQuery(sel=sel, sort=q.sort, desc=q.desc),
-                       queue_name=q.describe(names))
+                nav.go(
+                    "review",
+                    ImageQuery(sel=sel, sort=q.sort, desc=q.desc),
+                    queue_name=q.describe(names),
+                )
     ui.image_grid(run, pg.rows, q, cols=6)
     if pg.n_pages > 1:
         new_page = st.pagination(pg.n_pages, default=pg.page, key=f"g_page_{pg.total}_{pg.page}")

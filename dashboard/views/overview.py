@@ -12,8 +12,11 @@ from analysis.runstore import Run
 from dashboard import components as ui
 from dashboard import nav
 
-ICONS = {"high": ":red[:material/error:]", "medium": ":orange[:material/warning:]",
-         "info": ":blue[:material/info:]"}
+ICONS = {
+    "high": ":red[:material/error:]",
+    "medium": ":orange[:material/warning:]",
+    "info": ":blue[:material/info:]",
+}
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -26,23 +29,33 @@ def _cached(path: str, stamp: str):
 
 def render(run: Run) -> None:
     st.title("Overview")
-    st.caption(f"Run `{run.run_id}` · {run.manifest['n_samples']:,} images ·"
-               f" {len(run.class_names)} classes")
+    st.caption(
+        f"Run `{run.run_id}` · {run.manifest['n_samples']:,} images ·"
+        f" {len(run.class_names)} classes"
+    )
     m, found, pairs = _cached(str(run.path), run.manifest["created"])
     if m is None:
         st.error("The metrics section of this run failed; see the warnings below.")
     else:
         cols = st.columns(5)
         with cols[0]:
-            ui.metric("Accuracy", m.accuracy.to_dict(), help="Share of images predicted as labelled")
+            ui.metric(
+                "Accuracy", m.accuracy.to_dict(), help="Share of images predicted as labelled"
+            )
         with cols[1]:
-            ui.metric("Balanced accuracy", m.balanced_accuracy.to_dict(),
-                      help="Mean recall over classes: robust to class imbalance")
+            ui.metric(
+                "Balanced accuracy",
+                m.balanced_accuracy.to_dict(),
+                help="Mean recall over classes: robust to class imbalance",
+            )
         with cols[2]:
             ui.metric("Macro F1", m.macro_f1.to_dict(), help="Unweighted mean F1 over classes")
         with cols[3]:
-            ui.metric("ECE", m.ece.to_dict(),
-                      help="Expected calibration error: mean |confidence − accuracy| over bins")
+            ui.metric(
+                "ECE",
+                m.ece.to_dict(),
+                help="Expected calibration error: mean |confidence − accuracy| over bins",
+            )
         with cols[4]:
             k2 = m.top_k.get(2)
             ui.metric("Top-2 accuracy", k2.to_dict() if k2 else None)
@@ -75,8 +88,9 @@ def render(run: Run) -> None:
         if m is not None:
             pc = m.per_class
             st.plotly_chart(
-                figures.class_distribution_figure(pc["support"], pc["support"] - pc["tp"],
-                                                  run.class_names),
+                figures.class_distribution_figure(
+                    pc["support"], pc["support"] - pc["tp"], run.class_names
+                ),
                 key="class_dist",
             )
         skipped = run.manifest.get("skipped", [])

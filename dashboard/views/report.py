@@ -24,28 +24,47 @@ def _build(path: str, stamp: str, review_version: int, title: str):
 
 def render(run: Run) -> None:
     st.title("Report")
-    st.caption("A slice report of this run: headline metrics with intervals, the confusion matrix,"
-               " weak and discovered slices, data issues, and every image reviewed in the meeting"
-               " with its tags, notes and decisions. The HTML file is self-contained: it opens"
-               " offline and can be mailed as is.")
+    st.caption(
+        "A slice report of this run: headline metrics with intervals, the confusion matrix,"
+        " weak and discovered slices, data issues, and every image reviewed in the meeting"
+        " with its tags, notes and decisions. The HTML file is self-contained: it opens"
+        " offline and can be mailed as is."
+    )
     title = st.text_input("Title", value=f"Error review — {run.run_id}", key="rep_title")
     n_events = len(review_panel.review_store().events())
     html, md, csvs, n_reviewed = _build(str(run.path), run.manifest["created"], n_events, title)
     st.markdown(f"{n_reviewed} reviewed images are included.")
     c = st.columns(4)
-    c[0].download_button("HTML report", html, file_name=f"{run.run_id}-report.html",
-                         mime="text/html", type="primary", key="dl_html")
-    c[1].download_button("Markdown", md, file_name=f"{run.run_id}-report.md",
-                         mime="text/markdown", key="dl_md")
+    c[0].download_button(
+        "HTML report",
+        html,
+        file_name=f"{run.run_id}-report.html",
+        mime="text/html",
+        type="primary",
+        key="dl_html",
+    )
+    c[1].download_button(
+        "Markdown", md, file_name=f"{run.run_id}-report.md", mime="text/markdown", key="dl_md"
+    )
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for name, text in csvs.items():
             z.writestr(f"{name}.csv", text)
-    c[2].download_button("CSV tables (zip)", buf.getvalue(), file_name=f"{run.run_id}-csv.zip",
-                         mime="application/zip", key="dl_csv")
-    c[3].download_button("Relabel list (CSV)", csvs.get("relabel_list", "path\n"),
-                         file_name=f"{run.run_id}-relabel.csv", mime="text/csv", key="dl_relabel",
-                         help="image path, given label, corrected label, reviewer: for annotators")
+    c[2].download_button(
+        "CSV tables (zip)",
+        buf.getvalue(),
+        file_name=f"{run.run_id}-csv.zip",
+        mime="application/zip",
+        key="dl_csv",
+    )
+    c[3].download_button(
+        "Relabel list (CSV)",
+        csvs.get("relabel_list", "path\n"),
+        file_name=f"{run.run_id}-relabel.csv",
+        mime="text/csv",
+        key="dl_relabel",
+        help="image path, given label, corrected label, reviewer: for annotators",
+    )
     with st.expander("Preview (Markdown)", expanded=False):
         st.code(md[:20000], language="markdown")
     st.caption(f"Same from the command line: `errorscope report {run.path} --format html`")

@@ -36,8 +36,10 @@ def render(run: Run) -> None:
     r = s.iloc[row]
     names = run.class_names
     head = st.columns([5, 1, 1, 1])
-    head[0].subheader(f"{pos + 1}/{total}: given **{names[r[schema.LABEL]]}**, predicted"
-                      f" **{names[r[schema.PRED]]}** ({r[schema.CONFIDENCE]:.2f})")
+    head[0].subheader(
+        f"{pos + 1}/{total}: given **{names[r[schema.LABEL]]}**, predicted"
+        f" **{names[r[schema.PRED]]}** ({r[schema.CONFIDENCE]:.2f})"
+    )
     if head[1].button("◀ Previous", disabled=pos == 0):
         _goto(queue.id, pos - 1)
     if head[2].button("Skip ▶", disabled=pos >= total - 1):
@@ -80,14 +82,20 @@ def _start_or_resume(run: Run, db) -> None:
                 st.error("Enter your name in the sidebar first.")
                 return
             queue = db.create_queue(
-                run.run_id, name, s[schema.SAMPLE_ID].to_numpy()[rows].tolist(),
-                s[schema.CONTENT_HASH].to_numpy()[rows].tolist(), reviewer=who,
-                query=q.to_params())
+                run.run_id,
+                name,
+                s[schema.SAMPLE_ID].to_numpy()[rows].tolist(),
+                s[schema.CONTENT_HASH].to_numpy()[rows].tolist(),
+                reviewer=who,
+                query=q.to_params(),
+            )
             st.query_params.clear()
             _goto(queue.id, 0)
         return
-    st.caption("Start a queue from any set of images: open it in the gallery (from a confusion"
-               " cell, a slice, a cluster or a data-issue list) and press *Review these*.")
+    st.caption(
+        "Start a queue from any set of images: open it in the gallery (from a confusion"
+        " cell, a slice, a cluster or a data-issue list) and press *Review these*."
+    )
     queues = db.queues(run.run_id)
     if queues.empty:
         st.info("No review queues for this run yet.")
@@ -97,5 +105,9 @@ def _start_or_resume(run: Run, db) -> None:
     for _, q in queues.iterrows():
         queue = db.queue(q["id"])
         done, total, nxt = db.queue_progress(queue)
-        nav.link("review", f"{q['name']} — {done} of {total} reviewed (by {q['reviewer']})",
-                 queue=q["id"], pos=int(min(nxt, total - 1)))
+        nav.link(
+            "review",
+            f"{q['name']} — {done} of {total} reviewed (by {q['reviewer']})",
+            queue=q["id"],
+            pos=int(min(nxt, total - 1)),
+        )

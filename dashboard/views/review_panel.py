@@ -29,8 +29,12 @@ def reviewer() -> str:
 
 def reviewer_box() -> None:
     """Sidebar: the reviewer's name, asked once per session."""
-    st.sidebar.text_input("Your name (for review notes)", key="reviewer",
-                          placeholder="e.g. Ana", help="Saved with every tag and note you add.")
+    st.sidebar.text_input(
+        "Your name (for review notes)",
+        key="reviewer",
+        placeholder="e.g. Ana",
+        help="Saved with every tag and note you add.",
+    )
 
 
 def current(content_hash: str) -> dict:
@@ -49,16 +53,24 @@ def render(run: Run, row_no: int, *, queue_id: str | None = None, key: str = "rv
     options = list(dict.fromkeys([*STARTER_TAGS, *now["tags"]]))
     sid = s[schema.SAMPLE_ID]
     with st.form(key=f"{key}_{sid}", border=True):
-        tags = st.pills("Tags", options, selection_mode="multi", default=now["tags"],
-                        key=f"{key}_tags_{sid}")
+        tags = st.pills(
+            "Tags", options, selection_mode="multi", default=now["tags"], key=f"{key}_tags_{sid}"
+        )
         free = st.text_input("Other tags (comma-separated)", key=f"{key}_free_{sid}")
-        note = st.text_area("Note", key=f"{key}_note_{sid}", height=80,
-                            placeholder="What is going on in this image?")
+        note = st.text_area(
+            "Note",
+            key=f"{key}_note_{sid}",
+            height=80,
+            placeholder="What is going on in this image?",
+        )
         label_opts = ["(keep the given label)", *names]
         cur = now["corrected_label"]
-        label = st.selectbox("Correct label", label_opts,
-                             index=label_opts.index(cur) if cur in label_opts else 0,
-                             key=f"{key}_label_{sid}")
+        label = st.selectbox(
+            "Correct label",
+            label_opts,
+            index=label_opts.index(cur) if cur in label_opts else 0,
+            key=f"{key}_label_{sid}",
+        )
         saved = st.form_submit_button("Save" + (" and next" if queue_id else ""), type="primary")
     if now["notes"]:
         for n in now["notes"]:

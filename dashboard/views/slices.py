@@ -21,9 +21,11 @@ def _by_value(path: str, column: str):
 
 def render(run: Run) -> None:
     st.title("Slices")
-    st.caption("Error rate per group of images, with 95% Wilson intervals. A slice is *significant*"
-               " when a one-sided Fisher test says it is worse than the rest after"
-               " Benjamini–Hochberg correction over every slice tested (5% false discovery rate).")
+    st.caption(
+        "Error rate per group of images, with 95% Wilson intervals. A slice is *significant*"
+        " when a one-sided Fisher test says it is worse than the rest after"
+        " Benjamini–Hochberg correction over every slice tested (5% false discovery rate)."
+    )
     path = str(run.path)
     overall = 1.0 - float(run.samples[schema.CORRECT].mean())
     found = data.table(path, schema.DISCOVERED)
@@ -35,8 +37,10 @@ def render(run: Run) -> None:
         elif found.empty:
             st.success("No combination of up to 3 conditions is significantly worse than the rest.")
         else:
-            st.markdown(f"**{len(found)} slices** survive the correction"
-                        f" ({found.attrs.get('n_tested', 'all')} candidates tested). Click one.")
+            st.markdown(
+                f"**{len(found)} slices** survive the correction"
+                f" ({found.attrs.get('n_tested', 'all')} candidates tested). Click one."
+            )
             _slice_list(found, overall, key="disc")
     with tab_all:
         if single is None or single.empty:
@@ -51,14 +55,20 @@ def render(run: Run) -> None:
             st.caption(f"{len(view)} of {len(single)} slices")
             _slice_list(view.reset_index(drop=True), overall, key="all")
     with tab_col:
-        cols = [c for c in [*run.metadata_columns, *run.property_columns, schema.CLUSTER]
-                if c in run.samples.columns]
+        cols = [
+            c
+            for c in [*run.metadata_columns, *run.property_columns, schema.CLUSTER]
+            if c in run.samples.columns
+        ]
         col = st.selectbox("Column", cols, key="sl_col")
         if col:
             vals = _by_value(path, col)
-            ev = st.plotly_chart(figures.value_error_figure(vals, column=col,
-                                                            overall_error=overall),
-                                 key=f"val_{col}", on_select="rerun", selection_mode="points")
+            ev = st.plotly_chart(
+                figures.value_error_figure(vals, column=col, overall_error=overall),
+                key=f"val_{col}",
+                on_select="rerun",
+                selection_mode="points",
+            )
             pts = ui.clicked_points(ev)
             if pts:
                 spec = vals.iloc[int(pts[0])]["spec"] if pts[0] < len(vals) else None
@@ -71,13 +81,17 @@ def render(run: Run) -> None:
 def _slice_list(df, overall: float, *, key: str) -> None:
     fig = figures.slice_interval_figure(df, overall_error=overall)
     ver = st.session_state.setdefault(f"{key}_figver", 0)
-    ev = st.plotly_chart(fig, key=f"{key}_fig_{ver}", on_select="rerun", selection_mode="points",
-                         config={"displayModeBar": False})
+    ev = st.plotly_chart(
+        fig,
+        key=f"{key}_fig_{ver}",
+        on_select="rerun",
+        selection_mode="points",
+        config={"displayModeBar": False},
+    )
     pts = ui.clicked_points(ev)
     if pts:
         st.session_state[f"{key}_figver"] = ver + 1
         nav.go("gallery", ImageQuery(slice=df.iloc[pts[0]]["spec"]))
-    row = ui.clickable_table(ui.slice_table(df), key=f"{key}_tbl",
-                             column_config=ui.SLICE_COLUMNS)
+    row = ui.clickable_table(ui.slice_table(df), key=f"{key}_tbl", column_config=ui.SLICE_COLUMNS)
     if row is not None:
         nav.go("gallery", ImageQuery(slice=df.iloc[row]["spec"]))

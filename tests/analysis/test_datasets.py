@@ -40,11 +40,13 @@ def test_manifest_errors(tmp_path, image_folder):
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['path'\]"):
         load_image_set(tmp_path / "bad.csv")
     pd.DataFrame({"path": ["a.png", "b.png"], "label": ["ant", "dog"]}).to_csv(
-        tmp_path / "unk.csv", index=False)
+        tmp_path / "unk.csv", index=False
+    )
     with pytest.raises(ValueError, match=r"1 label\(s\) are not in the class list: 'dog'"):
         load_image_set(tmp_path / "unk.csv", class_names=CLASSES)
     pd.DataFrame({"path": ["a.png", "a.png"], "label": ["ant", "ant"]}).to_csv(
-        tmp_path / "dup.csv", index=False)
+        tmp_path / "dup.csv", index=False
+    )
     with pytest.raises(ValueError, match="point at the same file more than once"):
         load_image_set(tmp_path / "dup.csv")
     pd.DataFrame({"path": ["a.png"], "label": [5]}).to_csv(tmp_path / "int.csv", index=False)

@@ -22,7 +22,9 @@ def test_corrupt_and_truncated(tmp_path):
     (tmp_path / "junk.jpg").write_bytes(b"this is not an image" * 20)
     with pytest.raises(ImageReadError, match="not a readable image"):
         decode_image(tmp_path / "junk.jpg")
-    good = _save(tmp_path / "ok.png", np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8))
+    good = _save(
+        tmp_path / "ok.png", np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)
+    )
     data = good.read_bytes()
     (tmp_path / "trunc.png").write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageReadError, match="truncated|corrupt"):

@@ -14,8 +14,17 @@ from tests.conftest import CLASSES
 
 
 def _cfg(data, model, **kw):
-    return AnalysisConfig(data=str(data), model=str(model), arch="resnet18", resize=32,
-                          no_crop=True, num_workers=0, batch_size=8, umap=False, **kw)
+    return AnalysisConfig(
+        data=str(data),
+        model=str(model),
+        arch="resnet18",
+        resize=32,
+        no_crop=True,
+        num_workers=0,
+        batch_size=8,
+        umap=False,
+        **kw,
+    )
 
 
 def test_run_directory_contract(image_folder, tiny_resnet, tmp_path):
@@ -29,8 +38,9 @@ def test_run_directory_contract(image_folder, tiny_resnet, tmp_path):
         assert col in s.columns, col
     np.testing.assert_array_equal(s[schema.PRED], run.probs.argmax(1))
     np.testing.assert_array_equal(s[schema.CORRECT], s[schema.PRED] == s[schema.LABEL])
-    np.testing.assert_allclose(s[schema.LOSS], -np.log(run.probs[np.arange(18), s[schema.LABEL]]),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        s[schema.LOSS], -np.log(run.probs[np.arange(18), s[schema.LABEL]]), rtol=1e-5
+    )
     assert s[schema.SAMPLE_ID].is_unique and (s[schema.WIDTH] == 40).all()
     m = run.manifest
     assert m["schema_version"] == schema.SCHEMA_VERSION and m["n_skipped"] == 0
@@ -99,15 +109,26 @@ def test_predictions_file_mode(image_folder, tmp_path):
     p = rng.dirichlet(np.ones(3), size=len(s))
     preds = pd.DataFrame(p, columns=CLASSES).assign(path=s.table[schema.RELPATH])
     preds.to_csv(tmp_path / "preds.csv", index=False)
-    run = analyze(AnalysisConfig(data=str(image_folder), predictions=str(tmp_path / "preds.csv"),
-                                 num_workers=0, umap=False), runs_dir=tmp_path / "runs")
+    run = analyze(
+        AnalysisConfig(
+            data=str(image_folder),
+            predictions=str(tmp_path / "preds.csv"),
+            num_workers=0,
+            umap=False,
+        ),
+        runs_dir=tmp_path / "runs",
+    )
     np.testing.assert_allclose(run.probs, p.astype(np.float32), atol=1e-6)
     assert run.embeddings is None and run.manifest["has_model"] is False
     assert run.samples[schema.BRIGHTNESS].notna().all()
     preds.drop(columns=["bee"]).to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(ValueError, match=r"lacks probability columns for classes \['bee'\]"):
-        analyze(AnalysisConfig(data=str(image_folder), predictions=str(tmp_path / "bad.csv"),
-                               num_workers=0), runs_dir=tmp_path / "runs")
+        analyze(
+            AnalysisConfig(
+                data=str(image_folder), predictions=str(tmp_path / "bad.csv"), num_workers=0
+            ),
+            runs_dir=tmp_path / "runs",
+        )
 
 
 def test_wrong_class_count_fails_before_the_pass(image_folder, tmp_path):

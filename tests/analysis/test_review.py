@@ -79,8 +79,12 @@ def test_two_concurrent_writers_lose_nothing(tmp_path):
 
 def test_threads_share_one_store(tmp_path):
     s = ReviewStore(tmp_path / "r.sqlite")
-    ts = [threading.Thread(target=lambda k=k: [s.add_note(f"h{k}", f"n{i}", reviewer="t")
-                                               for i in range(50)]) for k in range(4)]
+    ts = [
+        threading.Thread(
+            target=lambda k=k: [s.add_note(f"h{k}", f"n{i}", reviewer="t") for i in range(50)]
+        )
+        for k in range(4)
+    ]
     for t in ts:
         t.start()
     for t in ts:
@@ -94,19 +98,41 @@ def test_crash_mid_transaction_keeps_committed_data(tmp_path):
     s.add_tag("h1", "ambiguous", reviewer="a")
     con = sqlite3.connect(path, isolation_level=None)  # a writer that dies mid-transaction
     con.execute("BEGIN IMMEDIATE")
-    con.execute("INSERT INTO events(content_hash, kind, value, reviewer, created) "
-                "VALUES ('h2','tag','x','a',0)")
+    con.execute(
+        "INSERT INTO events(content_hash, kind, value, reviewer, created) "
+        "VALUES ('h2','tag','x','a',0)"
+    )
     con.close()  # never committed
     st = ReviewStore(path).state()
     assert list(st["content_hash"]) == ["h1"]
 
 
 def test_relabel_list():
-    samples = pd.DataFrame({"content_hash": ["h1", "h2"], "path": ["/a.png", "/b.png"],
-                            "relpath": ["a.png", "b.png"], "label_name": ["cat", "dog"]})
-    ev = pd.DataFrame({"content_hash": ["h1", "h2"], "kind": ["label", "label"],
-                       "value": ["dog", "dog"], "reviewer": ["ana", "bo"], "created": [1.0, 2.0],
-                       "relpath": [None, None]})
+    samples = pd.DataFrame(
+        {
+            "content_hash": ["h1", "h2"],
+            "path": ["/a.png", "/b.png"],
+            "relpath": ["a.png", "b.png"],
+            "label_name": ["cat", "dog"],
+        }
+    )
+    ev = pd.DataFrame(
+        {
+            "content_hash": ["h1", "h2"],
+            "kind": ["label", "label"],
+            "value": ["dog", "dog"],
+            "reviewer": ["ana", "bo"],
+            "created": [1.0, 2.0],
+            "relpath": [None, None],
+        }
+    )
     rl = relabel_list(samples, fold_events(ev))
-    assert rl.to_dict("records") == [{"path": "/a.png", "relpath": "a.png", "given_label": "cat",
-                                      "corrected_label": "dog", "reviewer": "ana"}]
+    assert rl.to_dict("records") == [
+        {
+            "path": "/a.png",
+            "relpath": "a.png",
+            "given_label": "cat",
+            "corrected_label": "dog",
+            "reviewer": "ana",
+        }
+    ]

@@ -66,7 +66,8 @@ def test_confusion_cell_to_gallery_to_detail_with_cams(page, app_url, sample_run
     _shot(page, "03_gallery_cell")
 
     page.locator('[data-testid="stPageLink"] a').filter(
-        has_text=f"{names[t]} → {names[p]}").first.click()
+        has_text=f"{names[t]} → {names[p]}"
+    ).first.click()
     page.wait_for_url(re.compile(r"/detail\?"), timeout=60_000)
     _settled(page)
     page.get_by_text("Where the model looked").wait_for()
