@@ -1,0 +1,446 @@
+"""Perturbations (registry, severities, determinism), robustness runs on a tiny model, and the
+views derived from stored predictions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import schema
+from analysis.robustness import (
+    ACCURACY,
+    CLEAN_ACCURACY,
+    DROP,
+    HIGH,
+    LOW,
+    PERTURBATIONS,
+    PREDICTIONS_FILE,
+    SEVERITIES,
+    SUMMARY_COLUMNS,
+    SUMMARY_FILE,
+    N,
+    RobustnessResult,
+    apply_perturbation,
+    estimate_cost,
+    first_flip_severity,
+    flips,
+    is_monotone_within_interval,
+    list_robustness,
+    load_robustness,
+    make_perturb,
+    per_slice,
+    perturbation_table,
+    run_robustness,
+    select_rows,
+)
+from analysis.slices import Predicate, SliceSpec
+from tests.conftest import make_image_folder, save_tiny_resnet
+
+torch = pytest.importorskip("torch")
+NAMES = list(PERTURBATIONS)
+
+
+def _images(b: int = 3, size: int = 48, seed: int = 0):
+    """Smooth images with a coloured block: like photos, unlike i.i.d. noise."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(b, 3, 8, 8, generator=g)
+    x = torch.nn.functional.interpolate(base, size=(size, size), mode="bilinear")
+    x[:, :, 10:30, 12:36] = torch.tensor([0.8, 0.2, 0.3]).view(1, 3, 1, 1)
+    return x.clamp(0, 1)
+
+
+# ----------------------------------------------------------------------------- perturbations
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_empty_batch_gives_empty_batch(name):
+    y = apply_perturbation(torch.zeros(0, 3, 32, 32), name, 3)
+    assert y.shape == (0, 3, 32, 32)
+
+
+def test_registry_has_the_required_perturbations_with_five_levels():
+    assert set(NAMES) == {
+        "brightness_down",
+        "brightness_up",
+        "contrast",
+        "gaussian_blur",
+        "motion_blur",
+        "gaussian_noise",
+        "occlusion",
+        "rotation",
+        "jpeg",
+        "downscale",
+    }
+    for name, p in PERTURBATIONS.items():
+        assert p.name == name and len(p.levels) == len(SEVERITIES) == 5
+        steps = np.diff(p.levels)
+        assert (steps > 0).all() or (steps < 0).all(), name  # levels strictly ordered
+    table = perturbation_table()
+    assert list(table["perturbation"]) == NAMES and list(table.columns[-5:]) == list("12345")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_changes_grow_with_severity_and_keep_shape_and_range(name):
+    x = _images()
+    before = x.clone()
+    diffs = []
+    for s in SEVERITIES:
+        y = apply_perturbation(x, name, s, seed=0)
+        assert y.shape == x.shape and y.dtype == x.dtype
+        assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+        diffs.append(float((y - x).abs().mean()))
+    assert torch.equal(x, before)  # input untouched
+    assert (np.diff(diffs) > 0).all(), diffs
+    assert diffs[-1] > 0.01
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_deterministic_for_a_seed_and_independent_of_the_batch(name):
+    x = _images(4)
+    a = apply_perturbation(x, name, 4, seed=7)
+    b = apply_perturbation(x, name, 4, seed=7)
+    assert torch.equal(a, b)
+    alone = apply_perturbation(x[2:3], name, 4, seed=7)  # same image in another batch
+    torch.testing.assert_close(alone, a[2:3], atol=1e-6, rtol=0)
+    if PERTURBATIONS[name].random:
+        assert not torch.equal(apply_perturbation(x, name, 4, seed=8), a)
+
+
+def test_make_perturb_is_the_same_function():
+    x = _images(2)
+    f = make_perturb("gaussian_noise", 2, seed=3)
+    assert torch.equal(f(x), apply_perturbation(x, "gaussian_noise", 2, seed=3))
+
+
+def test_blur_at_the_reference_size_matches_the_documented_sigma():
+    from torchvision.transforms.v2 import functional as F
+
+    x = _images(1, size=224)
+    y = apply_perturbation(x, "gaussian_blur", 2)
+    torch.testing.assert_close(y, F.gaussian_blur(x, [13, 13], [2.0, 2.0]))
+
+
+def test_perturbation_validation():
+    x = _images(1)
+    with pytest.raises(ValueError, match="unknown perturbation 'fog'; expected one of .*jpeg"):
+        apply_perturbation(x, "fog", 1)
+    with pytest.raises(TypeError, match="perturbation name must be a str"):
+        apply_perturbation(x, 3, 1)
+    with pytest.raises(ValueError, match=r"severity must be one of \[1, 2, 3, 4, 5\], got 6"):
+        apply_perturbation(x, "jpeg", 6)
+    with pytest.raises(TypeError, match="severity must be an int 1..5, got float"):
+        apply_perturbation(x, "jpeg", 2.0)
+    with pytest.raises(TypeError, match="seed must be an int"):
+        make_perturb("jpeg", 1, seed="a")
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        apply_perturbation(np.zeros((1, 3, 8, 8)), "jpeg", 1)
+    with pytest.raises(ValueError, match=r"shape \[B, 3, H, W\], got \[3, 8, 8\]"):
+        apply_perturbation(torch.zeros(3, 8, 8), "jpeg", 1)
+    with pytest.raises(TypeError, match="float tensor in \\[0, 1\\], got dtype torch.uint8"):
+        apply_perturbation(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), "jpeg", 1)
+    with pytest.raises(ValueError, match="must be in \\[0, 1\\] \\(before normalisation\\)"):
+        apply_perturbation(torch.full((1, 3, 8, 8), 2.0), "jpeg", 1)
+
+
+def test_importing_robustness_does_not_import_torch():
+    code = "import sys, analysis.robustness; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# ----------------------------------------------------------------------------- subsets
+
+
+def test_select_rows():
+    assert select_rows(np.zeros(0, int), 5).size == 0
+    labels = np.array([0] * 60 + [1] * 30 + [2] * 10)
+    assert np.array_equal(select_rows(labels, None), np.arange(100))
+    assert np.array_equal(select_rows(labels, 500), np.arange(100))
+    rows = select_rows(labels, 20, seed=1)
+    assert rows.size == 20 and np.all(np.diff(rows) > 0)
+    assert np.bincount(labels[rows]).tolist() == [12, 6, 2]  # stratified
+    assert np.array_equal(rows, select_rows(labels, 20, seed=1))
+    assert not np.array_equal(rows, select_rows(labels, 20, seed=2))
+    assert select_rows(labels, 7).size == 7
+    with pytest.raises(ValueError, match="subset must be >= 1"):
+        select_rows(labels, 0)
+    with pytest.raises(TypeError, match="subset must be an int >= 1 or None, got float"):
+        select_rows(labels, 2.5)
+    with pytest.raises(ValueError, match="labels must be 1-D"):
+        select_rows(np.zeros((2, 2)), 1)
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from analysis.pipeline import AnalysisConfig, analyze
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("robust")
+    data = make_image_folder(root / "data", n_per_class=4, size=40)
+    model = save_tiny_resnet(root / "tiny.pt")
+    cfg = AnalysisConfig(
+        data=str(data),
+        model=str(model),
+        arch="resnet18",
+        resize=32,
+        no_crop=True,
+        num_workers=0,
+        batch_size=8,
+        umap=False,
+    )
+    return analyze(cfg, runs_dir=root / "runs")
+
+
+def _model_predictions(run, rows, name, severity, seed):
+    """What the stored predictions must be: decode, perturb, normalise, argmax, by hand."""
+    from analysis.images import decode_image
+    from analysis.inference import softmax, to_model_tensor
+    from analysis.models import load_run_model
+
+    loaded, prep = load_run_model(run.manifest)
+    paths = run.samples[schema.PATH].to_numpy()[rows]
+    x = torch.stack([to_model_tensor(decode_image(p).rgb, prep) for p in paths]).float() / 255
+    x = apply_perturbation(x, name, severity, seed=seed)
+    mean = torch.tensor(prep.mean).view(1, 3, 1, 1)
+    std = torch.tensor(prep.std).view(1, 3, 1, 1)
+    with torch.inference_mode():
+        return softmax(loaded.model((x - mean) / std).numpy()).argmax(1)
+
+
+def test_run_robustness_stores_what_the_model_predicts(tiny_run):
+    names, sev = ["occlusion", "brightness_down"], (1, 5)
+    res = run_robustness(
+        tiny_run, perturbations=names, severities=sev, subset=9, seed=0, batch_size=4, num_workers=0
+    )
+    assert res.perturbations == tuple(names) and res.severities == sev
+    assert res.n == 9 and res.predictions.shape == (2, 2, 9)
+    assert np.bincount(res.labels).tolist() == [3, 3, 3]  # stratified subset
+    np.testing.assert_array_equal(
+        res.sample_ids, tiny_run.samples[schema.SAMPLE_ID].to_numpy()[res.rows]
+    )
+    np.testing.assert_array_equal(
+        res.clean_pred, tiny_run.samples[schema.PRED].to_numpy()[res.rows]
+    )
+    for i, name in enumerate(names):
+        for j, s in enumerate(sev):
+            expected = _model_predictions(tiny_run, res.rows, name, s, 0)
+            np.testing.assert_array_equal(res.predictions[i, j], expected, err_msg=f"{name} {s}")
+    s = res.summary
+    assert list(s.columns) == SUMMARY_COLUMNS and len(s) == 4
+    acc = (res.predictions == res.labels).mean(axis=2).reshape(-1)
+    np.testing.assert_allclose(s[ACCURACY], acc)
+    np.testing.assert_allclose(s[CLEAN_ACCURACY], np.mean(res.clean_pred == res.labels))
+    np.testing.assert_allclose(s[DROP], s[CLEAN_ACCURACY] - s[ACCURACY])
+    assert (s[LOW] <= s[ACCURACY]).all() and (s[ACCURACY] <= s[HIGH]).all() and (s[N] == 9).all()
+    pc = res.per_class
+    assert len(pc) == 4 * 3 and set(pc["class_name"]) == set(tiny_run.class_names)
+    assert (pc.groupby(["perturbation", "severity"])["n"].sum() == 9).all()
+
+
+def test_predictions_follow_the_runs_rule_on_near_ties(tmp_path):
+    """Logits 1e-9 apart are a tie in the run's float32 probabilities (pred = first class); a
+    perturbation that changes nothing must then flip nothing."""
+    import torchvision
+
+    from analysis.pipeline import AnalysisConfig, analyze
+
+    m = torchvision.models.resnet18(weights=None, num_classes=3)
+    with torch.no_grad():
+        m.fc.weight.zero_()
+        m.fc.bias.copy_(torch.tensor([0.0, 1e-9, 0.0]))
+    torch.save(m.state_dict(), tmp_path / "tied.pt")
+    data = make_image_folder(tmp_path / "data", n_per_class=2, size=40)
+    cfg = AnalysisConfig(
+        data=str(data),
+        model=str(tmp_path / "tied.pt"),
+        arch="resnet18",
+        resize=32,
+        no_crop=True,
+        num_workers=0,
+        batch_size=8,
+        umap=False,
+    )
+    run = analyze(cfg, runs_dir=tmp_path / "runs")
+    assert (run.samples[schema.PRED] == 0).all()
+    res = run_robustness(run, perturbations=["gaussian_blur"], severities=[1], num_workers=0)
+    assert (res.predictions == 0).all() and res.summary["flipped"].tolist() == [0]
+
+
+def test_results_round_trip_and_are_reused(tiny_run):
+    kw = dict(perturbations=["jpeg"], severities=[2], subset=6, seed=1, num_workers=0)
+    res = run_robustness(tiny_run, **kw)
+    folder = tiny_run.path / schema.ROBUSTNESS_DIR / res.key
+    assert (folder / SUMMARY_FILE).exists() and (folder / PREDICTIONS_FILE).exists()
+    assert np.load(folder / PREDICTIONS_FILE).dtype == np.int32
+    stamp = (folder / SUMMARY_FILE).stat().st_mtime_ns
+    again = run_robustness(tiny_run, **kw)
+    assert again == res and (folder / SUMMARY_FILE).stat().st_mtime_ns == stamp  # reused
+    assert load_robustness(tiny_run, res.key) == res
+    assert load_robustness(tiny_run.path, "nope") is None
+    other = run_robustness(tiny_run, **{**kw, "seed": 2})
+    assert other.key != res.key
+    assert load_robustness(tiny_run) == other  # the latest
+    listed = list_robustness(tiny_run)
+    assert listed["key"].iloc[0] == other.key and res.key in set(listed["key"])
+    assert json.loads((folder / "settings.json").read_text())["subset"] == 6
+
+
+def test_no_stored_result_loads_as_none(tmp_path, tiny_run):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run.path, copy, ignore=shutil.ignore_patterns(schema.ROBUSTNESS_DIR))
+    assert load_robustness(copy) is None
+    assert list_robustness(copy).empty
+
+
+def test_run_robustness_validation(tiny_run):
+    with pytest.raises(ValueError, match="unknown perturbation 'fog'"):
+        run_robustness(tiny_run, perturbations=["fog"])
+    with pytest.raises(ValueError, match="perturbations named more than once: \\['jpeg'\\]"):
+        run_robustness(tiny_run, perturbations=["jpeg", "jpeg"])
+    with pytest.raises(ValueError, match="perturbations must name at least one"):
+        run_robustness(tiny_run, perturbations=[])
+    with pytest.raises(TypeError, match="perturbations must be a list of names"):
+        run_robustness(tiny_run, perturbations="jpeg")
+    with pytest.raises(ValueError, match="severities must hold at least one"):
+        run_robustness(tiny_run, severities=[])
+    with pytest.raises(ValueError, match="subset must be >= 1"):
+        run_robustness(tiny_run, subset=0)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+        run_robustness(tiny_run, batch_size=0)
+    with pytest.raises(TypeError, match="run must be a Run or a run directory path"):
+        run_robustness(42)
+
+
+def test_estimate_cost(tiny_run):
+    one = estimate_cost(tiny_run, perturbations=["jpeg"], severities=[1])
+    assert one > 0
+    n = len(tiny_run.samples)
+    assert one == pytest.approx(n / tiny_run.manifest["images_per_second"])
+    assert estimate_cost(tiny_run) == pytest.approx(one * len(NAMES) * 5)
+    assert estimate_cost(tiny_run, perturbations=["jpeg"], severities=[1], subset=3) == (
+        pytest.approx(one * 3 / n)
+    )
+    from analysis.runstore import Run
+
+    no_rate = Run(
+        tiny_run.path, {k: v for k, v in tiny_run.manifest.items() if k != "images_per_second"}
+    )
+    assert estimate_cost(no_rate, perturbations=["jpeg"], severities=[1]) > 0
+
+
+# ----------------------------------------------------------------------------- derived views
+
+
+def _result(predictions, labels, clean_pred, perturbations=("blur",), severities=(1, 2, 3)):
+    n = len(labels)
+    return RobustnessResult(
+        key="k",
+        perturbations=tuple(perturbations),
+        severities=tuple(severities),
+        rows=np.arange(n, dtype=np.int64),
+        sample_ids=np.array([f"s{i}" for i in range(n)], dtype=object),
+        labels=np.asarray(labels),
+        clean_pred=np.asarray(clean_pred),
+        predictions=np.asarray(predictions, dtype=np.int32),
+        summary=pd.DataFrame(),
+        per_class=pd.DataFrame(),
+    )
+
+
+def test_flips_and_first_flip_severity_on_a_hand_example():
+    labels = [0, 1, 1, 0]
+    clean = [0, 1, 0, 0]  # row 2 wrong when clean
+    preds = [
+        [
+            [0, 1, 0, 0],  # severity 1: nothing changes
+            [1, 1, 1, -1],  # severity 2: rows 0 and 2 flip (0 wrong, 2 right); row 3 unreadable
+            [1, 0, 1, 1],
+        ]
+    ]  # severity 3: rows 0, 1, 2, 3 flip
+    res = _result(preds, labels, clean)
+    assert flips(res, "blur", 1).empty
+    f = flips(res, "blur", 2)
+    assert f["sample_id"].tolist() == ["s0", "s2"]
+    assert f["became_wrong"].tolist() == [True, False]
+    assert f["became_right"].tolist() == [False, True]
+    assert f["pred"].tolist() == [1, 1] and f["clean_pred"].tolist() == [0, 0]
+    first = first_flip_severity(res)
+    np.testing.assert_array_equal(first["blur"], [2, 3, 2, 3])
+    wrong = first_flip_severity(res, became_wrong=True)
+    np.testing.assert_array_equal(wrong["blur"], [2, 3, np.nan, 3])
+    with pytest.raises(ValueError, match="perturbation 'fog' is not in this result; it has blur"):
+        flips(res, "fog", 1)
+    with pytest.raises(ValueError, match=r"severity 5 is not in this result; it has \[1, 2, 3\]"):
+        flips(res, "blur", 5)
+    with pytest.raises(TypeError, match="result must be a RobustnessResult"):
+        flips("x", "blur", 1)
+
+
+def test_never_flipping_images_get_nan():
+    res = _result([[[0, 1], [0, 1], [0, 1]]], [0, 1], [0, 1])
+    assert first_flip_severity(res)["blur"].isna().all()
+
+
+def test_per_slice_restricts_the_summary():
+    labels = np.array([0, 0, 1, 1])
+    clean = np.array([0, 0, 1, 1])
+    preds = np.array([[[0, 0, 1, 1], [0, 1, 0, 1]]])  # severity 2: one wrong in each group
+    res = _result(preds, labels, clean, perturbations=("jpeg",), severities=(1, 2))
+    samples = pd.DataFrame({"camera": ["a", "a", "b", "b"]})
+    t = per_slice(res, samples, SliceSpec((Predicate("camera", "==", "a"),)))
+    assert list(t.columns) == SUMMARY_COLUMNS
+    assert t[N].tolist() == [2, 2] and t[ACCURACY].tolist() == [1.0, 0.5]
+    assert t[DROP].tolist() == [0.0, 0.5] and t["parameter"].tolist() == [50.0, 30.0]
+    empty = per_slice(res, samples, SliceSpec((Predicate("camera", "==", "z"),)))
+    assert empty[N].tolist() == [0, 0] and empty[ACCURACY].isna().all()
+    with pytest.raises(TypeError, match="spec must be a SliceSpec"):
+        per_slice(res, samples, "camera == a")
+    with pytest.raises(ValueError, match="not the run this result was made on"):
+        per_slice(res, samples.iloc[:2], SliceSpec())
+
+
+def _summary(acc_by_severity, n=100, clean=None):
+    from analysis.intervals import wilson_interval
+
+    correct = np.round(np.asarray(acc_by_severity) * n)
+    low, high = wilson_interval(correct, n)
+    return pd.DataFrame(
+        {
+            "perturbation": "blur",
+            "severity": np.arange(1, len(correct) + 1),
+            N: n,
+            "correct": correct,
+            ACCURACY: correct / n,
+            LOW: low,
+            HIGH: high,
+            "clean_correct": round((clean if clean is not None else acc_by_severity[0]) * n),
+        }
+    )
+
+
+def test_is_monotone_within_interval():
+    assert is_monotone_within_interval(_summary([0.9, 0.8, 0.6, 0.4, 0.2]), "blur")
+    assert is_monotone_within_interval(_summary([0.8, 0.83, 0.6]), "blur")  # overlap: noise
+    assert not is_monotone_within_interval(_summary([0.5, 0.6, 0.7, 0.8, 0.9]), "blur")
+    assert not is_monotone_within_interval(_summary([0.3, 0.9]), "blur")
+    # a slow creep that no adjacent pair shows, but the first and last do
+    creep = _summary([0.50, 0.58, 0.66, 0.74, 0.82], n=100)
+    assert not is_monotone_within_interval(creep, "blur")
+    # the clean point counts as severity 0 unless told otherwise
+    after_clean = _summary([0.9, 0.88], clean=0.5)
+    assert not is_monotone_within_interval(after_clean, "blur")
+    assert is_monotone_within_interval(after_clean, "blur", include_clean=False)
+    with pytest.raises(ValueError, match="perturbation 'fog' is not in summary"):
+        is_monotone_within_interval(_summary([0.9]), "fog")
+    with pytest.raises(ValueError, match="summary is missing column"):
+        is_monotone_within_interval(pd.DataFrame({"perturbation": []}), "blur")

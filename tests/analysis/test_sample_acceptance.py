@@ -1,0 +1,128 @@
+"""Acceptance on the bundled sample: every detector finds the planted, documented failures.
+
+The sample's planted failures (sample_data/planted.json, explained in sample_data/README.md) are
+ground truth here, not a target the detectors were tuned to.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from analysis import schema
+from analysis.findings import load_metrics
+from analysis.slices import apply_slice, spec_from_json
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_section_succeeded(sample_run):
+    failed = {k: v.get("error") for k, v in sample_run.sections.items() if v["status"] != "ok"}
+    assert not failed, failed
+    assert sample_run.manifest["n_skipped"] == 0
+
+
+def test_metrics_equal_sklearn_on_the_stored_arrays(sample_run):
+    y = sample_run.samples[schema.LABEL].to_numpy()
+    probs = np.asarray(sample_run.probs, dtype=np.float64)
+    pred = probs.argmax(1)
+    k = sample_run.n_classes
+    m = load_metrics(sample_run)
+    assert m.accuracy.value == pytest.approx(skm.accuracy_score(y, pred))
+    assert m.balanced_accuracy.value == pytest.approx(skm.balanced_accuracy_score(y, pred))
+    assert m.macro_f1.value == pytest.approx(skm.f1_score(y, pred, average="macro"))
+    assert m.weighted_f1.value == pytest.approx(skm.f1_score(y, pred, average="weighted"))
+    np.testing.assert_array_equal(m.confusion, skm.confusion_matrix(y, pred, labels=range(k)))
+    p, r, f, sup = skm.precision_recall_fscore_support(y, pred, labels=range(k), zero_division=0)
+    np.testing.assert_allclose(m.per_class["recall"], r)
+    np.testing.assert_array_equal(m.per_class["support"], sup)
+    assert m.top_k[2].value == pytest.approx(skm.top_k_accuracy_score(y, probs, k=2,
+                                                                      labels=range(k)))
+    assert m.log_loss.value == pytest.approx(skm.log_loss(y, probs, labels=range(k)), rel=1e-4)
+    auc = skm.roc_auc_score(y, probs, multi_class="ovr", average="macro", labels=range(k))
+    assert m.macro_auc.value == pytest.approx(auc, abs=1e-6)
+    assert m.accuracy.low < m.accuracy.value < m.accuracy.high
+    assert 0.78 <= m.accuracy.value <= 0.94  # good but clearly imperfect, as documented
+
+
+def test_planted_weak_slices_are_top_discoveries_and_significant(sample_run, planted):
+    found = sample_run.table(schema.DISCOVERED)
+    assert found is not None and not found.empty
+    s = sample_run.samples
+    top = found.head(3)
+    for weak in planted["weak_slices"]:
+        planted_mask = (s[weak["column"]].astype(str) == str(weak["value"])).to_numpy()
+        # a discovered slice "is" the planted one when it mostly covers the same images
+        hits = []
+        for _, row in top.iterrows():
+            m = apply_slice(s, spec_from_json(row["spec"]))
+            jaccard = (m & planted_mask).sum() / max(1, (m | planted_mask).sum())
+            inside = (m & planted_mask).sum() / max(1, m.sum())
+            hits.append((jaccard >= 0.5 or inside >= 0.9) and bool(row["significant"]))
+        assert any(hits), (weak, top[["description", "p_adj"]].to_dict("records"))
+
+
+def test_flipped_labels_rank_high(sample_run, planted):
+    flips = {f["path"] for f in planted["flipped_labels"]}
+    issues = sample_run.table(schema.LABEL_ISSUES)
+    rel = sample_run.samples[schema.RELPATH].to_numpy()
+    top = set(rel[issues["index"].to_numpy()[: 2 * len(flips)]])
+    recall = len(top & flips) / len(flips)
+    assert recall >= 0.8, f"only {recall:.0%} of the planted flips in the top {2 * len(flips)}"
+
+
+def test_leaked_pairs_found_with_precision(sample_run, planted):
+    truth = {(p["eval_path"], p["reference_path"]) for p in planted["leaked_pairs"]}
+    s = sample_run.samples
+    found = {(e, r) for e, r in zip(s[schema.RELPATH], s[schema.LEAK_OF], strict=True)
+             if isinstance(r, str)}
+    tp = len(found & truth)
+    assert tp / len(truth) >= 0.9, f"recall {tp}/{len(truth)}"
+    assert tp / max(1, len(found)) >= 0.9, f"precision {tp}/{len(found)}"
+
+
+def test_cam_looks_at_the_background_on_spurious_errors(sample_run, planted):
+    """Non-triangles on stripes predicted 'triangle': the CAM for the predicted class lies
+    mostly outside the shape. Threshold: the shapes cover about 10-25% of the image, so a
+    map spread uniformly would have ~80% of its mass outside; a map on the shape would have far
+    less. We require the median over these images to exceed 0.6."""
+    from analysis.explain import cam_view
+    from analysis.models import load_run_model
+
+    spur = planted["spurious"]
+    s = sample_run.samples
+    names = sample_run.class_names
+    cls = names.index(spur["class"])
+    rows = np.flatnonzero(((s[spur["column"]] == spur["value"]) & (s[schema.PRED] == cls)
+                           & (s[schema.LABEL] != cls)).to_numpy())
+    assert len(rows) >= 3, "the planted spurious correlation produced too few errors"
+    loaded, prep = load_run_model(sample_run.manifest)
+    from analysis.cams import mask_mass_outside
+
+    outside = []
+    for r in rows[:8]:
+        view = cam_view(sample_run, loaded.model, prep, int(r), classes=[cls])
+        row = s.iloc[int(r)]
+        size = prep.input_size
+        scale = size / float(row[schema.WIDTH])
+        yy, xx = np.mgrid[0:size, 0:size]
+        mask = (xx - row["shape_cx"] * scale) ** 2 + (yy - row["shape_cy"] * scale) ** 2 <= (
+            row["shape_r"] * scale) ** 2
+        outside.append(mask_mass_outside(view.cams[0].cam, mask))
+    assert np.nanmedian(outside) > 0.6, outside
+
+
+def test_review_survives_reanalysis(sample_run, tmp_path):
+    """Tags are keyed by content hash: a new run of the same images sees them."""
+    from analysis.review import ReviewStore
+
+    db = ReviewStore(tmp_path / "review.sqlite")
+    h = sample_run.samples[schema.CONTENT_HASH].iloc[0]
+    db.add_tag(h, "label error", reviewer="ana", run_id=sample_run.run_id)
+    again = pd.read_parquet(sample_run.path / schema.SAMPLES)  # any later run reads the same hash
+    assert db.state([again[schema.CONTENT_HASH].iloc[0]]).iloc[0]["tags"] == ["label error"]
+    assert json.loads((sample_run.path / schema.MANIFEST).read_text())["run_id"]
