@@ -95,6 +95,20 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--runs-dir", help="runs folder (default: $ERRORSCOPE_RUNS_DIR or ./runs)")
     rp.add_argument("--title", help="report title")
 
+    rb = sub.add_parser("robustness", help="accuracy under perturbations at 5 severities")
+    rb.add_argument("run", help="run folder, or a run id under --runs-dir")
+    rb.add_argument("--perturbation", action="append", help="repeat; default: all")
+    rb.add_argument("--subset", type=int, help="at most this many images (stratified by class)")
+    rb.add_argument("--dry-run", action="store_true", help="only print the cost estimate")
+    rb.add_argument("--runs-dir", help="runs folder")
+    rb.add_argument("--seed", type=int, default=0)
+
+    cp = sub.add_parser("compare", help="model A vs B on the same images, or drift of set A vs B")
+    cp.add_argument("run_a")
+    cp.add_argument("run_b")
+    cp.add_argument("--runs-dir", help="runs folder")
+    cp.add_argument("--json", action="store_true", help="print the full result as JSON")
+
     d = sub.add_parser("dashboard", help="open the dashboard")
     d.add_argument("--runs-dir", help="runs folder")
     d.add_argument("--port", type=int, default=8501)
@@ -184,6 +198,30 @@ def _dispatch(args) -> int:
         ):
             print(f)
         return 0
+    if args.cmd == "robustness":
+        from .robustness import PERTURBATIONS, estimate_cost, run_robustness
+
+        run = _open(args.run, args.runs_dir)
+        names = args.perturbation or list(PERTURBATIONS)
+        cost = estimate_cost(run, perturbations=names, subset=args.subset)
+        print(
+            f"{len(names)} perturbations x 5 severities"
+            f" on {min(args.subset or run.manifest['n_samples'], run.manifest['n_samples'])}"
+            f" images: about {cost / 60:.1f} min on this machine",
+            file=sys.stderr,
+        )
+        if args.dry_run:
+            return 0
+        res = run_robustness(
+            run, perturbations=names, subset=args.subset, seed=args.seed, progress=_printer()
+        )
+        cols = ["perturbation", "severity", "accuracy", "low", "high", "drop", "flip_rate"]
+        print(res.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        return 0
+    if args.cmd == "compare":
+        return _compare(
+            _open(args.run_a, args.runs_dir), _open(args.run_b, args.runs_dir), as_json=args.json
+        )
     if args.cmd == "dashboard":
         env = dict(os.environ)
         if args.runs_dir:
@@ -199,6 +237,43 @@ def _dispatch(args) -> int:
         ]
         os.execvpe(cmd[0], cmd, env)
     raise RunError(f"unknown command {args.cmd}")
+
+
+def _open(name: str, runs_dir: str | None):
+    from .runstore import open_run
+
+    path = Path(name) if Path(name).exists() else runs_dir_from_env(runs_dir) / name
+    return open_run(path)
+
+
+def _compare(a, b, *, as_json: bool) -> int:
+    from .compare import align_samples
+
+    try:
+        overlap = align_samples(a.samples, b.samples)
+        same_images = overlap.n_matched >= 0.5 * min(len(a.samples), len(b.samples))
+    except ValueError:  # no image in common: a drift comparison
+        same_images = False
+    if same_images:
+        from .compare import compare_runs
+
+        res = compare_runs(a, b)
+        if as_json:
+            print(json.dumps(res.to_dict(), indent=2, default=str))
+            return 0
+        print(f"model A vs B on {overlap.n_matched} shared images")
+        print(res.flip_table().to_string())
+        print(res.regressions().head(10).to_string(index=False))
+        return 0
+    from .drift import drift_runs
+
+    rep = drift_runs(a, b)
+    if as_json:
+        print(json.dumps(rep.to_dict(), indent=2, default=str))
+        return 0
+    print(f"set A ({len(a.samples)} images) vs set B ({len(b.samples)} images): drift")
+    print(rep.features.to_string(index=False))
+    return 0
 
 
 def _printer():

@@ -109,3 +109,19 @@ def cam_view(
             )
         )
     return CamView(method, info.name, tuple(info.spatial), image, tuple(out))
+
+
+def perturbed_pair(
+    path: str, prep: Preprocessing, perturbation: str, severity: int, *, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(original, perturbed) uint8 [S, S, 3] of one image, exactly as the robustness pass saw
+    them (perturbation seeds depend on the image's pixels, not on its batch)."""
+    from .robustness import apply_perturbation
+
+    image, _ = model_input(path, prep)
+    import torch
+
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255.0)
+    y = apply_perturbation(x, perturbation, severity, seed=seed).clamp(0, 1)
+    out = (y[0].permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+    return image, out

@@ -382,3 +382,61 @@ def noise_matrix_figure(noise: np.ndarray, class_names: list[str]):
     fig.update_xaxes(title="true label (estimated)", side="top", type="category")
     fig.update_yaxes(title="given label", autorange="reversed", type="category")
     return _layout(fig, height=max(300, 50 * len(class_names) + 120))
+
+
+def robustness_grid_figure(summary: pd.DataFrame):
+    """Accuracy per (perturbation, severity) as a grid of square markers (clickable like the
+    confusion grid); ``customdata`` is ``[row position in summary]``."""
+    import plotly.graph_objects as go
+
+    df = summary.reset_index(drop=True)
+    acc = df["accuracy"].to_numpy(float)
+    lo, hi = np.nanmin(acc), np.nanmax(acc)
+    colours = [f"rgba(231,111,81,{0.1 + 0.9 * (hi - a) / (hi - lo or 1):.3f})" for a in acc]
+    fig = go.Figure(
+        go.Scatter(
+            x=[f"severity {s}" for s in df["severity"]],
+            y=df["perturbation"],
+            mode="markers+text",
+            marker=dict(symbol="square", size=44, color=colours, line=dict(width=1, color="white")),
+            text=[f"{a:.0%}" for a in acc],
+            textfont=dict(size=12, color="#1d3557"),
+            customdata=np.arange(len(df)),
+            hovertemplate="%{y}, %{x}<br>accuracy %{text}<extra>click: images that flipped</extra>",
+        )
+    )
+    fig.update_xaxes(side="top", type="category", showgrid=False)
+    fig.update_yaxes(type="category", autorange="reversed", showgrid=False)
+    return _layout(fig, height=60 * df["perturbation"].nunique() + 90)
+
+
+def robustness_curves_figure(summary: pd.DataFrame, *, clean_accuracy: float):
+    """Accuracy vs severity per perturbation, 95% intervals as error bars."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for name, g in summary.groupby("perturbation", sort=False):
+        acc = g["accuracy"].to_numpy(float)
+        fig.add_scatter(
+            x=g["severity"],
+            y=acc,
+            mode="lines+markers",
+            name=name,
+            error_y=dict(
+                type="data",
+                symmetric=False,
+                array=g["high"] - acc,
+                arrayminus=acc - g["low"],
+                thickness=1,
+            ),
+        )
+    fig.add_hline(
+        y=clean_accuracy,
+        line_dash="dash",
+        line_color="#999",
+        annotation_text="clean",
+        annotation_position="bottom right",
+    )
+    fig.update_xaxes(title="severity", dtick=1)
+    fig.update_yaxes(title="accuracy", tickformat=".0%", range=[0, 1.02], gridcolor="#eee")
+    return _layout(fig, height=420)

@@ -33,6 +33,8 @@ VIEWS = [
     View("gallery", "Gallery", ":material/photo_library:", "Images"),
     View("detail", "Image detail", ":material/image_search:", "Images"),
     View("data_issues", "Data issues", ":material/report:", "Images"),
+    View("robustness", "Robustness", ":material/shield:", "Stress"),
+    View("compare", "Compare", ":material/compare_arrows:", "Stress"),
     View("review", "Review queue", ":material/rate_review:", "Meeting"),
     View("report", "Report", ":material/summarize:", "Meeting"),
 ]

@@ -1,0 +1,119 @@
+"""Compare: model A vs B on the same images (flips, regressions), or set A vs B (drift)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from analysis import formatting as fmt
+from analysis.query import ImageQuery, save_selection
+from analysis.runstore import Run
+from dashboard import components as ui
+from dashboard import data, nav
+
+
+@st.cache_data(show_spinner="Comparing…", max_entries=8)
+def _compare(path_a: str, path_b: str):
+    from analysis.compare import align_samples, compare_runs
+    from analysis.drift import drift_runs
+
+    a, b = data.get_run(path_a), data.get_run(path_b)
+    try:
+        al = align_samples(a.samples, b.samples)
+        same = al.n_matched >= 0.5 * min(len(a.samples), len(b.samples))
+    except ValueError:
+        same = False
+    return ("models", compare_runs(a, b)) if same else ("drift", drift_runs(a, b))
+
+
+def render(run: Run) -> None:
+    st.title("Compare")
+    runs = [r for r in data.available_runs(str(data.runs_dir())) if r["run_id"] != run.run_id]
+    if not runs:
+        st.info(
+            "Only one run here. Analyse a second model on the same images (model A vs B) or"
+            " the same model on new images (drift), then come back."
+        )
+        return
+    ids = [r["run_id"] for r in runs]
+    wanted = st.query_params.get("b")
+    b_id = st.selectbox(
+        "Compare this run (A) with run B",
+        ids,
+        index=ids.index(wanted) if wanted in ids else 0,
+        key="cmp_b",
+    )
+    if st.query_params.get("b") != b_id:
+        st.query_params["b"] = b_id
+    b_path = runs[ids.index(b_id)]["path"]
+    kind, res = _compare(str(run.path), b_path)
+    if kind == "models":
+        _models(run, res)
+    else:
+        _drift(res)
+    nav.copy_link("compare", b=b_id)
+
+
+def _models(run: Run, res) -> None:
+    st.markdown(
+        f"Model A vs model B on **{res.n_matched:,} shared images** (matched by {res.aligned_on})."
+    )
+    c = st.columns(3)
+    c[0].metric("Accuracy A", fmt.pct(res.accuracy_a.value))
+    c[0].caption(f"95% CI {fmt.interval(res.accuracy_a.low, res.accuracy_a.high)}")
+    c[1].metric("Accuracy B", fmt.pct(res.accuracy_b.value))
+    c[1].caption(f"95% CI {fmt.interval(res.accuracy_b.low, res.accuracy_b.high)}")
+    c[2].metric("B − A", f"{100 * res.delta.value:+.1f} pts")
+    c[2].caption(
+        f"95% CI {100 * res.delta.low:+.1f} to {100 * res.delta.high:+.1f} pts ·"
+        f" McNemar p {fmt.p_value(res.p_value)}"
+    )
+    st.subheader("Flips")
+    ft = res.flip_table()
+    pairs = res.pairs
+    for _, r in ft.iterrows():
+        ids = pairs.loc[pairs["cell"] == r["cell"], "sample_id"]
+        label = (
+            f"{'right' if r['a_correct'] else 'wrong'} in A, "
+            f"{'right' if r['b_correct'] else 'wrong'} in B: {int(r['count'])} images"
+            f" ({fmt.pct(r['share'])})"
+        )
+        if len(ids):
+            nav.link("gallery", label, ImageQuery(sel=save_selection(run.path, ids)))
+        else:
+            st.markdown(label)
+    st.subheader("Per class")
+    st.dataframe(res.per_class, hide_index=True)
+    st.subheader("Slices where B is worse, most significant first")
+    reg = res.slices
+    if reg.empty:
+        st.caption("No slices.")
+        return
+    row = ui.clickable_table(reg.drop(columns=["spec"], errors="ignore"), key="cmp_slices")
+    if row is not None and "spec" in reg.columns:
+        nav.go("gallery", ImageQuery(slice=reg.iloc[row]["spec"]))
+
+
+def _drift(rep) -> None:
+    st.markdown(
+        f"Set A ({rep.n_a:,} images) vs set B ({rep.n_b:,} images), same model: what moved."
+    )
+    flagged = rep.flagged_features
+    if flagged:
+        st.warning("Drift in: " + ", ".join(ui.safe(f) for f in flagged))
+    else:
+        st.success("No feature drifted beyond the thresholds.")
+    st.dataframe(rep.features, hide_index=True)
+    if not rep.embedding.empty:
+        st.subheader("Embedding space")
+        st.caption(
+            "A classifier trained to tell A's embeddings from B's: ROC-AUC ≈ 0.5 means the"
+            " sets look alike to the model; near 1 means they are easy to tell apart."
+        )
+        st.dataframe(rep.embedding, hide_index=True)
+    st.subheader("Slices whose share or error rate moved most")
+    st.dataframe(
+        pd.DataFrame(rep.slices).drop(columns=["spec"], errors="ignore").head(30), hide_index=True
+    )
+    for w in rep.warnings:
+        st.caption(w)

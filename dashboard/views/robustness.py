@@ -1,0 +1,115 @@
+"""Robustness: accuracy under perturbations at 5 severities; click a cell -> the images that flipped."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from analysis import figures, schema
+from analysis.query import ImageQuery, save_selection
+from analysis.runstore import Run
+from dashboard import components as ui
+from dashboard import nav
+
+
+def render(run: Run) -> None:
+    from analysis import robustness as rb
+
+    st.title("Robustness")
+    if not run.manifest.get("has_model"):
+        st.info("Robustness needs the model; this run was built from a predictions file.")
+        return
+    result = rb.load_robustness(run)
+    with st.expander(
+        "Run a stress test" if result is not None else "Run a stress test now",
+        expanded=result is None,
+    ):
+        names = st.multiselect(
+            "Perturbations", list(rb.PERTURBATIONS), default=list(rb.PERTURBATIONS), key="rb_names"
+        )
+        n = run.manifest["n_samples"]
+        subset = st.slider(
+            "Images (stratified by class)", min(50, n), n, min(n, 1000), key="rb_subset"
+        )
+        cost = rb.estimate_cost(run, perturbations=names, subset=subset)
+        st.caption(
+            f"{len(names)} × 5 passes over {subset} images: about {cost / 60:.1f} min"
+            " here. Same as `errorscope robustness RUN`."
+        )
+        st.dataframe(rb.perturbation_table(), hide_index=True)
+        if st.button("Run", type="primary", disabled=not names, key="rb_go"):
+            bar = st.progress(0.0, text="starting")
+            rb.run_robustness(
+                run,
+                perturbations=names,
+                subset=subset,
+                progress=lambda m, f: bar.progress(min(max(f, 0.0), 1.0), text=m),
+            )
+            st.rerun()
+    if result is None:
+        return
+    summ = result.summary
+    clean = float(summ["clean_accuracy"].iloc[0])
+    st.markdown(
+        f"On **{len(result.rows)} images**: clean accuracy {clean:.1%}. Click a cell to"
+        " see the images whose prediction flipped, original and perturbed."
+    )
+    ver = st.session_state.setdefault("rb_ver", 0)
+    ev = st.plotly_chart(
+        figures.robustness_grid_figure(summ),
+        key=f"rb_grid_{ver}",
+        on_select="rerun",
+        selection_mode="points",
+        config={"displayModeBar": False},
+    )
+    pts = ui.clicked_points(ev)
+    if pts:
+        cell = summ.iloc[pts[0]]
+        st.session_state["rb_cell"] = (cell["perturbation"], int(cell["severity"]))
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(figures.robustness_curves_figure(summ, clean_accuracy=clean), key="rb_curves")
+    with c2:
+        pc = result.per_class
+        name = st.selectbox("Per class under", list(result.perturbations), key="rb_pc")
+        view = pc[pc["perturbation"] == name].pivot_table(
+            index="class_name", columns="severity", values="accuracy"
+        )
+        st.dataframe(view.style.format("{:.0%}"), key="rb_pc_tbl")
+    if "rb_cell" in st.session_state:
+        _flipped(run, result, *st.session_state["rb_cell"])
+
+
+def _flipped(run: Run, result, perturbation: str, severity: int) -> None:
+    from analysis import robustness as rb
+    from analysis.explain import perturbed_pair
+    from analysis.models import Preprocessing
+
+    f = rb.flips(result, perturbation, severity)
+    f = f[f["pred"] != f["clean_pred"]]
+    names = run.class_names
+    st.subheader(f"{len(f)} images flipped under {perturbation}, severity {severity}")
+    if f.empty:
+        return
+    s = run.samples
+    sel = save_selection(run.path, f["sample_id"])
+    nav.link("gallery", "Open them in the gallery →", ImageQuery(sel=sel))
+    prep = Preprocessing.from_dict(run.manifest["preprocessing"])
+    for _, r in f.head(8).iterrows():
+        row = s.iloc[int(r["row"])]
+        orig, pert = perturbed_pair(
+            row[schema.PATH], prep, perturbation, severity, seed=int(result.settings.get("seed", 0))
+        )
+        c = st.columns([1, 1, 3])
+        c[0].image(orig, caption=f"original: {names[int(r['clean_pred'])]}", width=150)
+        c[1].image(pert, caption=f"perturbed: {names[int(r['pred'])]}", width=150)
+        with c[2]:
+            st.markdown(
+                f"given **{names[int(r['label'])]}** ·"
+                f" {'became wrong' if r['became_wrong'] else 'changed'}"
+            )
+            nav.link(
+                "detail",
+                "Open image",
+                ImageQuery(sel=sel),
+                sample=r["sample_id"],
+                origin="robustness",
+            )
