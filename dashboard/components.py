@@ -79,7 +79,7 @@ def image_grid(
 
 def safe(text) -> str:
     """Escape data-derived text for markdown/HTML (class names, metadata, notes)."""
-    return html.escape(str(text), quote=True).replace("[", "&#91;").replace("]", "&#93;")
+    return html.escape(str(text), quote=False)
 
 
 def clicked_cell(event, k: int) -> tuple[int, int] | None:
@@ -198,3 +198,18 @@ def slice_table(slices):
             "top confusion": slices["top_confusion"].fillna("").astype(str),
         }
     )
+
+
+def cluster_table(clusters):
+    """Display form of the error-cluster table."""
+    import pandas as pd
+
+    c = clusters
+    return pd.DataFrame({
+        "cluster": c["cluster"].astype(int),
+        "slice": c["description"].astype(str),
+        "images": c["size"].astype(int),
+        "error rate": c["error_rate"].astype(float),
+        "95% CI": [fmt.interval(a, b) for a, b in zip(c["error_rate_low"], c["error_rate_high"],
+                                                      strict=True)],
+    })

@@ -85,7 +85,7 @@ def render(run: Run) -> None:
             "Sorted by the lower end of the error rate's 95% interval, so a tiny cluster"
             " with 2 of 2 wrong does not top the list. Click a row for its images."
         )
-        show = clusters.copy()
-        row = ui.clickable_table(show, key="clusters")
+        show = ui.cluster_table(clusters)
+        row = ui.clickable_table(show, key="clusters", column_config=ui.SLICE_COLUMNS)
         if row is not None:
             nav.go("gallery", ImageQuery(cluster=int(clusters.iloc[row]["cluster"])))
