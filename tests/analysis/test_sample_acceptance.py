@@ -126,3 +126,26 @@ def test_review_survives_reanalysis(sample_run, tmp_path):
     again = pd.read_parquet(sample_run.path / schema.SAMPLES)  # any later run reads the same hash
     assert db.state([again[schema.CONTENT_HASH].iloc[0]]).iloc[0]["tags"] == ["label error"]
     assert json.loads((sample_run.path / schema.MANIFEST).read_text())["run_id"]
+
+
+def test_robustness_on_the_sample(sample_run, planted):
+    """Stated relation: cam_c's images are already blurred (planted failure 2), so extra blur
+    costs the sharp cameras more accuracy than cam_c, which has less left to lose. And accuracy
+    does not rise with severity for blur and noise beyond what the 95% intervals allow."""
+    from analysis.robustness import is_monotone_within_interval, per_slice, run_robustness
+    from analysis.slices import Predicate, SliceSpec
+
+    res = run_robustness(sample_run, perturbations=["gaussian_blur", "gaussian_noise"],
+                         subset=600, seed=0)
+    for name in ("gaussian_blur", "gaussian_noise"):
+        assert is_monotone_within_interval(res.summary, name), res.summary
+    cam = next(w for w in planted["weak_slices"] if w["column"] == "camera")
+    blurry = per_slice(res, sample_run, SliceSpec((Predicate("camera", "==", cam["value"]),)))
+    sharp = per_slice(res, sample_run, SliceSpec((Predicate("camera", "!=", cam["value"]),)))
+
+    def drop(t, sev):
+        r = t[(t["perturbation"] == "gaussian_blur") & (t["severity"] == sev)].iloc[0]
+        return r["clean_accuracy"] - r["accuracy"]
+
+    assert drop(sharp, 3) > drop(blurry, 3), (sharp, blurry)
+    assert drop(sharp, 5) > 0.05  # strong blur clearly hurts images that were sharp
