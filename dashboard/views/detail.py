@@ -74,7 +74,9 @@ def render(run: Run) -> None:
     from dashboard.views import cam_panel
 
     cam_panel.render(run, row_no)
-    from dashboard.views import review_panel
+    from dashboard.views import neighbours_panel, review_panel
+
+    neighbours_panel.render(run, row_no)
 
     st.subheader("Review")
     review_panel.render(run, row_no, key="detail")
