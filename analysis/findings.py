@@ -161,3 +161,28 @@ def findings(run: Run) -> list[Finding]:
             )
     order = {"high": 0, "medium": 1, "info": 2}
     return sorted(out, key=lambda f: order.get(f.severity, 3))
+
+
+def image_flags(run: Run, row: int) -> list[tuple[str, str]]:
+    """Data-issue flags of one image as (kind, why) pairs, for the image detail page."""
+    s = run.samples.iloc[int(row)]
+    out: list[tuple[str, str]] = []
+    if bool(s.get(schema.IS_LABEL_ISSUE, False)):
+        issues = run.table(schema.LABEL_ISSUES)
+        reason = ""
+        if issues is not None:
+            hit = issues[issues["index"] == int(row)]
+            reason = str(hit["reason"].iloc[0]) if len(hit) else ""
+        out.append(("suspected label error", reason or "flagged by confident learning"))
+    leak = s.get(schema.LEAK_OF)
+    if isinstance(leak, str) and leak:
+        out.append(("leaked", f"near-copy of reference image {leak} (cosine similarity"
+                              f" {float(s.get(schema.LEAK_SIMILARITY, float('nan'))):.3f})"))
+    dup = s.get(schema.DUPLICATE_OF)
+    if isinstance(dup, str) and dup:
+        out.append(("near-duplicate", f"of evaluation image {dup}"))
+    outl = run.table(schema.OUTLIERS)
+    if outl is not None and len(outl):
+        for _, r in outl[outl["index"] == int(row)].iterrows():
+            out.append((f"outlier: {r['type']}", str(r["reason"])))
+    return out

@@ -54,6 +54,10 @@ def render(run: Run) -> None:
     if pos:
         st.caption(f"Image {pos} of {len(order):,} in: {ui.safe(q.describe(names))}")
     st.caption(f"`{row[schema.RELPATH]}` · id `{sid}`")
+    from analysis.findings import image_flags
+
+    for kind, why in image_flags(run, row_no):
+        st.warning(f"**{kind}** — {ui.safe(why)}", icon=":material/flag:")
 
     left, mid = st.columns([1, 1], gap="large")
     with left:
