@@ -775,3 +775,88 @@ def confirm_pairs(
     with np.errstate(invalid="ignore"):
         confirmed = d <= max_distance
     return pairs.assign(**{HASH_DISTANCE: d, CONFIRMED: confirmed})
+
+
+# ----------------------------------------------------------------------------- near copies
+
+#: Side of the tiny image behind an appearance signature (16 x 16 x RGB = 768 numbers).
+SIGNATURE_SIDE = 16
+#: A near copy must be at least this similar (cosine of the mean-centred tiny images) ...
+COPY_SIMILARITY = 0.95
+#: ... and this many times closer (in 1 - cosine) than the query's (k+1)-th neighbour.
+COPY_DISTINCTIVENESS = 4.0
+#: Copies of one image allowed before the neighbourhood test stops seeing them as distinct.
+COPY_MAX_GROUP = 4
+
+
+def appearance_signature(image: Any, *, side: int = SIGNATURE_SIDE) -> np.ndarray:
+    """A tiny-image signature for near-copy search: RGB resized to side x side, mean-centred and
+    L2-normalised (so brightness and contrast changes cancel), float16 [side * side * 3].
+
+    Classifier embeddings are a poor basis for copies: a trained model maps every image of a class
+    to almost the same point, so look-alikes and copies are equally close. Pixels are not."""
+    from PIL import Image
+
+    im = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+    a = np.asarray(
+        im.convert("RGB").resize((side, side), Image.Resampling.BILINEAR), dtype=np.float32
+    ).ravel()
+    a = a - a.mean()
+    norm = float(np.linalg.norm(a))
+    return (a / norm if norm > 1e-6 else a).astype(np.float16)
+
+
+def find_near_copies(
+    signatures: Any,
+    reference_signatures: Any | None = None,
+    *,
+    similarity: float = COPY_SIMILARITY,
+    distinctiveness: float = COPY_DISTINCTIVENESS,
+    max_group: int = COPY_MAX_GROUP,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> pd.DataFrame:
+    """Near copies (re-encoded, resized, shifted, re-lit versions of one picture), within the
+    set and against a reference set.
+
+    A pair (query q, candidate c) is a copy when ``cos(q, c) >= similarity`` **and** c stands out
+    from q's neighbourhood: ``(1 - cos(q, n_k)) / (1 - cos(q, c)) >= distinctiveness`` where
+    ``n_k`` is q's (``max_group`` + 1)-th nearest neighbour. The second test adapts to the data:
+    in a region of look-alikes (plain backgrounds, one product photographed many times) every
+    neighbour is close and nothing stands out, while a real copy is far closer than the rest.
+
+    Returns the pair table (:data:`PAIR_COLUMNS`, kind "near") plus ``distinctiveness``.
+    Blockwise top-k search: memory bounded by ``block_size`` as in :func:`near_duplicates`.
+    """
+    sig = np.asarray(signatures, dtype=np.float32)
+    k = int(max_group) + 1
+    parts = []
+    for scope, ref in (("within", sig), ("leak", reference_signatures)):
+        if ref is None or len(sig) == 0:
+            continue
+        ref = np.asarray(ref, dtype=np.float32)
+        extra = 1 if scope == "within" else 0  # the query finds itself first
+        cand = find_leakage(
+            sig, ref, threshold=-1.0, top_k=min(k + extra, len(ref)), block_size=block_size
+        )
+        if scope == "within":
+            cand = cand[cand[PAIR_I] != cand[PAIR_J]]
+        if cand.empty:
+            continue
+        cand = cand.sort_values([PAIR_I, SIMILARITY], ascending=[True, False])
+        radius = cand.groupby(PAIR_I)[SIMILARITY].transform("min").to_numpy()
+        full = cand.groupby(PAIR_I)[SIMILARITY].transform("size").to_numpy() >= min(
+            k, len(ref) - extra
+        )
+        sim = cand[SIMILARITY].to_numpy()
+        ratio = (1.0 - radius) / np.maximum(1.0 - sim, 1e-6)
+        keep = (sim >= similarity) & (ratio >= distinctiveness) & full
+        hit = cand[keep].assign(distinctiveness=ratio[keep], **{KIND: "near", SCOPE: scope})
+        if scope == "within":  # report each unordered pair once
+            a = np.minimum(hit[PAIR_I], hit[PAIR_J])
+            b = np.maximum(hit[PAIR_I], hit[PAIR_J])
+            hit = hit.assign(**{PAIR_I: a, PAIR_J: b}).drop_duplicates([PAIR_I, PAIR_J])
+        parts.append(hit)
+    if not parts:
+        return _empty_pairs().assign(distinctiveness=pd.Series(dtype=np.float64))
+    out = pd.concat(parts, ignore_index=True)
+    return out.sort_values(SIMILARITY, ascending=False).reset_index(drop=True)

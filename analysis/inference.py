@@ -45,6 +45,9 @@ class PassResult:
         ``{"relpath", "reason"}`` for every image that could not be read.
     seconds : float
         Wall time of the pass.
+    signatures : np.ndarray or None
+        float16 [N, 768]: appearance signatures for near-duplicate search (only when thumbnails
+        were written).
     """
 
     ok_index: np.ndarray
@@ -54,6 +57,7 @@ class PassResult:
     latency_ms: np.ndarray
     skipped: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    signatures: np.ndarray | None = None  # float16 [N, 768] appearance signatures (thumbnails)
 
 
 class _ImageDataset:
@@ -82,8 +86,9 @@ class _ImageDataset:
             return {"i": i, "error": str(e)}
         except Exception as e:  # never let one file kill the pass
             return {"i": i, "error": f"unexpected error: {type(e).__name__}: {e}"}
+        phash, sig = "", None
         if self.thumb_paths is not None:
-            write_thumbnail(img.rgb, self.thumb_paths[i])
+            phash, sig = write_thumbnail(img.rgb, self.thumb_paths[i])
         return {
             "i": i,
             "x": to_model_tensor(img.rgb, self.prep),
@@ -91,19 +96,26 @@ class _ImageDataset:
             "height": img.height,
             "file_size": img.file_size,
             "content_hash": img.content_hash,
+            "phash": phash,
+            "sig": sig,
         }
 
 
 THUMB_SIZE = 160  # longest side of gallery thumbnails, px
 
 
-def write_thumbnail(rgb: np.ndarray, path: str, size: int = THUMB_SIZE) -> None:
-    """A small JPEG for the gallery, written once during the pass (never full images in a grid)."""
+def write_thumbnail(rgb: np.ndarray, path: str, size: int = THUMB_SIZE):
+    """Write a small JPEG for the gallery (never full images in a grid); return the image's
+    64-bit perceptual hash (16 hex digits) and its appearance signature (float16 [768]), both
+    computed on the small image, so they stay cheap for huge photos."""
     from PIL import Image
+
+    from .duplicates import appearance_signature, phash
 
     im = Image.fromarray(rgb)
     im.thumbnail((size, size))
     im.save(path, format="JPEG", quality=85)
+    return np.packbits(phash(im)).tobytes().hex(), appearance_signature(im)
 
 
 def to_model_tensor(rgb: np.ndarray, prep: Preprocessing):
@@ -134,6 +146,8 @@ def _collate(items):
         "height": [it["height"] for it in ok],
         "file_size": [it["file_size"] for it in ok],
         "content_hash": [it["content_hash"] for it in ok],
+        "phash": [it["phash"] for it in ok],
+        "sig": [it["sig"] for it in ok],
     }
 
 
@@ -284,7 +298,14 @@ def run_pass(
                     n_batch += len(batch["i"])
                     idx.append(batch["i"])
                     extras.append(
-                        (batch["width"], batch["height"], batch["file_size"], batch["content_hash"])
+                        (
+                            batch["width"],
+                            batch["height"],
+                            batch["file_size"],
+                            batch["content_hash"],
+                            batch["phash"],
+                            batch["sig"],
+                        )
                     )
                     if model is not None:
                         xn = (x - mean) / std
@@ -316,6 +337,8 @@ def run_pass(
     heights = [h for e in extras for h in e[1]]
     sizes = [s for e in extras for s in e[2]]
     hashes = [c for e in extras for c in e[3]]
+    phashes = [c for e in extras for c in e[4]]
+    sigs = [c for e in extras for c in e[5]]
     properties = pd.DataFrame(
         {
             schema.BRIGHTNESS: prop_arr[:, 0],
@@ -327,9 +350,13 @@ def run_pass(
             schema.ASPECT_RATIO: np.asarray(widths, float) / np.maximum(1, np.asarray(heights)),
             schema.FILE_SIZE: np.asarray(sizes, dtype=np.int64),
             schema.CONTENT_HASH: hashes,
+            schema.PHASH: phashes,
         }
     )
     order = np.argsort(ok_index, kind="stable")
+    signatures = None
+    if sigs and all(x is not None for x in sigs):
+        signatures = np.stack(sigs)[order]
     result = PassResult(
         ok_index=ok_index[order],
         logits=torch.cat(logits).numpy()[order] if logits else None,
@@ -340,6 +367,7 @@ def run_pass(
         ),
         skipped=sorted(skipped, key=lambda s: s["relpath"]),
         seconds=time.perf_counter() - t_start,
+        signatures=signatures,
     )
     return result
 

@@ -214,7 +214,7 @@ def analyze(
             warnings_ += pred_warn
         samples = build_samples(table, probs, res, data.class_names)
 
-        ref_samples = ref_emb = None
+        ref_samples = ref_emb = ref_sig = None
         ref_skipped: list[dict] = []
         if reference is not None:
             tp = time.perf_counter()
@@ -241,6 +241,7 @@ def analyze(
                 ref_samples[schema.PRED] = rp[schema.PRED].to_numpy()
                 ref_samples[schema.CORRECT] = rp[schema.CORRECT].to_numpy()
             ref_emb = rres.embeddings
+            ref_sig = rres.signatures
             ref_skipped = rres.skipped
 
         sections: dict[str, dict] = {}
@@ -259,6 +260,8 @@ def analyze(
             sections=sections,
             timings=timings,
             progress=say,
+            signatures=res.signatures,
+            reference_signatures=ref_sig,
         )
         for col, values in extra_cols.items():
             samples[col] = values
@@ -306,6 +309,7 @@ def build_samples(
     names = np.asarray(class_names, dtype=object)
     out = table.copy()
     out[schema.CONTENT_HASH] = res.properties[schema.CONTENT_HASH].to_numpy()
+    out[schema.PHASH] = res.properties[schema.PHASH].to_numpy()
     for col in pc.columns:
         out[col] = pc[col].to_numpy()
     out[schema.PRED_NAME] = names[pc[schema.PRED].to_numpy()]

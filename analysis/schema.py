@@ -31,6 +31,7 @@ SAMPLE_ID = "sample_id"  # stable id: "s" + 12 hex of sha1(path relative to the 
 PATH = "path"  # absolute path of the image file
 RELPATH = "relpath"  # path relative to the data root (what the user's manifest said)
 CONTENT_HASH = "content_hash"  # sha256 hex of the file bytes (keys review data across runs)
+PHASH = "phash"  # 64-bit perceptual hash (DCT) as 16 hex digits, "" if not computed
 LABEL = "label"  # int 0..C-1, the given label
 LABEL_NAME = "label_name"
 PRED = "pred"  # int 0..C-1, argmax of probs

@@ -29,6 +29,8 @@ class SectionContext:
     metadata_columns: list[str]
     reference: pd.DataFrame | None
     reference_embeddings: np.ndarray | None
+    signatures: np.ndarray | None
+    reference_signatures: np.ndarray | None
     cfg: object
     progress: Callable
     new_columns: dict = field(default_factory=dict)
@@ -110,29 +112,74 @@ def _label_issues(ctx: SectionContext):
     ctx.new_columns[schema.SUGGESTED_LABEL] = by_row["suggested_label"].to_numpy(np.int64)
 
 
+def phash_distance(a, b) -> np.ndarray:
+    """Hamming distances (of 64 bits) between two arrays of 16-hex-digit hashes; NaN if missing."""
+
+    def valid(h):
+        return np.array([isinstance(x, str) and len(x) == 16 for x in h], dtype=bool)
+
+    def as_int(h, ok):
+        return np.array(
+            [int(x, 16) if v else 0 for x, v in zip(h, ok, strict=True)], dtype=np.uint64
+        )
+
+    va, vb = valid(a), valid(b)
+    d = np.bitwise_count(as_int(a, va) ^ as_int(b, vb)).astype(float)
+    d[~(va & vb)] = np.nan
+    return d
+
+
 def _duplicates(ctx: SectionContext):
-    from .duplicates import confirm_pairs, find_duplicates, partner_columns
+    """Exact copies by content hash; near copies by appearance signature (see
+    :func:`analysis.duplicates.find_near_copies`), with the perceptual-hash distance and the
+    model-embedding similarity of each pair kept as evidence."""
+    from .duplicates import exact_duplicates, find_near_copies, partner_columns
 
     s = ctx.samples
     ref = ctx.reference
-    pairs = find_duplicates(
-        None if ctx.embeddings is None else np.asarray(ctx.embeddings, np.float32),
-        reference_embeddings=None
-        if ctx.reference_embeddings is None
-        else np.asarray(ctx.reference_embeddings, np.float32),
-        hashes=s[schema.CONTENT_HASH].tolist(),
-        reference_hashes=None if ref is None else ref[schema.CONTENT_HASH].tolist(),
-    )
-    if len(pairs):
-        pairs = confirm_pairs(
-            pairs, s[schema.PATH].tolist(), None if ref is None else ref[schema.PATH].tolist()
+    parts = [
+        exact_duplicates(
+            s[schema.CONTENT_HASH].tolist(),
+            reference_hashes=None if ref is None else ref[schema.CONTENT_HASH].tolist(),
         )
+    ]
+    if ctx.signatures is not None:
+        near = find_near_copies(ctx.signatures, ctx.reference_signatures)
+        exact_keys = set(zip(parts[0]["i"], parts[0]["j"], parts[0]["scope"], strict=True))
+        keep = [
+            (i, j, sc) not in exact_keys
+            for i, j, sc in zip(near["i"], near["j"], near["scope"], strict=True)
+        ]
+        parts.append(near[keep])
+    pairs = (
+        pd.concat([p for p in parts if len(p)], ignore_index=True)
+        if any(len(p) for p in parts)
+        else parts[0]
+    )
+    leak = (pairs["scope"] == "leak").to_numpy()
+    i, j = pairs["i"].to_numpy(int), pairs["j"].to_numpy(int)
+    eh = s[schema.PHASH].to_numpy()
+    rh = ref[schema.PHASH].to_numpy() if ref is not None else eh
+    jl, jw = np.where(leak, j, 0), np.where(leak, 0, j)
+    pairs["hash_distance"] = np.where(
+        leak, phash_distance(eh[i], rh[jl]), phash_distance(eh[i], eh[jw])
+    )
+    if ctx.embeddings is not None:
+        e = _unit(ctx.embeddings)
+        r = _unit(ctx.reference_embeddings) if ctx.reference_embeddings is not None else e
+        pairs["model_similarity"] = np.where(leak, (e[i] * r[jl]).sum(1), (e[i] * e[jw]).sum(1))
+    pairs = pairs.sort_values("similarity", ascending=False).reset_index(drop=True)
     ctx.writer.write_table(schema.DUPLICATES, pairs)
     cols = partner_columns(
         pairs, s[schema.SAMPLE_ID].tolist(), None if ref is None else ref[schema.RELPATH].tolist()
     )
     for col in cols.columns:
         ctx.new_columns[col] = cols[col].to_numpy()
+
+
+def _unit(x) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def _outliers(ctx: SectionContext):
@@ -171,6 +218,8 @@ def run_sections(
     sections: dict,
     timings: dict,
     progress: Callable,
+    signatures=None,
+    reference_signatures=None,
 ) -> dict:
     """Run every registered section; returns the new samples columns they produced."""
     from .pipeline import section
@@ -184,6 +233,8 @@ def run_sections(
         metadata_columns,
         reference,
         reference_embeddings,
+        signatures,
+        reference_signatures,
         cfg,
         progress,
     )

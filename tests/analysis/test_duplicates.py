@@ -354,3 +354,43 @@ def test_perceptual_hash_confirms_copies_and_rejects_different_pictures(tmp_path
         confirm_pairs(pairs.drop(columns="scope"), paths, ref)
     with pytest.raises(ValueError, match="max_distance must be an int >= 0"):
         confirm_pairs(pairs, paths, ref, max_distance=-1)
+
+
+def test_near_copies_stand_out_from_look_alikes():
+    """Copies (re-lit, re-noised) are found; a crowd of look-alikes as similar to each other as
+    0.96 is not, because nothing in the crowd stands out from its neighbourhood."""
+    from analysis.duplicates import appearance_signature, find_near_copies
+
+    rng = np.random.default_rng(0)
+    ref_imgs = [rng.integers(0, 255, (16, 16, 3)).astype(np.float32) for _ in range(60)]
+    crowd_base = rng.integers(0, 255, (16, 16, 3)).astype(np.float32)
+    ref_imgs += [crowd_base + rng.normal(0, 18, (16, 16, 3)) for _ in range(20)]
+    ev_imgs = [rng.integers(0, 255, (16, 16, 3)).astype(np.float32) for _ in range(40)]
+    ev_imgs += [crowd_base + rng.normal(0, 18, (16, 16, 3)) for _ in range(5)]  # look-alikes
+    copies = {45 + k: k for k in range(6)}  # eval row -> reference row
+    ev_imgs += [0.8 * ref_imgs[r] + 20 + rng.normal(0, 2, (16, 16, 3)) for r in copies.values()]
+
+    def sig(a):
+        return appearance_signature(np.clip(a, 0, 255).astype(np.uint8))
+
+    ev = np.stack([sig(a) for a in ev_imgs])
+    ref = np.stack([sig(a) for a in ref_imgs])
+    crowd = ref[60:]
+    sims = (crowd.astype(np.float32) @ crowd.astype(np.float32).T)[np.triu_indices(20, 1)]
+    assert np.median(sims) > 0.9  # the crowd really is a crowd of look-alikes
+    pairs = find_near_copies(ev, ref)
+    leaks = pairs[pairs["scope"] == "leak"]
+    assert set(zip(leaks["i"], leaks["j"], strict=True)) == set(copies.items())
+    assert (pairs["scope"] == "within").sum() == 0
+    assert (leaks["distinctiveness"] >= 4).all()
+
+
+def test_appearance_signature_ignores_brightness_and_contrast():
+    from analysis.duplicates import appearance_signature
+
+    rng = np.random.default_rng(1)
+    a = rng.integers(20, 200, (40, 40, 3)).astype(np.uint8)
+    b = np.clip(a.astype(float) * 1.2 + 15, 0, 255).astype(np.uint8)
+    sa, sb = appearance_signature(a), appearance_signature(b)
+    assert sa.shape == (768,) and sa.dtype == np.float16
+    assert float(sa.astype(np.float32) @ sb.astype(np.float32)) > 0.99
