@@ -205,11 +205,15 @@ def cluster_table(clusters):
     import pandas as pd
 
     c = clusters
-    return pd.DataFrame({
-        "cluster": c["cluster"].astype(int),
-        "slice": c["description"].astype(str),
-        "images": c["size"].astype(int),
-        "error rate": c["error_rate"].astype(float),
-        "95% CI": [fmt.interval(a, b) for a, b in zip(c["error_rate_low"], c["error_rate_high"],
-                                                      strict=True)],
-    })
+    return pd.DataFrame(
+        {
+            "cluster": c["cluster"].astype(int),
+            "slice": c["description"].astype(str),
+            "images": c["size"].astype(int),
+            "error rate": c["error_rate"].astype(float),
+            "95% CI": [
+                fmt.interval(a, b)
+                for a, b in zip(c["error_rate_low"], c["error_rate_high"], strict=True)
+            ],
+        }
+    )

@@ -41,17 +41,23 @@ def render(run: Run, row_no: int, k: int = 6) -> None:
         r = s.iloc[int(i)]
         with col:
             st.image(ui.thumb_path(run, r[schema.SAMPLE_ID]) or r[schema.PATH], width="stretch")
-            nav.link("detail", f"{names[r[schema.LABEL]]} → {names[r[schema.PRED]]}",
-                     ImageQuery(), sample=r[schema.SAMPLE_ID])
+            nav.link(
+                "detail",
+                f"{names[r[schema.LABEL]]} → {names[r[schema.PRED]]}",
+                ImageQuery(),
+                sample=r[schema.SAMPLE_ID],
+            )
             st.caption(f"cosine {sim:.3f}")
     if len(nb.reference_indices) and run.reference is not None:
         st.caption("Reference (training) images — a near-identical one here means leakage")
         cols = st.columns(k)
         rs = run.reference
-        for col, j, sim in zip(cols, nb.reference_indices, nb.reference_similarities,
-                               strict=True):
+        for col, j, sim in zip(cols, nb.reference_indices, nb.reference_similarities, strict=True):
             if j < 0:
                 continue
             r = rs.iloc[int(j)]
-            col.image(ui.thumb_path(run, f"ref-{r[schema.SAMPLE_ID]}") or r[schema.PATH],
-                      caption=f"{names[r[schema.LABEL]]} · cosine {sim:.3f}", width="stretch")
+            col.image(
+                ui.thumb_path(run, f"ref-{r[schema.SAMPLE_ID]}") or r[schema.PATH],
+                caption=f"{names[r[schema.LABEL]]} · cosine {sim:.3f}",
+                width="stretch",
+            )
