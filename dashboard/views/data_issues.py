@@ -128,17 +128,7 @@ def _duplicates(run: Run) -> None:
                     caption=f"eval: {s[schema.RELPATH].iloc[j]}",
                     width=140,
                 )
-            conf = p.get("confirmed")
-            c[2].markdown(
-                f"**{p['kind']} {'leak' if p['scope'] == 'leak' else 'duplicate'}**,"
-                f" cosine similarity {p['similarity']:.3f}"
-                + (
-                    ""
-                    if pd.isna(p.get("hash_distance", float("nan")))
-                    else f", perceptual-hash distance {int(p['hash_distance'])}/64"
-                    f" ({'confirmed' if conf else 'not confirmed'})"
-                )
-            )
+            c[2].markdown(_pair_text(p))
             with c[2]:
                 nav.link(
                     "detail",
@@ -163,3 +153,17 @@ def _outliers(run: Run) -> None:
     st.dataframe(summ, hide_index=True)
     for t in summ.loc[summ["n"] > 0, "type"]:
         nav.link("gallery", f"Open {t} images →", ImageQuery(issue=f"outlier:{t}"))
+
+
+def _pair_text(p) -> str:
+    what = "leak" if p["scope"] == "leak" else "duplicate"
+    if p["kind"] == "exact":
+        return f"**exact {what}**: identical file content"
+    parts = [f"**near {what}**: appearance similarity {p['similarity']:.3f}"]
+    if not pd.isna(p.get("distinctiveness", float("nan"))):
+        parts.append(f"{p['distinctiveness']:.0f}× closer than its other neighbours")
+    if not pd.isna(p.get("hash_distance", float("nan"))):
+        parts.append(f"perceptual-hash distance {int(p['hash_distance'])}/64")
+    if not pd.isna(p.get("model_similarity", float("nan"))):
+        parts.append(f"model-embedding cosine {p['model_similarity']:.3f}")
+    return ", ".join(parts)
