@@ -28,7 +28,12 @@ def _compare(path_a: str, path_b: str):
 
 def render(run: Run) -> None:
     st.title("Compare")
-    runs = [r for r in data.available_runs(str(data.runs_dir())) if r["run_id"] != run.run_id]
+    wanted = st.query_params.get("b")
+    listed = data.available_runs(str(data.runs_dir()))
+    if wanted and wanted not in {r["run_id"] for r in listed}:  # a run made since the last listing
+        data.available_runs.clear()
+        listed = data.available_runs(str(data.runs_dir()))
+    runs = [r for r in listed if r["run_id"] != run.run_id]
     if not runs:
         st.info(
             "Only one run here. Analyse a second model on the same images (model A vs B) or"
@@ -36,7 +41,6 @@ def render(run: Run) -> None:
         )
         return
     ids = [r["run_id"] for r in runs]
-    wanted = st.query_params.get("b")
     b_id = st.selectbox(
         "Compare this run (A) with run B",
         ids,

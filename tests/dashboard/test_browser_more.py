@@ -1,0 +1,171 @@
+"""More real-browser journeys: embedding selection, the review meeting and its report, robustness
+and compare drill-downs. Same rules as test_browser.py: wait on page state, screenshot each step.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import schema
+
+from .conftest import OUT
+from .test_browser import _settled, _shot
+
+pytestmark = pytest.mark.browser
+COUNT = re.compile(r"([\d,]+) images match")
+
+
+def _gallery_count(page) -> int:
+    el = page.get_by_text(COUNT).first
+    el.wait_for()
+    return int(COUNT.search(el.inner_text()).group(1).replace(",", ""))
+
+
+def test_embedding_box_selection_reaches_the_gallery(page, app_url):
+    page.goto(f"{app_url}/embeddings")
+    _settled(page)
+    plot = page.locator(".js-plotly-plot").first
+    plot.wait_for()
+    plot.hover()
+    page.locator('.modebar-btn[data-val="select"]').first.click()
+    box = plot.locator(".nsewdrag").first.bounding_box()
+    x0, y0 = box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.2
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x0 + box["width"] * 0.4, y0 + box["height"] * 0.5, steps=12)
+    page.mouse.up()
+    sel = page.get_by_text(re.compile(r"Selection: [\d,]+ images"))
+    sel.wait_for(timeout=60_000)
+    n = int(re.search(r"([\d,]+) images", sel.inner_text()).group(1).replace(",", ""))
+    assert n > 0
+    _shot(page, "05_embeddings_selection")
+    page.get_by_role("button", name=re.compile(r"Open these [\d,]+ images")).click()
+    page.wait_for_url(re.compile(r"/gallery\?"), timeout=60_000)
+    _settled(page)
+    assert _gallery_count(page) == n
+    _shot(page, "06_gallery_from_selection")
+
+
+def test_review_tag_survives_reload_and_lands_in_the_offline_report(
+    page, app_url, browser, sample_run
+):
+    s = sample_run.samples
+    page.goto(f"{app_url}/gallery?correct=wrong&run={sample_run.run_id}")
+    _settled(page)
+    name_box = page.get_by_label("Your name (for review notes)")
+    name_box.fill("Ana")
+    name_box.press("Enter")
+    _settled(page)
+    page.get_by_role("button", name=re.compile("Review these")).click()
+    page.wait_for_url(re.compile(r"/review\?"), timeout=60_000)
+    _settled(page)
+    page.get_by_role("button", name="Start the review").click()
+    page.wait_for_url(re.compile(r"queue="), timeout=60_000)
+    _settled(page)
+    page.get_by_text(re.compile(r"0 of \d+ reviewed")).wait_for()
+    first = s.iloc[
+        int(
+            np.flatnonzero(~s[schema.CORRECT].to_numpy())[
+                np.argsort(
+                    -s[schema.LOSS].to_numpy()[~s[schema.CORRECT].to_numpy()], kind="stable"
+                )[0]
+            ]
+        )
+    ]
+    page.get_by_role("button", name="label error").first.click()
+    page.get_by_label("Note").fill("the label is wrong: clearly a different shape")
+    page.get_by_role("button", name=re.compile("Save and next")).click()
+    page.get_by_text(re.compile(r"1 of \d+ reviewed")).wait_for(timeout=60_000)
+    _shot(page, "07_review_queue")
+    queue_url = re.sub(r"pos=\d+", "pos=0", page.url)
+    page.goto(queue_url)  # a reload: a new session reads the tag back from SQLite
+    _settled(page)
+    page.get_by_text("the label is wrong: clearly a different shape").wait_for(timeout=60_000)
+    pressed = page.locator(
+        '[data-testid="stPills"] button[aria-pressed="true"],'
+        ' [data-testid="stPills"] button[kind="pillsActive"]'
+    )
+    assert "label error" in " ".join(pressed.all_inner_texts()).lower()
+    _shot(page, "08_review_after_reload")
+
+    page.goto(f"{app_url}/report?run={sample_run.run_id}")
+    _settled(page)
+    with page.expect_download(timeout=120_000) as dl:
+        page.get_by_role("button", name="HTML report").click()
+    path = Path(OUT) / "report.html"
+    dl.value.save_as(path)
+    ctx = browser.new_context(offline=True, viewport={"width": 1300, "height": 1000})
+    offline = ctx.new_page()
+    requests = []
+    offline.on("request", lambda r: requests.append(r.url))
+    offline.goto(path.resolve().as_uri())
+    offline.wait_for_load_state("load")
+    offline.screenshot(path=str(OUT / "09_report_offline.png"), full_page=True)
+    text = offline.inner_text("body")
+    assert first[schema.RELPATH] in text and "label error" in text
+    top = sample_run.table(schema.DISCOVERED)
+    assert top["description"].iloc[0] in text
+    assert all(u.startswith(("file:", "data:", "about:")) for u in requests), requests
+    ctx.close()
+
+
+def test_robustness_cell_reaches_flipped_images(page, app_url, sample_run):
+    from analysis.robustness import run_robustness
+
+    res = run_robustness(
+        sample_run, perturbations=["gaussian_blur", "brightness_down"], subset=300, seed=0
+    )
+    page.goto(f"{app_url}/robustness?run={sample_run.run_id}")
+    _settled(page)
+    page.locator(".js-plotly-plot").first.wait_for()
+    summ = res.summary.reset_index(drop=True)
+    k = int(np.argmax(summ["flipped"].to_numpy()))
+    point = page.locator(".js-plotly-plot").first.locator(".scatterlayer .trace path.point")
+    point.nth(k).click(force=True)
+    head = page.get_by_text(re.compile(r"\d+ images flipped under"))
+    head.wait_for(timeout=60_000)
+    n = int(re.match(r"(\d+)", head.inner_text()).group(1))
+    assert n == int(summ["flipped"].iloc[k])
+    _shot(page, "10_robustness_flips")
+    page.get_by_text("Open them in the gallery").click()
+    page.wait_for_url(re.compile(r"/gallery\?"), timeout=60_000)
+    _settled(page)
+    assert _gallery_count(page) == n
+
+
+def test_compare_flip_cell_reaches_its_images(page, app_url, sample_run, tmp_path):
+    """Run B = the same images, predictions copied from A with 30 right answers made wrong."""
+    from analysis.pipeline import AnalysisConfig, analyze
+
+    s = sample_run.samples
+    probs = np.asarray(sample_run.probs).copy()
+    right = np.flatnonzero(s[schema.CORRECT].to_numpy())[:30]
+    for r in right:
+        wrong = (int(s[schema.LABEL].iloc[r]) + 1) % sample_run.n_classes
+        probs[r] = 0.0
+        probs[r, wrong] = 1.0
+    preds = pd.DataFrame(probs, columns=sample_run.class_names).assign(
+        path=s[schema.RELPATH].to_numpy()
+    )
+    preds.to_csv(tmp_path / "preds_b.csv", index=False)
+    cfg = AnalysisConfig(
+        data=sample_run.manifest["inputs"]["data"]["source"],
+        predictions=str(tmp_path / "preds_b.csv"),
+        umap=False,
+    )
+    run_b = analyze(cfg, runs_dir=sample_run.path.parent)
+    page.goto(f"{app_url}/compare?run={sample_run.run_id}&b={run_b.run_id}")
+    _settled(page)
+    link = page.get_by_text(re.compile(r"right in A, wrong in B: \d+ images"))
+    link.wait_for(timeout=120_000)
+    assert re.search(r"wrong in B: 30 images", link.inner_text())
+    _shot(page, "11_compare")
+    link.click()
+    page.wait_for_url(re.compile(r"/gallery\?"), timeout=60_000)
+    _settled(page)
+    assert _gallery_count(page) == 30
