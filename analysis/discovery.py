@@ -46,7 +46,8 @@ Honest statistics:
    predicates, those not surviving step 1 counting with p = 1). This removes "a conjunction no
    worse than its best parent" and, more strictly, the accidental refinements of a real slice.
 3. Near-copies go: in score order, a slice whose rows are at least 90% the same (Jaccard) as a
-   better-scoring reported slice is dropped. The first ``top_k`` left are reported.
+   better-scoring reported slice, or at least 80% of whose rows lie inside one, is dropped (it
+   leads to the same images: "the darkest 10%" after "lighting is night"). The first ``top_k`` left are reported.
 
 On data where errors depend on no column, nothing survives in at least ``1 - alpha`` of data
 sets: the family is large and its tests overlap, so BH is conservative here (1 of 1,000 seeded
@@ -54,6 +55,8 @@ null data sets of 2,000 rows and 6 columns had any survivor; tested on 100 of th
 """
 
 from __future__ import annotations
+
+from analysis.intervals import wilson_interval
 
 import itertools
 import math
@@ -84,6 +87,7 @@ SCORE = "score"  # SliceLine score, higher = worse and larger
 DISCOVERY_COLUMNS = [*SLICE_COLUMNS, DEPTH, SCORE]
 
 JACCARD_REDUNDANT = 0.9  # rows at least this much the same as a better slice: a near-copy
+CONTAINED_REDUNDANT = 0.8  # this share of its rows inside a better slice: a piece of that slice
 MAX_DEPTH = 3
 _MAX_CELLS = 1 << 22  # a column combination with more cells than this is not expanded
 _CLASS_GROUP = "\x00class"  # label and pred: never in the same conjunction
@@ -120,8 +124,17 @@ def discover_slices(
     top_k: int = 20,
     n_bins: int = 5,
     error_weight: float = 0.95,
+    model_outputs: bool = False,
+    rank_by: str = "excess_errors",
 ) -> pd.DataFrame:
     """Conjunctions of up to ``max_depth`` predicates with significantly more errors.
+
+    By default (``model_outputs=False``) the vocabulary is conditions on the *inputs*: metadata,
+    image properties and the true class. The predicted class and the embedding cluster are the
+    model's own outputs: a slice conditioned on them is worse partly by construction and says
+    nothing the confusion matrix and the error-cluster list do not already say, while it crowds
+    out the actionable findings (a camera, a lighting condition). Pass ``model_outputs=True``
+    to include them.
 
     Parameters
     ----------
@@ -190,6 +203,10 @@ def discover_slices(
         if len(samples)
         else []
     )
+    if rank_by not in ("excess_errors", "sliceline"):
+        raise ValueError(f"rank_by must be 'excess_errors' or 'sliceline', got {rank_by!r}")
+    if not model_outputs:
+        parts = [p for p in parts if p.source not in ("pred", "cluster")]
     return _discover_core(
         parts,
         inputs,
@@ -198,6 +215,7 @@ def discover_slices(
         alpha=float(alpha),
         top_k=int(top_k),
         error_weight=float(error_weight),
+        rank_by=rank_by,
     )
 
 
@@ -331,6 +349,7 @@ def _discover_core(
     alpha: float,
     top_k: int,
     error_weight: float,
+    rank_by: str = "excess_errors",
 ) -> pd.DataFrame:
     error = inputs.error
     total, total_errors = len(error), int(error.sum())
@@ -386,7 +405,16 @@ def _discover_core(
     rate, e_bar = e / n, total_errors / total
     score = error_weight * (rate / e_bar - 1.0) - (1.0 - error_weight) * (total / n - 1.0)
     order = np.flatnonzero(keep)
-    order = order[np.lexsort((p_value[order], -score[order]))]
+    rest_rate = (total_errors - e) / np.maximum(total - n, 1)
+    excess = e - n * rest_rate
+    if rank_by == "excess_errors":
+        key = excess
+    else:
+        key = score
+    order = order[np.lexsort((p_value[order], -key[order]))]
+    def n_err_of(m):
+        return np.count_nonzero(error & m)
+
     chosen: list[int] = []
     masks: list[np.ndarray] = []
     for i in order:
@@ -394,18 +422,34 @@ def _discover_core(
         cell = found.blocks[block_of[i]]["cells"][row_in_block[i]]
         mask = _mask(parts, combo, cell)
         size = int(n[i])
-        redundant = False
-        for kept in masks:
+        inside, explained = [], True
+        skip = False
+        for slot, kept in enumerate(masks):
             inter = int(np.count_nonzero(mask & kept))
-            if inter and inter / (size + int(kept.sum()) - inter) >= JACCARD_REDUNDANT:
-                redundant = True
+            if not inter:
+                continue
+            k = chosen[slot]
+            if inter / (size + int(kept.sum()) - inter) >= JACCARD_REDUNDANT:
+                skip = True
                 break
-        if redundant:
+            if inter / size >= CONTAINED_REDUNDANT:
+                inside.append(slot)
+                # a piece of a reported slice replaces it when it is worse and what is left of
+                # the broader slice without it is no longer clearly worse than the other rows
+                # (the broader slice was explained by it); otherwise the piece adds nothing
+                rest_n = int(kept.sum()) - inter
+                rest_e = int(n_err_of(kept)) - int(n_err_of(mask & kept))
+                low, _ = wilson_interval(rest_e, rest_n) if rest_n else (0.0, 0.0)
+                explained &= bool(rate[i] > rate[k] and low <= total_errors / total)
+        if skip or (inside and not explained):
             continue
+        for slot in sorted(inside, reverse=True):
+            del chosen[slot], masks[slot]
         chosen.append(int(i))
         masks.append(mask)
         if len(chosen) == top_k:
             break
+    chosen.sort(key=lambda i: (-key[i], p_value[i]))
 
     specs, sources = [], []
     for i in chosen:
