@@ -91,7 +91,7 @@ def clicked_cell(event, k: int) -> tuple[int, int] | None:
     if not points:
         return None
     pt = points[0]
-    cd = pt.get("customdata")
+    cd = _as_list(pt.get("customdata"))
     if cd is not None and len(cd) >= 2:
         return int(cd[0]), int(cd[1])
     idx = pt.get("point_index", pt.get("pointIndex"))
@@ -162,7 +162,7 @@ def clicked_points(event) -> list[int]:
         return []
     out = []
     for pt in points:
-        cd = pt.get("customdata")
+        cd = _as_list(pt.get("customdata"))
         if isinstance(cd, list | tuple):
             cd = cd[0] if cd else None
         if cd is not None:
@@ -217,3 +217,10 @@ def cluster_table(clusters):
             ],
         }
     )
+
+
+def _as_list(cd):
+    """Plotly selection customdata arrives as a scalar, a list, or a dict keyed "0", "1", ..."""
+    if isinstance(cd, dict):
+        return [cd[k] for k in sorted(cd, key=lambda x: int(x))]
+    return cd

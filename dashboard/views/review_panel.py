@@ -72,6 +72,12 @@ def render(run: Run, row_no: int, *, queue_id: str | None = None, key: str = "rv
             key=f"{key}_label_{sid}",
         )
         saved = st.form_submit_button("Save" + (" and next" if queue_id else ""), type="primary")
+    if now["tags"] or now["corrected_label"]:
+        st.caption(
+            "Current tags: "
+            + (", ".join(now["tags"]) or "none")
+            + (f" · corrected label: {now['corrected_label']}" if now["corrected_label"] else "")
+        )
     if now["notes"]:
         for n in now["notes"]:
             st.caption(f"**{n['reviewer']}**: {n['text']}")

@@ -131,8 +131,12 @@ def test_planted_slice_is_the_top_discovery(seed: int) -> None:
 def test_counts_every_size_feasible_candidate_and_bh_over_all_of_them() -> None:
     """Brute force: enumerate the lattice with apply-style masks and redo the correction."""
     df = planted_table(3, n=1200)
-    kw = dict(metadata_columns=["a", "b", "c"], property_columns=[], class_names=CLASSES,
-              model_outputs=True)
+    kw = dict(
+        metadata_columns=["a", "b", "c"],
+        property_columns=[],
+        class_names=CLASSES,
+        model_outputs=True,
+    )
     out = discover_slices(df, **kw, min_support=15)
     parts = slice_partitions(df, metadata_columns=["a", "b", "c"], property_columns=[])
     error = ~df[schema.CORRECT].to_numpy()

@@ -23,7 +23,9 @@ def app_test(sample_run, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("ERRORSCOPE_RUNS_DIR", str(sample_run.path.parent))
-    return AppTest.from_file(APP, default_timeout=180)
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params["run"] = sample_run.run_id  # other tests may add newer runs beside it
+    return at
 
 
 def _free_port() -> int:

@@ -43,12 +43,12 @@ def test_confusion_cell_to_gallery_to_detail_with_cams(page, app_url, sample_run
     t, p = np.unravel_index(cm.argmax(), cm.shape)
     expected = int(cm[t, p])
 
-    page.goto(f"{app_url}/")
+    page.goto(f"{app_url}/?run={sample_run.run_id}")
     _settled(page)
     page.get_by_text("Accuracy").first.wait_for()
     _shot(page, "01_overview")
 
-    page.goto(f"{app_url}/confusion")
+    page.goto(f"{app_url}/confusion?run={sample_run.run_id}")
     _settled(page)
     plot = page.locator(".js-plotly-plot").first
     plot.wait_for()
