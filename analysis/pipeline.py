@@ -289,7 +289,7 @@ def analyze(
             timings,
             warnings_,
         )
-        path = w.commit(manifest)
+        path = w.commit(manifest, replace=force)
     say(f"run {run_id} written", 1.0)
     return open_run(path)
 

@@ -204,10 +204,20 @@ class RunWriter:
     def write_json(self, name: str, obj: Any) -> None:
         (self.tmp / name).write_text(json.dumps(obj, indent=2, default=_json_default))
 
-    def commit(self, manifest: dict) -> Path:
-        """Write the manifest last, then atomically rename the folder into place."""
+    def commit(self, manifest: dict, *, replace: bool = False) -> Path:
+        """Write the manifest last, then atomically rename the folder into place.
+
+        With ``replace`` an existing run of the same id is swapped out (``--force``); without it
+        an existing complete run wins (a concurrent analysis of the same inputs finished first).
+        """
         manifest = {**manifest, "run_id": self.run_id, "schema_version": schema.SCHEMA_VERSION}
         self.write_json(schema.MANIFEST, manifest)
+        if replace and self.final.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".old-{self.run_id}-", dir=self.runs_dir))
+            os.rename(self.final, trash / "run")
+            os.rename(self.tmp, self.final)
+            shutil.rmtree(trash, ignore_errors=True)
+            return self.final
         try:
             os.rename(self.tmp, self.final)
         except OSError:

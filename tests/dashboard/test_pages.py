@@ -82,3 +82,21 @@ def test_detail_deep_link_reopens_that_image(app_test, sample_run):
     names = sample_run.class_names
     assert f"{names[row[schema.LABEL]]} → {names[row[schema.PRED]]}" in title
     assert any(row[schema.RELPATH] in c.value for c in at.caption)
+
+
+def test_every_page_renders_without_exception(app_test):
+    from dashboard.views import VIEWS
+
+    at = app_test.run()
+    for v in VIEWS:
+        at.switch_page(ROUTES.format(v.url)).run()
+        assert not at.exception, (v.url, [e.value for e in at.exception])
+        assert not at.error, (v.url, [e.value for e in at.error])
+        assert at.title and at.title[0].value, v.url
+
+
+def test_slices_page_lists_the_discovered_slices(app_test, sample_run):
+    at = _open(app_test, "slices")
+    found = sample_run.table("discovered_slices.parquet")
+    table = at.dataframe[0].value
+    assert list(table["slice"][:3]) == list(found["description"][:3])
