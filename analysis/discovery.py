@@ -56,8 +56,6 @@ null data sets of 2,000 rows and 6 columns had any survivor; tested on 100 of th
 
 from __future__ import annotations
 
-from analysis.intervals import wilson_interval
-
 import itertools
 import math
 import numbers
@@ -65,6 +63,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
+from analysis.intervals import wilson_interval
 
 from . import schema
 from .slices import (
@@ -412,6 +412,7 @@ def _discover_core(
     else:
         key = score
     order = order[np.lexsort((p_value[order], -key[order]))]
+
     def n_err_of(m):
         return np.count_nonzero(error & m)
 

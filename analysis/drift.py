@@ -1002,16 +1002,9 @@ def drift_runs(run_a: Any, run_b: Any, **kwargs: Any) -> DriftReport:
     (same checkpoint sha256); otherwise they are skipped with a warning in the report, since
     they would measure the difference between the models. ``kwargs`` are passed on.
     """
-    from .runstore import Run, open_run
+    from .runstore import as_run
 
-    runs = []
-    for name, r in (("run_a", run_a), ("run_b", run_b)):
-        if isinstance(r, str) or hasattr(r, "__fspath__"):
-            r = open_run(r)
-        if not isinstance(r, Run):
-            raise TypeError(f"{name} must be a Run or a run directory path, got {type(r).__name__}")
-        runs.append(r)
-    a, b = runs
+    a, b = as_run(run_a, name="run_a"), as_run(run_b, name="run_b")
     if a.class_names != b.class_names:
         raise ValueError(
             f"the runs have different classes ({a.class_names[:10]} vs {b.class_names[:10]}); "

@@ -176,8 +176,13 @@ def image_flags(run: Run, row: int) -> list[tuple[str, str]]:
         out.append(("suspected label error", reason or "flagged by confident learning"))
     leak = s.get(schema.LEAK_OF)
     if isinstance(leak, str) and leak:
-        out.append(("leaked", f"near-copy of reference image {leak} (cosine similarity"
-                              f" {float(s.get(schema.LEAK_SIMILARITY, float('nan'))):.3f})"))
+        out.append(
+            (
+                "leaked",
+                f"near-copy of reference image {leak} (cosine similarity"
+                f" {float(s.get(schema.LEAK_SIMILARITY, float('nan'))):.3f})",
+            )
+        )
     dup = s.get(schema.DUPLICATE_OF)
     if isinstance(dup, str) and dup:
         out.append(("near-duplicate", f"of evaluation image {dup}"))

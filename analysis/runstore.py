@@ -246,3 +246,12 @@ def _json_default(o):
 
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def as_run(run: Run | str | os.PathLike, *, name: str = "run") -> Run:
+    """``run`` itself, or the run opened from a path; TypeError for anything else."""
+    if isinstance(run, str) or hasattr(run, "__fspath__"):
+        run = open_run(run)
+    if not isinstance(run, Run):
+        raise TypeError(f"{name} must be a Run or a run directory path, got {type(run).__name__}")
+    return run

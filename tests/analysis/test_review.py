@@ -142,13 +142,19 @@ def test_tags_survive_a_reanalysis(image_folder, tiny_resnet, tmp_path):
     """A forced re-analysis writes a new run; tags keyed by content hash still apply to it."""
     from analysis.pipeline import AnalysisConfig, analyze
 
-    cfg = AnalysisConfig(data=str(image_folder), model=str(tiny_resnet), arch="resnet18",
-                         resize=32, no_crop=True, num_workers=0, umap=False)
+    cfg = AnalysisConfig(
+        data=str(image_folder),
+        model=str(tiny_resnet),
+        arch="resnet18",
+        resize=32,
+        no_crop=True,
+        num_workers=0,
+        umap=False,
+    )
     first = analyze(cfg, runs_dir=tmp_path / "runs")
     db = ReviewStore(tmp_path / "runs" / "review.sqlite")
     hashes = first.samples["content_hash"].tolist()
-    db.add_tags_many([(h, "model error") for h in hashes[:5]], reviewer="ana",
-                     run_id=first.run_id)
+    db.add_tags_many([(h, "model error") for h in hashes[:5]], reviewer="ana", run_id=first.run_id)
     mtime = (first.path / "manifest.json").stat().st_mtime_ns
     second = analyze(cfg, runs_dir=tmp_path / "runs", force=True)
     assert (second.path / "manifest.json").stat().st_mtime_ns != mtime  # really re-written
