@@ -41,7 +41,7 @@ EPOCHS = 30
 # the remaining epochs see the full 112 px input used at inference, and BatchNorm statistics are
 # then recomputed at 112 px. Several sizes keep the 112 px phase from being a jump in scale.
 LOWRES_SIZES = (64, 80, 96)
-LOWRES_EPOCHS = 22
+LOWRES_EPOCHS = 10
 BATCH = 32
 LR = 2e-3
 WEIGHT_DECAY = 0.01

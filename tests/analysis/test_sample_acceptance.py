@@ -48,7 +48,7 @@ def test_metrics_equal_sklearn_on_the_stored_arrays(sample_run):
     auc = skm.roc_auc_score(y, probs, multi_class="ovr", average="macro", labels=range(k))
     assert m.macro_auc.value == pytest.approx(auc, abs=1e-6)
     assert m.accuracy.low < m.accuracy.value < m.accuracy.high
-    assert 0.70 <= m.accuracy.value <= 0.92  # clearly imperfect: 72.6% (sample_data/README.md)
+    assert 0.80 <= m.accuracy.value <= 0.92  # good but clearly imperfect: 80.7% (sample_data/README.md)
 
 
 def test_planted_weak_slices_are_top_discoveries_and_significant(sample_run, planted):
@@ -70,7 +70,7 @@ def test_planted_weak_slices_are_top_discoveries_and_significant(sample_run, pla
 
 def test_flipped_labels_rank_high(sample_run, planted):
     """Confident learning can only see a flip when the model predicts the image's true class;
-    the sample's model does that for about two thirds of the flipped images (it is 72.6%
+    the sample's model does not do that for every flipped image (it is 80.7%
     accurate), so the bound is asserted on those, and the overall recall is kept as a guard.
     The issue's literal target (80% of all flips in the top 2k) needs a stronger model."""
     flips = {f["path"]: f for f in planted["flipped_labels"]}
