@@ -85,8 +85,8 @@ def findings(run: Run) -> list[Finding]:
                 Finding(
                     "label_issues",
                     "high",
-                    f"{n} images ({n / len(s):.1%}) look mislabelled: the model is confident they"
-                    " belong to another class",
+                    f"{n} images ({n / len(s):.1%}) look mislabelled: the model gives their label"
+                    " a low probability and prefers another class",
                     page="data_issues",
                     query=ImageQuery(issue="label", sort="label_quality", desc=False),
                 )

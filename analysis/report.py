@@ -513,7 +513,8 @@ def _data_issues(run: Run, notes: list[str]) -> pd.DataFrame:
             (
                 "suspected label errors",
                 k,
-                "confident learning: the model is confident they belong to another class",
+                "confident learning: the model gives the label a low probability and prefers"
+                " another class",
             )
         )
     if run.manifest.get("inputs", {}).get("reference") is None:

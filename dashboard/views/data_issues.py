@@ -38,8 +38,10 @@ def _label_errors(run: Run) -> None:
     ref = run.manifest["inputs"].get("reference")
     st.markdown(
         f"**{len(flagged)} images** ({fmt.pct(len(flagged) / max(1, len(issues)))}) look"
-        " mislabelled by confident learning (Northcutt et al., 2021): the model is confident they"
-        " belong to another class, beyond that class's own confidence threshold."
+        " mislabelled by confident learning (Northcutt et al., 2021): of the images of their"
+        " labelled class, they are among the estimated number of label errors both by the lowest"
+        " probability for the given label and by the largest margin towards another class."
+        " Ranked by label quality, the model's probability for the given label (low = suspicious)."
     )
     st.caption(
         "Confident learning needs held-out predictions. These are the model's predictions on the"

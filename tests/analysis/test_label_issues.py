@@ -8,6 +8,7 @@ import pytest
 
 from analysis import schema
 from analysis.label_issues import (
+    DEFAULT_METHOD,
     FILTER_METHODS,
     ISSUE_COLUMNS,
     QUALITY_SCORES,
@@ -205,10 +206,14 @@ def test_one_obvious_flip_is_flagged_with_reason():
 def test_scores_known_values():
     probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
     labels = np.array([0, 1])
-    np.testing.assert_allclose(label_quality_scores(labels, probs), [0.75, 0.35])
+    np.testing.assert_allclose(
+        label_quality_scores(labels, probs, score="normalized_margin"), [0.75, 0.35]
+    )
     np.testing.assert_allclose(
         label_quality_scores(labels, probs, score="self_confidence"), [0.7, 0.3]
     )
+    # the default is self-confidence (cleanlab's default too)
+    np.testing.assert_allclose(label_quality_scores(labels, probs), [0.7, 0.3])
 
 
 def test_class_without_labels_is_never_a_confident_target():
@@ -278,12 +283,15 @@ def test_ranking_recovers_the_planted_flips():
         chance = k / len(labels)
         print(f"{score}: recall@K={k} of planted flips = {recall:.3f} (chance {chance:.3f})")
         assert recall > 0.6 > 4 * chance
-    # the default filter finds mostly real flips
-    df = find_label_issues(labels, probs)
-    flagged = df.loc[df[schema.IS_LABEL_ISSUE], "index"].to_numpy()
-    precision = flipped[flagged].mean()
-    print(f"prune_by_noise_rate: {len(flagged)} flagged, precision {precision:.3f}")
-    assert precision > 0.7
+    # the default filter finds mostly real flips, at least as precisely as prune_by_noise_rate
+    precision = {}
+    for method in (DEFAULT_METHOD, "prune_by_noise_rate"):
+        df = find_label_issues(labels, probs, method=method)
+        flagged = df.loc[df[schema.IS_LABEL_ISSUE], "index"].to_numpy()
+        precision[method] = flipped[flagged].mean()
+        print(f"{method}: {len(flagged)} flagged, precision {precision[method]:.3f}")
+    assert precision[DEFAULT_METHOD] > 0.7
+    assert precision[DEFAULT_METHOD] >= precision["prune_by_noise_rate"]
 
 
 def test_table_is_ranked_issues_first_then_quality():

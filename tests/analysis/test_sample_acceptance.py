@@ -48,7 +48,8 @@ def test_metrics_equal_sklearn_on_the_stored_arrays(sample_run):
     auc = skm.roc_auc_score(y, probs, multi_class="ovr", average="macro", labels=range(k))
     assert m.macro_auc.value == pytest.approx(auc, abs=1e-6)
     assert m.accuracy.low < m.accuracy.value < m.accuracy.high
-    assert 0.80 <= m.accuracy.value <= 0.92  # good but clearly imperfect: 80.7% (sample_data/README.md)
+    # good but clearly imperfect: 80.7% (sample_data/README.md)
+    assert 0.80 <= m.accuracy.value <= 0.92
 
 
 def test_planted_weak_slices_are_top_discoveries_and_significant(sample_run, planted):
@@ -58,35 +59,38 @@ def test_planted_weak_slices_are_top_discoveries_and_significant(sample_run, pla
     top = found.head(3)
     for weak in planted["weak_slices"]:
         planted_mask = (s[weak["column"]].astype(str) == str(weak["value"])).to_numpy()
-        # a discovered slice "is" the planted one when it mostly covers the same images
+        # a discovered slice "is" the planted one when it covers (almost) the same images: a
+        # property slice that is only a piece of the camera does not count
         hits = []
         for _, row in top.iterrows():
             m = apply_slice(s, spec_from_json(row["spec"]))
             jaccard = (m & planted_mask).sum() / max(1, (m | planted_mask).sum())
-            inside = (m & planted_mask).sum() / max(1, m.sum())
-            hits.append((jaccard >= 0.5 or inside >= 0.9) and bool(row["significant"]))
+            hits.append(jaccard >= 0.8 and bool(row["significant"]))
         assert any(hits), (weak, top[["description", "p_adj"]].to_dict("records"))
 
 
 def test_flipped_labels_rank_high(sample_run, planted):
-    """Confident learning can only see a flip when the model predicts the image's true class;
-    the sample's model does not do that for every flipped image (it is 80.7%
-    accurate), so the bound is asserted on those, and the overall recall is kept as a guard.
-    The issue's literal target (80% of all flips in the top 2k) needs a stronger model."""
+    """The issue's acceptance: >= 80% of the planted flips among the top 2 x (planted count) rows
+    of the ranked label-issue table, as the run wrote it (flagged first, then by label quality)."""
     flips = {f["path"]: f for f in planted["flipped_labels"]}
     issues = sample_run.table(schema.LABEL_ISSUES)
     s = sample_run.samples
     rel = s[schema.RELPATH].to_numpy()
-    top = set(rel[issues["index"].to_numpy()[: 2 * len(flips)]])
-    names = sample_run.class_names
-    pred_name = dict(zip(rel, s[schema.PRED_NAME], strict=True))
-    visible = {p for p, f in flips.items() if pred_name.get(p) == f["true_label"]}
+    k = 2 * len(flips)
+    top = set(rel[issues["index"].to_numpy()[:k]])
     recall = len(top & set(flips)) / len(flips)
-    recall_visible = len(top & visible) / max(1, len(visible))
-    print(f"flip recall@{2 * len(flips)}: all {recall:.2f}, model-visible {recall_visible:.2f}")
-    assert len(visible) >= 0.5 * len(flips) and names
-    assert recall_visible >= 0.8, f"{recall_visible:.0%} of the model-visible flips ranked"
-    assert recall >= 0.55
+    flagged = set(rel[issues.loc[issues[schema.IS_LABEL_ISSUE], "index"].to_numpy()])
+    precision = len(flagged & set(flips)) / max(1, len(flagged))
+    print(f"flip recall@{k}: {recall:.3f}; flagged {len(flagged)}, precision {precision:.3f}")
+    assert recall >= 0.8, f"{recall:.0%} of the {len(flips)} planted flips in the top {k}"
+    # the suggested label of a found flip is mostly its true class
+    by_rel = issues.set_index(rel[issues["index"].to_numpy()])
+    names = sample_run.class_names
+    found = [p for p in flips if p in top]
+    right = sum(
+        names[by_rel.loc[p, schema.SUGGESTED_LABEL]] == flips[p]["true_label"] for p in found
+    )
+    assert right >= 0.7 * len(found), f"suggested label right for {right} of {len(found)}"
 
 
 def test_leaked_pairs_found_with_precision(sample_run, planted):
