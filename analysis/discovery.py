@@ -436,12 +436,16 @@ def _discover_core(
             if inter / size >= CONTAINED_REDUNDANT:
                 inside.append(slot)
                 # a piece of a reported slice replaces it when it is worse and what is left of
-                # the broader slice without it is no longer clearly worse than the other rows
-                # (the broader slice was explained by it); otherwise the piece adds nothing
-                rest_n = int(kept.sum()) - inter
-                rest_e = int(n_err_of(kept)) - int(n_err_of(mask & kept))
+                # the broader slice without it is no longer clearly worse than the rows outside
+                # the broader slice (the broader slice was explained by it); otherwise the piece
+                # adds nothing. The baseline is the outside rows, not all rows: the overall rate
+                # contains the broader slice's own errors and would call a weak remainder normal.
+                kept_n, kept_e = int(kept.sum()), int(n_err_of(kept))
+                rest_n = kept_n - inter
+                rest_e = kept_e - int(n_err_of(mask & kept))
                 low, _ = wilson_interval(rest_e, rest_n) if rest_n else (0.0, 0.0)
-                explained &= bool(rate[i] > rate[k] and low <= total_errors / total)
+                outside = (total_errors - kept_e) / max(total - kept_n, 1)
+                explained &= bool(rate[i] > rate[k] and low <= outside)
         if skip or (inside and not explained):
             continue
         for slot in sorted(inside, reverse=True):

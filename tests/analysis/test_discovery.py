@@ -257,6 +257,48 @@ def test_a_conjunction_no_worse_than_its_parent_is_not_reported() -> None:
     assert not any("a is x and" in d or "and a is x" in d for d in out["description"])
 
 
+def _camera_with_a_property_piece(piece_rate: float, rest_rate: float, seed: int = 11):
+    """A camera 'c' of 1/3 of the rows; within it a property-defined piece (noise >= 0.5, 60% of
+    the camera's rows, a few elsewhere) with error rate piece_rate, the rest of the camera at
+    rest_rate, everything outside the camera at 10%."""
+    rng = np.random.default_rng(seed)
+    n = 6000
+    cam = rng.choice(["a", "b", "c"], n)
+    in_c = cam == "c"
+    noise = np.where(in_c, rng.uniform(0.1, 0.933, n), rng.uniform(0.0, 0.52, n))
+    piece = noise >= 0.5
+    rate = np.where(in_c & piece, piece_rate, np.where(in_c, rest_rate, 0.1))
+    df = pd.DataFrame({"camera": cam, schema.SHARPNESS: noise})
+    return with_predictions(df, rng.uniform(size=n) < rate, rng), in_c
+
+
+def _top_masks(df: pd.DataFrame, k: int = 3) -> list[np.ndarray]:
+    out = discover_slices(
+        df, metadata_columns=["camera"], property_columns=[schema.SHARPNESS], class_names=CLASSES
+    )
+    return [apply_slice(df, spec_from_json(s)) for s in out["spec"].iloc[:k]], out
+
+
+def test_a_worse_piece_does_not_replace_a_slice_whose_rest_is_still_worse() -> None:
+    """The camera is bad throughout (its non-piece rows at 16% against 10% outside), the piece
+    worse: the camera stays reported; a piece that only covers part of it must not hide it. (The
+    rest is below the overall rate, which the camera itself inflates: the wrong baseline.)"""
+    df, in_c = _camera_with_a_property_piece(piece_rate=0.35, rest_rate=0.16)
+    masks, out = _top_masks(df)
+    assert "camera is c" in set(out["description"].iloc[:3]), out["description"].tolist()
+    assert any(jaccard(m, in_c) > 0.95 for m in masks)
+
+
+def test_a_piece_that_explains_its_slice_replaces_it() -> None:
+    """All of the camera's excess errors sit in the piece (its other rows at the outside 10%):
+    the piece is the finding and the camera, only worse because it contains the piece, is not."""
+    df, in_c = _camera_with_a_property_piece(piece_rate=0.4, rest_rate=0.1)
+    masks, out = _top_masks(df, k=1)
+    piece = in_c & (df[schema.SHARPNESS] >= 0.5).to_numpy()
+    assert jaccard(masks[0], piece) > 0.9, out["description"].tolist()
+    assert "camera is c" not in set(out["description"])
+
+
 def test_max_depth_and_top_k() -> None:
     df = planted_table(0)
     out = discover_slices(df, **PLANTED_KW, max_depth=1)
