@@ -836,10 +836,10 @@ def _cluster_table_core(
 class NeighbourIndex:
     """Exact cosine nearest neighbours over a fixed set of embeddings.
 
-    Brute force on L2-normalised float32 rows: one matrix product per block of queries, so a
-    query of one image against 10^5 references takes milliseconds and results are exact and
-    deterministic. Build it once per set (the dashboard caches it) and query many times. For
-    all-pairs searches over very large sets, see :mod:`analysis.duplicates`.
+    scikit-learn's brute-force :class:`~sklearn.neighbors.NearestNeighbors` (cosine metric) on
+    L2-normalised float32 rows: exact and deterministic, and one query of one image against 10^5
+    references takes a fraction of a second. Build it once per set (the dashboard caches it) and
+    query many times. For all-pairs searches over very large sets, see :mod:`analysis.duplicates`.
 
     Parameters
     ----------
@@ -847,12 +847,20 @@ class NeighbourIndex:
         The indexed set. Zero rows have similarity 0 to everything.
     """
 
-    #: Similarities computed per block: queries x N <= this many floats (64 MB).
+    #: Queries per block: queries x N <= this many distances (64 MB), on top of scikit-learn's
+    #: own chunking.
     block_elements = 1 << 24
 
     def __init__(self, embeddings: Any) -> None:
+        from sklearn.neighbors import NearestNeighbors
+
         self._source = embeddings
         self._x = _l2_normalise(_check_embeddings(embeddings))
+        self._nn = (
+            NearestNeighbors(metric="cosine", algorithm="brute").fit(self._x)
+            if self._x.shape[0]
+            else None
+        )
 
     def __len__(self) -> int:
         return self._x.shape[0]
@@ -927,30 +935,25 @@ class NeighbourIndex:
         sims = np.full((n, k), np.nan, dtype=np.float32)
         if n == 0 or size == 0:
             return indices, sims
-        kk = min(k, size)
+        # one extra neighbour when a row may be excluded, so k remain after dropping it
+        m = min(size, k + (1 if exclude is not None else 0))
         block = max(1, self.block_elements // size)
         for start in range(0, n, block):
             stop = min(n, start + block)
-            s = q[start:stop] @ self._x.T  # [b, size]
+            dist, idx = self._nn.kneighbors(q[start:stop], n_neighbors=m)
+            sim = (1.0 - dist).astype(np.float32)
             if exclude is not None:
-                rows = np.arange(stop - start)
-                ex = exclude[start:stop]
-                hit = ex >= 0
-                s[rows[hit], ex[hit]] = -np.inf
-            if kk < size:
-                # everything strictly better than the kk-th value, plus ties at the boundary
-                part = np.partition(-s, kk - 1, axis=1)[:, kk - 1 : kk]
-                cand_rows, cand_cols = np.nonzero(-s <= part)
-            else:
-                cand_rows, cand_cols = np.nonzero(np.ones_like(s, dtype=bool))
-            cand_sims = s[cand_rows, cand_cols]
-            order = np.lexsort((cand_cols, -cand_sims, cand_rows))
-            cand_rows, cand_cols, cand_sims = cand_rows[order], cand_cols[order], cand_sims[order]
-            first = np.searchsorted(cand_rows, np.arange(stop - start))
-            rank = np.arange(cand_rows.size) - first[cand_rows]
-            keep = (rank < kk) & np.isfinite(cand_sims)
-            indices[start + cand_rows[keep], rank[keep]] = cand_cols[keep]
-            sims[start + cand_rows[keep], rank[keep]] = cand_sims[keep]
+                sim[idx == exclude[start:stop, None]] = -np.inf
+            # most similar first; ties (among the returned rows) to the lower index
+            order = np.lexsort((idx, -sim), axis=1)
+            idx = np.take_along_axis(idx, order, axis=1)
+            sim = np.take_along_axis(sim, order, axis=1)
+            valid = np.isfinite(sim)
+            rank = np.cumsum(valid, axis=1) - 1
+            keep = valid & (rank < k)
+            rows = np.nonzero(keep)[0]
+            indices[start + rows, rank[keep]] = idx[keep]
+            sims[start + rows, rank[keep]] = sim[keep]
         return indices, sims
 
 

@@ -263,7 +263,8 @@ def slice_interval_figure(slices: pd.DataFrame, *, overall_error: float, max_row
 
 
 def value_error_figure(values: pd.DataFrame, *, column: str, overall_error: float):
-    """Error rate per value (or bin) of one column, bars with 95% intervals, n on hover."""
+    """Error rate per value (or bin) of one column, bars with 95% intervals, n on hover; bar i's
+    ``customdata`` is ``[i, n]`` (i = row position in ``values``, for drill-down)."""
     import plotly.graph_objects as go
 
     er = values["error_rate"].to_numpy(float)
@@ -279,8 +280,9 @@ def value_error_figure(values: pd.DataFrame, *, column: str, overall_error: floa
                 arrayminus=er - values["error_rate_low"],
                 thickness=1.2,
             ),
-            customdata=np.stack([values["n"], np.arange(len(values))], axis=1),
-            hovertemplate="%{x}<br>error rate %{y:.1%}<br>n = %{customdata[0]}<extra></extra>",
+            # first the row position (what a click opens), then n for the hover
+            customdata=np.stack([np.arange(len(values)), values["n"]], axis=1),
+            hovertemplate="%{x}<br>error rate %{y:.1%}<br>n = %{customdata[1]}<extra></extra>",
         )
     )
     fig.add_hline(y=overall_error, line_dash="dash", line_color="#999")
@@ -356,7 +358,11 @@ def embedding_figure(
         )
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, title=None)
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, title=None)
-    fig.update_layout(dragmode="lasso", legend=dict(itemsizing="constant"))
+    # legend above the plot area, left: the mode bar (lasso, box) sits top right
+    fig.update_layout(
+        dragmode="lasso",
+        legend=dict(itemsizing="constant", orientation="h", x=0, xanchor="left", y=1.08),
+    )
     return _layout(fig, height=620)
 
 

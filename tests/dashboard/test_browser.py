@@ -18,18 +18,25 @@ from .conftest import OUT
 pytestmark = pytest.mark.browser
 
 
+# Streamlit loads some element types (metrics, page links, charts) as separate JS chunks and
+# shows a grey skeleton until the chunk arrives: a screenshot taken then shows empty tiles.
+_LOADED = (
+    "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+    " && document.querySelectorAll('[data-stale=\"true\"]').length === 0"
+    " && document.querySelectorAll('[data-testid^=\"stSkeleton\"]').length === 0"
+)
+
+
 def _settled(page):
-    """Wait until Streamlit has finished running the script (no running indicator)."""
+    """Wait until Streamlit has finished running the script (no running indicator, no stale
+    element) and every element has been drawn (no loading skeleton)."""
     page.wait_for_selector('[data-testid="stAppViewContainer"]')
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
-        " && document.querySelectorAll('[data-stale=\"true\"]').length === 0",
-        timeout=120_000,
-    )
+    page.wait_for_function(_LOADED, timeout=120_000)
 
 
 def _shot(page, name):
     OUT.mkdir(exist_ok=True)
+    page.wait_for_function(_LOADED, timeout=120_000)
     page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
 
 
@@ -46,6 +53,7 @@ def test_confusion_cell_to_gallery_to_detail_with_cams(page, app_url, sample_run
     page.goto(f"{app_url}/?run={sample_run.run_id}")
     _settled(page)
     page.get_by_text("Accuracy").first.wait_for()
+    page.locator('[data-testid="stMetricValue"]').first.wait_for()
     _shot(page, "01_overview")
 
     page.goto(f"{app_url}/confusion?run={sample_run.run_id}")
