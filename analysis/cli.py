@@ -116,13 +116,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .runstore import RunError
+
     args = _parser().parse_args(argv)
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
         print("interrupted: no run was written", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, OSError) as e:
+    except (ValueError, FileNotFoundError, OSError, RunError) as e:
         print(f"errorscope: error: {e}", file=sys.stderr)
         return 2
 
@@ -177,7 +179,8 @@ def _dispatch(args) -> int:
             print(json.dumps(rows, indent=2))
         else:
             for r in rows:
-                print(f"{r['run_id']:<50} {r['n_samples'] or '?':>7} images  {r['created']}")
+                stale = "" if r["current"] else "  (older analysis code: analyse again)"
+                print(f"{r['run_id']:<50} {r['n_samples'] or '?':>7} images  {r['created']}{stale}")
             if not rows:
                 print(f"no runs under {runs_dir_from_env(args.out)}")
         return 0

@@ -2,7 +2,8 @@
 
 Each derived section (metrics, embedding map, slices, label issues, duplicates, outliers) runs in
 its own guard: a section that fails is recorded in the manifest with its error, and the others are
-still written. Re-analysing the same inputs with the same config reuses the existing run.
+still written. Re-analysing the same inputs with the same config reuses the existing run, unless
+it was made by other analysis code (:mod:`analysis.version`): then it is analysed again.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from . import schema
 from .datasets import ImageSet, load_image_set, read_class_file
 from .inference import PassResult, Progress, prediction_columns, run_pass, softmax
 from .models import Preprocessing, default_preprocessing, load_model
-from .runstore import Run, RunWriter, now_iso, open_run
+from .runstore import Run, RunError, RunWriter, now_iso, open_run
+from .version import analysis_code, is_current
 
 
 @dataclass(frozen=True)
@@ -168,8 +170,22 @@ def analyze(
     )
     final = Path(runs_dir) / run_id
     if not force and (final / schema.MANIFEST).exists():
-        say(f"reusing existing run {run_id}", 1.0)
-        return open_run(final)
+        try:
+            existing = open_run(final)
+            manifest = existing.manifest
+        except RunError:  # an older run-directory schema
+            existing, manifest = None, {}
+        if existing is not None and is_current(manifest):
+            say(f"reusing existing run {run_id}", 1.0)
+            return existing
+        # same inputs, other analysis code: the stored results may be wrong or incomplete now
+        old = (manifest.get("versions") or {}).get("analysis_code", "unknown")
+        say(
+            f"run {run_id} was made by other analysis code ({old}, now {analysis_code()}):"
+            " analysing again (review tags and notes are kept)",
+            0.0,
+        )
+        force = True
 
     loaded = None
     if cfg.model:
@@ -391,6 +407,7 @@ def _manifest(
         "numpy": np.__version__,
         "pandas": pd.__version__,
     }
+    versions["analysis_code"] = analysis_code()
     try:
         from importlib.metadata import version
 

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from . import schema
+from .version import is_current
 
 
 class RunError(Exception):
@@ -168,6 +169,9 @@ def list_runs(runs_dir: str | os.PathLike) -> list[dict]:
                 "model": (m.get("inputs", {}).get("model") or {}).get("name", ""),
                 "data": (m.get("inputs", {}).get("data") or {}).get("name", ""),
                 "schema_version": m.get("schema_version"),
+                "data_source": (m.get("inputs", {}).get("data") or {}).get("source", ""),
+                # made by this analysis code? (analysis.version; False = re-analyse to refresh)
+                "current": is_current(m),
             }
         )
     out.sort(key=lambda r: r["created"], reverse=True)

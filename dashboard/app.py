@@ -29,15 +29,29 @@ def _cli_runs_dir() -> None:
         os.environ["ERRORSCOPE_RUNS_DIR"] = str(Path(args.runs_dir).resolve())
 
 
-def _ensure_sample_run(root: Path) -> None:
-    """First start: analyse the bundled sample once, with a visible progress bar."""
+def _is_stale_sample(r: dict) -> bool:
+    from analysis.cli import SAMPLE_DIR
+
+    src = r.get("data_source") or ""
+    return not r.get("current", True) and bool(src) and Path(src).parent == SAMPLE_DIR.resolve()
+
+
+def _ensure_sample_run(root: Path, *, refresh: bool = False) -> None:
+    """First start: analyse the bundled sample once, with a visible progress bar; again when the
+    sample run was made by other analysis code (an upgrade), so the sample never shows stale
+    results."""
     from analysis.cli import SAMPLE_DIR, sample_config
     from analysis.pipeline import analyze
 
     if not (SAMPLE_DIR / "model.safetensors").exists():
         return
     st.title("errorscope")
-    st.info("No runs yet: analysing the bundled sample once (about a minute; cached afterwards).")
+    st.info(
+        "The sample run was made by an older errorscope: analysing it again (about a minute;"
+        " tags and notes are kept)."
+        if refresh
+        else "No runs yet: analysing the bundled sample once (about a minute; cached afterwards)."
+    )
     bar = st.progress(0.0, text="starting")
     analyze(
         sample_config(),
@@ -74,6 +88,9 @@ def main() -> None:
     _cli_runs_dir()
     root = data.runs_dir()
     runs = data.available_runs(str(root))
+    if any(_is_stale_sample(r) for r in runs):
+        _ensure_sample_run(root, refresh=True)
+        runs = data.available_runs(str(root))
     if not runs:
         _ensure_sample_run(root)
         st.title("errorscope")

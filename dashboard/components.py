@@ -11,6 +11,7 @@ from analysis import formatting as fmt
 from analysis import schema
 from analysis.query import ImageQuery
 from analysis.runstore import Run
+from analysis.version import is_current
 from dashboard import nav
 
 
@@ -27,6 +28,12 @@ def sidebar_footer(run: Run) -> None:
         if m.get("n_skipped"):
             st.caption(
                 f":orange[:material/warning:] {m['n_skipped']} file(s) skipped — see Overview"
+            )
+        if not is_current(m):
+            st.caption(
+                ":orange[:material/update:] Made by other analysis code than this errorscope's:"
+                " some numbers may be out of date. Run the same `errorscope analyze` command"
+                " again to refresh it (tags and notes are kept)."
             )
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis.query import ImageQuery, apply_query
-from analysis.runstore import Run, list_runs, open_run, runs_dir_from_env
+from analysis.runstore import Run, RunError, list_runs, open_run, runs_dir_from_env
 
 
 def runs_dir() -> Path:
@@ -38,7 +38,14 @@ def current_run() -> Run:
     if not path:
         st.error("No run selected.")
         st.stop()
-    return get_run(path)
+    try:
+        return get_run(path)
+    except (RunError, OSError) as e:  # an older schema, a half-deleted folder: say it, no trace
+        st.error(
+            f"Run `{Path(path).name}` cannot be read: {e}  \nAnalyse its data again with"
+            " `errorscope analyze`, or pick another run in the sidebar."
+        )
+        st.stop()
 
 
 def get_run(path: str | os.PathLike) -> Run:

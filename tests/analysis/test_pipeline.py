@@ -79,6 +79,49 @@ def test_same_inputs_reuse_the_run(image_folder, tiny_resnet, tmp_path):
     assert c.path != a.path
 
 
+def test_a_run_made_by_other_analysis_code_is_analysed_again(image_folder, tiny_resnet, tmp_path):
+    from analysis.runstore import list_runs
+    from analysis.version import analysis_code
+
+    runs = tmp_path / "runs"
+    a = analyze(_cfg(image_folder, tiny_resnet), runs_dir=runs)
+    assert a.manifest["versions"]["analysis_code"] == analysis_code()
+    assert [r["current"] for r in list_runs(runs)] == [True]
+    m = json.loads((a.path / schema.MANIFEST).read_text())
+    m["versions"]["analysis_code"] = "0ld0ld0ld0ld"
+    m["created"] = "2000-01-01T00:00:00"
+    (a.path / schema.MANIFEST).write_text(json.dumps(m))
+    assert [r["current"] for r in list_runs(runs)] == [False]
+    said = []
+    b = analyze(
+        _cfg(image_folder, tiny_resnet), runs_dir=runs, progress=lambda m, f: said.append(m)
+    )
+    assert b.path == a.path  # same id: links to the run keep working
+    assert b.manifest["versions"]["analysis_code"] == analysis_code()
+    assert b.manifest["created"] != "2000-01-01T00:00:00"
+    assert any("other analysis code (0ld0ld0ld0ld" in x for x in said), said
+    assert [r["current"] for r in list_runs(runs)] == [True]
+    # an older run-directory schema is analysed again too, not an error
+    m = json.loads((b.path / schema.MANIFEST).read_text())
+    m["schema_version"] = 0
+    (b.path / schema.MANIFEST).write_text(json.dumps(m))
+    c = analyze(_cfg(image_folder, tiny_resnet), runs_dir=runs)
+    assert c.manifest["schema_version"] == schema.SCHEMA_VERSION
+
+
+def test_cli_says_an_unreadable_run_in_one_line(image_folder, tiny_resnet, tmp_path, capsys):
+    from analysis.cli import main
+
+    run = analyze(_cfg(image_folder, tiny_resnet), runs_dir=tmp_path / "runs")
+    m = json.loads((run.path / schema.MANIFEST).read_text())
+    m["schema_version"] = 0
+    (run.path / schema.MANIFEST).write_text(json.dumps(m))
+    assert main(["report", str(run.path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("errorscope: error:") and "schema version 0" in err
+    assert "Traceback" not in err
+
+
 def test_interrupted_analysis_leaves_no_run(image_folder, tiny_resnet, tmp_path, monkeypatch):
     import analysis.pipeline as pl
 
