@@ -827,13 +827,14 @@ def find_near_copies(
     Returns the pair table (:data:`PAIR_COLUMNS`, kind "near") plus ``distinctiveness``.
     Blockwise top-k search: memory bounded by ``block_size`` as in :func:`near_duplicates`.
     """
-    sig = np.asarray(signatures, dtype=np.float32)
+    # Kept in their stored dtype (float16 in a run): blocks are upcast one at a time.
+    sig = _check_embeddings(signatures, "signatures")
     k = int(max_group) + 1
     parts = []
     for scope, ref in (("within", sig), ("leak", reference_signatures)):
         if ref is None or len(sig) == 0:
             continue
-        ref = np.asarray(ref, dtype=np.float32)
+        ref = _check_embeddings(ref, "reference_signatures")
         extra = 1 if scope == "within" else 0  # the query finds itself first
         cand = find_leakage(
             sig, ref, threshold=-1.0, top_k=min(k + extra, len(ref)), block_size=block_size

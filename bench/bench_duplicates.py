@@ -8,6 +8,10 @@ checked; at N <= 20,000 also the within-set search (:func:`near_duplicates`). Pe
 tracemalloc peak of the call (NumPy reports its buffers to tracemalloc), on top of the inputs.
 Single-threaded BLAS so numbers are comparable on shared machines. Writes
 ``bench/results/duplicates.json`` and prints it.
+
+``--copy-sizes``: the same for :func:`analysis.duplicates.find_near_copies`, the search the
+pipeline runs on 768-d appearance signatures (within the set and against the reference), with 200
+planted copies among look-alike "scenes".
 """
 
 from __future__ import annotations
@@ -33,11 +37,14 @@ from analysis.duplicates import (  # noqa: E402
     DEFAULT_BLOCK_SIZE,
     DEFAULT_THRESHOLD,
     DEFAULT_TOP_K,
+    SIGNATURE_SIDE,
     find_leakage,
+    find_near_copies,
     near_duplicates,
 )
 
 D, N_PLANTED, WITHIN_MAX = 512, 200, 20_000
+D_SIG = SIGNATURE_SIDE * SIGNATURE_SIDE * 3  # the appearance signatures the pipeline searches
 OUT = Path(__file__).resolve().parent / "results" / "duplicates.json"
 
 
@@ -101,12 +108,63 @@ def run_size(n: int, block_size: int, seed: int = 0) -> dict:
     return row
 
 
+def signatures(n: int, rng: np.random.Generator) -> np.ndarray:
+    """float16 [n, D_SIG] unit vectors with look-alike structure: 500 'scenes', each image a
+    scene plus its own variation (as photos of one product or one background are)."""
+    scenes = rng.standard_normal((500, D_SIG), dtype=np.float32)
+    out = np.empty((n, D_SIG), dtype=np.float16)
+    for s in range(0, n, 8192):
+        m = min(8192, n - s)
+        x = scenes[rng.integers(0, len(scenes), size=m)]
+        x = x + 0.6 * rng.standard_normal((m, D_SIG), dtype=np.float32)
+        x -= x.mean(axis=1, keepdims=True)
+        out[s : s + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+def run_copies(n: int, block_size: int, seed: int = 1) -> dict:
+    """find_near_copies as the pipeline calls it: within the eval set and against the reference."""
+    rng = np.random.default_rng(seed)
+    ev, ref = signatures(n, rng), signatures(n, rng)
+    src = rng.choice(n, size=N_PLANTED, replace=False)
+    dst = rng.choice(n, size=N_PLANTED, replace=False)
+    x = ev[src].astype(np.float32) + 0.01 * rng.standard_normal(
+        (N_PLANTED, D_SIG), dtype=np.float32
+    )
+    ref[dst] = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16)
+    planted = set(zip(src.tolist(), dst.tolist(), strict=True))
+    pairs, seconds, peak = measure(lambda: find_near_copies(ev, ref, block_size=block_size))
+    leak = pairs[pairs["scope"] == "leak"]
+    found = set(zip(leak["i"].tolist(), leak["j"].tolist(), strict=True))
+    row = {
+        "n": n,
+        "m": n,
+        "d": D_SIG,
+        "copies_seconds": round(seconds, 2),
+        "copies_peak_extra_mib": round(peak, 1),
+        "copies_leak_found": len(found),
+        "copies_within_found": int((pairs["scope"] == "within").sum()),
+        "copies_planted_recall": len(found & planted) / len(planted),
+        "copies_planted_precision": len(found & planted) / max(len(found), 1),
+    }
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--block-size", type=int, default=DEFAULT_BLOCK_SIZE)
+    ap.add_argument(
+        "--copy-sizes",
+        type=int,
+        nargs="*",
+        default=[10_000, 100_000],
+        help="sizes for find_near_copies on 768-d appearance signatures (within + leak)",
+    )
     args = ap.parse_args()
     rows = [run_size(n, args.block_size) for n in args.sizes]
+    copies = [run_copies(n, args.block_size) for n in args.copy_sizes]
     result = {
         "benchmark": "analysis.duplicates blockwise cosine search",
         "command": "python bench/bench_duplicates.py " + " ".join(sys.argv[1:]),
@@ -115,6 +173,7 @@ def main() -> None:
         "numpy": np.__version__,
         "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "results": rows,
+        "near_copies": copies,
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
