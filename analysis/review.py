@@ -6,8 +6,14 @@ follows an image across runs and models. Every edit is an appended event (histor
 nothing is overwritten); the current state of an image is folded from its events.
 
 Concurrency: WAL mode, one short ``BEGIN IMMEDIATE`` transaction per write and a busy timeout,
-so two browser sessions (threads or processes) writing at once both land, and a crash loses at
-most the write that was in flight, never a committed one.
+so two browser sessions (threads or processes) writing at once both land. ``synchronous=FULL``:
+review notes cannot be re-derived, so a committed write must survive a power loss or OS crash,
+not only a crash of the app; the writes are tiny, so the extra fsync per commit costs nothing
+noticeable. A crash loses at most the write that was in flight, never a committed one.
+
+Edits from a form are diffed against what that form *showed* (:func:`tag_changes`,
+:meth:`ReviewStore.save_edits`), never against the database at save time: otherwise a tag that
+another reviewer added after the form was drawn would be written as removed by this one.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Iterable
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,7 +105,8 @@ class ReviewStore:
         con = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
         try:
             con.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
-            con.execute("PRAGMA synchronous=NORMAL")
+            # NORMAL in WAL mode can drop the last commits on power loss; see the module docstring.
+            con.execute("PRAGMA synchronous=FULL")
             yield con
         finally:
             con.close()
@@ -127,22 +134,9 @@ class ReviewStore:
         relpath: str | None = None,
         queue_id: str | None = None,
     ) -> int:
-        _check(content_hash, kind, value, reviewer)
+        row = _row(content_hash, kind, value, reviewer, run_id, relpath, queue_id)
         with self._write() as con:
-            cur = con.execute(
-                "INSERT INTO events(content_hash, kind, value, reviewer, created, run_id, relpath,"
-                " queue_id) VALUES (?,?,?,?,?,?,?,?)",
-                (
-                    content_hash,
-                    kind,
-                    value,
-                    reviewer.strip(),
-                    time.time(),
-                    run_id,
-                    relpath,
-                    queue_id,
-                ),
-            )
+            cur = con.execute(_INSERT, row)
             return int(cur.lastrowid)
 
     def add_tag(self, content_hash: str, tag: str, *, reviewer: str, **where) -> int:
@@ -168,21 +162,50 @@ class ReviewStore:
             content_hash, "reviewed", "", reviewer=reviewer, queue_id=queue_id, **where
         )
 
+    def save_edits(
+        self,
+        content_hash: str,
+        *,
+        reviewer: str,
+        shown_tags: Iterable[str],
+        tags: Iterable[str],
+        shown_label: str = "",
+        label: str = "",
+        note: str = "",
+        reviewed: bool = True,
+        run_id: str | None = None,
+        relpath: str | None = None,
+        queue_id: str | None = None,
+    ) -> tuple[list[str], list[str]]:
+        """Save one reviewer's edit form in one transaction; returns (tags added, tags removed).
+
+        ``shown_tags`` / ``shown_label`` are what the form showed when it was drawn, ``tags`` /
+        ``label`` what the reviewer submitted (``""`` = the given label / no decision). Only the
+        reviewer's own changes are written: a tag or label that someone else set after the form
+        was drawn is left alone unless this reviewer changed that very tag or the label. A
+        non-blank ``note`` is appended (notes never replace each other)."""
+        add, remove = tag_changes(shown_tags, tags)
+        where = (run_id, relpath, queue_id)
+        rows = [_row(content_hash, "tag", t, reviewer, *where) for t in add]
+        rows += [_row(content_hash, "untag", t, reviewer, *where) for t in remove]
+        if note.strip():
+            rows.append(_row(content_hash, "note", note.strip(), reviewer, *where))
+        if (label or "") != (shown_label or ""):
+            rows.append(_row(content_hash, "label", label or "", reviewer, *where))
+        if reviewed:
+            rows.append(_row(content_hash, "reviewed", "", reviewer, *where))
+        if rows:
+            with self._write() as con:
+                con.executemany(_INSERT, rows)
+        return add, remove
+
     def add_tags_many(
         self, items: Iterable[tuple[str, str]], *, reviewer: str, run_id: str | None = None
     ) -> int:
         """Tag many (content_hash, tag) pairs in one transaction; returns how many."""
-        rows = [
-            (h, "tag", _clean_tag(t), reviewer, time.time(), run_id, None, None) for h, t in items
-        ]
-        for r in rows:
-            _check(r[0], "tag", r[2], reviewer)
+        rows = [_row(h, "tag", _clean_tag(t), reviewer, run_id, None, None) for h, t in items]
         with self._write() as con:
-            con.executemany(
-                "INSERT INTO events(content_hash, kind, value, reviewer, created, run_id, relpath,"
-                " queue_id) VALUES (?,?,?,?,?,?,?,?)",
-                rows,
-            )
+            con.executemany(_INSERT, rows)
         return len(rows)
 
     # -- reads -------------------------------------------------------------------------------
@@ -260,7 +283,7 @@ class ReviewStore:
         return self.queue(qid)
 
     def queue(self, queue_id: str) -> Queue | None:
-        with closing(sqlite3.connect(self.path, timeout=self.timeout_s)) as con:
+        with self._connect() as con:
             row = con.execute(
                 "SELECT id, run_id, name, query, sample_ids, hashes, reviewer,"
                 " created FROM queues WHERE id=?",
@@ -318,6 +341,8 @@ def fold_events(ev: pd.DataFrame) -> pd.DataFrame:
         "last_reviewer",
         "last_at",
         "relpath",
+        "label_by",
+        "label_at",
     ]
     if ev.empty:
         return pd.DataFrame(columns=cols)
@@ -325,6 +350,7 @@ def fold_events(ev: pd.DataFrame) -> pd.DataFrame:
     for h, g in ev.groupby("content_hash", sort=False):
         tags: dict[str, None] = {}
         notes, label, reviewed = [], "", False
+        label_by, label_at = "", float("nan")
         for kind, value, who, when in zip(
             g["kind"], g["value"], g["reviewer"], g["created"], strict=True
         ):
@@ -335,7 +361,7 @@ def fold_events(ev: pd.DataFrame) -> pd.DataFrame:
             elif kind == "note":
                 notes.append({"text": value, "reviewer": who, "at": float(when)})
             elif kind == "label":
-                label = value
+                label, label_by, label_at = value, who, float(when)
             elif kind == "reviewed":
                 reviewed = True
         rel = g["relpath"].dropna()
@@ -349,17 +375,29 @@ def fold_events(ev: pd.DataFrame) -> pd.DataFrame:
                 g["reviewer"].iloc[-1],
                 float(g["created"].iloc[-1]),
                 rel.iloc[-1] if len(rel) else None,
+                label_by,
+                label_at,
             )
         )
     return pd.DataFrame(out, columns=cols)
 
 
 def relabel_list(samples: pd.DataFrame, state: pd.DataFrame) -> pd.DataFrame:
-    """Images whose label someone corrected: path, given label, corrected label, reviewer.
+    """Images whose label someone corrected: path, relpath, given label, corrected label, and
+    ``reviewer`` / ``labelled_at`` (epoch seconds): who set the current corrected label and when.
 
-    ``samples`` needs content_hash, path, label_name; ``state`` is :meth:`ReviewStore.state`."""
+    ``samples`` needs content_hash, path, relpath, label_name; ``state`` is
+    :meth:`ReviewStore.state`. A state without ``label_by`` / ``label_at`` (built by hand, older
+    callers) falls back to the last reviewer and time of the image."""
+    cols = ["path", "relpath", "given_label", "corrected_label", "reviewer", "labelled_at"]
     if state.empty:
-        return pd.DataFrame(columns=["path", "given_label", "corrected_label", "reviewer"])
+        return pd.DataFrame(columns=cols)
+    # The last event of an image may be a note or a "reviewed" mark by someone else: crediting
+    # last_reviewer would name them as the person who decided the label.
+    if "label_by" not in state.columns:
+        state = state.assign(label_by=state["last_reviewer"])
+    if "label_at" not in state.columns:
+        state = state.assign(label_at=state.get("last_at", float("nan")))
     decided = state[state["corrected_label"] != ""]
     merged = samples[["content_hash", "path", "relpath", "label_name"]].merge(
         decided, on="content_hash", how="inner", suffixes=("", "_review")
@@ -371,9 +409,41 @@ def relabel_list(samples: pd.DataFrame, state: pd.DataFrame) -> pd.DataFrame:
             "relpath": merged["relpath"],
             "given_label": merged["label_name"],
             "corrected_label": merged["corrected_label"],
-            "reviewer": merged["last_reviewer"],
-        }
+            "reviewer": merged["label_by"],
+            "labelled_at": merged["label_at"],
+        },
+        columns=cols,
     ).reset_index(drop=True)
+
+
+def tag_changes(shown: Iterable[str], chosen: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(tags to add, tags to remove) for a reviewer whose form showed ``shown`` and who
+    submitted ``chosen``; both are normalised like stored tags, results sorted.
+
+    Diffing against the form rather than the database at save time is what keeps a tag that
+    someone else added meanwhile: it is in neither set, so it is neither added nor removed."""
+    before = {_clean_tag(t) for t in shown}
+    after = {_clean_tag(t) for t in chosen}
+    return sorted(after - before), sorted(before - after)
+
+
+_INSERT = (
+    "INSERT INTO events(content_hash, kind, value, reviewer, created, run_id, relpath, queue_id)"
+    " VALUES (?,?,?,?,?,?,?,?)"
+)
+
+
+def _row(
+    content_hash: str,
+    kind: str,
+    value: str,
+    reviewer: str,
+    run_id: str | None,
+    relpath: str | None,
+    queue_id: str | None,
+) -> tuple:
+    _check(content_hash, kind, value, reviewer)
+    return (content_hash, kind, value, reviewer.strip(), time.time(), run_id, relpath, queue_id)
 
 
 def _clean_tag(tag: str) -> str:

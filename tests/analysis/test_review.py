@@ -7,7 +7,13 @@ import threading
 import pandas as pd
 import pytest
 
-from analysis.review import STARTER_TAGS, ReviewStore, fold_events, relabel_list
+from analysis.review import (
+    STARTER_TAGS,
+    ReviewStore,
+    fold_events,
+    relabel_list,
+    tag_changes,
+)
 
 
 def test_empty_store(tmp_path):
@@ -134,8 +140,111 @@ def test_relabel_list():
             "given_label": "cat",
             "corrected_label": "dog",
             "reviewer": "ana",
+            "labelled_at": 1.0,
         }
     ]
+
+
+def _samples(*hashes):
+    return pd.DataFrame(
+        {
+            "content_hash": list(hashes),
+            "path": [f"/{h}.png" for h in hashes],
+            "relpath": [f"{h}.png" for h in hashes],
+            "label_name": ["cat"] * len(hashes),
+        }
+    )
+
+
+def test_relabel_list_credits_who_set_the_label_not_the_last_reviewer(tmp_path):
+    s = ReviewStore(tmp_path / "r.sqlite")
+    s.set_label("h1", "dog", reviewer="ana")
+    at = s.events(["h1"])["created"].iloc[-1]
+    s.add_note("h1", "agree, a dog", reviewer="bo")
+    s.mark_reviewed("h1", reviewer="carl")
+    rl = relabel_list(_samples("h1"), s.state())
+    assert rl[["corrected_label", "reviewer"]].values.tolist() == [["dog", "ana"]]  # not carl
+    assert rl["labelled_at"].tolist() == [at]
+    s.set_label("h1", "bee", reviewer="bo")  # the latest decision counts
+    s.add_tag("h1", "ambiguous", reviewer="carl")
+    row = relabel_list(_samples("h1"), s.state()).iloc[0]
+    assert (row["corrected_label"], row["reviewer"]) == ("bee", "bo")
+    assert row["labelled_at"] == s.events(["h1"]).query("kind == 'label'")["created"].iloc[-1]
+
+
+def test_synchronous_full_on_every_connection(tmp_path):
+    """NORMAL (1) in WAL mode can lose committed review notes on power loss; FULL is 2."""
+    s = ReviewStore(tmp_path / "r.sqlite")
+    with s._connect() as con:
+        assert con.execute("PRAGMA synchronous").fetchone()[0] == 2
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    again = ReviewStore(tmp_path / "r.sqlite")  # reopening an existing file, too
+    with again._connect() as con:
+        assert con.execute("PRAGMA synchronous").fetchone()[0] == 2
+
+
+def test_tag_changes_diff_against_what_was_shown():
+    assert tag_changes([], ["Model  Error"]) == (["model error"], [])
+    assert tag_changes(["ambiguous", "label error"], ["label error", "x"]) == (["x"], ["ambiguous"])
+    assert tag_changes(["ambiguous"], ["ambiguous"]) == ([], [])
+
+
+def test_concurrent_tagging_keeps_the_other_reviewers_tag(tmp_path):
+    """Ana opens an image (no tags), Bo adds "ambiguous", Ana picks "model error" and saves."""
+    s = ReviewStore(tmp_path / "r.sqlite")
+    shown = s.state(["h1"])  # what Ana's form showed
+    assert shown.empty
+    s.add_tag("h1", "ambiguous", reviewer="Bo")
+    s.set_label("h1", "dog", reviewer="Bo")
+    s.save_edits(
+        "h1",
+        reviewer="Ana",
+        shown_tags=[],
+        tags=["model error"],
+        shown_label="",
+        label="",  # Ana left the label alone: Bo's decision stands
+        note="tail is cut off",
+    )
+    st = s.state(["h1"]).iloc[0]
+    assert st["tags"] == ["ambiguous", "model error"]
+    assert st["corrected_label"] == "dog" and st["label_by"] == "Bo"
+    assert [n["text"] for n in st["notes"]] == ["tail is cut off"] and st["reviewed"]
+    ev = s.history("h1")
+    assert "untag" not in set(ev["kind"])
+    assert ev[ev["reviewer"] == "Ana"]["kind"].tolist() == ["tag", "note", "reviewed"]
+
+
+def test_save_edits_removes_what_the_user_removed(tmp_path):
+    s = ReviewStore(tmp_path / "r.sqlite")
+    s.add_tag("h1", "ambiguous", reviewer="Bo")
+    s.add_tag("h1", "label error", reviewer="Bo")
+    shown = s.state(["h1"]).iloc[0]["tags"]
+    s.add_tag("h1", "data quality", reviewer="Carl")  # after Ana's form was drawn
+    added, removed = s.save_edits(
+        "h1",
+        reviewer="Ana",
+        shown_tags=shown,
+        tags=["label error"],
+        shown_label="",
+        label="cat",
+        reviewed=False,
+    )
+    assert (added, removed) == ([], ["ambiguous"])
+    st = s.state(["h1"]).iloc[0]
+    assert st["tags"] == ["data quality", "label error"]
+    assert st["corrected_label"] == "cat" and not st["reviewed"]
+    # Ana withdraws her label decision explicitly: that is a change, so it is written.
+    s.save_edits(
+        "h1", reviewer="Ana", shown_tags=st["tags"], tags=st["tags"], shown_label="cat", label=""
+    )
+    assert s.state(["h1"]).iloc[0]["corrected_label"] == ""
+
+
+def test_save_edits_is_one_transaction(tmp_path):
+    s = ReviewStore(tmp_path / "r.sqlite")
+    with pytest.raises(ValueError, match="at most 60 characters"):
+        s.save_edits("h1", reviewer="Ana", shown_tags=[], tags=["ok", "x" * 61], note="n")
+    assert s.events().empty  # nothing half-written
 
 
 def test_tags_survive_a_reanalysis(image_folder, tiny_resnet, tmp_path):

@@ -100,3 +100,38 @@ def test_slices_page_lists_the_discovered_slices(app_test, sample_run):
     found = sample_run.table("discovered_slices.parquet")
     table = at.dataframe[0].value
     assert list(table["slice"][:3]) == list(found["description"][:3])
+
+
+def test_review_save_keeps_a_tag_added_by_someone_else(app_test, sample_run, tmp_path, monkeypatch):
+    """Ana's page is drawn, Bo tags the image, Ana picks "model error" and saves: both stay."""
+    from analysis.review import ReviewStore
+
+    db_path = tmp_path / "review.sqlite"
+    monkeypatch.setenv("ERRORSCOPE_REVIEW_DB", str(db_path))
+    row = sample_run.samples.iloc[0]
+    h = row[schema.CONTENT_HASH]
+    at = _open(app_test, "detail", sample=row[schema.SAMPLE_ID])
+    at.text_input(key="reviewer").set_value("Ana").run()
+    assert not at.exception, [e.value for e in at.exception]
+
+    bo = ReviewStore(db_path)
+    bo.add_tag(h, "ambiguous", reviewer="Bo")
+    bo.set_label(h, sample_run.class_names[0], reviewer="Bo")
+
+    def form_tags():
+        return next(p for p in at.pills if p.key.startswith("detail_tags_"))
+
+    form_tags().select("model error")
+    next(t for t in at.text_area if t.key.startswith("detail_note_")).set_value("cut off")
+    next(b for b in at.button if b.label == "Save").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+
+    st = bo.state([h]).iloc[0]
+    assert st["tags"] == ["ambiguous", "model error"]
+    assert st["corrected_label"] == sample_run.class_names[0] and st["label_by"] == "Bo"
+    ev = bo.history(h)
+    assert "untag" not in set(ev["kind"])
+    assert ev[ev["reviewer"] == "Ana"]["kind"].tolist() == ["tag", "note", "reviewed"]
+    # After the save the form is drawn afresh from the database, with an empty note box.
+    assert sorted(form_tags().value) == ["ambiguous", "model error"]
+    assert next(t for t in at.text_area if t.key.startswith("detail_note_")).value == ""
