@@ -40,7 +40,19 @@ def _floats3(s: str) -> tuple[float, float, float]:
     return tuple(parts)
 
 
+def _pixel_count(s: str) -> int:
+    try:
+        n = int(s)  # accepts 256_000_000 too
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number of pixels, got {s!r}")
+    return n
+
+
 def _parser() -> argparse.ArgumentParser:
+    from .images import DEFAULT_MAX_PIXELS
+
     p = argparse.ArgumentParser(
         prog="errorscope", description="Error analysis for image classifiers."
     )
@@ -72,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--min-support", type=int, default=20, help="smallest slice reported")
     a.add_argument("--no-umap", action="store_true", help="skip the 2-D embedding map")
+    a.add_argument(
+        "--max-pixels",
+        type=_pixel_count,
+        help="skip images with more pixels than this as possible decompression bombs"
+        f" (default: {DEFAULT_MAX_PIXELS:_}, about 16k x 16k)",
+    )
     a.add_argument("--out", help="runs folder (default: $ERRORSCOPE_RUNS_DIR or ./runs)")
     a.add_argument("--force", action="store_true", help="recompute even if an identical run exists")
 
@@ -154,6 +172,7 @@ def _dispatch(args) -> int:
             seed=args.seed,
             min_support=args.min_support,
             umap=not args.no_umap,
+            max_pixels=args.max_pixels,
         )
         run = analyze(
             cfg, runs_dir=runs_dir_from_env(args.out), force=args.force, progress=_printer()
@@ -163,6 +182,15 @@ def _dispatch(args) -> int:
     if args.cmd == "sample":
         from .pipeline import analyze
 
+        needed = ("eval.csv", "reference.csv", "model.safetensors", "model.json")
+        missing = [n for n in needed if not (SAMPLE_DIR / n).exists()]
+        if missing:  # an installed wheel: sample_data/ is not part of the package
+            raise FileNotFoundError(
+                f"no bundled sample at {SAMPLE_DIR} (missing {', '.join(missing)}): the sample"
+                " ships with the source checkout, not with the installed package; clone the"
+                " errorscope repository and run `errorscope sample` (or `make run`) inside it,"
+                " or analyse your own data with `errorscope analyze --model M --data D`"
+            )
         run = analyze(
             sample_config(),
             runs_dir=runs_dir_from_env(args.out),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import warnings
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +30,8 @@ IMAGE_EXTENSIONS = (
 
 #: Images above this many pixels are refused as possible decompression bombs (~ 16k x 16k).
 DEFAULT_MAX_PIXELS = 256_000_000
+
+_PILLOW_LIMIT_LOCK = threading.Lock()
 
 
 class ImageReadError(Exception):
@@ -89,26 +91,33 @@ def decode_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXEL
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be a positive number of pixels, got {max_pixels!r}")
+    _raise_pillow_limit(max_pixels)
     data = read_bytes(os.fspath(path))
     digest = hashlib.sha256(data).hexdigest()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            w, h = img.size
-            if w * h > max_pixels:
-                raise ImageReadError(
-                    f"too large: {w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,}"
-                    " (possible decompression bomb)"
-                )
-            img.load()
-            img = ImageOps.exif_transpose(img)
+        # No warnings.catch_warnings() to turn Pillow's bomb warning into an error: it swaps the
+        # process-wide filter list, so concurrent decodes could leave each other's filter behind.
+        img = Image.open(io.BytesIO(data))  # reads the header only
+        w, h = img.size
+        if w * h > max_pixels:
+            raise ImageReadError(
+                f"too large: {w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,}"
+                " (possible decompression bomb; raise max_pixels / --max-pixels to analyse it)"
+            )
+        img.load()
+        img = ImageOps.exif_transpose(img)
     except ImageReadError:
         raise
     except UnidentifiedImageError:
         raise ImageReadError("not a readable image (unknown or corrupt format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageReadError(f"too large (possible decompression bomb): {e}") from None
+        # Pillow's limit is >= max_pixels here, so this is an image above errorscope's limit too
+        # (the warning only arrives as an exception where warnings are turned into errors)
+        raise ImageReadError(
+            f"too large (possible decompression bomb): {e} (limit max_pixels = {max_pixels:,})"
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         msg = str(e)
         if "truncated" in msg.lower():
@@ -127,6 +136,28 @@ def decode_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXEL
         content_hash=digest,
         mode=mode,
     )
+
+
+def _raise_pillow_limit(max_pixels: int) -> None:
+    """Make sure Pillow's own bomb check (a warning above ``Image.MAX_IMAGE_PIXELS``, an error
+    above twice that) never fires below ``max_pixels``, so errorscope's limit is the one that
+    applies.
+
+    The limit is a process-wide global that decoders in other threads read at the same time, so
+    it is only ever raised, never lowered or restored: setting and restoring it around each
+    decode would let one thread's restore cut another's decode short. ``None`` (no limit, set by
+    the application) is left alone. Pillow keeps guarding what errorscope does not check itself
+    (frames and tiles inside the file), at the same ratio as its default.
+    """
+    from PIL import Image
+
+    current = Image.MAX_IMAGE_PIXELS
+    if current is None or current >= max_pixels:
+        return
+    with _PILLOW_LIMIT_LOCK:
+        current = Image.MAX_IMAGE_PIXELS
+        if current is not None and current < max_pixels:
+            Image.MAX_IMAGE_PIXELS = int(max_pixels)
 
 
 def _to_rgb(img) -> np.ndarray:

@@ -76,14 +76,42 @@ class AnalysisConfig:
 
 
 def _preprocessing(cfg: AnalysisConfig, arch: str | None, sidecar: dict) -> Preprocessing:
-    base = default_preprocessing(arch)
-    if sidecar.get("resize"):
-        base = Preprocessing.from_dict(
-            {
-                **base.to_dict(),
-                **{k: sidecar[k] for k in ("resize", "crop", "mean", "std") if k in sidecar},
-            }
-        )
+    """CLI options, else the sidecar's keys (each on its own), else the architecture's defaults.
+
+    A sidecar ``"crop": null`` means what ``--no-crop`` means: resize to a square.
+    """
+    where = f"sidecar {Path(cfg.model).with_suffix('.json')}" if cfg.model else "model sidecar"
+
+    def pixels(key: str) -> int:
+        v = sidecar[key]
+        whole = isinstance(v, int | float) and not isinstance(v, bool) and float(v).is_integer()
+        if not whole or v < 1:
+            raise ValueError(
+                f"{where}: {key!r} is {v!r}; expected a positive whole number of pixels"
+                + (" or null (no crop)" if key == "crop" else "")
+            )
+        return int(v)
+
+    def rgb(key: str) -> tuple[float, float, float]:
+        v = sidecar[key]
+        try:
+            t = tuple(float(x) for x in v) if not isinstance(v, str) else ()
+        except (TypeError, ValueError):
+            t = ()
+        if len(t) != 3 or (key == "std" and min(t) <= 0):
+            what = "three positive numbers" if key == "std" else "three numbers"
+            raise ValueError(f"{where}: {key!r} is {v!r}; expected {what} (R, G, B)")
+        return t
+
+    side: dict = {}
+    if sidecar.get("resize") is not None:
+        side["resize"] = pixels("resize")
+    if "crop" in sidecar:
+        side["crop"] = None if sidecar["crop"] is None else pixels("crop")
+    for key in ("mean", "std"):
+        if sidecar.get(key) is not None:
+            side[key] = rgb(key)
+    base = replace(default_preprocessing(arch), **side)
     return replace(
         base,
         resize=cfg.resize or base.resize,

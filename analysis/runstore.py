@@ -182,14 +182,54 @@ class RunWriter:
     """Writes a run into ``<runs_dir>/.tmp-<id>-*`` and renames it into place on ``commit``.
 
     Use as a context manager: leaving the block with an exception deletes the temporary folder.
+    Starting one also removes the ``.tmp-*`` folders of killed analyses (nothing in them changed
+    for :attr:`STALE_TMP_AGE_S`); their paths are in :attr:`removed_stale` and logged.
     """
+
+    #: A temporary folder with nothing written in it for this long belongs to a killed analysis:
+    #: a live one writes thumbnails and section files far more often than that.
+    STALE_TMP_AGE_S = 24 * 3600
 
     def __init__(self, runs_dir: str | os.PathLike, run_id: str):
         self.runs_dir = Path(runs_dir)
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.run_id = run_id
         self.final = self.runs_dir / run_id
+        self.removed_stale = self._remove_stale_tmp()
         self.tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{run_id}-", dir=self.runs_dir))
+
+    def _remove_stale_tmp(self) -> list[Path]:
+        import logging
+
+        log = logging.getLogger(__name__)
+        cutoff = time.time() - self.STALE_TMP_AGE_S
+        removed = []
+        for d in sorted(self.runs_dir.glob(".tmp-*")):
+            try:
+                if d.is_symlink() or not d.is_dir() or self._newest_mtime(d) >= cutoff:
+                    continue
+                shutil.rmtree(d)
+            except FileNotFoundError:  # another writer removed it first
+                continue
+            except OSError as e:
+                log.warning("could not remove stale temporary folder %s: %s", d, e)
+                continue
+            log.info("removed %s, left by an interrupted analysis", d)
+            removed.append(d)
+        return removed
+
+    @staticmethod
+    def _newest_mtime(folder: Path) -> float:
+        """Latest modification time of ``folder`` and the folders inside it (each new file bumps
+        its folder's time), so a run still writing thumbnails deep inside counts as fresh."""
+        newest = folder.stat().st_mtime
+        for root, dirs, _files in os.walk(folder):
+            for name in dirs:
+                try:
+                    newest = max(newest, os.stat(os.path.join(root, name)).st_mtime)
+                except FileNotFoundError:
+                    continue
+        return newest
 
     def __enter__(self) -> RunWriter:
         return self

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from analysis.images import ImageReadError, decode_image
+from analysis.images import DEFAULT_MAX_PIXELS, ImageReadError, decode_image
 
 
 def _save(path, arr, mode=None, **kw):
@@ -67,3 +67,76 @@ def test_hash_and_size(tmp_path):
     img = decode_image(p)
     assert img.content_hash == hashlib.sha256(p.read_bytes()).hexdigest()
     assert img.file_size == p.stat().st_size
+
+
+PILLOW_DEFAULT_LIMIT = 1024 * 1024 * 1024 // 4 // 3  # Image.MAX_IMAGE_PIXELS as Pillow ships it
+
+
+@pytest.fixture(scope="module")
+def photo_96mp(tmp_path_factory):
+    """A 10000 x 9500 image (95 M pixels, above Pillow's default limit of ~89.5 M): 1-bit, so
+    the PNG is a few kB; decoding it to RGB peaks around 1 GB of memory."""
+    path = tmp_path_factory.mktemp("huge") / "photo.png"
+    im = Image.new("1", (10_000, 9_500))
+    im.paste(1, (0, 0, 5_000, 9_500))  # left half white, so the decoded content can be checked
+    im.save(path)
+    return path
+
+
+@pytest.fixture
+def pillow_limit(monkeypatch):
+    """Pillow's process-wide limit as it ships, restored after the test (decoding raises it)."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", PILLOW_DEFAULT_LIMIT)
+    return Image
+
+
+def test_image_above_pillows_limit_but_within_max_pixels_decodes(photo_96mp, pillow_limit):
+    assert 10_000 * 9_500 > PILLOW_DEFAULT_LIMIT
+    img = decode_image(photo_96mp, max_pixels=100_000_000)
+    assert (img.width, img.height) == (10_000, 9_500) and img.rgb.shape == (9_500, 10_000, 3)
+    assert img.rgb[0, 0].tolist() == [255, 255, 255] and img.rgb[-1, -1].tolist() == [0, 0, 0]
+    assert pillow_limit.MAX_IMAGE_PIXELS >= 100_000_000
+    assert DEFAULT_MAX_PIXELS > 10_000 * 9_500  # so the default analyses it as well
+
+
+# Pillow warns at its own limit (now max_pixels) before errorscope refuses the file
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_image_above_max_pixels_is_skipped_naming_both_numbers(photo_96mp, pillow_limit):
+    with pytest.raises(ImageReadError) as err:
+        decode_image(photo_96mp, max_pixels=90_000_000)
+    assert "10000x9500 = 95,000,000 pixels" in str(err.value)
+    assert "limit of 90,000,000" in str(err.value)
+
+
+def test_pillows_limit_is_only_ever_raised(tmp_path, monkeypatch):
+    small = _save(tmp_path / "s.png", np.zeros((100, 100, 3), np.uint8))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10**9)
+    decode_image(small, max_pixels=20_000)
+    assert Image.MAX_IMAGE_PIXELS == 10**9  # an application's higher limit is kept
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    decode_image(small, max_pixels=20_000)
+    assert Image.MAX_IMAGE_PIXELS is None  # "no limit" is kept
+    with pytest.raises(ValueError, match="max_pixels must be a positive number of pixels, got 0"):
+        decode_image(small, max_pixels=0)
+
+
+def test_concurrent_decodes_with_different_limits(tmp_path, pillow_limit):
+    from concurrent.futures import ThreadPoolExecutor
+
+    small = _save(tmp_path / "s.png", np.zeros((100, 100, 3), np.uint8))
+    limits = [5_000, 300_000_000] * 40
+
+    def decode(limit):
+        try:
+            return decode_image(small, max_pixels=limit).width
+        except ImageReadError as e:
+            return str(e)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(decode, limits))
+    for limit, res in zip(limits, results, strict=True):
+        if limit == 5_000:
+            assert "exceeds the limit of 5,000" in res
+        else:
+            assert res == 100
+    assert pillow_limit.MAX_IMAGE_PIXELS == 300_000_000

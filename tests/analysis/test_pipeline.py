@@ -180,3 +180,127 @@ def test_wrong_class_count_fails_before_the_pass(image_folder, tmp_path):
     ckpt = save_tiny_resnet(tmp_path / "five.pt", num_classes=5)
     with pytest.raises(ValueError, match="has 5 classes but the class list has 3"):
         analyze(_cfg(image_folder, ckpt), runs_dir=tmp_path / "runs")
+
+
+def _prep(sidecar, arch="resnet18", **cli):
+    from analysis.pipeline import _preprocessing
+
+    return _preprocessing(AnalysisConfig(data="d", **cli), arch, sidecar)
+
+
+def test_each_sidecar_preprocessing_key_applies_on_its_own():
+    from analysis.models import IMAGENET_MEAN, IMAGENET_STD
+
+    assert _prep({}).to_dict() == {  # resnet18's documented transform
+        "resize": 256,
+        "crop": 224,
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+    }
+    assert (_prep({"crop": 200}).resize, _prep({"crop": 200}).crop) == (256, 200)
+    assert _prep({"crop": None}).crop is None  # null: resize to a square, as --no-crop
+    only_norm = _prep({"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]})
+    assert only_norm.mean == (0.5, 0.5, 0.5) and only_norm.std == (0.25, 0.25, 0.25)
+    assert (only_norm.resize, only_norm.crop) == (256, 224)
+    assert _prep({"std": [0.2, 0.2, 0.2]}).mean == IMAGENET_MEAN
+    assert (_prep({"resize": 128}).resize, _prep({"resize": 128}).crop) == (128, 224)
+    assert _prep({"resize": None, "crop": 96}).resize == 256  # a null resize keeps the default
+
+
+def test_cli_preprocessing_options_win_over_the_sidecar():
+    side = {"resize": 128, "crop": 112, "mean": [0.5] * 3, "std": [0.25] * 3}
+    p = _prep(side, resize=300, crop=288, mean=(0.1, 0.2, 0.3), std=(0.4, 0.5, 0.6))
+    assert (p.resize, p.crop, p.mean, p.std) == (300, 288, (0.1, 0.2, 0.3), (0.4, 0.5, 0.6))
+    assert _prep(side, no_crop=True).crop is None
+    assert _prep({"crop": 200}, crop=150).crop == 150
+    assert _prep(side, arch=None).input_size == 112  # no architecture: sidecar over 256/224
+
+
+@pytest.mark.parametrize(
+    ("sidecar", "message"),
+    [
+        ({"crop": "224"}, r"'crop' is '224'; expected a positive whole number of pixels or null"),
+        ({"resize": 0}, r"'resize' is 0; expected a positive whole number of pixels"),
+        ({"resize": 1.5}, r"'resize' is 1.5; expected a positive whole number"),
+        ({"mean": [0.5, 0.5]}, r"'mean' is \[0.5, 0.5\]; expected three numbers \(R, G, B\)"),
+        ({"std": [0.2, 0, 0.2]}, r"'std' is \[0.2, 0, 0.2\]; expected three positive numbers"),
+        ({"mean": "0.5"}, r"'mean' is '0.5'; expected three numbers"),
+    ],
+)
+def test_bad_sidecar_preprocessing_is_named(sidecar, message):
+    with pytest.raises(ValueError, match=message):
+        _prep(sidecar)
+
+
+def test_cli_max_pixels_reaches_the_pass(image_folder, tiny_resnet, tmp_path, capsys):
+    from analysis.cli import main
+
+    args = [
+        "analyze",
+        "--data",
+        str(image_folder),
+        "--model",
+        str(tiny_resnet),
+        "--arch",
+        "resnet18",
+        "--resize",
+        "32",
+        "--no-crop",
+        "--workers",
+        "0",
+        "--no-umap",
+        "--out",
+        str(tmp_path / "runs"),
+    ]
+    assert main([*args, "--max-pixels", "1000"]) == 2  # the images are 40 x 40 = 1,600 pixels
+    err = capsys.readouterr().err
+    assert "none of the 18 images" in err
+    assert "40x40 = 1,600 pixels exceeds the limit of 1,000" in err
+    assert main([*args, "--max-pixels", "1600"]) == 0
+    (run_dir,) = [d for d in (tmp_path / "runs").iterdir() if not d.name.startswith(".")]
+    manifest = json.loads((run_dir / schema.MANIFEST).read_text())
+    assert manifest["config"]["max_pixels"] == 1600 and manifest["n_skipped"] == 0
+    with pytest.raises(SystemExit):
+        main([*args, "--max-pixels", "-5"])
+    assert "--max-pixels: expected a positive whole number of pixels, got '-5'" in (
+        capsys.readouterr().err
+    )
+
+
+def test_run_writer_removes_only_stale_temporary_folders(tmp_path, caplog):
+    import logging
+    import os
+    import time
+
+    from analysis.runstore import RunWriter
+
+    runs = tmp_path / "runs"
+    day_ago = time.time() - RunWriter.STALE_TMP_AGE_S - 3600
+
+    def tmp_folder(name, *, age_top, age_inner):
+        d = runs / name
+        (d / "thumbs").mkdir(parents=True)
+        (d / "thumbs" / "a.jpg").write_bytes(b"x")
+        os.utime(d / "thumbs", (age_inner, age_inner))
+        os.utime(d, (age_top, age_top))
+        return d
+
+    killed = tmp_folder(".tmp-a-killed", age_top=day_ago, age_inner=day_ago)
+    now = time.time()
+    fresh = tmp_folder(".tmp-b-fresh", age_top=now, age_inner=now)
+    # a concurrent analysis created its folder long ago but still writes thumbnails
+    busy = tmp_folder(".tmp-c-busy", age_top=day_ago, age_inner=now)
+    not_tmp = tmp_folder("old-run", age_top=day_ago, age_inner=day_ago)
+    (runs / ".tmp-file").write_text("not a folder")
+    os.utime(runs / ".tmp-file", (day_ago, day_ago))
+
+    with caplog.at_level(logging.INFO, logger="analysis.runstore"):
+        w = RunWriter(runs, "new-run")
+    assert w.removed_stale == [killed] and not killed.exists()
+    assert fresh.exists() and busy.exists() and not_tmp.exists() and (runs / ".tmp-file").exists()
+    assert w.tmp.exists() and w.tmp.name.startswith(".tmp-new-run-")
+    assert any(
+        str(killed) in r.getMessage() and "interrupted" in r.getMessage() for r in caplog.records
+    )
+    w.__exit__(None, None, None)
+    assert RunWriter(runs, "again").removed_stale == []  # nothing stale is left
