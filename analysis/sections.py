@@ -57,7 +57,10 @@ def _metrics(ctx: SectionContext) -> None:
 
 def _embedding_map(ctx: SectionContext):
     if ctx.embeddings is None:
-        return "no embeddings (TorchScript model or predictions file)"
+        return (
+            "no embeddings: the model has no nn.Linear classifier head for the hook (TorchScript,"
+            " conv heads such as SqueezeNet) or the run was made from a predictions file"
+        )
     from .embeddings import cluster_embeddings, cluster_table, project_2d
 
     emb = np.asarray(ctx.embeddings, dtype=np.float32)
