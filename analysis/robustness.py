@@ -266,25 +266,35 @@ def _motion_blur(x, level, seeds):
 
 
 def _gaussian_noise(x, level, seeds):
+    """torchvision's ``gaussian_noise``, one image at a time under the image's own seed, so the
+    noise an image gets does not depend on its batch (the detail page redraws the same one)."""
     import torch
+    from torchvision.transforms.v2 import functional as F
 
-    noise = (
-        torch.stack([torch.randn(x.shape[1:], generator=g) for g in _generators(seeds)])
-        if len(seeds)
-        else torch.zeros_like(x)
-    )
-    return (x + float(level) * noise.to(device=x.device, dtype=x.dtype)).clamp(0.0, 1.0)
+    out = torch.empty_like(x)
+    for i, seed in enumerate(seeds):
+        with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG untouched
+            torch.manual_seed(int(seed))
+            noisy = F.gaussian_noise(x[i].cpu(), mean=0.0, sigma=float(level), clip=True)
+        out[i] = noisy.to(device=x.device)
+    return out
 
 
 def _occlusion(x, level, seeds):
+    """A grey square (``OCCLUSION_FILL``) of side ``level`` x the image, at a seeded position,
+    pasted with torchvision's ``erase``."""
+    import torch
+    from torchvision.transforms.v2 import functional as F
+
     out = x.clone()
     h, w = x.shape[-2:]
     sh, sw = max(1, round(float(level) * h)), max(1, round(float(level) * w))
     u = _uniform(seeds, 2)
+    fill = torch.tensor(OCCLUSION_FILL, dtype=x.dtype, device=x.device)
     for i in range(x.shape[0]):
         top = int(math.floor(u[i, 0] * (h - sh)))
         left = int(math.floor(u[i, 1] * (w - sw)))
-        out[i, :, top : top + sh, left : left + sw] = OCCLUSION_FILL
+        out[i] = F.erase(x[i], top, left, sh, sw, fill)
     return out
 
 
@@ -1119,6 +1129,62 @@ def per_slice(result: RobustnessResult, run: Any, spec: Any) -> pd.DataFrame:
         result.severities,
         mask=mask,
     )
+
+
+def slice_vs_rest(result: RobustnessResult, run: Any, spec: Any) -> pd.DataFrame:
+    """How much more a perturbation hurts inside a slice than outside it.
+
+    Parameters
+    ----------
+    result : RobustnessResult
+    run : Run or DataFrame
+        The run the result belongs to (or its samples table).
+    spec : SliceSpec
+
+    Returns
+    -------
+    DataFrame, one row per (perturbation, severity)
+        ``perturbation, severity, n_in, accuracy_in, low_in, high_in, drop_in, n_out,
+        accuracy_out, low_out, high_out, drop_out, extra_drop`` where ``drop`` is the clean
+        accuracy minus the perturbed one on the same images (fractions) and ``extra_drop =
+        drop_in - drop_out``: positive when the slice suffers more. Intervals are 95% Wilson on
+        the perturbed accuracy.
+    """
+    from .slices import apply_slice
+
+    inside = per_slice(result, run, spec)
+    samples = run.samples if hasattr(run, "samples") else run
+    mask = apply_slice(samples, spec)[result.rows]
+    outside = _summary_table(
+        result.predictions,
+        result.labels,
+        result.clean_pred,
+        result.perturbations,
+        result.severities,
+        mask=~mask,
+    )
+    keep = [N, ACCURACY, LOW, HIGH, DROP]
+    out = inside[[PERTURBATION, SEVERITY]].copy()
+    for suffix, t in (("_in", inside), ("_out", outside)):
+        for c in keep:
+            out[f"{c}{suffix}"] = t[c].to_numpy()
+    out["extra_drop"] = out["drop_in"] - out["drop_out"]
+    return out
+
+
+def fragile_images(result: RobustnessResult, perturbation: str) -> pd.DataFrame:
+    """Images the model got right that a perturbation makes wrong, most fragile first.
+
+    Returns
+    -------
+    DataFrame
+        ``row, sample_id, severity`` (the lowest severity at which the image becomes wrong),
+        sorted by severity then row; images never made wrong are left out.
+    """
+    first = first_flip_severity(result, perturbations=[perturbation], became_wrong=True)
+    first = first.rename(columns={perturbation: SEVERITY}).dropna(subset=[SEVERITY])
+    first[SEVERITY] = first[SEVERITY].astype(np.int64)
+    return first.sort_values([SEVERITY, ROW], kind="stable").reset_index(drop=True)
 
 
 def is_monotone_within_interval(

@@ -8,7 +8,7 @@ from analysis import figures, schema
 from analysis.query import ImageQuery, save_selection
 from analysis.runstore import Run
 from dashboard import components as ui
-from dashboard import nav
+from dashboard import data, nav
 
 
 def render(run: Run) -> None:
@@ -74,8 +74,60 @@ def render(run: Run) -> None:
             index="class_name", columns="severity", values="accuracy"
         )
         st.dataframe(view.style.format("{:.0%}"), key="rb_pc_tbl")
+        _fragile(run, result, name)
+    _by_slice(run, result)
     if "rb_cell" in st.session_state:
         _flipped(run, result, *st.session_state["rb_cell"])
+
+
+def _fragile(run: Run, result, perturbation: str) -> None:
+    """The images that break first: right when clean, wrong from the lowest severity."""
+    from analysis import robustness as rb
+
+    frag = rb.fragile_images(result, perturbation)
+    st.markdown(f"**Breaks first under {perturbation}** (right when clean, then wrong)")
+    if frag.empty:
+        st.caption("No image the model got right becomes wrong.")
+        return
+    for sev, group in frag.groupby(rb.SEVERITY, sort=True):
+        sel = save_selection(run.path, group[schema.SAMPLE_ID])
+        nav.link(
+            "gallery",
+            f"severity {sev}: {len(group)} image{'s' if len(group) != 1 else ''} first become wrong",
+            ImageQuery(sel=sel),
+        )
+
+
+def _by_slice(run: Run, result) -> None:
+    from analysis import robustness as rb
+    from analysis.slices import spec_from_json
+
+    st.subheader("By slice")
+    choices = {}
+    for name in (schema.DISCOVERED, schema.SLICES):
+        t = data.table(str(run.path), name)
+        if t is not None and not t.empty:
+            for desc, spec in zip(t["description"], t["spec"], strict=True):
+                choices.setdefault(str(desc), str(spec))
+    if not choices:
+        st.caption("This run has no slices.")
+        return
+    pick = st.selectbox("Slice", list(choices), key="rb_slice")
+    t = rb.slice_vs_rest(result, run, spec_from_json(choices[pick]))
+    n_in, n_out = int(t["n_in"].max()), int(t["n_out"].max())
+    st.caption(
+        f"Extra accuracy drop inside *{pick}* ({n_in} images) compared with the other"
+        f" {n_out} images, each against its own clean accuracy: positive = the slice suffers more."
+        " Small slices have wide intervals; hover the heat map cells above for the overall numbers."
+    )
+    view = t.pivot_table(
+        index=rb.PERTURBATION, columns=rb.SEVERITY, values="extra_drop", sort=False
+    )
+    st.dataframe(
+        view.style.format("{:+.0%}").background_gradient(cmap="RdBu_r", vmin=-0.5, vmax=0.5),
+        key="rb_slice_tbl",
+    )
+    nav.link("gallery", f"Open the {n_in} images of this slice →", ImageQuery(slice=choices[pick]))
 
 
 def _flipped(run: Run, result, perturbation: str, severity: int) -> None:

@@ -29,6 +29,7 @@ from analysis.robustness import (
     estimate_cost,
     first_flip_severity,
     flips,
+    fragile_images,
     is_monotone_within_interval,
     list_robustness,
     load_robustness,
@@ -37,6 +38,7 @@ from analysis.robustness import (
     perturbation_table,
     run_robustness,
     select_rows,
+    slice_vs_rest,
 )
 from analysis.slices import Predicate, SliceSpec
 from tests.conftest import make_image_folder, save_tiny_resnet
@@ -407,6 +409,26 @@ def test_per_slice_restricts_the_summary():
         per_slice(res, samples, "camera == a")
     with pytest.raises(ValueError, match="not the run this result was made on"):
         per_slice(res, samples.iloc[:2], SliceSpec())
+
+
+def test_slice_vs_rest_and_fragile_images():
+    labels = np.array([0, 0, 1, 1, 0, 1])
+    clean = np.array([0, 0, 1, 1, 0, 0])  # row 5 wrong when clean
+    # severity 1: row 0 becomes wrong (camera a); severity 2: rows 0, 1 (a) and 4 (b) wrong
+    preds = np.array([[[1, 0, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]]])
+    res = _result(preds, labels, clean, perturbations=("jpeg",), severities=(1, 2))
+    samples = pd.DataFrame({"camera": ["a", "a", "a", "b", "b", "b"]})
+    t = slice_vs_rest(res, samples, SliceSpec((Predicate("camera", "==", "a"),)))
+    assert t["n_in"].tolist() == [3, 3] and t["n_out"].tolist() == [3, 3]
+    np.testing.assert_allclose(t["drop_in"], [1 / 3, 2 / 3])
+    # outside at severity 2: row 4 becomes wrong, row 5 becomes right: no net drop
+    np.testing.assert_allclose(t["drop_out"], [0.0, 0.0])
+    np.testing.assert_allclose(t["extra_drop"], t["drop_in"] - t["drop_out"])
+    assert (t["low_in"] <= t["accuracy_in"]).all() and (t["accuracy_in"] <= t["high_in"]).all()
+    f = fragile_images(res, "jpeg")
+    # row 0 first at severity 1; rows 1 and 4 at 2; rows 2, 3 never wrong; row 5 was wrong clean
+    assert f["row"].tolist() == [0, 1, 4] and f["severity"].tolist() == [1, 2, 2]
+    assert f["sample_id"].tolist() == ["s0", "s1", "s4"]
 
 
 def _summary(acc_by_severity, n=100, clean=None):

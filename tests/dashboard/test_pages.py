@@ -135,3 +135,27 @@ def test_review_save_keeps_a_tag_added_by_someone_else(app_test, sample_run, tmp
     # After the save the form is drawn afresh from the database, with an empty note box.
     assert sorted(form_tags().value) == ["ambiguous", "model error"]
     assert next(t for t in at.text_area if t.key.startswith("detail_note_")).value == ""
+
+
+def test_robustness_page_shows_fragile_images_and_the_slice_breakdown(app_test, sample_run):
+    from analysis.robustness import fragile_images, run_robustness, slice_vs_rest
+    from analysis.slices import spec_from_json
+
+    res = run_robustness(sample_run, perturbations=["gaussian_noise"], subset=150, seed=3)
+    at = _open(app_test, "robustness")
+    assert any(h.value == "By slice" for h in at.subheader)
+    # the fragile-image links: one per severity, counts as fragile_images says
+    frag = fragile_images(res, "gaussian_noise")
+    expected = [
+        f"severity {s}: {n} image{'s' if n != 1 else ''} first become wrong"
+        for s, n in frag.groupby("severity").size().items()
+    ]
+    labels = [el.proto.label for el in at.get("page_link")]
+    assert [lb for lb in labels if lb.startswith("severity ")] == expected, labels
+    # the slice table is slice_vs_rest of the first discovered slice
+    first = sample_run.table(schema.DISCOVERED)["spec"].iloc[0]
+    want = slice_vs_rest(res, sample_run, spec_from_json(first))
+    shown = at.dataframe[-1].value
+    np.testing.assert_allclose(
+        shown.to_numpy(dtype=float).ravel(), want["extra_drop"].to_numpy(), atol=1e-9
+    )
