@@ -458,6 +458,30 @@ class ModelComparison:
             }
         )
 
+    def changed_images(
+        self,
+        *,
+        cls: int | None = None,
+        among: Iterable[str] | None = None,
+        cells: Sequence[str] = (REGRESSION,),
+    ) -> list[str]:
+        """A's sample ids of the matched images in ``cells`` (default: right in A, wrong in B),
+        optionally only those of true class ``cls`` and/or among the sample ids ``among`` (e.g.
+        a slice's images in A). This is what a click on a per-class or per-slice delta opens.
+        """
+        bad = [c for c in cells if c not in CELLS]
+        if bad:
+            raise ValueError(f"unknown cell(s) {bad}; valid: {list(CELLS)}")
+        p = self.pairs
+        keep = p[CELL].isin(list(cells)).to_numpy().copy()  # pandas hands out read-only views
+        if cls is not None:
+            keep &= p[schema.LABEL].to_numpy() == int(cls)
+        ids = p[schema.SAMPLE_ID].astype(str).to_numpy()
+        if among is not None:
+            inside = set(map(str, among))
+            keep &= np.fromiter((i in inside for i in ids), bool, len(ids))
+        return ids[keep].tolist()
+
     def regressions(self, *, alpha: float = 0.05) -> pd.DataFrame:
         """The slices where B is significantly worse (``p_adj < alpha`` and ``delta < 0``)."""
         s = self.slices

@@ -25,6 +25,12 @@ SORT_KEYS = {
     "true_prob": "probability of the given label",
     "label_quality": "label quality (lowest = most suspicious label)",
     "relpath": "file path",
+    # image properties: e.g. the darkest or blurriest first (low to high with desc off)
+    "brightness": "brightness",
+    "contrast": "contrast",
+    "sharpness": "sharpness (Laplacian variance)",
+    "saturation": "saturation",
+    "file_size": "file size",
 }
 
 # Query-parameter names, defined once.

@@ -54,23 +54,30 @@ def render(run: Run) -> None:
     if kind == "models":
         _models(run, res)
     else:
-        _drift(res)
+        _drift(res, b_id)
     nav.copy_link("compare", b=b_id)
 
 
 def _models(run: Run, res) -> None:
+    from analysis.compare import BOTH_WRONG, FIX, REGRESSION
+
     st.markdown(
         f"Model A vs model B on **{res.n_matched:,} shared images** (matched by {res.aligned_on})."
     )
     c = st.columns(3)
     c[0].metric("Accuracy A", fmt.pct(res.accuracy_a.value))
     c[0].caption(f"95% CI {fmt.interval(res.accuracy_a.low, res.accuracy_a.high)}")
+    _ids_link(run, "A's errors →", res.changed_images(cells=(FIX, BOTH_WRONG)), where=c[0])
     c[1].metric("Accuracy B", fmt.pct(res.accuracy_b.value))
     c[1].caption(f"95% CI {fmt.interval(res.accuracy_b.low, res.accuracy_b.high)}")
+    _ids_link(run, "B's errors →", res.changed_images(cells=(REGRESSION, BOTH_WRONG)), where=c[1])
     c[2].metric("B − A", f"{100 * res.delta.value:+.1f} pts")
     c[2].caption(
         f"95% CI {100 * res.delta.low:+.1f} to {100 * res.delta.high:+.1f} pts ·"
         f" McNemar p {fmt.p_value(res.p_value)}"
+    )
+    _ids_link(
+        run, "The images that changed →", res.changed_images(cells=(REGRESSION, FIX)), where=c[2]
     )
     st.subheader("Flips")
     ft = res.flip_table()
@@ -87,27 +94,64 @@ def _models(run: Run, res) -> None:
         else:
             st.markdown(label)
     st.subheader("Per class")
-    st.dataframe(res.per_class, hide_index=True)
+    st.caption("Click a class to open its images that changed between A and B.")
+    row = ui.clickable_table(res.per_class, key="cmp_class")
+    if row is not None:
+        cls = int(res.per_class.iloc[row]["class"])
+        ids = res.changed_images(cls=cls, cells=(REGRESSION, FIX))
+        if ids:
+            nav.go("gallery", ImageQuery(sel=save_selection(run.path, ids)))
+        else:
+            st.info("No image of this class changed between A and B.")
     st.subheader("Slices where B is worse, most significant first")
     reg = res.slices
     if reg.empty:
         st.caption("No slices.")
         return
+    st.caption("Click a slice to open its images that A got right and B gets wrong.")
     row = ui.clickable_table(reg.drop(columns=["spec"], errors="ignore"), key="cmp_slices")
     if row is not None and "spec" in reg.columns:
-        nav.go("gallery", ImageQuery(slice=reg.iloc[row]["spec"]))
+        from analysis import schema
+        from analysis.slices import apply_slice, spec_from_json
+
+        s = run.samples
+        inside = s.loc[apply_slice(s, spec_from_json(reg.iloc[row]["spec"])), schema.SAMPLE_ID]
+        ids = res.changed_images(among=inside)
+        if ids:
+            nav.go("gallery", ImageQuery(sel=save_selection(run.path, ids)))
+        else:
+            nav.go("gallery", ImageQuery(slice=reg.iloc[row]["spec"]))
 
 
-def _drift(rep) -> None:
+def _ids_link(run: Run, label: str, ids: list[str], *, where) -> None:
+    with where:
+        if ids:
+            nav.link(
+                "gallery", f"{label} ({len(ids):,})", ImageQuery(sel=save_selection(run.path, ids))
+            )
+
+
+def _drift(rep, b_id: str) -> None:
+    """Set A vs set B. Links open run B's images (what moved is in B)."""
     st.markdown(
         f"Set A ({rep.n_a:,} images) vs set B ({rep.n_b:,} images), same model: what moved."
+        " Click a feature to see B's images sorted by it, a slice to see its images in B."
     )
     flagged = rep.flagged_features
     if flagged:
         st.warning("Drift in: " + ", ".join(ui.safe(f) for f in flagged))
     else:
         st.success("No feature drifted beyond the thresholds.")
-    st.dataframe(rep.features, hide_index=True)
+    feats = rep.features
+    row = ui.clickable_table(feats, key="drift_feats")
+    if row is not None:
+        from analysis.query import SORT_KEYS
+
+        feature = str(feats.iloc[row]["feature"])
+        if feature in SORT_KEYS:
+            nav.go("gallery", ImageQuery(sort=feature), run=b_id)
+        else:
+            nav.go("gallery", ImageQuery(), run=b_id)
     if not rep.embedding.empty:
         st.subheader("Embedding space")
         st.caption(
@@ -116,8 +160,9 @@ def _drift(rep) -> None:
         )
         st.dataframe(rep.embedding, hide_index=True)
     st.subheader("Slices whose share or error rate moved most")
-    st.dataframe(
-        pd.DataFrame(rep.slices).drop(columns=["spec"], errors="ignore").head(30), hide_index=True
-    )
+    moved = pd.DataFrame(rep.slices).head(30).reset_index(drop=True)
+    row = ui.clickable_table(moved.drop(columns=["spec"], errors="ignore"), key="drift_slices")
+    if row is not None and "spec" in moved.columns:
+        nav.go("gallery", ImageQuery(slice=str(moved.iloc[row]["spec"])), run=b_id)
     for w in rep.warnings:
         st.caption(w)

@@ -145,6 +145,24 @@ def test_flip_table_finds_exactly_the_changed_images():
     assert cmp.p_value == pytest.approx(binomtest(16, 18, 0.5).pvalue)
 
 
+def test_changed_images_by_class_and_slice_are_what_a_click_opens():
+    a, b = _tables()
+    cmp = _compare(a, b)
+    ids = lambda ks: [f"a{k:03d}" for k in sorted(ks)]  # noqa: E731
+    assert cmp.changed_images() == ids(BROKEN)
+    assert cmp.changed_images(cells=(REGRESSION, FIX)) == ids(BROKEN + FIXED)
+    assert cmp.changed_images(cls=1) == ids(k for k in BROKEN if k % 3 == 1)
+    on_b = a.loc[a["camera"] == "b", schema.SAMPLE_ID]
+    assert cmp.changed_images(among=on_b) == ids(BROKEN)  # all broken images are on camera b
+    on_a = a.loc[a["camera"] == "a", schema.SAMPLE_ID]
+    assert cmp.changed_images(among=on_a) == []
+    assert cmp.changed_images(among=on_a, cells=(FIX, BOTH_WRONG)) == ids(
+        k for k in FIXED + WRONG_IN_BOTH if a.loc[k, "camera"] == "a"
+    )
+    with pytest.raises(ValueError, match=r"unknown cell\(s\) \['nope'\]"):
+        cmp.changed_images(cells=("nope",))
+
+
 def test_per_class_deltas_on_a_hand_example():
     a = pd.DataFrame(
         {
