@@ -188,7 +188,7 @@ class ImageQuery:
             parts.append(f"{self.correct} only")
         if self.conf != (0.0, 1.0):
             parts.append(f"confidence {self.conf[0]:.2f}–{self.conf[1]:.2f}")
-        parts += [f"{c} = {v}" for c, v in self.where]
+        parts += [describe_where(c, v) for c, v in self.where]
         if self.slice:
             try:
                 from .slices import describe, spec_from_json
@@ -243,10 +243,7 @@ def apply_query(
         conf = samples[schema.CONFIDENCE].to_numpy()
         mask &= (conf >= q.conf[0]) & (conf <= q.conf[1])
     for col, val in q.where:
-        if col in samples.columns:
-            mask &= samples[col].astype(str).to_numpy() == val
-        else:
-            mask &= False
+        mask &= where_mask(samples, col, val)
     if q.slice:
         from .slices import apply_slice, spec_from_json
 
@@ -269,6 +266,46 @@ def apply_query(
             order = order[::-1]
         idx = idx[order]
     return idx.astype(np.int64)
+
+
+#: A ``where`` value ``"between:LO,HI"`` keeps LO <= x <= HI (numeric columns); ``"contains:T"``
+#: keeps values containing T (case-insensitive); anything else is an exact value match.
+BETWEEN, CONTAINS = "between:", "contains:"
+
+
+def parse_between(val: str) -> tuple[float, float] | None:
+    """(lo, hi) of a ``"between:LO,HI"`` value, or None when it is not one (or is malformed)."""
+    if not val.startswith(BETWEEN):
+        return None
+    try:
+        lo, hi = (float(x) for x in val[len(BETWEEN) :].split(","))
+    except ValueError:
+        return None
+    return (lo, hi) if lo <= hi else None
+
+
+def where_mask(samples: pd.DataFrame, col: str, val: str) -> np.ndarray:
+    """bool [N]: the rows of ``samples`` that a ``where`` entry ``(col, val)`` keeps."""
+    if col not in samples.columns:
+        return np.zeros(len(samples), dtype=bool)
+    rng = parse_between(val)
+    if rng is not None:
+        x = pd.to_numeric(samples[col], errors="coerce").to_numpy(dtype=float)
+        return (x >= rng[0]) & (x <= rng[1])  # NaN compares False: missing values drop out
+    if val.startswith(CONTAINS):
+        needle = val[len(CONTAINS) :]
+        return samples[col].astype(str).str.contains(needle, case=False, regex=False).to_numpy(bool)
+    return samples[col].astype(str).to_numpy() == val
+
+
+def describe_where(col: str, val: str) -> str:
+    """Plain words for one ``where`` entry."""
+    rng = parse_between(val)
+    if rng is not None:
+        return f"{col} in [{rng[0]:g}, {rng[1]:g}]"
+    if val.startswith(CONTAINS):
+        return f"{col} contains '{val[len(CONTAINS) :]}'"
+    return f"{col} = {val}"
 
 
 def issue_mask(samples: pd.DataFrame, issue: str, outliers: pd.DataFrame | None) -> np.ndarray:

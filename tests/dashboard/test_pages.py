@@ -159,3 +159,25 @@ def test_robustness_page_shows_fragile_images_and_the_slice_breakdown(app_test, 
     np.testing.assert_allclose(
         shown.to_numpy(dtype=float).ravel(), want["extra_drop"].to_numpy(), atol=1e-9
     )
+
+
+def test_gallery_numeric_metadata_filter_is_a_range(app_test, sample_run):
+    """Numeric metadata with many values (here the sample's capture_hour) gets a range slider,
+    and a link with a range opens the same rows with the slider set to it."""
+    import json
+
+    s = sample_run.samples
+    at = _open(app_test, "gallery")
+    slider = at.slider(key="g_where_capture_hour")
+    lo, hi = float(s["capture_hour"].min()), float(s["capture_hour"].max())
+    assert tuple(slider.value) == (lo, hi)
+    slider.set_value((6.0, 12.0)).run()
+    expected = int(s["capture_hour"].between(6.0, 12.0).sum())
+    assert 0 < expected < len(s) and _match_count(at) == expected
+    where = at.query_params["where"]
+    where = where[0] if isinstance(where, list) else where
+    assert json.loads(where) == [["capture_hour", "between:6,12"]]
+    # the link reopens it
+    at2 = _open(app_test, "gallery", where=where)
+    assert _match_count(at2) == expected
+    assert tuple(at2.slider(key="g_where_capture_hour").value) == (6.0, 12.0)
