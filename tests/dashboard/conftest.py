@@ -107,7 +107,8 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    ctx = browser.new_context(viewport={"width": 1500, "height": 1000})
+    # tall enough that a page's main content (the detail page's CAMs) is in the screenshots
+    ctx = browser.new_context(viewport={"width": 1500, "height": 1400})
     pg = ctx.new_page()
     pg.set_default_timeout(90_000)
     yield pg

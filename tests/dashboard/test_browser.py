@@ -34,9 +34,16 @@ def _settled(page):
     page.wait_for_function(_LOADED, timeout=120_000)
 
 
-def _shot(page, name):
+def _shot(page, name, *, top: bool = True):
+    """Screenshot of the settled page; Streamlit scrolls inside its main container (not the
+    window), so ``full_page`` alone would keep a scrolled-down view: scroll it to the top."""
     OUT.mkdir(exist_ok=True)
     page.wait_for_function(_LOADED, timeout=120_000)
+    if top:
+        page.evaluate(
+            "() => document.querySelectorAll('[data-testid=\"stMain\"], section.main')"
+            ".forEach(e => e.scrollTo(0, 0))"
+        )
     page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
 
 

@@ -61,6 +61,7 @@ def test_review_tag_survives_reload_and_lands_in_the_offline_report(
     name_box.fill("Ana")
     name_box.press("Enter")
     _settled(page)
+    _shot(page, "06b_gallery_before_review")
     page.get_by_role("button", name=re.compile("Review these")).click()
     page.wait_for_url(re.compile(r"/review\?"), timeout=60_000)
     _settled(page)
@@ -77,6 +78,8 @@ def test_review_tag_survives_reload_and_lands_in_the_offline_report(
             ]
         )
     ]
+    # the queue keeps the gallery's order: worst (highest loss) first
+    page.get_by_text(first[schema.RELPATH], exact=True).first.wait_for(timeout=60_000)
     page.get_by_role("button", name="label error").first.click()
     page.get_by_role("textbox", name="Note", exact=True).fill(
         "the label is wrong: clearly a different shape"
@@ -105,7 +108,11 @@ def test_review_tag_survives_reload_and_lands_in_the_offline_report(
     offline.wait_for_load_state("load")
     offline.screenshot(path=str(OUT / "09_report_offline.png"), full_page=True)
     text = offline.inner_text("body")
-    assert first[schema.RELPATH] in text and "label error" in text
+    # the tag and the note are in the report's reviewed-images section, with the reviewer
+    reviewed = text[text.index("Reviewed images") :]
+    assert first[schema.RELPATH] in reviewed, reviewed[:2000]
+    assert "label error" in reviewed and "the label is wrong: clearly a different shape" in reviewed
+    assert "Ana" in reviewed
     top = sample_run.table(schema.DISCOVERED)
     assert top["description"].iloc[0] in text
     assert all(u.startswith(("file:", "data:", "about:")) for u in requests), requests
