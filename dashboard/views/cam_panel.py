@@ -62,6 +62,13 @@ def render(run: Run, row_no: int) -> None:
         help="Default: the deepest layer whose map is still at least 7×7 at this"
         " input size (coarser maps cannot say where).",
     )
+    # the URL (and so a copied link) reopens this exact view: method and layer, when not default
+    st.session_state["cam_layer_default"] = default
+    for param, value, dflt in (("cam", method, "gradcam"), ("layer", layer, default)):
+        if value != dflt and st.query_params.get(param) != value:
+            st.query_params[param] = value
+        elif value == dflt and param in st.query_params:
+            del st.query_params[param]
     s = run.samples.iloc[row_no]
     pred, label = int(s[schema.PRED]), int(s[schema.LABEL])
     from analysis.explain import cam_view

@@ -50,7 +50,16 @@ def render(run: Run) -> None:
         if nxt is not None:
             nav.link("detail", "Next ▶", q, sample=s.iloc[nxt][schema.SAMPLE_ID], origin=origin)
     with top[4]:
-        nav.copy_link("detail", q, sample=sid)
+        # widget state is current at the top of a rerun, the URL only after the CAM panel ran
+        cam = st.session_state.get("cam_method") or st.query_params.get("cam")
+        layer = st.session_state.get("cam_layer") or st.query_params.get("layer")
+        nav.copy_link(
+            "detail",
+            q,
+            sample=sid,
+            cam=cam if cam and cam != "gradcam" else None,
+            layer=layer if layer and layer != st.session_state.get("cam_layer_default") else None,
+        )
     if pos:
         st.caption(f"Image {pos} of {len(order):,} in: {ui.safe(q.describe(names))}")
     st.caption(f"`{row[schema.RELPATH]}` · id `{sid}`")

@@ -181,3 +181,23 @@ def test_gallery_numeric_metadata_filter_is_a_range(app_test, sample_run):
     at2 = _open(app_test, "gallery", where=where)
     assert _match_count(at2) == expected
     assert tuple(at2.slider(key="g_where_capture_hour").value) == (6.0, 12.0)
+
+
+def test_cam_method_and_layer_travel_in_the_link(app_test, sample_run):
+    s = sample_run.samples
+    sid = s[schema.SAMPLE_ID].iloc[int(np.flatnonzero(~s[schema.CORRECT].to_numpy())[0])]
+    at = _open(app_test, "detail", sample=sid)
+    assert "cam" not in at.query_params and "layer" not in at.query_params  # defaults: short URL
+    layers = at.selectbox(key="cam_layer").options
+    at.selectbox(key="cam_method").set_value("layercam").run()
+    at.selectbox(key="cam_layer").set_value(at.selectbox(key="cam_layer").options[-1]).run()
+    assert not at.exception
+
+    def qp(key):
+        v = at.query_params[key]
+        return v[0] if isinstance(v, list) else v
+
+    assert qp("cam") == "layercam" and qp("layer")
+    link = next(c.value for c in at.code if "/detail?" in c.value)
+    assert "cam=layercam" in link and f"layer={qp('layer')}" in link
+    assert len(layers) > 1
