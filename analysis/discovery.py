@@ -22,7 +22,12 @@ ML Model Debugging", SIGMOD 2021), with every candidate tested and corrected for
 - **Score** (SliceLine): ``score = w * (e_s / e_bar - 1) - (1 - w) * (N / n_s - 1)`` with
   ``e_s`` the slice's error rate, ``e_bar`` the overall one, ``n_s`` its rows, ``N`` all rows and
   ``w = error_weight`` (SliceLine's alpha, 0.95): positive when a slice is worse by more than its
-  smallness costs. It ranks the findings.
+  smallness costs. Stored with every finding; ``rank_by="sliceline"`` ranks by it.
+- **Excess errors** (the default ranking, ``rank_by="excess_errors"``): ``n_s * (e_s -
+  r_rest)``, the errors beyond what the rest's error rate ``r_rest`` predicts for a slice of
+  that size: how many errors fixing the slice would remove. It puts a large, moderately worse
+  slice (a camera with a third of the images) above a tiny, very bad one, which is the order a
+  team should work in; SliceLine's score favours the small ones at ``w = 0.95``.
 
 Why not SliceLine's score upper-bound pruning, nor a decision tree on the error indicator: at depth
 three the whole size-feasible lattice is counted in seconds (one bincount per column combination),
@@ -45,9 +50,11 @@ Honest statistics:
    (one-sided Fisher, the largest of those p-values, BH over every conjunction of two or more
    predicates, those not surviving step 1 counting with p = 1). This removes "a conjunction no
    worse than its best parent" and, more strictly, the accidental refinements of a real slice.
-3. Near-copies go: in score order, a slice whose rows are at least 90% the same (Jaccard) as a
-   better-scoring reported slice, or at least 80% of whose rows lie inside one, is dropped (it
-   leads to the same images: "the darkest 10%" after "lighting is night"). The first ``top_k`` left are reported.
+3. Near-copies go: in ranking order, a slice whose rows are at least 90% the same (Jaccard) as
+   a better-ranked reported slice, or at least 80% of whose rows lie inside one, is dropped (it
+   leads to the same images: "the darkest 10%" after "lighting is night") unless it explains
+   that slice (it is worse, and what is left of the broader slice is no worse than the rows
+   outside it): then it replaces it. The first ``top_k`` left are reported.
 
 On data where errors depend on no column, nothing survives in at least ``1 - alpha`` of data
 sets: the family is large and its tests overlap, so BH is conservative here (1 of 1,000 seeded
@@ -153,11 +160,15 @@ def discover_slices(
     error_weight : float
         SliceLine's alpha in (0, 1]: weight of the error ratio against the size penalty in
         ``score``.
+    rank_by : {"excess_errors", "sliceline"}
+        Order of the findings (and of the near-copy step): the errors a slice adds beyond the
+        rest's rate (default), or SliceLine's ``score``.
 
     Returns
     -------
     DataFrame, columns :data:`DISCOVERY_COLUMNS` (the slices table plus ``depth``, ``score``)
-        Only significant, non-redundant slices, best ``score`` first; empty (same columns) when
+        Only significant, non-redundant slices, in ``rank_by`` order (most excess errors first
+        by default); empty (same columns) when
         nothing survives. ``attrs``: ``n_tested`` (candidates in the correction),
         ``n_significant`` (candidates with ``p_adj < alpha`` before the redundancy steps) and
         ``n_skipped_combinations`` (column combinations with more than 4M cells, not expanded).

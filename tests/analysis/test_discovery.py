@@ -181,10 +181,12 @@ def test_null_data_gives_no_significant_slice() -> None:
     discover_slices: nothing in at least 95 of 100 (here 1 of 100; 1 of 1,000 in a longer run).
     compute_slices: BH over its ~45 single slices. Under the complete null BH flags anything
     exactly when Simes' test rejects, which happens with probability about alpha, not less
-    (measured 55 of 1,100 = 5.0%; here 5 of 100, and 5 of 100 with single or discovered): a
-    bound of 5 in 100 sits on the mean and would fail for about 4 in 10 seed blocks by chance
-    alone, so the bound here is 10, the 99.4th percentile of Binomial(100, 0.05). Without the
-    correction most data sets flag something (81 of 100; checked, so the test has teeth).
+    (measured 55 of 1,100 = 5.0%; here 5 of 100, and 5 of 100 with single or discovered). The
+    issue's criterion (nothing in at least 95 of 100) is asserted literally on these fixed
+    seeds: the outcome is deterministic, so a change that makes the table flag noise more often
+    fails here. It sits on BH's expected rate, though: a change of seeds alone would fail about
+    4 in 10 times, which is why the seeds are fixed. Without the correction most data sets flag
+    something (81 of 100; checked, so the test has teeth).
     """
     discovered = single = uncorrected = 0
     for seed in range(100):
@@ -196,7 +198,8 @@ def test_null_data_gives_no_significant_slice() -> None:
         uncorrected += bool((singles["p_value"] < 0.05).any())
         assert singles.attrs["n_tested"] >= 30 and found.attrs["n_tested"] >= 1000
     assert discovered <= 5
-    assert single <= 10
+    assert single <= 5
+    assert discovered + single <= 10
     assert uncorrected >= 50
 
 
