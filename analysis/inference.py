@@ -291,10 +291,16 @@ def run_pass(
                     skipped.append({"relpath": relpaths[i], "reason": reason})
                 n_batch = len(batch["bad"])
                 if batch["ok"]:
-                    x = batch["x"].to(device, non_blocking=True).float().div_(255.0)
-                    if perturb is not None:
-                        x = perturb(x).clamp_(0.0, 1.0)
-                    props.append(tensor_properties(x).cpu())
+                    p, out, emb, dt = _forward(
+                        batch["x"],
+                        model=model,
+                        mean=mean,
+                        std=std,
+                        hook=hook,
+                        perturb=perturb,
+                        device=device,
+                    )
+                    props.append(p)
                     n_batch += len(batch["i"])
                     idx.append(batch["i"])
                     extras.append(
@@ -307,20 +313,11 @@ def run_pass(
                             batch["sig"],
                         )
                     )
-                    if model is not None:
-                        xn = (x - mean) / std
-                        t0 = time.perf_counter()
-                        out = model(xn)
-                        if isinstance(out, tuple | list):
-                            out = out[0]
-                        out = out.float()
-                        if device.startswith("cuda"):
-                            torch.cuda.synchronize()
-                        dt = (time.perf_counter() - t0) * 1000.0 / len(batch["i"])
-                        logits.append(out.cpu())
+                    if out is not None:
+                        logits.append(out)
                         lat.append(torch.full((len(batch["i"]),), dt))
-                        if hook is not None and hook.value is not None:
-                            embs.append(hook.value.flatten(1).float().cpu())
+                        if emb is not None:
+                            embs.append(emb)
                 done += n_batch
                 bar.update(n_batch)
                 if progress is not None:
@@ -372,8 +369,36 @@ def run_pass(
     return result
 
 
+def _forward(x8, *, model, mean, std, hook, perturb, device: str):
+    """The pass's work on one decoded uint8 batch [B, 3, S, S]: properties, then (with a model)
+    logits, the hooked embedding and the model's latency per image in ms. Everything returned is
+    on the CPU; logits/embedding are None without a model."""
+    import torch
+
+    x = x8.to(device, non_blocking=True).float().div_(255.0)
+    if perturb is not None:
+        x = perturb(x).clamp_(0.0, 1.0)
+    props = tensor_properties(x).cpu()
+    if model is None:
+        return props, None, None, float("nan")
+    xn = (x - mean) / std
+    t0 = time.perf_counter()
+    out = model(xn)
+    if isinstance(out, tuple | list):
+        out = out[0]
+    out = out.float()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    dt = (time.perf_counter() - t0) * 1000.0 / max(1, x.shape[0])
+    emb = (
+        hook.value.flatten(1).float().cpu() if hook is not None and hook.value is not None else None
+    )
+    return props, out.cpu(), emb, dt
+
+
 def forward_batches(model, batches: Iterable, prep: Preprocessing, *, device: str = "cpu"):
-    """The analysis pass's per-batch work on already-decoded uint8 batches (for benchmarks).
+    """The analysis pass's per-batch work (the very function :func:`run_pass` calls) on
+    already-decoded uint8 batches, for benchmarks that compare it with a bare ``model(x)``.
 
     Returns (probs float32 [N, C], embeddings float32 [N, D] or None, properties float32 [N, 4]).
     """
@@ -384,16 +409,17 @@ def forward_batches(model, batches: Iterable, prep: Preprocessing, *, device: st
     probs, embs, props = [], [], []
     with EmbeddingHook(model) as hook, torch.inference_mode():
         for x8 in batches:
-            x = x8.to(device).float().div_(255.0)
-            props.append(tensor_properties(x))
-            out = model((x - mean) / std)
-            probs.append(torch.softmax(out.float(), dim=1))
-            if hook.value is not None:
-                embs.append(hook.value.flatten(1).float())
+            p, out, emb, _ = _forward(
+                x8, model=model, mean=mean, std=std, hook=hook, perturb=None, device=device
+            )
+            props.append(p)
+            probs.append(torch.softmax(out, dim=1))
+            if emb is not None:
+                embs.append(emb)
     return (
-        torch.cat(probs).cpu().numpy(),
-        torch.cat(embs).cpu().numpy() if embs else None,
-        torch.cat(props).cpu().numpy(),
+        torch.cat(probs).numpy(),
+        torch.cat(embs).numpy() if embs else None,
+        torch.cat(props).numpy(),
     )
 
 

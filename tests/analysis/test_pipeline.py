@@ -304,3 +304,26 @@ def test_run_writer_removes_only_stale_temporary_folders(tmp_path, caplog):
     )
     w.__exit__(None, None, None)
     assert RunWriter(runs, "again").removed_stale == []  # nothing stale is left
+
+
+def test_the_benchmarked_forward_is_the_pass(image_folder, tiny_resnet):
+    """bench/bench_pass.py times forward_batches: it must compute exactly what run_pass does."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from analysis.datasets import load_image_set
+    from analysis.inference import _collate, _ImageDataset, forward_batches, run_pass, softmax
+    from analysis.models import Preprocessing, load_model
+
+    data = load_image_set(str(image_folder))
+    prep = Preprocessing(resize=32, crop=None)
+    loaded = load_model(str(tiny_resnet), arch="resnet18", num_classes=len(data.class_names))
+    paths = data.table["path"].tolist()
+    res = run_pass(paths, prep, model=loaded.model, num_workers=0, batch_size=4)
+    loader = DataLoader(_ImageDataset(paths, prep, None, None), batch_size=4, collate_fn=_collate)
+    batches = [b["x"] for b in loader if b["ok"]]
+    probs, emb, props = forward_batches(loaded.model, batches, prep)
+    np.testing.assert_allclose(probs, softmax(res.logits), atol=1e-5)
+    np.testing.assert_allclose(emb, res.embeddings, atol=1e-5)
+    np.testing.assert_allclose(props[:, 0], res.properties[schema.BRIGHTNESS], atol=1e-6)
+    assert torch.is_tensor(batches[0])
