@@ -15,7 +15,13 @@ ECE, log loss             percentile bootstrap over rows (vectorised index matri
 ROC-AUC (per class,       DeLong-style normal interval from placement values; the macro average
 macro)                    uses the per-row influence of every class's AUC, so the covariance
                           between classes is accounted for
-average precision         point value only (``method="none"``)
+average precision (per    percentile bootstrap over rows, drawn as per-row draw counts shared
+class, macro)             by every class (so the macro interval keeps the covariance between
+                          classes); each class is sorted once, and a resample costs one
+                          cumulative sum over its ranking. That is rows x classes x resamples
+                          cells, so the resamples are capped at
+                          ``min(n_boot, max(200, 2**29 // (rows x classes)))``: 1000 up to
+                          ~537k rows x classes, 536 for 100k x 10, 200 for 100k x 1000
 ========================  =====================================================================
 
 Invalid input (wrong shape or dtype, labels out of range, probabilities that are not
@@ -93,6 +99,8 @@ ROC_AUC = "roc_auc"
 ROC_AUC_LOW = "roc_auc_low"
 ROC_AUC_HIGH = "roc_auc_high"
 AVERAGE_PRECISION = "average_precision"
+AVERAGE_PRECISION_LOW = "average_precision_low"
+AVERAGE_PRECISION_HIGH = "average_precision_high"
 
 BIN = "bin"  # reliability bin index 0..n_bins-1
 BIN_LOW = "bin_low"  # bin covers (bin_low, bin_high]; bin 0 also holds confidence 0
@@ -119,6 +127,11 @@ IMBALANCE_MAX_GAP = 0.05
 PROB_SUM_ATOL = 1e-3
 
 _CHUNK_CELLS = 1 << 22  # cells of a multinomial draw matrix materialised at once
+# Average precision bootstrap: it touches rows x classes x resamples cells (~3 ns each), so the
+# resamples are capped to keep it to a couple of seconds, but never below a floor under which
+# the 2.5% / 97.5% percentiles would rest on a handful of resamples.
+_AP_BOOT_CELLS = 1 << 29
+_AP_MIN_BOOT = 200
 _SUMMARY_VERSION = 1
 
 
@@ -911,54 +924,91 @@ class OneVsRest:
     Attributes
     ----------
     per_class : DataFrame, one row per class
-        ``class, n_pos, roc_auc, roc_auc_low, roc_auc_high, average_precision``.
+        ``class, n_pos, roc_auc, roc_auc_low, roc_auc_high, average_precision,
+        average_precision_low, average_precision_high``.
     macro_roc_auc : Estimate
         Mean AUC over classes with both positives and negatives (``method="delong"``).
     macro_average_precision : Estimate
-        Mean AP over classes with positives (``method="none"``: no interval).
+        Mean AP over the same classes (``method="bootstrap"``).
+    ap_n_boot : int
+        Resamples behind the average precision intervals: ``n_boot``, or fewer for many
+        rows x classes (see the module docstring); 0 when no class is defined.
     """
 
     per_class: pd.DataFrame
     macro_roc_auc: Estimate
     macro_average_precision: Estimate
+    ap_n_boot: int = 0
 
 
-def one_vs_rest_scores(y_true: Any, probs: Any, *, confidence: float = 0.95) -> OneVsRest:
-    """Per-class one-vs-rest ROC-AUC (with interval) and average precision, and macro means.
+def one_vs_rest_scores(
+    y_true: Any,
+    probs: Any,
+    *,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int | None = 0,
+) -> OneVsRest:
+    """Per-class one-vs-rest ROC-AUC and average precision with intervals, and macro means.
 
     ROC-AUC of class k ranks ``probs[:, k]`` of rows labelled k against all others (ties count
     one half, as the trapezoidal ROC area). Its interval is DeLong's normal interval from
     placement values, clipped to [0, 1]; the macro interval uses the per-row influence of every
     class's AUC so correlated classes are not treated as independent. Average precision is
-    scikit-learn's step-wise ``sum_n (R_n - R_{n-1}) P_n``. A class with no positives (or no
-    negatives) gets NaN with a warning and is left out of the macro means.
+    scikit-learn's step-wise ``sum_n (R_n - R_{n-1}) P_n``; its intervals (per class and macro)
+    are percentile row bootstraps on resamples shared by all classes, with at most ``n_boot``
+    resamples (fewer for many rows x classes, see :attr:`OneVsRest.ap_n_boot`). A class with no
+    positives (or no negatives) gets NaN with a warning and is left out of the macro means.
+
+    Parameters
+    ----------
+    y_true : array-like of int, shape (n,)
+    probs : array-like of float, shape (n, K)
+    n_boot, confidence, seed : keyword-only
+        Bootstrap options (average precision); ``confidence`` also sets the AUC interval.
     """
     confidence = _check_confidence(confidence)
+    n_boot, seed = _check_boot(n_boot, seed)
     x = check_classification_inputs(y_true, probs=probs)
-    return _one_vs_rest(x, confidence)
+    return _one_vs_rest(x, confidence, n_boot=n_boot, seed=seed)
 
 
-def _one_vs_rest(x: ClassificationInputs, confidence: float) -> OneVsRest:
+def _ap_n_boot(n_boot: int, n: int, n_classes: int) -> int:
+    """Resamples for the average precision bootstrap (see ``_AP_BOOT_CELLS``)."""
+    affordable = _AP_BOOT_CELLS // max(1, n * n_classes)
+    return min(n_boot, max(_AP_MIN_BOOT, affordable))
+
+
+def _one_vs_rest(
+    x: ClassificationInputs, confidence: float, *, n_boot: int, seed: int | None
+) -> OneVsRest:
     k, n = x.n_classes, x.n
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     auc = np.full(k, np.nan)
     var = np.full(k, np.nan)
     ap = np.full(k, np.nan)
     n_pos = np.bincount(x.y_true, minlength=k).astype(np.int64)
+    defined = (n_pos > 0) & (n_pos < n)
+    n_defined = int(defined.sum())
+    b = _ap_n_boot(n_boot, n, n_defined) if n_defined else 0
+    counts = _row_draw_counts(n, b, seed) if b else None
+    ap_reps = np.full((b, k), np.nan)
     influence = np.zeros(n)
-    n_defined = 0
-    for c in range(k):
-        pos = x.y_true == c
-        m = int(n_pos[c])
-        if m == 0 or m == n:
-            continue
-        s = x.probs[:, c]
-        auc[c], var[c], psi = _auc_delong(s[pos], s[~pos])
-        influence[pos] += psi[0]
-        influence[~pos] += psi[1]
-        n_defined += 1
-        ap[c] = _average_precision(s, pos)
-    undefined = np.flatnonzero((n_pos == 0) | (n_pos == n))
+    for c in np.flatnonzero(defined):
+        # one sort per class serves the AUC, the AP and the AP bootstrap; the contiguous copy
+        # keeps the gathers below off a column strided by n_classes
+        s = np.ascontiguousarray(x.probs[:, c])
+        order = np.argsort(-s)  # ties are grouped below, so the faster unstable sort suffices
+        s = s[order]
+        positive = x.y_true[order] == c
+        ends = np.r_[np.flatnonzero(np.diff(s)), n - 1]  # last position of each tie group
+        auc[c], var[c], psi = _auc_delong(positive, ends)
+        influence[order] += psi
+        ranking = _Ranking.of(order, positive, ends)
+        ap[c] = ranking.average_precision()
+        if counts is not None:
+            ap_reps[:, c] = ranking.resampled_average_precision(counts)
+    undefined = np.flatnonzero(~defined)
     if undefined.size and n:
         _warn(
             f"ROC-AUC and average precision are undefined for classes {undefined[:20].tolist()} "
@@ -967,6 +1017,10 @@ def _one_vs_rest(x: ClassificationInputs, confidence: float) -> OneVsRest:
     if n == 0:
         _warn("ROC-AUC and average precision of empty input are undefined: NaN")
     sd = np.sqrt(var)
+    if b:
+        ap_low, ap_high = _columnwise_interval(ap_reps, confidence)
+    else:
+        ap_low = ap_high = np.full(k, np.nan)
     table = pd.DataFrame(
         {
             CLASS: np.arange(k, dtype=np.int64),
@@ -975,56 +1029,128 @@ def _one_vs_rest(x: ClassificationInputs, confidence: float) -> OneVsRest:
             ROC_AUC_LOW: np.clip(auc - z * sd, 0.0, 1.0),
             ROC_AUC_HIGH: np.clip(auc + z * sd, 0.0, 1.0),
             AVERAGE_PRECISION: ap,
+            AVERAGE_PRECISION_LOW: np.where(defined, ap_low, np.nan),
+            AVERAGE_PRECISION_HIGH: np.where(defined, ap_high, np.nan),
         }
     )
     if n_defined == 0:
         macro_auc = _nan_estimate("delong", confidence, n)
-        macro_ap = _nan_estimate("none", confidence, n)
+        macro_ap = _nan_estimate("bootstrap", confidence, n)
     else:
         value = float(np.nanmean(auc))
         half = z * float(np.sqrt(np.sum((influence / n_defined) ** 2)))
         macro_auc = Estimate(
             value, max(0.0, value - half), min(1.0, value + half), "delong", n, confidence
         )
-        macro_ap = Estimate(float(np.nanmean(ap)), math.nan, math.nan, "none", n, confidence)
-    return OneVsRest(table, macro_auc, macro_ap)
+        macro_ap = _boot_estimate(
+            float(np.nanmean(ap)), _nanmean(ap_reps, axis=1), n=n, confidence=confidence
+        )
+    return OneVsRest(table, macro_auc, macro_ap, b)
 
 
-def _auc_delong(
-    s_pos: np.ndarray, s_neg: np.ndarray
-) -> tuple[float, float, tuple[np.ndarray, np.ndarray]]:
-    """AUC, DeLong variance, and per-row influence (positives, negatives).
+def _auc_delong(positive: np.ndarray, ends: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """AUC, DeLong variance, and per-row influence, all from one ranking.
 
-    Placement values: V10(i) = P(neg < pos_i) + P(neg = pos_i) / 2, V01(j) likewise for
-    negatives. var = S10 / m + S01 / n_neg; the influences are scaled so that the sum of their
-    squares equals this variance, and sum over rows to give covariances between classes.
+    ``positive`` is the class mask of the rows sorted by descending score, ``ends`` the last
+    position of each tie group. Placement values: V10(i) = P(neg < pos_i) + P(neg = pos_i) / 2,
+    V01(j) = P(pos > neg_j) + P(pos = neg_j) / 2, read off the cumulative counts of the tie
+    groups. var = S10 / m + S01 / n_neg; the influences (in ranking order) are scaled so that
+    the sum of their squares equals this variance, and sum over rows to give covariances
+    between classes.
     """
-    m, q = s_pos.size, s_neg.size
-    neg_sorted, pos_sorted = np.sort(s_neg), np.sort(s_pos)
-    lo = np.searchsorted(neg_sorted, s_pos, side="left")
-    hi = np.searchsorted(neg_sorted, s_pos, side="right")
-    v10 = (lo + 0.5 * (hi - lo)) / q
-    lo = np.searchsorted(pos_sorted, s_neg, side="left")
-    hi = np.searchsorted(pos_sorted, s_neg, side="right")
-    v01 = ((m - hi) + 0.5 * (hi - lo)) / m
+    n = positive.size
+    m = int(positive.sum())
+    q = n - m
+    size = np.diff(ends, prepend=-1)
+    pos_in = np.diff(np.cumsum(positive)[ends], prepend=0)
+    neg_in = size - pos_in
+    pos_above = np.cumsum(pos_in) - pos_in
+    neg_below = q - np.cumsum(neg_in)
+    group = np.repeat(np.arange(ends.size), size)
+    v10 = ((neg_below + 0.5 * neg_in) / q)[group]
+    v01 = ((pos_above + 0.5 * pos_in) / m)[group]
+    v10, v01 = v10[positive], v01[~positive]
     auc = float(v10.mean())
     if m < 2 or q < 2:
-        return auc, math.nan, (np.zeros(m), np.zeros(q))
+        return auc, math.nan, np.zeros(n)
     var = float(v10.var(ddof=1) / m + v01.var(ddof=1) / q)
-    psi_pos = (v10 - auc) / math.sqrt(m * (m - 1))
-    psi_neg = (v01 - auc) / math.sqrt(q * (q - 1))
-    return auc, var, (psi_pos, psi_neg)
+    psi = np.empty(n)
+    psi[positive] = (v10 - auc) / math.sqrt(m * (m - 1))
+    psi[~positive] = (v01 - auc) / math.sqrt(q * (q - 1))
+    return auc, var, psi
 
 
-def _average_precision(score: np.ndarray, positive: np.ndarray) -> float:
-    order = np.argsort(-score, kind="mergesort")
-    s, y = score[order], positive[order]
-    thresholds = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
-    tps = np.cumsum(y)[thresholds]
-    fps = thresholds + 1 - tps
-    precision = tps / (tps + fps)
-    recall = tps / tps[-1]
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+def _row_draw_counts(n: int, n_boot: int, seed: int | None) -> np.ndarray:
+    """(n_boot, n) uint8: how often the row bootstrap draws each row in each resample.
+
+    One byte a cell keeps this, the AP bootstrap's largest array, small; it cannot overflow in
+    practice, as a row drawn 256 times among n draws has probability below 1e-500 for any n.
+    """
+    rng = np.random.default_rng(seed)
+    out = np.empty((n_boot, n), dtype=np.uint8)
+    index_dtype = np.int32 if n < 2**31 else np.int64
+    for i in range(n_boot):
+        out[i] = np.bincount(rng.integers(0, n, size=n, dtype=index_dtype), minlength=n)
+    return out
+
+
+@dataclass(frozen=True)
+class _Ranking:
+    """One class's rows ranked by descending score, reduced to what average precision needs.
+
+    Average precision only changes at a tie group (rows sharing a score) that holds a
+    positive, so a resample is summarised by two cumulative counts at the ends of those
+    groups: the rows ranked up to there and the positives among them. Rows ranked below the
+    last positive never count, so they are left out of ``order``.
+    """
+
+    order: np.ndarray  # row ids by descending score, cut after the last positive
+    hits: np.ndarray  # row ids of the positives, in ranking order
+    group_end: np.ndarray  # per positive tie group: its last position in ``order``
+    group_hits: np.ndarray  # per positive tie group: positives ranked up to and within it
+    precision: np.ndarray  # per positive tie group, on the full data
+    recall: np.ndarray
+
+    @classmethod
+    def of(cls, order: np.ndarray, positive: np.ndarray, ends: np.ndarray) -> _Ranking:
+        """From row ids by descending score, their class mask and tie group ends."""
+        tps = np.cumsum(positive)[ends]
+        hit = np.diff(tps, prepend=0) > 0
+        group_end, group_hits = ends[hit], tps[hit]
+        return cls(
+            order=order[: group_end[-1] + 1],
+            hits=order[positive],
+            group_end=group_end,
+            group_hits=group_hits,
+            precision=group_hits / (group_end + 1),
+            recall=group_hits / tps[-1],
+        )
+
+    def average_precision(self) -> float:
+        """scikit-learn's ``average_precision_score``: groups without positives add 0."""
+        return float(np.sum(np.diff(np.r_[0.0, self.recall]) * self.precision))
+
+    def resampled_average_precision(self, counts: np.ndarray) -> np.ndarray:
+        """Average precision on each resample of ``counts`` (b, n): exactly scikit-learn's
+        value on the resampled rows (a drawn copy ties with its original); NaN where a resample
+        holds no positive."""
+        b = counts.shape[0]
+        out = np.empty(b)
+        chunk = max(1, _CHUNK_CELLS // self.order.size)
+        for start in range(0, b, chunk):
+            w = counts[start : start + chunk]
+            # one resample at a time: a 1-D gather and cumsum beat the 2-D ones by ~15%, and
+            # cumulative counts reach at most n (a resample's draws), which int32 holds
+            ranked = np.empty((w.shape[0], self.group_end.size), dtype=np.int32)
+            for i, row in enumerate(w):
+                ranked[i] = np.cumsum(row[self.order], dtype=np.int32)[self.group_end]
+            hits = np.cumsum(np.take(w, self.hits, axis=1), axis=1, dtype=np.int32)
+            hits = hits[:, self.group_hits - 1]
+            new_hits = np.diff(hits, axis=1, prepend=0)
+            # a group with new hits has ranked >= hits >= 1; the others add nothing
+            area = np.einsum("ij,ij->i", new_hits, hits / np.maximum(ranked, 1))
+            out[start : start + chunk] = _ratio(area, hits[:, -1])
+        return out
 
 
 # ==============================================================================================
@@ -1038,9 +1164,11 @@ class MetricsSummary:
     Every scalar is an :class:`Estimate`. ``top_k`` maps k (2 and 3 when ``n_classes`` allows)
     to top-k accuracy. ``per_class`` is :func:`per_class_metrics`' table joined with
     :func:`one_vs_rest_scores`' ``n_pos, roc_auc, roc_auc_low, roc_auc_high,
-    average_precision`` columns; ``confusion`` the (K, K) int64 counts; ``reliability`` the
-    calibration bins; ``imbalance`` :func:`imbalance_warning`'s message or None; ``warnings``
-    every ill-defined-value warning raised while computing it.
+    average_precision, average_precision_low, average_precision_high`` columns; ``confusion``
+    the (K, K) int64 counts; ``reliability`` the calibration bins; ``imbalance``
+    :func:`imbalance_warning`'s message or None; ``warnings`` every ill-defined-value warning
+    raised while computing it; ``ap_n_boot`` the resamples behind the average precision
+    intervals (``n_boot`` or fewer, see :attr:`OneVsRest.ap_n_boot`).
 
     ``to_dict()`` is JSON-ready (NaN -> None) and ``from_dict(to_dict())`` equals the original.
     """
@@ -1055,6 +1183,8 @@ class MetricsSummary:
     macro_precision: Estimate
     macro_recall: Estimate
     macro_f1: Estimate
+    weighted_precision: Estimate
+    weighted_recall: Estimate
     weighted_f1: Estimate
     top_k: dict[int, Estimate]
     ece: Estimate
@@ -1066,6 +1196,7 @@ class MetricsSummary:
     reliability: pd.DataFrame
     imbalance: str | None = None
     warnings: tuple[str, ...] = ()
+    ap_n_boot: int = 0
 
     _ESTIMATES = (
         "accuracy",
@@ -1073,13 +1204,18 @@ class MetricsSummary:
         "macro_precision",
         "macro_recall",
         "macro_f1",
+        "weighted_precision",
+        "weighted_recall",
         "weighted_f1",
         "ece",
         "log_loss",
         "macro_auc",
         "macro_average_precision",
     )
-    _SCALARS = ("n", "n_classes", "confidence", "n_boot", "seed", "imbalance")
+    _SCALARS = ("n", "n_classes", "confidence", "n_boot", "seed", "imbalance", "ap_n_boot")
+    # added after version 1 files were first written: an older file reads them as "not
+    # computed" (NaN, method "none"; 0 resamples) rather than failing to open the run
+    _LATER = {"weighted_precision": None, "weighted_recall": None, "ap_n_boot": 0}
 
     __hash__ = None  # type: ignore[assignment]  # holds DataFrames
 
@@ -1118,6 +1254,8 @@ class MetricsSummary:
                 f"kind={d.get('kind')!r} version={d.get('version')!r}"
             )
         k = int(d["n_classes"])
+        missing = _nan_estimate("none", float(d["confidence"]), int(d["n"])).to_dict()
+        d = {**{f: missing if v is None else v for f, v in cls._LATER.items()}, **d}
         return cls(
             **{f: d[f] for f in cls._SCALARS},
             **{f: Estimate.from_dict(d[f]) for f in cls._ESTIMATES},
@@ -1169,8 +1307,9 @@ def summary(
         Predictions are ``argmax(probs)`` (first class on ties).
     n_classes : int, keyword-only
     n_boot : int, keyword-only
-        Bootstrap resamples; the count-based metrics share one set of resamples and ECE / log
-        loss another.
+        Bootstrap resamples; the count-based metrics share one set of resamples, ECE / log
+        loss another, and average precision a third, capped for many rows x classes (the
+        number used is ``ap_n_boot``; see the module docstring).
     n_bins : int, keyword-only
         Reliability bins.
     confidence, seed : keyword-only
@@ -1221,7 +1360,7 @@ def _summary_core(
         macro = weighted = PrecisionRecallF1(nan, nan, nan, "macro")
         balanced = nan
     per_class = _per_class_table(cm, reps, confidence=confidence)
-    ovr = _one_vs_rest(x, confidence)
+    ovr = _one_vs_rest(x, confidence, n_boot=n_boot, seed=seed)
     per_class = per_class.merge(ovr.per_class, on=CLASS, how="left", validate="one_to_one")
     rows = _calibration_rows(x, n_bins)
     reliability = _reliability_table(*rows[:3], n_bins=n_bins, confidence=confidence)
@@ -1249,12 +1388,15 @@ def _summary_core(
         "macro_precision": macro.precision,
         "macro_recall": macro.recall,
         "macro_f1": macro.f1,
+        "weighted_precision": weighted.precision,
+        "weighted_recall": weighted.recall,
         "weighted_f1": weighted.f1,
         "top_k": {kk: _top_k(x, kk, confidence) for kk in (2, 3) if kk < k},
         "ece": row_est["ece"],
         "log_loss": row_est["log_loss"],
         "macro_auc": ovr.macro_roc_auc,
         "macro_average_precision": ovr.macro_average_precision,
+        "ap_n_boot": ovr.ap_n_boot,
         "per_class": per_class,
         "confusion": cm,
         "reliability": reliability,

@@ -86,7 +86,14 @@ SHARE = "share"
 DETAIL = "detail"
 DATA_ISSUE_COLUMNS = [ISSUE, IMAGES, SHARE, DETAIL]
 REVIEW_STATE_COLUMNS = ("content_hash", "tags", "notes", "corrected_label", "last_reviewer")
-RELABEL_COLUMNS = ["path", "relpath", "given_label", "corrected_label", "reviewer"]
+RELABEL_COLUMNS = [
+    "path",
+    "relpath",
+    "given_label",
+    "corrected_label",
+    "reviewer",  # who set the corrected label (not who touched the image last)
+    "labelled_at",  # when, seconds since the epoch
+]
 
 WHY_LOSS = "highest loss"
 SLICE_EXAMPLES = 4  # at most this many failures come from the top slice (and max_examples // 3)
@@ -397,6 +404,18 @@ def _headline(m) -> tuple[Headline, ...]:
         ),
         Headline("Macro F1", m.macro_f1, True, "Unweighted mean F1 over classes"),
         Headline("Weighted F1", m.weighted_f1, True, "F1 averaged with class support as weight"),
+        Headline(
+            "Weighted precision",
+            m.weighted_precision,
+            True,
+            "Precision averaged with class support as weight",
+        ),
+        Headline(
+            "Weighted recall",
+            m.weighted_recall,
+            True,
+            "Recall averaged with class support as weight (equals accuracy)",
+        ),
     ]
     if 2 in m.top_k:
         out.append(
@@ -824,11 +843,18 @@ def _per_class_rows(pc: pd.DataFrame) -> tuple[list[str], list[list[Any]]]:
         "Precision (95% CI)",
         "Recall (95% CI)",
         "F1 (95% CI)",
-        "ROC-AUC",
+        "ROC-AUC (95% CI)",
+        "Average precision (95% CI)",
     ]
 
     def est(r, m):
         return _pct_ci(r[m], r[m + "_low"], r[m + "_high"])
+
+    def score(r, m):  # AUC and AP are scores in [0, 1], shown as such, not as percentages
+        if m not in r or _missing(r[m]):
+            return "—"
+        ci = fmt.interval(r.get(m + "_low"), r.get(m + "_high"), as_pct=False)
+        return fmt.num(r[m]) if ci == "—" else f"{fmt.num(r[m])} ({ci})"
 
     rows = [
         [
@@ -838,7 +864,8 @@ def _per_class_rows(pc: pd.DataFrame) -> tuple[list[str], list[list[Any]]]:
             est(r, "precision"),
             est(r, "recall"),
             est(r, "f1"),
-            fmt.num(r["roc_auc"]) if "roc_auc" in r else "—",
+            score(r, "roc_auc"),
+            score(r, "average_precision"),
         ]
         for _, r in pc.iterrows()
     ]

@@ -62,6 +62,7 @@ def test_empty_input_gives_nan_and_warns() -> None:
         lambda: M.expected_calibration_error(y, probs).ece,
         lambda: M.log_loss(y, probs),
         lambda: M.one_vs_rest_scores(y, probs).macro_roc_auc,
+        lambda: M.one_vs_rest_scores(y, probs).macro_average_precision,
     ]
     for call in calls:
         with pytest.warns(UndefinedMetricWarning, match="empty input"):
@@ -224,7 +225,63 @@ def test_roc_auc_and_average_precision_parity(seed: int) -> None:
     ref_macro = np.mean([skm.roc_auc_score(y == c, probs[:, c]) for c in present])
     assert ovr.macro_roc_auc.value == pytest.approx(ref_macro, abs=1e-12)
     assert ovr.macro_roc_auc.low < ovr.macro_roc_auc.value < ovr.macro_roc_auc.high
-    assert ovr.macro_average_precision.method == "none"
+    ref_ap = np.mean([skm.average_precision_score(y == c, probs[:, c]) for c in present])
+    macro_ap = ovr.macro_average_precision
+    assert macro_ap.value == pytest.approx(ref_ap, abs=1e-12)
+    assert macro_ap.method == "bootstrap" and macro_ap.n == len(y)
+    assert macro_ap.low < macro_ap.value < macro_ap.high
+    assert ovr.ap_n_boot == 1000  # 400 rows x 4 classes: far below the resample budget
+    defined = table.drop(index=NEVER_PRESENT)
+    assert (defined[M.AVERAGE_PRECISION_LOW] < defined[M.AVERAGE_PRECISION]).all()
+    assert (defined[M.AVERAGE_PRECISION] < defined[M.AVERAGE_PRECISION_HIGH]).all()
+    assert np.isnan(table[M.AVERAGE_PRECISION_LOW][NEVER_PRESENT])
+    assert np.isnan(table[M.AVERAGE_PRECISION_HIGH][NEVER_PRESENT])
+
+
+def test_average_precision_resamples_equal_sklearn_on_the_resampled_rows() -> None:
+    # ties (integer scores) and duplicated rows are where a shortcut would go wrong
+    rng = np.random.default_rng(8)
+    n = 150
+    y = rng.integers(0, 3, size=n)
+    probs = rng.integers(1, 4, size=(n, 3)).astype(float)
+    probs /= probs.sum(axis=1, keepdims=True)
+    counts = M._row_draw_counts(n, 25, seed=2)
+    assert (counts.sum(axis=1) == n).all()
+    for c in range(3):
+        order = np.argsort(-probs[:, c])
+        score = probs[order, c]
+        ends = np.r_[np.flatnonzero(np.diff(score)), n - 1]
+        ranking = M._Ranking.of(order, y[order] == c, ends)
+        ours = ranking.resampled_average_precision(counts)
+        for i, row_counts in enumerate(counts):
+            rows = np.repeat(np.arange(n), row_counts)
+            ref = skm.average_precision_score(y[rows] == c, probs[rows, c])
+            assert ours[i] == pytest.approx(ref, abs=1e-12)
+
+
+def test_average_precision_interval_matches_a_row_bootstrap_of_sklearn() -> None:
+    # classes are resampled together, as a row bootstrap of the macro value resamples them
+    rng = np.random.default_rng(3)
+    n = 600
+    y = rng.integers(0, 3, size=n)
+    logits = rng.normal(size=(n, 3))
+    logits[np.arange(n), y] += 0.8
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    ovr = M.one_vs_rest_scores(y, probs, n_boot=1000, seed=0)
+
+    def macro_ap(yy: np.ndarray, pp: np.ndarray) -> float:
+        return float(np.mean([skm.average_precision_score(yy == c, pp[:, c]) for c in range(3)]))
+
+    boot = bootstrap_interval(macro_ap, y, probs, n_boot=300, seed=1)
+    assert ovr.macro_average_precision.low == pytest.approx(boot.low, abs=0.01)
+    assert ovr.macro_average_precision.high == pytest.approx(boot.high, abs=0.01)
+
+
+def test_average_precision_resamples_are_capped_for_many_rows_times_classes() -> None:
+    assert M._ap_n_boot(1000, 400, 4) == 1000
+    assert M._ap_n_boot(1000, 100_000, 10) == M._AP_BOOT_CELLS // 1_000_000 < 1000
+    assert M._ap_n_boot(1000, 100_000, 1000) == M._AP_MIN_BOOT
+    assert M._ap_n_boot(50, 100_000, 1000) == 50  # never more than asked for
 
 
 def test_roc_auc_with_ties_matches_sklearn() -> None:
@@ -328,20 +385,37 @@ def test_bootstrap_intervals_contain_point_and_narrow_with_n() -> None:
     widths: dict[str, list[float]] = {}
     for n in (200, 2000, 20000):
         y, pred, probs = make_data(7, n=n)
+        weighted = M.precision_recall_f1(y, pred, average="weighted", n_boot=200)
+        ovr = M.one_vs_rest_scores(y, probs, n_boot=200)
         ests = {
             "balanced_accuracy": M.balanced_accuracy_score(y, pred, n_boot=200),
             "macro_f1": M.precision_recall_f1(y, pred, n_boot=200).f1,
             "weighted_f1": M.precision_recall_f1(y, pred, average="weighted", n_boot=200).f1,
+            "weighted_precision": weighted.precision,
+            "weighted_recall": weighted.recall,
+            "macro_average_precision": ovr.macro_average_precision,
+            "average_precision_class_0": _ap_estimate(ovr, 0),
             "ece": M.expected_calibration_error(y, probs, n_boot=200).ece,
             "log_loss": M.log_loss(y, probs, n_boot=200),
             "accuracy": M.accuracy_score(y, pred),
-            "macro_auc": M.one_vs_rest_scores(y, probs).macro_roc_auc,
+            "macro_auc": ovr.macro_roc_auc,
         }
         for name, est in ests.items():
             assert est.low <= est.value <= est.high, name
             widths.setdefault(name, []).append(est.high - est.low)
     for name, w in widths.items():
         assert w[0] > w[1] > w[2] > 0, (name, w)
+
+
+def _ap_estimate(ovr: M.OneVsRest, c: int) -> Estimate:
+    row = ovr.per_class.iloc[c]
+    return Estimate(
+        row[M.AVERAGE_PRECISION],
+        row[M.AVERAGE_PRECISION_LOW],
+        row[M.AVERAGE_PRECISION_HIGH],
+        "bootstrap",
+        int(ovr.macro_average_precision.n),
+    )
 
 
 def test_count_bootstrap_matches_row_bootstrap() -> None:
@@ -379,7 +453,6 @@ ALL_METRICS = sorted([*M.LABEL_METRICS, *M.PROB_METRICS])
 
 
 UNBOOTSTRAPPED = {"accuracy", "top_2_accuracy", "top_3_accuracy", "macro_auc"}
-UNBOOTSTRAPPED |= {"macro_average_precision"}
 
 
 def _value(name: str, y: np.ndarray, probs: np.ndarray) -> float:
@@ -464,6 +537,16 @@ def test_summary_bundles_the_same_numbers_as_the_functions() -> None:
     assert s.accuracy == M.accuracy_score(y, pred, n_classes=K)
     macro = M.precision_recall_f1(y, pred, n_classes=K, n_boot=200, seed=0)
     assert s.macro_f1 == macro.f1 and s.macro_precision == macro.precision
+    weighted = M.precision_recall_f1(y, pred, n_classes=K, average="weighted", n_boot=200, seed=0)
+    assert s.weighted_precision == weighted.precision and s.weighted_recall == weighted.recall
+    assert s.weighted_f1 == weighted.f1
+    ref = skm.precision_recall_fscore_support(
+        y, pred, labels=range(K), average="weighted", zero_division=np.nan
+    )
+    assert s.weighted_precision.value == pytest.approx(ref[0], abs=1e-12)
+    assert s.weighted_recall.value == pytest.approx(ref[1], abs=1e-12)
+    for est in (s.weighted_precision, s.weighted_recall):
+        assert est.method == "bootstrap" and est.low < est.value < est.high
     assert s.balanced_accuracy == M.balanced_accuracy_score(y, pred, n_classes=K, n_boot=200)
     assert s.ece.value == pytest.approx(M.expected_calibration_error(y, probs).ece.value)
     assert s.log_loss.value == pytest.approx(skm.log_loss(y, probs, labels=range(K)))
@@ -471,7 +554,13 @@ def test_summary_bundles_the_same_numbers_as_the_functions() -> None:
     assert s.top_k[3].value == pytest.approx(
         skm.top_k_accuracy_score(y, probs, k=3, labels=range(K))
     )
-    assert s.macro_auc == M.one_vs_rest_scores(y, probs).macro_roc_auc
+    ovr = M.one_vs_rest_scores(y, probs, n_boot=200, seed=0)
+    assert s.macro_auc == ovr.macro_roc_auc
+    assert s.macro_average_precision == ovr.macro_average_precision and s.ap_n_boot == 200
+    pd.testing.assert_frame_equal(
+        s.per_class[[M.AVERAGE_PRECISION, M.AVERAGE_PRECISION_LOW, M.AVERAGE_PRECISION_HIGH]],
+        ovr.per_class[[M.AVERAGE_PRECISION, M.AVERAGE_PRECISION_LOW, M.AVERAGE_PRECISION_HIGH]],
+    )
     assert {M.PRECISION, M.F1_HIGH, M.ROC_AUC, M.AVERAGE_PRECISION} <= set(s.per_class.columns)
     assert len(s.reliability) == 15 and s.reliability[M.COUNT].sum() == len(y)
     assert s.imbalance is not None and "no samples ([4])" in s.imbalance
@@ -503,6 +592,62 @@ def test_summary_roundtrips_through_json() -> None:
     assert M.MetricsSummary.from_dict(changed) != s
     with pytest.raises(ValueError, match="expected a metrics_summary dict of version 1"):
         M.MetricsSummary.from_dict({"kind": "other"})
+
+
+def test_summary_from_a_file_written_before_weighted_precision_and_recall() -> None:
+    y, _, probs = make_data(2)
+    d = M.summary(y, probs, n_classes=K, n_boot=20).to_dict()
+    for key in ("weighted_precision", "weighted_recall", "ap_n_boot"):
+        del d[key]
+    old = M.MetricsSummary.from_dict(d)
+    assert math.isnan(old.weighted_precision.value) and old.weighted_precision.method == "none"
+    assert math.isnan(old.weighted_recall.high) and old.weighted_recall.n == len(y)
+    assert old.ap_n_boot == 0 and old.weighted_f1.value == d["weighted_f1"]["value"]
+
+
+def test_metrics_section_writes_the_new_keys_to_metrics_json(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from analysis import schema
+    from analysis.runstore import RunWriter
+    from analysis.sections import METRICS_FILE, SECTIONS, SectionContext
+
+    y, pred, probs = make_data(5, dtype=np.float32)
+    with RunWriter(tmp_path, "run") as writer:
+        ctx = SectionContext(
+            writer,
+            pd.DataFrame({schema.LABEL: y}),
+            probs,
+            None,
+            [f"c{c}" for c in range(K)],
+            [],
+            None,
+            None,
+            None,
+            None,
+            SimpleNamespace(seed=0),
+            lambda *_: None,
+        )
+        SECTIONS["metrics"](ctx)
+        d = json.loads((writer.tmp / METRICS_FILE).read_text())
+    ref = skm.precision_recall_fscore_support(
+        y, pred, labels=range(K), average="weighted", zero_division=np.nan
+    )
+    for key, expected in (("weighted_precision", ref[0]), ("weighted_recall", ref[1])):
+        est = d[key]
+        assert est["method"] == "bootstrap" and est["value"] == pytest.approx(expected)
+        assert est["low"] < est["value"] < est["high"]
+    present = [c for c in range(K) if c != NEVER_PRESENT]
+    ap = [skm.average_precision_score(y == c, probs[:, c].astype(np.float64)) for c in present]
+    macro_ap = d["macro_average_precision"]
+    assert macro_ap["method"] == "bootstrap" and macro_ap["value"] == pytest.approx(np.mean(ap))
+    assert macro_ap["low"] < macro_ap["value"] < macro_ap["high"] and d["ap_n_boot"] == 1000
+    columns = d["per_class"]["columns"]
+    np.testing.assert_allclose([columns[M.AVERAGE_PRECISION][c] for c in present], ap)
+    for c in present:
+        low, high = columns[M.AVERAGE_PRECISION_LOW][c], columns[M.AVERAGE_PRECISION_HIGH][c]
+        assert low < columns[M.AVERAGE_PRECISION][c] < high
+    assert columns[M.AVERAGE_PRECISION_LOW][NEVER_PRESENT] is None
 
 
 def test_summary_reemits_undefined_warnings() -> None:
