@@ -327,3 +327,34 @@ def test_the_benchmarked_forward_is_the_pass(image_folder, tiny_resnet):
     np.testing.assert_allclose(emb, res.embeddings, atol=1e-5)
     np.testing.assert_allclose(props[:, 0], res.properties[schema.BRIGHTNESS], atol=1e-6)
     assert torch.is_tensor(batches[0])
+
+
+def test_image_properties_equal_a_numpy_reference():
+    """tensor_properties is hand-optimised (in-place slices, moments): check it against the
+    textbook definitions computed independently with NumPy/SciPy."""
+    import torch
+    from scipy.ndimage import correlate
+
+    from analysis.inference import tensor_properties
+
+    rng = np.random.default_rng(0)
+    x = rng.random((5, 3, 40, 56)).astype(np.float32) ** 2
+    x[1] = 0.0  # black: saturation 0, not NaN
+    x[2] = 0.25  # flat grey
+    got = tensor_properties(torch.from_numpy(x)).numpy()
+    luma = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+    k = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=np.float64)
+    lap = [correlate(v.astype(np.float64) * 255.0, k)[1:-1, 1:-1] for v in luma]
+    mx, mn = x.max(axis=1), x.min(axis=1)
+    sat = np.where(mx > 0, (mx - mn) / np.where(mx > 0, mx, 1), 0.0)
+    want = np.stack(
+        [
+            luma.mean(axis=(1, 2)),
+            luma.reshape(5, -1).std(axis=1, ddof=1),
+            np.array([v.var(ddof=1) for v in lap]),
+            sat.mean(axis=(1, 2)),
+        ],
+        axis=1,
+    )
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-5)
+    assert got[1, 3] == 0.0 and got[2, 1] < 1e-3 and got[2, 2] < 1e-3
