@@ -31,9 +31,11 @@ class RunError(Exception):
 DEFAULT_RUNS_DIR = "runs"
 
 
-def runs_dir_from_env(default: str | os.PathLike | None = None) -> Path:
-    """``$ERRORSCOPE_RUNS_DIR`` if set, else ``default``, else ``./runs``."""
-    return Path(os.environ.get("ERRORSCOPE_RUNS_DIR") or default or DEFAULT_RUNS_DIR)
+def runs_dir_from_env(explicit: str | os.PathLike | None = None) -> Path:
+    """The runs folder: ``explicit`` (a command-line ``--out``) if given, else
+    ``$ERRORSCOPE_RUNS_DIR`` if set, else ``./runs``. What the user typed wins over the
+    environment."""
+    return Path(explicit or os.environ.get("ERRORSCOPE_RUNS_DIR") or DEFAULT_RUNS_DIR)
 
 
 @dataclass

@@ -358,3 +358,13 @@ def test_image_properties_equal_a_numpy_reference():
     )
     np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-5)
     assert got[1, 3] == 0.0 and got[2, 1] < 1e-3 and got[2, 2] < 1e-3
+
+
+def test_out_option_wins_over_the_environment(tmp_path, monkeypatch):
+    from analysis.runstore import runs_dir_from_env
+
+    monkeypatch.setenv("ERRORSCOPE_RUNS_DIR", str(tmp_path / "env"))
+    assert runs_dir_from_env(tmp_path / "cli") == tmp_path / "cli"
+    assert runs_dir_from_env() == tmp_path / "env"
+    monkeypatch.delenv("ERRORSCOPE_RUNS_DIR")
+    assert runs_dir_from_env() == runs_dir_from_env(None) and runs_dir_from_env().name == "runs"
