@@ -95,7 +95,7 @@ def _models(run: Run, res) -> None:
             st.markdown(label)
     st.subheader("Per class")
     st.caption("Click a class to open its images that changed between A and B.")
-    row = ui.clickable_table(res.per_class, key="cmp_class")
+    row = ui.clickable_table(res.per_class, key="cmp_class", column_config=_COLUMNS)
     if row is not None:
         cls = int(res.per_class.iloc[row]["class"])
         ids = res.changed_images(cls=cls, cells=(REGRESSION, FIX))
@@ -109,7 +109,9 @@ def _models(run: Run, res) -> None:
         st.caption("No slices.")
         return
     st.caption("Click a slice to open its images that A got right and B gets wrong.")
-    row = ui.clickable_table(reg.drop(columns=["spec"], errors="ignore"), key="cmp_slices")
+    row = ui.clickable_table(
+        reg.drop(columns=["spec"], errors="ignore"), key="cmp_slices", column_config=_COLUMNS
+    )
     if row is not None and "spec" in reg.columns:
         from analysis import schema
         from analysis.slices import apply_slice, spec_from_json
@@ -121,6 +123,26 @@ def _models(run: Run, res) -> None:
             nav.go("gallery", ImageQuery(sel=save_selection(run.path, ids)))
         else:
             nav.go("gallery", ImageQuery(slice=reg.iloc[row]["spec"]))
+
+
+# fractions as percentages, p-values short: the compare tables are read in a meeting
+_PCT = {
+    c: st.column_config.NumberColumn(c.replace("_", " "), format="percent")
+    for c in (
+        "recall_a",
+        "recall_b",
+        "accuracy_a",
+        "accuracy_b",
+        "delta",
+        "delta_low",
+        "delta_high",
+    )
+}
+_COLUMNS = {
+    **_PCT,
+    "p_value": st.column_config.NumberColumn("p", format="%.2g"),
+    "p_adj": st.column_config.NumberColumn("p (BH)", format="%.2g"),
+}
 
 
 def _ids_link(run: Run, label: str, ids: list[str], *, where) -> None:
