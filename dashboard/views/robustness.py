@@ -27,9 +27,10 @@ def render(run: Run) -> None:
             "Perturbations", list(rb.PERTURBATIONS), default=list(rb.PERTURBATIONS), key="rb_names"
         )
         n = run.manifest["n_samples"]
-        subset = st.slider(
-            "Images (stratified by class)", min(50, n), n, min(n, 1000), key="rb_subset"
-        )
+        if n > 50:
+            subset = st.slider("Images (stratified by class)", 50, n, min(n, 1000), key="rb_subset")
+        else:  # a slider needs a range: small runs use every image
+            subset = n
         cost = rb.estimate_cost(run, perturbations=names, subset=subset)
         st.caption(
             f"{len(names)} × 5 passes over {subset} images: about {cost / 60:.1f} min"
