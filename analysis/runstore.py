@@ -184,8 +184,9 @@ class RunWriter:
     """Writes a run into ``<runs_dir>/.tmp-<id>-*`` and renames it into place on ``commit``.
 
     Use as a context manager: leaving the block with an exception deletes the temporary folder.
-    Starting one also removes the ``.tmp-*`` folders of killed analyses (nothing in them changed
-    for :attr:`STALE_TMP_AGE_S`); their paths are in :attr:`removed_stale` and logged.
+    Starting one also removes the ``.tmp-*`` folders of killed analyses and the ``.old-*`` ones
+    of interrupted ``--force`` replacements (nothing in them changed for
+    :attr:`STALE_TMP_AGE_S`); their paths are in :attr:`removed_stale` and logged.
     """
 
     #: A temporary folder with nothing written in it for this long belongs to a killed analysis:
@@ -206,7 +207,9 @@ class RunWriter:
         log = logging.getLogger(__name__)
         cutoff = time.time() - self.STALE_TMP_AGE_S
         removed = []
-        for d in sorted(self.runs_dir.glob(".tmp-*")):
+        # .tmp-*: a killed analysis; .old-*: a replaced run whose deletion was interrupted
+        leftovers = [*self.runs_dir.glob(".tmp-*"), *self.runs_dir.glob(".old-*")]
+        for d in sorted(leftovers):
             try:
                 if d.is_symlink() or not d.is_dir() or self._newest_mtime(d) >= cutoff:
                     continue

@@ -291,12 +291,14 @@ def test_run_writer_removes_only_stale_temporary_folders(tmp_path, caplog):
     # a concurrent analysis created its folder long ago but still writes thumbnails
     busy = tmp_folder(".tmp-c-busy", age_top=day_ago, age_inner=now)
     not_tmp = tmp_folder("old-run", age_top=day_ago, age_inner=day_ago)
+    replaced = tmp_folder(".old-r-interrupted", age_top=day_ago, age_inner=day_ago)
     (runs / ".tmp-file").write_text("not a folder")
     os.utime(runs / ".tmp-file", (day_ago, day_ago))
 
     with caplog.at_level(logging.INFO, logger="analysis.runstore"):
         w = RunWriter(runs, "new-run")
-    assert w.removed_stale == [killed] and not killed.exists()
+    assert w.removed_stale == [replaced, killed] and not killed.exists()
+    assert not replaced.exists()
     assert fresh.exists() and busy.exists() and not_tmp.exists() and (runs / ".tmp-file").exists()
     assert w.tmp.exists() and w.tmp.name.startswith(".tmp-new-run-")
     assert any(
