@@ -162,10 +162,11 @@ def tensor_properties(x):
     Returns
     -------
     torch.Tensor
-        float [B, 4]: brightness (mean Rec.601 luma, [0, 1]), contrast (std of luma, [0, 0.5]),
+        float [B, 5]: brightness (mean Rec.601 luma, [0, 1]), contrast (std of luma, [0, 0.5]),
         sharpness (variance of the 3x3 Laplacian of luma in 8-bit units, at the model's input
         size, so images of different sizes compare fairly; < ~100 looks blurry), saturation (mean
-        HSV saturation, [0, 1]).
+        HSV saturation, [0, 1]), noise (estimated sigma of additive noise in luma, 8-bit grey
+        levels: ~1-3 for clean photos, 5+ for grainy low-light ones; texture adds to it).
     """
     import torch
 
@@ -184,10 +185,22 @@ def tensor_properties(x):
     lap = luma[:, :-2, 1:-1] + luma[:, 2:, 1:-1]  # the 3x3 Laplacian over the valid region
     lap.add_(luma[:, 1:-1, :-2]).add_(luma[:, 1:-1, 2:]).add_(luma[:, 1:-1, 1:-1], alpha=-4.0)
     sharpness = _mean_var(lap)[1].clamp_min(0.0) * (255.0 * 255.0)  # in 8-bit units
+    # Immerkaer's noise estimate: the 3x3 mask [[1,-2,1],[-2,4,-2],[1,-2,1]] (separable: a
+    # second difference down, then across) cancels smooth image structure and keeps pixel
+    # noise; sigma = sqrt(pi / 2) / 6 * mean |response|. Sensor noise raises the Laplacian
+    # variance too, so a noisy blurred image looks "sharp": this column tells the two apart.
+    d2 = luma[:, :-2, :] + luma[:, 2:, :]
+    d2.add_(luma[:, 1:-1, :], alpha=-2.0)
+    resp = d2[:, :, :-2] + d2[:, :, 2:]
+    resp.add_(d2[:, :, 1:-1], alpha=-2.0)
+    noise = resp.abs_().reshape(resp.shape[0], -1).mean(dim=1) * (255.0 * _IMMERKAER)
     mx = x.amax(dim=1)
     spread = x.amin(dim=1).neg_().add_(mx)
     sat = spread.div_(mx.clamp_min_(1e-8))  # 0 where max = 0 (min = 0 there too)
-    return torch.stack([brightness, contrast, sharpness, sat.flatten(1).mean(dim=1)], dim=1)
+    return torch.stack([brightness, contrast, sharpness, sat.flatten(1).mean(dim=1), noise], dim=1)
+
+
+_IMMERKAER = math.sqrt(math.pi / 2.0) / 6.0
 
 
 def _mean_var(v):
@@ -351,7 +364,7 @@ def run_pass(
 
     n = sum(len(i) for i in idx)
     ok_index = torch.cat(idx).numpy().astype(np.int64) if idx else np.zeros(0, np.int64)
-    prop_arr = torch.cat(props).numpy() if props else np.zeros((0, 4), np.float32)
+    prop_arr = torch.cat(props).numpy() if props else np.zeros((0, 5), np.float32)
     widths = [w for e in extras for w in e[0]]
     heights = [h for e in extras for h in e[1]]
     sizes = [s for e in extras for s in e[2]]
@@ -364,6 +377,7 @@ def run_pass(
             schema.CONTRAST: prop_arr[:, 1],
             schema.SHARPNESS: prop_arr[:, 2],
             schema.SATURATION: prop_arr[:, 3],
+            schema.NOISE: prop_arr[:, 4],
             schema.WIDTH: np.asarray(widths, dtype=np.int64),
             schema.HEIGHT: np.asarray(heights, dtype=np.int64),
             schema.ASPECT_RATIO: np.asarray(widths, float) / np.maximum(1, np.asarray(heights)),
@@ -422,7 +436,7 @@ def forward_batches(model, batches: Iterable, prep: Preprocessing, *, device: st
     """The analysis pass's per-batch work (the very function :func:`run_pass` calls) on
     already-decoded uint8 batches, for benchmarks that compare it with a bare ``model(x)``.
 
-    Returns (probs float32 [N, C], embeddings float32 [N, D] or None, properties float32 [N, 4]).
+    Returns (probs float32 [N, C], embeddings float32 [N, D] or None, properties float32 [N, 5]).
     """
     import torch
 

@@ -1,4 +1,5 @@
-"""Image-property outliers (dark, overexposed, low-contrast, blurry, odd size, ...) and their cost.
+"""Image-property outliers (dark, overexposed, low-contrast, blurry, noisy, odd size, ...) and
+their cost.
 
 Each outlier type (registry :data:`OUTLIER_TYPES`) reads one property of ``samples.parquet``
 (``schema.PROPERTY_COLUMNS``) and flags the images that are unusual **for this data set** and
@@ -16,7 +17,8 @@ unusual **in absolute terms**, both at once:
 
 Brightness uses ``log(x + 0.01)`` for "dark" and ``-log(1.01 - x)`` for "overexposed" (the bounded
 [0, 1] scale stretched at the end that matters, so a black frame stands out of a varied photo
-collection), contrast and sharpness use logs (they are scale quantities), size and aspect ratio use
+collection), contrast, sharpness and noise use logs (they are scale quantities; "noisy" also
+needs a noise sigma of at least 5 grey levels), size and aspect ratio use
 ``log`` two-sided with a ratio guard. "near_constant" is absolute only: a luma standard deviation
 below 0.02 (about 5 grey levels) is a blank frame on any data set. NaN properties are never
 flagged. The guards are documented in each :class:`OutlierType` and were set from what the
@@ -196,6 +198,19 @@ OUTLIER_TYPES: dict[str, OutlierType] = {
             ratio=4.0,
             label="sharpness",
             fmt="{:.3g}",
+        ),
+        OutlierType(
+            # grainy (high ISO, low light, a bad sensor): far noisier than this data set's
+            # typical image and at least 5 grey levels of noise sigma (clean photos: ~1-3)
+            "noisy",
+            (schema.NOISE,),
+            _col(schema.NOISE),
+            "high",
+            *_LOG,
+            guard=5.0,
+            ratio=None,
+            label="noise sigma",
+            fmt="{:.1f}",
         ),
         OutlierType(
             "odd_size",

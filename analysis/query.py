@@ -30,6 +30,7 @@ SORT_KEYS = {
     "contrast": "contrast",
     "sharpness": "sharpness (Laplacian variance)",
     "saturation": "saturation",
+    "noise": "noise (estimated sigma)",
     "file_size": "file size",
 }
 

@@ -66,6 +66,7 @@ BRIGHTNESS = "brightness"  # mean luma, [0, 1]
 CONTRAST = "contrast"  # std of luma, [0, 0.5]
 SHARPNESS = "sharpness"  # variance of the Laplacian of luma (higher = sharper)
 SATURATION = "saturation"  # mean HSV saturation, [0, 1]
+NOISE = "noise"  # estimated noise sigma of luma, 8-bit grey levels (Immerkaer 1996)
 WIDTH = "width"  # original pixels
 HEIGHT = "height"
 ASPECT_RATIO = "aspect_ratio"  # width / height
@@ -76,6 +77,7 @@ PROPERTY_COLUMNS = [
     CONTRAST,
     SHARPNESS,
     SATURATION,
+    NOISE,
     WIDTH,
     HEIGHT,
     ASPECT_RATIO,

@@ -13,7 +13,8 @@ from dashboard import components as ui
 from dashboard import data, nav
 
 PER_PAGE = 48
-KEYS = ("g_true", "g_pred", "g_correct", "g_conf", "g_sort", "g_desc")
+KEYS = ("g_true", "g_pred", "g_correct", "g_conf", "g_sort", "g_order")
+ORDERS = ("highest first", "lowest first")
 
 
 # Metadata filter kinds: a value list (few values), a range slider (numbers), free text (many).
@@ -46,7 +47,7 @@ def _push_to_widgets(q: ImageQuery, names: list[str], s: pd.DataFrame, kinds: di
     ss["g_correct"] = q.correct
     ss["g_conf"] = tuple(q.conf)
     ss["g_sort"] = q.sort
-    ss["g_desc"] = q.desc
+    ss["g_order"] = ORDERS[0] if q.desc else ORDERS[1]
     given = dict(q.where)
     for c, kind in kinds.items():
         v = given.get(c)
@@ -100,7 +101,11 @@ def render(run: Run) -> None:
         sort = c2[0].selectbox(
             "Sort by", list(SORT_KEYS), key="g_sort", format_func=lambda k: k.replace("_", " ")
         )
-        desc = c2[1].toggle("Highest first", key="g_desc")
+        # a segmented control, not st.toggle: in the browser the toggle sometimes showed "off"
+        # while its value set from a link was on, and the next click sent "off" back (a review
+        # queue then started with the easiest images)
+        order = c2[1].segmented_control("Order", ORDERS, key="g_order")
+        desc = order != ORDERS[1]
         where = []
         if kinds:
             n_on = sum(1 for c in kinds if c in dict(incoming.where))

@@ -30,6 +30,7 @@ def clean_table(n: int = 1000, seed: int = 0, brightness=(0.3, 0.65)) -> pd.Data
             schema.CONTRAST: rng.uniform(0.15, 0.3, n),
             schema.SHARPNESS: np.exp(rng.uniform(-6, -4, n)),
             schema.SATURATION: rng.uniform(0.1, 0.6, n),
+            schema.NOISE: np.exp(rng.uniform(np.log(1.0), np.log(3.5), n)),
             schema.WIDTH: w,
             schema.HEIGHT: np.round(w / ar),
             schema.ASPECT_RATIO: w / np.round(w / ar),
@@ -47,6 +48,7 @@ PLANTED = {
     "blurry": range(24, 30),
     "odd_size": range(30, 36),
     "odd_aspect_ratio": range(36, 40),
+    "noisy": range(40, 46),
 }
 
 
@@ -65,6 +67,7 @@ def planted_table() -> pd.DataFrame:
     t.loc[[30, 31, 32], schema.ASPECT_RATIO] = 1.0  # within the guard: square is not odd here
     t.loc[[33, 34, 35], schema.ASPECT_RATIO] = 4 / 3
     t.loc[PLANTED["odd_aspect_ratio"], schema.ASPECT_RATIO] = [4.0, 5.0, 0.25, 0.3]
+    t.loc[PLANTED["noisy"], schema.NOISE] = [12.0, 15.0, 18.0, 20.0, 25.0, 30.0]
     t.loc[:39, schema.CORRECT] = np.arange(40) % 4 != 0  # 25 % errors among the planted
     return t
 

@@ -349,17 +349,30 @@ def test_image_properties_equal_a_numpy_reference():
     lap = [correlate(v.astype(np.float64) * 255.0, k)[1:-1, 1:-1] for v in luma]
     mx, mn = x.max(axis=1), x.min(axis=1)
     sat = np.where(mx > 0, (mx - mn) / np.where(mx > 0, mx, 1), 0.0)
+    m = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)  # Immerkaer 1996
+    noise = [
+        np.sqrt(np.pi / 2)
+        / 6
+        * np.abs(correlate(v.astype(np.float64) * 255.0, m)[1:-1, 1:-1]).mean()
+        for v in luma
+    ]
     want = np.stack(
         [
             luma.mean(axis=(1, 2)),
             luma.reshape(5, -1).std(axis=1, ddof=1),
             np.array([v.var(ddof=1) for v in lap]),
             sat.mean(axis=(1, 2)),
+            np.array(noise),
         ],
         axis=1,
     )
     np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-5)
-    assert got[1, 3] == 0.0 and got[2, 1] < 1e-3 and got[2, 2] < 1e-3
+    assert got[1, 3] == 0.0 and got[2, 1] < 1e-3 and got[2, 2] < 1e-3 and got[2, 4] < 1e-3
+    # the noise estimate recovers the sigma of noise added to a smooth image
+    smooth = np.broadcast_to(np.linspace(0.2, 0.7, 56, dtype=np.float32), (3, 3, 40, 56)).copy()
+    noisy = smooth + rng.normal(0, 8 / 255, size=(3, 1, 40, 56)).astype(np.float32)
+    est = tensor_properties(torch.from_numpy(np.ascontiguousarray(noisy))).numpy()[:, 4]
+    np.testing.assert_allclose(est, 8.0, rtol=0.1)
 
 
 def test_out_option_wins_over_the_environment(tmp_path, monkeypatch):

@@ -201,3 +201,12 @@ def test_cam_method_and_layer_travel_in_the_link(app_test, sample_run):
     link = next(c.value for c in at.code if "/detail?" in c.value)
     assert "cam=layercam" in link and f"layer={qp('layer')}" in link
     assert len(layers) > 1
+
+
+def test_gallery_order_follows_the_link_and_the_control(app_test, sample_run):
+    at = _open(app_test, "gallery", correct="wrong", desc="0")
+    assert at.segmented_control(key="g_order").value == "lowest first"
+    assert "desc" in at.query_params
+    at.segmented_control(key="g_order").set_value("highest first").run()
+    assert not at.exception
+    assert "desc" not in at.query_params  # the default: highest loss first
