@@ -309,12 +309,12 @@ def test_run_writer_removes_only_stale_temporary_folders(tmp_path, caplog):
 
 
 def test_the_benchmarked_forward_is_the_pass(image_folder, tiny_resnet):
-    """bench/bench_pass.py times forward_batches: it must compute exactly what run_pass does."""
+    """bench/bench_pass.py times _forward on decoded batches: it must be what run_pass computes."""
     import torch
     from torch.utils.data import DataLoader
 
     from analysis.datasets import load_image_set
-    from analysis.inference import _collate, _ImageDataset, forward_batches, run_pass, softmax
+    from analysis.inference import EmbeddingHook, _collate, _forward, _ImageDataset, run_pass
     from analysis.models import Preprocessing, load_model
 
     data = load_image_set(str(image_folder))
@@ -323,12 +323,28 @@ def test_the_benchmarked_forward_is_the_pass(image_folder, tiny_resnet):
     paths = data.table["path"].tolist()
     res = run_pass(paths, prep, model=loaded.model, num_workers=0, batch_size=4)
     loader = DataLoader(_ImageDataset(paths, prep, None, None), batch_size=4, collate_fn=_collate)
-    batches = [b["x"] for b in loader if b["ok"]]
-    probs, emb, props = forward_batches(loaded.model, batches, prep)
-    np.testing.assert_allclose(probs, softmax(res.logits), atol=1e-5)
-    np.testing.assert_allclose(emb, res.embeddings, atol=1e-5)
-    np.testing.assert_allclose(props[:, 0], res.properties[schema.BRIGHTNESS], atol=1e-6)
-    assert torch.is_tensor(batches[0])
+    mean = torch.tensor(prep.mean).view(1, 3, 1, 1)
+    std = torch.tensor(prep.std).view(1, 3, 1, 1)
+    logits, embs, props = [], [], []
+    with EmbeddingHook(loaded.model) as hook, torch.inference_mode():
+        for b in loader:
+            p, out, emb, _ = _forward(
+                b["x"],
+                model=loaded.model,
+                mean=mean,
+                std=std,
+                hook=hook,
+                perturb=None,
+                device="cpu",
+            )
+            logits.append(out)
+            embs.append(emb)
+            props.append(p)
+    np.testing.assert_allclose(torch.cat(logits).numpy(), res.logits, atol=1e-5)
+    np.testing.assert_allclose(torch.cat(embs).numpy(), res.embeddings, atol=1e-5)
+    np.testing.assert_allclose(
+        torch.cat(props).numpy()[:, 0], res.properties[schema.BRIGHTNESS], atol=1e-6
+    )
 
 
 def test_image_properties_equal_a_numpy_reference():
@@ -383,3 +399,22 @@ def test_out_option_wins_over_the_environment(tmp_path, monkeypatch):
     assert runs_dir_from_env() == tmp_path / "env"
     monkeypatch.delenv("ERRORSCOPE_RUNS_DIR")
     assert runs_dir_from_env() == runs_dir_from_env(None) and runs_dir_from_env().name == "runs"
+
+
+def test_the_pass_gives_the_same_numbers_with_and_without_workers(image_folder, tiny_resnet):
+    """Decoding in DataLoader workers or in the main process must not change any number."""
+    from analysis.datasets import load_image_set
+    from analysis.inference import run_pass
+    from analysis.models import Preprocessing, load_model
+
+    data = load_image_set(str(image_folder))
+    prep = Preprocessing(resize=32, crop=None)
+    loaded = load_model(str(tiny_resnet), arch="resnet18", num_classes=len(data.class_names))
+    paths = data.table["path"].tolist()
+    main = run_pass(paths, prep, model=loaded.model, num_workers=0, batch_size=5)
+    workers = run_pass(paths, prep, model=loaded.model, num_workers=1, batch_size=5)
+    cols = list(schema.PROPERTY_COLUMNS[:5])
+    np.testing.assert_allclose(
+        workers.properties[cols].to_numpy(), main.properties[cols].to_numpy(), rtol=1e-4, atol=1e-5
+    )
+    np.testing.assert_allclose(workers.logits, main.logits, atol=1e-5)
