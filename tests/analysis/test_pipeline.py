@@ -308,19 +308,24 @@ def test_run_writer_removes_only_stale_temporary_folders(tmp_path, caplog):
     assert RunWriter(runs, "again").removed_stale == []  # nothing stale is left
 
 
+def _pass_inputs(image_folder, tiny_resnet):
+    """(absolute paths, 32-px preprocessing, loaded tiny resnet) for direct run_pass tests."""
+    from analysis.datasets import load_image_set
+    from analysis.models import Preprocessing, load_model
+
+    data = load_image_set(str(image_folder))
+    loaded = load_model(str(tiny_resnet), arch="resnet18", num_classes=len(data.class_names))
+    return data.table["path"].tolist(), Preprocessing(resize=32, crop=None), loaded
+
+
 def test_the_benchmarked_forward_is_the_pass(image_folder, tiny_resnet):
     """bench/bench_pass.py times _forward on decoded batches: it must be what run_pass computes."""
     import torch
     from torch.utils.data import DataLoader
 
-    from analysis.datasets import load_image_set
     from analysis.inference import EmbeddingHook, _collate, _forward, _ImageDataset, run_pass
-    from analysis.models import Preprocessing, load_model
 
-    data = load_image_set(str(image_folder))
-    prep = Preprocessing(resize=32, crop=None)
-    loaded = load_model(str(tiny_resnet), arch="resnet18", num_classes=len(data.class_names))
-    paths = data.table["path"].tolist()
+    paths, prep, loaded = _pass_inputs(image_folder, tiny_resnet)
     res = run_pass(paths, prep, model=loaded.model, num_workers=0, batch_size=4)
     loader = DataLoader(_ImageDataset(paths, prep, None, None), batch_size=4, collate_fn=_collate)
     mean = torch.tensor(prep.mean).view(1, 3, 1, 1)
@@ -403,14 +408,9 @@ def test_out_option_wins_over_the_environment(tmp_path, monkeypatch):
 
 def test_the_pass_gives_the_same_numbers_with_and_without_workers(image_folder, tiny_resnet):
     """Decoding in DataLoader workers or in the main process must not change any number."""
-    from analysis.datasets import load_image_set
     from analysis.inference import run_pass
-    from analysis.models import Preprocessing, load_model
 
-    data = load_image_set(str(image_folder))
-    prep = Preprocessing(resize=32, crop=None)
-    loaded = load_model(str(tiny_resnet), arch="resnet18", num_classes=len(data.class_names))
-    paths = data.table["path"].tolist()
+    paths, prep, loaded = _pass_inputs(image_folder, tiny_resnet)
     main = run_pass(paths, prep, model=loaded.model, num_workers=0, batch_size=5)
     workers = run_pass(paths, prep, model=loaded.model, num_workers=1, batch_size=5)
     cols = list(schema.PROPERTY_COLUMNS[:5])
