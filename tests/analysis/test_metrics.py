@@ -259,14 +259,18 @@ def test_average_precision_resamples_equal_sklearn_on_the_resampled_rows() -> No
             assert ours[i] == pytest.approx(ref, abs=1e-12)
 
 
-def test_average_precision_interval_matches_a_row_bootstrap_of_sklearn() -> None:
-    # classes are resampled together, as a row bootstrap of the macro value resamples them
-    rng = np.random.default_rng(3)
-    n = 600
+def _three_class_problem(seed: int = 3, n: int = 600) -> tuple[np.ndarray, np.ndarray]:
+    """Labels [n] and softmax probabilities [n, 3] of a moderately good model."""
+    rng = np.random.default_rng(seed)
     y = rng.integers(0, 3, size=n)
     logits = rng.normal(size=(n, 3))
     logits[np.arange(n), y] += 0.8
-    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return y, np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+
+
+def test_average_precision_interval_matches_a_row_bootstrap_of_sklearn() -> None:
+    # classes are resampled together, as a row bootstrap of the macro value resamples them
+    y, probs = _three_class_problem()
     ovr = M.one_vs_rest_scores(y, probs, n_boot=1000, seed=0)
 
     def macro_ap(yy: np.ndarray, pp: np.ndarray) -> float:
@@ -297,12 +301,7 @@ def test_roc_auc_with_ties_matches_sklearn() -> None:
 
 
 def test_roc_auc_delong_interval_close_to_bootstrap() -> None:
-    rng = np.random.default_rng(3)
-    n = 600
-    y = rng.integers(0, 3, size=n)
-    logits = rng.normal(size=(n, 3))
-    logits[np.arange(n), y] += 0.8
-    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    y, probs = _three_class_problem()
     ovr = M.one_vs_rest_scores(y, probs)
 
     def macro_auc(yy: np.ndarray, pp: np.ndarray) -> float:
