@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from .runstore import runs_dir_from_env
+from .store.runstore import runs_dir_from_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = REPO_ROOT / "sample_data"
@@ -24,7 +24,7 @@ SAMPLE_DIR = REPO_ROOT / "sample_data"
 
 def sample_config():
     """The AnalysisConfig of the bundled sample run."""
-    from .pipeline import AnalysisConfig
+    from .pipeline.engine import AnalysisConfig
 
     return AnalysisConfig(
         data=str(SAMPLE_DIR / "eval.csv"),
@@ -51,7 +51,7 @@ def _pixel_count(s: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .images import DEFAULT_MAX_PIXELS
+    from .loading.images import DEFAULT_MAX_PIXELS
 
     p = argparse.ArgumentParser(
         prog="errorscope", description="Error analysis for image classifiers."
@@ -134,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .runstore import RunError
+    from .store.runstore import RunError
 
     args = _parser().parse_args(argv)
     try:
@@ -148,10 +148,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args) -> int:
-    from .runstore import RunError
+    from .store.runstore import RunError
 
     if args.cmd == "analyze":
-        from .pipeline import AnalysisConfig, analyze
+        from .pipeline.engine import AnalysisConfig, analyze
 
         cfg = AnalysisConfig(
             data=args.data,
@@ -180,7 +180,7 @@ def _dispatch(args) -> int:
         _print_summary(run)
         return 0
     if args.cmd == "sample":
-        from .pipeline import analyze
+        from .pipeline.engine import analyze
 
         needed = ("eval.csv", "reference.csv", "model.safetensors", "model.json")
         missing = [n for n in needed if not (SAMPLE_DIR / n).exists()]
@@ -200,7 +200,7 @@ def _dispatch(args) -> int:
         _print_summary(run)
         return 0
     if args.cmd == "runs":
-        from .runstore import list_runs
+        from .store.runstore import list_runs
 
         rows = list_runs(runs_dir_from_env(args.out))
         if args.json:
@@ -213,9 +213,9 @@ def _dispatch(args) -> int:
                 print(f"no runs under {runs_dir_from_env(args.out)}")
         return 0
     if args.cmd == "report":
-        from .report import build_report, write_report
-        from .review import ReviewStore, default_db_path
-        from .runstore import open_run
+        from .present.report import build_report, write_report
+        from .store.review import ReviewStore, default_db_path
+        from .store.runstore import open_run
 
         runs_dir = runs_dir_from_env(args.runs_dir)
         path = Path(args.run) if Path(args.run).exists() else runs_dir / args.run
@@ -230,7 +230,7 @@ def _dispatch(args) -> int:
             print(f)
         return 0
     if args.cmd == "robustness":
-        from .robustness import PERTURBATIONS, estimate_cost, run_robustness
+        from .stats.robustness import PERTURBATIONS, estimate_cost, run_robustness
 
         run = _open(args.run, args.runs_dir)
         names = args.perturbation or list(PERTURBATIONS)
@@ -271,14 +271,14 @@ def _dispatch(args) -> int:
 
 
 def _open(name: str, runs_dir: str | None):
-    from .runstore import open_run
+    from .store.runstore import open_run
 
     path = Path(name) if Path(name).exists() else runs_dir_from_env(runs_dir) / name
     return open_run(path)
 
 
 def _compare(a, b, *, as_json: bool) -> int:
-    from .compare import align_samples
+    from .stats.compare import align_samples
 
     try:
         overlap = align_samples(a.samples, b.samples)
@@ -286,7 +286,7 @@ def _compare(a, b, *, as_json: bool) -> int:
     except ValueError:  # no image in common: a drift comparison
         same_images = False
     if same_images:
-        from .compare import compare_runs
+        from .stats.compare import compare_runs
 
         res = compare_runs(a, b)
         if as_json:
@@ -296,7 +296,7 @@ def _compare(a, b, *, as_json: bool) -> int:
         print(res.flip_table().to_string())
         print(res.regressions().head(10).to_string(index=False))
         return 0
-    from .drift import drift_runs
+    from .stats.drift import drift_runs
 
     rep = drift_runs(a, b)
     if as_json:

@@ -15,13 +15,15 @@ PROBS = "probs.npy"  # float32 [N, C], row i = samples.parquet row i
 EMBEDDINGS = "embeddings.npy"  # float16 [N, D], penultimate-layer features
 REFERENCE_SAMPLES = "reference.parquet"  # the optional reference (training) set, same core columns
 REFERENCE_EMBEDDINGS = "reference_embeddings.npy"  # float16 [M, D]
-SLICES = "slices.parquet"  # one row per single-predicate slice (see analysis.slices)
-DISCOVERED = "discovered_slices.parquet"  # conjunctions found by analysis.discovery
+SLICES = "slices.parquet"  # one row per single-predicate slice (see analysis.stats.slices)
+DISCOVERED = "discovered_slices.parquet"  # conjunctions found by analysis.stats.discovery
 CLUSTERS = "clusters.parquet"  # one row per embedding cluster
 LABEL_ISSUES = "label_issues.parquet"  # ranked suspected label errors
 NOISE_MATRIX = "noise_matrix.npy"  # float64 [C, C], [i, j] = P(given label i | true label j)
 DUPLICATES = "duplicates.parquet"  # pairs: within-eval near-duplicates and eval<->reference leakage
 OUTLIERS = "outliers.parquet"  # one row per (sample, outlier type)
+OUTLIER_SUMMARY = "outlier_summary.parquet"  # one row per outlier type: counts, error rates
+METRICS = "metrics.json"  # headline metrics with intervals, per-class table, confusion
 CAMS_DIR = "cams"  # cached CAM maps, <sample_id>__<method>__<layer>__<class>.npy
 THUMBS_DIR = "thumbs"  # cached JPEG thumbnails, <sample_id>.jpg
 ROBUSTNESS_DIR = "robustness"

@@ -17,10 +17,11 @@ __all__ = ["analysis_code", "is_current"]
 
 @lru_cache(maxsize=1)
 def analysis_code() -> str:
-    """12 hex digits of SHA-256 over the ``analysis/*.py`` files (names and bytes, sorted)."""
+    """12 hex digits of SHA-256 over the ``analysis/**/*.py`` files (paths and bytes, sorted)."""
     h = hashlib.sha256()
-    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
-        h.update(path.name.encode())
+    root = Path(__file__).resolve().parent
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode())
         h.update(b"\0")
         h.update(path.read_bytes())
         h.update(b"\0")

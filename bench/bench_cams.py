@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 
-from analysis import cams, layers  # noqa: E402
+from analysis.explain import cams, layers  # noqa: E402
 
 REPEATS = 3
 SIZES = (224, 64)

@@ -26,17 +26,17 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("ERRORSCOPE_NO_PROGRESS", "1")
 
 from analysis import schema  # noqa: E402
-from analysis.datasets import sample_id_for  # noqa: E402
-from analysis.runstore import RunWriter  # noqa: E402
+from analysis.loading.datasets import sample_id_for  # noqa: E402
+from analysis.store.runstore import RunWriter  # noqa: E402
 
 CLASSES = [f"class_{i}" for i in range(10)]
 
 
 def make_run(n: int, runs_dir: Path) -> Path:
     """A synthetic run of ``n`` images: samples, probs, metrics and slices like a real one."""
-    from analysis.inference import prediction_columns
-    from analysis.metrics import summary
-    from analysis.slices import compute_slices
+    from analysis.loading.inference import prediction_columns
+    from analysis.stats.metrics import summary
+    from analysis.stats.slices import compute_slices
 
     rng = np.random.default_rng(0)
     k = len(CLASSES)
@@ -77,12 +77,11 @@ def make_run(n: int, runs_dir: Path) -> Path:
     s[schema.CLUSTER] = rng.integers(0, 30, n)
     run_id = f"synthetic-{n}"
     shutil.rmtree(runs_dir / run_id, ignore_errors=True)
-    from analysis.sections import METRICS_FILE
 
     with RunWriter(runs_dir, run_id) as w:
         w.write_table(schema.SAMPLES, s)
         w.write_array(schema.PROBS, probs)
-        w.write_json(METRICS_FILE, summary(labels, probs, n_classes=k, n_boot=200).to_dict())
+        w.write_json(schema.METRICS, summary(labels, probs, n_classes=k, n_boot=200).to_dict())
         meta_cols = [*meta, "hour", "temperature"]
         w.write_table(
             schema.SLICES,

@@ -3,13 +3,13 @@
 Run: ``.venv/bin/python bench/bench_duplicates.py [--sizes 10000 100000] [--block-size 2048]``.
 For each size N: N synthetic 512-d float16 embeddings (ReLU-like features from 100 clusters, as
 ``embeddings.npy`` stores them) searched against a reference set of the same size
-(:func:`analysis.duplicates.find_leakage`), with 200 planted near-copies whose recovery is
+(:func:`analysis.data_issues.duplicates.find_leakage`), with 200 planted near-copies whose recovery is
 checked; at N <= 20,000 also the within-set search (:func:`near_duplicates`). Peak memory is the
 tracemalloc peak of the call (NumPy reports its buffers to tracemalloc), on top of the inputs.
 Single-threaded BLAS so numbers are comparable on shared machines. Writes
 ``bench/results/duplicates.json`` and prints it.
 
-``--copy-sizes``: the same for :func:`analysis.duplicates.find_near_copies`, the search the
+``--copy-sizes``: the same for :func:`analysis.data_issues.duplicates.find_near_copies`, the search the
 pipeline runs on 768-d appearance signatures (within the set and against the reference), with 200
 planted copies among look-alike "scenes".
 """
@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.duplicates import (  # noqa: E402
+from analysis.data_issues.duplicates import (  # noqa: E402
     DEFAULT_BLOCK_SIZE,
     DEFAULT_THRESHOLD,
     DEFAULT_TOP_K,
@@ -166,7 +166,7 @@ def main() -> None:
     rows = [run_size(n, args.block_size) for n in args.sizes]
     copies = [run_copies(n, args.block_size) for n in args.copy_sizes]
     result = {
-        "benchmark": "analysis.duplicates blockwise cosine search",
+        "benchmark": "analysis.data_issues.duplicates blockwise cosine search",
         "command": "python bench/bench_duplicates.py " + " ".join(sys.argv[1:]),
         "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, {platform.python_version()}",

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from analysis import schema  # noqa: E402
-from analysis.label_issues import FILTER_METHODS, QUALITY_SCORES, find_label_issues  # noqa: E402
+from analysis.data_issues.label_issues import FILTER_METHODS, QUALITY_SCORES, find_label_issues  # noqa: E402
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

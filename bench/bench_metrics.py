@@ -1,4 +1,4 @@
-"""Time ``analysis.metrics.summary`` on 100k rows x 10 classes (1000 bootstrap resamples).
+"""Time ``analysis.stats.metrics.summary`` on 100k rows x 10 classes (1000 bootstrap resamples).
 
 Run: ``.venv/bin/python bench/bench_metrics.py``. Writes ``bench/results/metrics.json`` and
 prints it. Single-threaded BLAS so numbers are comparable on shared machines.
@@ -21,8 +21,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis import metrics  # noqa: E402
-from analysis.intervals import bootstrap_interval  # noqa: E402
+from analysis.stats import metrics  # noqa: E402
+from analysis.stats.intervals import bootstrap_interval  # noqa: E402
 
 N, K, N_BOOT, REPEATS = 100_000, 10, 1000, 3
 

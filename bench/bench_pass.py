@@ -25,8 +25,8 @@ import torchvision
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from analysis.inference import run_pass, to_model_tensor  # noqa: E402
-from analysis.models import Preprocessing  # noqa: E402
+from analysis.loading.inference import run_pass, to_model_tensor  # noqa: E402
+from analysis.loading.models import Preprocessing  # noqa: E402
 
 os.environ.setdefault("ERRORSCOPE_NO_PROGRESS", "1")
 REPEATS = 15
@@ -36,7 +36,7 @@ SAMPLE_PROCESSES = 5
 def _sample_batches(size: int, batch: int = 64, limit: int | None = None):
     import pandas as pd
 
-    from analysis.images import decode_image
+    from analysis.loading.images import decode_image
 
     man = ROOT / "sample_data" / "eval.csv"
     if man.exists():
@@ -53,7 +53,7 @@ def _sample_batches(size: int, batch: int = 64, limit: int | None = None):
 
 
 def overhead(model, batches, prep) -> dict:
-    """Per batch, the bare step and the pass's step (:func:`analysis.inference._forward`, what
+    """Per batch, the bare step and the pass's step (:func:`analysis.loading.inference._forward`, what
     run_pass calls, plus the softmax) are timed back to back, in alternating order, REPEATS
     times; each batch keeps its fastest time of each kind and the totals are summed. On a shared
     machine a whole-loop timing swings by 20% from one run to the next (other processes, CPU
@@ -65,7 +65,7 @@ def overhead(model, batches, prep) -> dict:
     """
     import numpy as np
 
-    from analysis.inference import EmbeddingHook, _forward
+    from analysis.loading.inference import EmbeddingHook, _forward
 
     mean = torch.tensor(prep.mean).view(1, 3, 1, 1)
     std = torch.tensor(prep.std).view(1, 3, 1, 1)
@@ -151,7 +151,7 @@ def main() -> None:
         **mid,
         "ratios_per_process": [r["ratio"] for r in runs],
     }
-    from analysis.inference import tensor_properties
+    from analysis.loading.inference import tensor_properties
 
     one = batches[0][:1].float().div_(255.0)
     times = []

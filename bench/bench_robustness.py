@@ -4,14 +4,14 @@ Run: ``.venv/bin/python bench/bench_robustness.py [--n 512] [--size 112] [--seve
 Writes N synthetic PNG images (``size`` px, 4 classes) into a temporary ImageFolder, analyses
 them with ``mobilenet_v3_small`` (random weights, no crop) to get a run, then times:
 
-- ``clean_pass_s``: :func:`analysis.inference.run_pass` without a perturbation (decode +
+- ``clean_pass_s``: :func:`analysis.loading.inference.run_pass` without a perturbation (decode +
   resize + properties + model), the baseline every robustness pass pays;
-- per perturbation, ``pass_s``: :func:`analysis.robustness.run_robustness` for that one
+- per perturbation, ``pass_s``: :func:`analysis.stats.robustness.run_robustness` for that one
   perturbation at ``severity`` (one pass, including writing the result), and ``overhead`` =
   ``pass_s / clean_pass_s``;
 - per perturbation, ``perturb_only_s``: :func:`apply_perturbation` alone on the already decoded
   float batches (64 images each), i.e. what the perturbation itself costs;
-- ``estimate_s``: :func:`analysis.robustness.estimate_cost` for one pass (what the user is told
+- ``estimate_s``: :func:`analysis.stats.robustness.estimate_cost` for one pass (what the user is told
   before starting), to compare with ``pass_s``.
 
 Single-threaded torch and ``num_workers=0`` so numbers are comparable on shared machines.
@@ -41,9 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from analysis import schema  # noqa: E402
-from analysis.inference import run_pass, to_model_tensor  # noqa: E402
-from analysis.models import load_run_model  # noqa: E402
-from analysis.robustness import (  # noqa: E402
+from analysis.loading.inference import run_pass, to_model_tensor  # noqa: E402
+from analysis.loading.models import load_run_model  # noqa: E402
+from analysis.stats.robustness import (  # noqa: E402
     PERTURBATIONS,
     apply_perturbation,
     estimate_cost,
@@ -83,7 +83,7 @@ def main() -> None:
     torch.set_num_threads(1)
     import torchvision
 
-    from analysis.pipeline import AnalysisConfig, analyze
+    from analysis.pipeline.engine import AnalysisConfig, analyze
 
     with tempfile.TemporaryDirectory(prefix="bench-robust-") as tmp:
         tmp = Path(tmp)
@@ -114,7 +114,7 @@ def main() -> None:
         )
         clean_s = time.perf_counter() - t
 
-        from analysis.images import decode_image
+        from analysis.loading.images import decode_image
 
         batches = [
             torch.stack([to_model_tensor(decode_image(p).rgb, prep) for p in paths[i : i + 64]])
@@ -159,7 +159,7 @@ def main() -> None:
             print(json.dumps(row), flush=True)
 
     result = {
-        "benchmark": "analysis.robustness: one perturbed pass per perturbation",
+        "benchmark": "analysis.stats.robustness: one perturbed pass per perturbation",
         "command": "python bench/bench_robustness.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, {platform.python_version()}",
         "torch": torch.__version__,

@@ -4,8 +4,8 @@ Run: ``.venv/bin/python bench/bench_slices.py [--sizes 10000 100000] [--repeats 
 For each size N, a samples table with 10 classes, 6 metadata columns (camera, site, lens,
 weather as categories; hour and temperature as numbers) and the 8 image-property columns of
 ``analysis.schema``, with one planted weak slice (camera c and the darkest 20%: 35% errors, 12%
-elsewhere), is analysed by :func:`analysis.slices.compute_slices` and
-:func:`analysis.discovery.discover_slices` (defaults: 5 bins, depth 3, min_support 20):
+elsewhere), is analysed by :func:`analysis.stats.slices.compute_slices` and
+:func:`analysis.stats.discovery.discover_slices` (defaults: 5 bins, depth 3, min_support 20):
 
 - cold: in a fresh Python process, ``import`` of both modules and the first call of each (what
   the pipeline pays once per run);
@@ -77,8 +77,8 @@ def worker(n: int, repeats: int) -> dict:
     df = make_samples(n)  # not timed (imports numpy and pandas, which analysis needs anyway)
     t0 = time.perf_counter()
     from analysis import schema
-    from analysis.discovery import discover_slices
-    from analysis.slices import compute_slices
+    from analysis.stats.discovery import discover_slices
+    from analysis.stats.slices import compute_slices
 
     import_s = time.perf_counter() - t0
     kw = dict(
@@ -142,7 +142,7 @@ def main() -> None:
     import scipy
 
     result = {
-        "benchmark": "analysis.slices.compute_slices + analysis.discovery.discover_slices",
+        "benchmark": "analysis.stats.slices.compute_slices + analysis.stats.discovery.discover_slices",
         "command": "python bench/bench_slices.py " + " ".join(sys.argv[1:]),
         "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, {platform.python_version()}",

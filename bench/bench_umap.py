@@ -4,7 +4,7 @@ For each size N (default 10,000 and 100,000) on synthetic 512-d embeddings (a 30
 in a 32-d latent space, mapped linearly to 512-d, ReLU, stored as float16 like embeddings.npy),
 one fresh Python process measures:
 
-- ``import_s``: importing analysis.embeddings and umap-learn (numba code loaded from the cache);
+- ``import_s``: importing analysis.explain.embeddings and umap-learn (numba code loaded from the cache);
 - ``cold``: our project_2d + cluster_embeddings, the first call in that process;
 - ``warm``: the same again in the same process; up to 20,000 points also ``seed=None``
   (umap's layout on every core, not reproducible);
@@ -81,7 +81,7 @@ def _timed_project(E, x: np.ndarray, *, seed: int | None) -> tuple[np.ndarray, f
 def child(path: str, comp_path: str) -> dict:
     """Runs in a fresh process; returns the timings of one size."""
     t0 = time.perf_counter()
-    from analysis import embeddings as E
+    from analysis.explain import embeddings as E
 
     E._import_umap()
     out: dict = {"import_s": round(time.perf_counter() - t0, 2)}
@@ -127,7 +127,7 @@ def child(path: str, comp_path: str) -> dict:
 def child_cold_cache(path: str) -> dict:
     """A fresh process with an empty numba cache: import + first project_2d."""
     t0 = time.perf_counter()
-    from analysis import embeddings as E
+    from analysis.explain import embeddings as E
 
     E._import_umap()
     t_import = time.perf_counter() - t0

@@ -16,7 +16,7 @@ if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` from a plain c
 
 import streamlit as st  # noqa: E402
 
-from analysis.query import P_RUN  # noqa: E402
+from analysis.present.query import P_RUN  # noqa: E402
 from dashboard import data, nav  # noqa: E402
 from dashboard.views import VIEWS  # noqa: E402
 
@@ -41,7 +41,7 @@ def _ensure_sample_run(root: Path, *, refresh: bool = False) -> None:
     sample run was made by other analysis code (an upgrade), so the sample never shows stale
     results."""
     from analysis.cli import SAMPLE_DIR, sample_config
-    from analysis.pipeline import analyze
+    from analysis.pipeline.engine import analyze
 
     if not (SAMPLE_DIR / "model.safetensors").exists():
         return

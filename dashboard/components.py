@@ -7,10 +7,10 @@ import html
 import numpy as np
 import streamlit as st
 
-from analysis import formatting as fmt
 from analysis import schema
-from analysis.query import ImageQuery
-from analysis.runstore import Run
+from analysis.present import formatting as fmt
+from analysis.present.query import ImageQuery
+from analysis.store.runstore import Run
 from analysis.version import is_current
 from dashboard import nav
 

@@ -1,6 +1,6 @@
 """Cached access to runs for the pages. Nothing here computes: it opens, reads and memoises.
 
-``st.cache_resource`` holds one :class:`analysis.runstore.Run` per run folder per process (its
+``st.cache_resource`` holds one :class:`analysis.store.runstore.Run` per run folder per process (its
 tables are read once and shared; never mutate them). Query results are cached by run id + query.
 """
 
@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from analysis.query import ImageQuery, apply_query
-from analysis.runstore import Run, RunError, list_runs, open_run, runs_dir_from_env
+from analysis.present.query import ImageQuery, apply_query
+from analysis.store.runstore import Run, RunError, list_runs, open_run, runs_dir_from_env
 
 
 def runs_dir() -> Path:

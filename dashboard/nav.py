@@ -6,7 +6,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from analysis.query import P_RUN, ImageQuery
+from analysis.present.query import P_RUN, ImageQuery
 
 # url_path -> st.Page, filled by app.py on every rerun (identical for every session)
 PAGES: dict = {}

@@ -53,7 +53,7 @@ def tiny_resnet(tmp_path_factory) -> Path:
 def sample_run(tmp_path_factory):
     """The bundled sample, analysed once per test session (as `errorscope sample` does)."""
     from analysis.cli import SAMPLE_DIR, sample_config
-    from analysis.pipeline import analyze
+    from analysis.pipeline.engine import analyze
 
     if not (SAMPLE_DIR / "model.safetensors").exists():
         pytest.fail("sample_data/model.safetensors is missing: run sample_data/train.py")

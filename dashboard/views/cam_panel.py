@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis import schema
-from analysis.runstore import Run
+from analysis.store.runstore import Run
 
 METHODS = ["gradcam", "gradcam++", "eigencam", "layercam", "scorecam", "xgradcam", "hirescam"]
 
@@ -13,8 +13,8 @@ METHODS = ["gradcam", "gradcam++", "eigencam", "layercam", "scorecam", "xgradcam
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _model(run_path: str, stamp: str):
     """The run's model and preprocessing, loaded once per process (never mutated)."""
-    from analysis.inference import pick_device
-    from analysis.models import load_run_model
+    from analysis.loading.inference import pick_device
+    from analysis.loading.models import load_run_model
     from dashboard.data import get_run
 
     return load_run_model(get_run(run_path).manifest, device=pick_device(None))
@@ -22,7 +22,7 @@ def _model(run_path: str, stamp: str):
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _layers(run_path: str, stamp: str) -> tuple[list[tuple[str, str]], str]:
-    from analysis.explain import layer_choices
+    from analysis.explain.cam_views import layer_choices
 
     (loaded, prep) = _model(run_path, stamp)
     cands, default = layer_choices(loaded.model, prep)
@@ -71,7 +71,7 @@ def render(run: Run, row_no: int) -> None:
             del st.query_params[param]
     s = run.samples.iloc[row_no]
     pred, label = int(s[schema.PRED]), int(s[schema.LABEL])
-    from analysis.explain import cam_view
+    from analysis.explain.cam_views import cam_view
 
     with st.spinner("Computing CAMs (cached after the first time)…"):
         view = cam_view(

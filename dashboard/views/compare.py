@@ -5,17 +5,17 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from analysis import formatting as fmt
-from analysis.query import ImageQuery, save_selection
-from analysis.runstore import Run
+from analysis.present import formatting as fmt
+from analysis.present.query import ImageQuery, save_selection
+from analysis.store.runstore import Run
 from dashboard import components as ui
 from dashboard import data, nav
 
 
 @st.cache_data(show_spinner="Comparing…", max_entries=8)
 def _compare(path_a: str, path_b: str):
-    from analysis.compare import align_samples, compare_runs
-    from analysis.drift import drift_runs
+    from analysis.stats.compare import align_samples, compare_runs
+    from analysis.stats.drift import drift_runs
 
     a, b = data.get_run(path_a), data.get_run(path_b)
     try:
@@ -59,7 +59,7 @@ def render(run: Run) -> None:
 
 
 def _models(run: Run, res) -> None:
-    from analysis.compare import BOTH_WRONG, FIX, REGRESSION
+    from analysis.stats.compare import BOTH_WRONG, FIX, REGRESSION
 
     st.markdown(
         f"Model A vs model B on **{res.n_matched:,} shared images** (matched by {res.aligned_on})."
@@ -114,7 +114,7 @@ def _models(run: Run, res) -> None:
     )
     if row is not None and "spec" in reg.columns:
         from analysis import schema
-        from analysis.slices import apply_slice, spec_from_json
+        from analysis.stats.slices import apply_slice, spec_from_json
 
         s = run.samples
         inside = s.loc[apply_slice(s, spec_from_json(reg.iloc[row]["spec"])), schema.SAMPLE_ID]
@@ -167,7 +167,7 @@ def _drift(rep, b_id: str) -> None:
     feats = rep.features
     row = ui.clickable_table(feats, key="drift_feats")
     if row is not None:
-        from analysis.query import SORT_KEYS
+        from analysis.present.query import SORT_KEYS
 
         feature = str(feats.iloc[row]["feature"])
         if feature in SORT_KEYS:

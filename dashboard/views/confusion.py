@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis import figures
-from analysis.findings import load_metrics
-from analysis.query import ImageQuery
-from analysis.runstore import Run
+from analysis.present import figures
+from analysis.present.findings import load_metrics
+from analysis.present.query import ImageQuery
+from analysis.store.runstore import Run
 from dashboard import components as ui
 from dashboard import nav
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from analysis import figures, schema
-from analysis import formatting as fmt
-from analysis.query import ImageQuery
-from analysis.runstore import Run
+from analysis import schema
+from analysis.present import figures
+from analysis.present import formatting as fmt
+from analysis.present.query import ImageQuery
+from analysis.store.runstore import Run
 from dashboard import components as ui
 from dashboard import data, nav
 
@@ -90,7 +91,7 @@ def _duplicates(run: Run) -> None:
         return
     leaked = s[schema.LEAK_OF].notna().to_numpy() if schema.LEAK_OF in s.columns else None
     if leaked is not None and leaked.any():
-        from analysis.duplicates import leakage_impact
+        from analysis.data_issues.duplicates import leakage_impact
 
         imp = leakage_impact(s[schema.CORRECT].to_numpy(), leaked)
         st.markdown(
@@ -142,9 +143,8 @@ def _duplicates(run: Run) -> None:
 
 
 def _outliers(run: Run) -> None:
-    from analysis.sections import OUTLIER_SUMMARY
 
-    summ = data.table(str(run.path), OUTLIER_SUMMARY)
+    summ = data.table(str(run.path), schema.OUTLIER_SUMMARY)
     if summ is None:
         st.info("Not computed for this run.")
         return

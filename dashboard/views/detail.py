@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from analysis import figures, schema
-from analysis.query import ImageQuery, neighbours_in_order
-from analysis.runstore import Run
+from analysis import schema
+from analysis.present import figures
+from analysis.present.query import ImageQuery, neighbours_in_order
+from analysis.store.runstore import Run
 from dashboard import components as ui
 from dashboard import data, nav
 
@@ -63,7 +64,7 @@ def render(run: Run) -> None:
     if pos:
         st.caption(f"Image {pos} of {len(order):,} in: {ui.safe(q.describe(names))}")
     st.caption(f"`{row[schema.RELPATH]}` · id `{sid}`")
-    from analysis.findings import image_flags
+    from analysis.present.findings import image_flags
 
     for kind, why in image_flags(run, row_no):
         st.warning(f"**{kind}** — {ui.safe(why)}", icon=":material/flag:")

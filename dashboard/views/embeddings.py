@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from analysis import figures, schema
-from analysis import formatting as fmt
-from analysis.query import ImageQuery, save_selection
-from analysis.runstore import Run
+from analysis import schema
+from analysis.present import figures
+from analysis.present import formatting as fmt
+from analysis.present.query import ImageQuery, save_selection
+from analysis.store.runstore import Run
 from dashboard import components as ui
 from dashboard import data, nav
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from analysis import formatting as fmt
 from analysis import schema
-from analysis.query import BETWEEN, CONTAINS, SORT_KEYS, ImageQuery, paginate, parse_between
-from analysis.runstore import Run
+from analysis.present import formatting as fmt
+from analysis.present.query import BETWEEN, CONTAINS, SORT_KEYS, ImageQuery, paginate, parse_between
+from analysis.store.runstore import Run
 from dashboard import components as ui
 from dashboard import data, nav
 
@@ -164,7 +164,7 @@ def render(run: Run) -> None:
                 icon=":material/play_arrow:",
                 help="Start a review queue with these images",
             ):
-                from analysis.query import save_selection
+                from analysis.present.query import save_selection
 
                 sel = save_selection(run.path, s[schema.SAMPLE_ID].to_numpy()[rows])
                 nav.go(

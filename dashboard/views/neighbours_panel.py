@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis import schema
-from analysis.query import ImageQuery
-from analysis.runstore import Run
+from analysis.present.query import ImageQuery
+from analysis.store.runstore import Run
 from dashboard import components as ui
 from dashboard import nav
 
@@ -14,7 +14,7 @@ from dashboard import nav
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _indexes(run_path: str, stamp: str):
     """Neighbour indexes of a run, built once per process (never mutated)."""
-    from analysis.embeddings import NeighbourIndex
+    from analysis.explain.embeddings import NeighbourIndex
     from dashboard.data import get_run
 
     run = get_run(run_path)
@@ -26,7 +26,7 @@ def _indexes(run_path: str, stamp: str):
 def render(run: Run, row_no: int, k: int = 6) -> None:
     if run.embeddings is None:
         return
-    from analysis.embeddings import neighbours_for
+    from analysis.explain.embeddings import neighbours_for
 
     ev, ref = _indexes(str(run.path), run.manifest["created"])
     nb = neighbours_for(ev, row_no, k=k, reference_embeddings=ref)

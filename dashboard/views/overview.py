@@ -5,10 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from analysis import figures, schema
-from analysis.findings import findings, load_metrics, top_confusion_pairs
-from analysis.query import ImageQuery
-from analysis.runstore import Run
+from analysis import schema
+from analysis.present import figures
+from analysis.present.findings import findings, load_metrics, top_confusion_pairs
+from analysis.present.query import ImageQuery
+from analysis.store.runstore import Run
 from dashboard import components as ui
 from dashboard import nav
 

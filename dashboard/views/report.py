@@ -7,13 +7,13 @@ import zipfile
 
 import streamlit as st
 
-from analysis.runstore import Run
+from analysis.store.runstore import Run
 from dashboard.views import review_panel
 
 
 @st.cache_data(show_spinner="Building the report…", max_entries=4, ttl=30)
 def _build(path: str, stamp: str, review_version: int, title: str):
-    from analysis.report import build_report, to_csv_tables, to_html, to_markdown
+    from analysis.present.report import build_report, to_csv_tables, to_html, to_markdown
     from dashboard.data import get_run
 
     run = get_run(path)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis import schema
-from analysis.query import ImageQuery, load_selection
-from analysis.runstore import Run
+from analysis.present.query import ImageQuery, load_selection
+from analysis.store.runstore import Run
 from dashboard import nav
 from dashboard.views import cam_panel, review_panel
 

@@ -15,8 +15,8 @@ import uuid
 import streamlit as st
 
 from analysis import schema
-from analysis.review import STARTER_TAGS, ReviewStore, default_db_path
-from analysis.runstore import Run
+from analysis.store.review import STARTER_TAGS, ReviewStore, default_db_path
+from analysis.store.runstore import Run
 from dashboard import data
 
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis import figures, schema
-from analysis.query import ImageQuery, save_selection
-from analysis.runstore import Run
+from analysis import schema
+from analysis.present import figures
+from analysis.present.query import ImageQuery, save_selection
+from analysis.store.runstore import Run
 from dashboard import components as ui
 from dashboard import data, nav
 
 
 def render(run: Run) -> None:
-    from analysis import robustness as rb
+    from analysis.stats import robustness as rb
 
     st.title("Robustness")
     if not run.manifest.get("has_model"):
@@ -83,7 +84,7 @@ def render(run: Run) -> None:
 
 def _fragile(run: Run, result, perturbation: str) -> None:
     """The images that break first: right when clean, wrong from the lowest severity."""
-    from analysis import robustness as rb
+    from analysis.stats import robustness as rb
 
     frag = rb.fragile_images(result, perturbation)
     st.markdown(f"**Breaks first under {perturbation}** (right when clean, then wrong)")
@@ -100,8 +101,8 @@ def _fragile(run: Run, result, perturbation: str) -> None:
 
 
 def _by_slice(run: Run, result) -> None:
-    from analysis import robustness as rb
-    from analysis.slices import spec_from_json
+    from analysis.stats import robustness as rb
+    from analysis.stats.slices import spec_from_json
 
     st.subheader("By slice")
     choices = {}
@@ -132,9 +133,9 @@ def _by_slice(run: Run, result) -> None:
 
 
 def _flipped(run: Run, result, perturbation: str, severity: int) -> None:
-    from analysis import robustness as rb
-    from analysis.explain import perturbed_pair
-    from analysis.models import Preprocessing
+    from analysis.explain.cam_views import perturbed_pair
+    from analysis.loading.models import Preprocessing
+    from analysis.stats import robustness as rb
 
     f = rb.flips(result, perturbation, severity)
     f = f[f["pred"] != f["clean_pred"]]

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis import figures, schema
-from analysis.query import ImageQuery
-from analysis.runstore import Run
+from analysis import schema
+from analysis.present import figures
+from analysis.present.query import ImageQuery
+from analysis.store.runstore import Run
 from dashboard import components as ui
 from dashboard import data, nav
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _by_value(path: str, column: str):
-    from analysis.slices import error_rate_by_value
+    from analysis.stats.slices import error_rate_by_value
 
     run = data.get_run(path)
     return error_rate_by_value(run.samples, column, class_names=run.class_names)

@@ -1,4 +1,4 @@
-"""Tests for analysis.cams: CAM registry, explainer, cache, faithfulness, overlay, mask mass."""
+"""Tests for analysis.explain.cams: CAM registry, explainer, cache, faithfulness, overlay, mask mass."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 import torchvision.models as tvm
 from torch import nn
 
-from analysis.cams import (
+from analysis.explain.cams import (
     CAM_METHODS,
     COLORMAPS,
     FILLS,
@@ -120,7 +120,7 @@ def test_registry_has_the_required_methods():
 
 def test_importing_cams_does_not_import_torch_or_grad_cam():
     code = (
-        "import sys, analysis.cams; "
+        "import sys, analysis.explain.cams; "
         "print(any(m in sys.modules for m in ('torch', 'pytorch_grad_cam', 'plotly')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

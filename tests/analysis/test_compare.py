@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import binomtest, chi2
 
 from analysis import schema
-from analysis.compare import (
+from analysis.stats.compare import (
     BOTH_RIGHT,
     BOTH_WRONG,
     CELLS,
@@ -26,7 +26,7 @@ from analysis.compare import (
     mcnemar_p_value,
     paired_difference_interval,
 )
-from analysis.slices import Predicate, SliceSpec, spec_to_json
+from analysis.stats.slices import Predicate, SliceSpec, spec_to_json
 
 N_IMAGES = 90
 BROKEN = [3, 7, 10, 13, 17, 21, 27, 31, 39, 45, 52, 66, 71, 80, 85, 88]  # A right, B wrong
@@ -301,7 +301,7 @@ def test_compare_validation():
 def test_compare_two_real_runs(image_folder, tmp_path):
     import torch
 
-    from analysis.pipeline import AnalysisConfig, analyze
+    from analysis.pipeline.engine import AnalysisConfig, analyze
     from tests.conftest import save_tiny_resnet
 
     torch.set_num_threads(1)
@@ -334,7 +334,7 @@ def test_importing_compare_and_drift_stays_light():
     import sys
 
     code = (
-        "import sys, analysis.compare, analysis.drift; "
+        "import sys, analysis.stats.compare, analysis.stats.drift; "
         "print(sorted(m for m in ('torch', 'sklearn', 'scipy', 'streamlit', 'plotly') "
         "if m in sys.modules))"
     )

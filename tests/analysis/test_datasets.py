@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from analysis import schema
-from analysis.datasets import load_image_set, read_class_file, sample_id_for
+from analysis.loading.datasets import load_image_set, read_class_file, sample_id_for
 from tests.conftest import CLASSES
 
 

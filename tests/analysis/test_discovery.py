@@ -1,4 +1,4 @@
-"""Tests for analysis.discovery: planted slices, the null, honest counting, redundancy."""
+"""Tests for analysis.stats.discovery: planted slices, the null, honest counting, redundancy."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from analysis import schema
-from analysis.discovery import DISCOVERY_COLUMNS, discover_slices
-from analysis.slices import (
+from analysis.stats.discovery import DISCOVERY_COLUMNS, discover_slices
+from analysis.stats.slices import (
     Predicate,
     SliceSpec,
     apply_slice,

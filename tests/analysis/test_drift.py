@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import chi2_contingency, ks_2samp
 
 from analysis import schema
-from analysis.drift import (
+from analysis.stats.drift import (
     EMBEDDING_COLUMNS,
     EMBEDDING_METHODS,
     FEATURE_COLUMNS,
@@ -267,7 +267,7 @@ def test_real_darkened_copies_are_flagged(image_folder, tmp_path):
     import torch
     from PIL import Image
 
-    from analysis.pipeline import AnalysisConfig, analyze
+    from analysis.pipeline.engine import AnalysisConfig, analyze
     from tests.conftest import save_tiny_resnet
 
     torch.set_num_threads(1)

@@ -1,4 +1,4 @@
-"""Tests for analysis.duplicates: exact / near duplicates, leakage, perceptual hashes."""
+"""Tests for analysis.data_issues.duplicates: exact / near duplicates, leakage, perceptual hashes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.duplicates import (
+from analysis.data_issues.duplicates import (
     PAIR_COLUMNS,
     LeakageImpact,
     confirm_pairs,
@@ -359,7 +359,7 @@ def test_perceptual_hash_confirms_copies_and_rejects_different_pictures(tmp_path
 def test_near_copies_stand_out_from_look_alikes():
     """Copies (re-lit, re-noised) are found; a crowd of look-alikes as similar to each other as
     0.96 is not, because nothing in the crowd stands out from its neighbourhood."""
-    from analysis.duplicates import appearance_signature, find_near_copies
+    from analysis.data_issues.duplicates import appearance_signature, find_near_copies
 
     rng = np.random.default_rng(0)
     ref_imgs = [rng.integers(0, 255, (16, 16, 3)).astype(np.float32) for _ in range(60)]
@@ -386,7 +386,7 @@ def test_near_copies_stand_out_from_look_alikes():
 
 
 def test_appearance_signature_ignores_brightness_and_contrast():
-    from analysis.duplicates import appearance_signature
+    from analysis.data_issues.duplicates import appearance_signature
 
     rng = np.random.default_rng(1)
     a = rng.integers(20, 200, (40, 40, 3)).astype(np.uint8)

@@ -1,4 +1,4 @@
-"""Tests of analysis.embeddings: projections, clusters, the cluster table, nearest neighbours.
+"""Tests of analysis.explain.embeddings: projections, clusters, the cluster table, nearest neighbours.
 
 UMAP tests use ~300 points. The first UMAP call in a process pays numba compilation when the
 machine-wide cache is cold (a minute or more on 2 cores); later processes load it.
@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import embeddings as E
 from analysis import schema
+from analysis.explain import embeddings as E
 
 # ----------------------------------------------------------------------------- fixtures
 
@@ -207,7 +207,7 @@ def test_import_umap_sets_cache_before_numba_loads():
     Uses the machine's own cache folder (an empty one would recompile for a minute).
     """
     code = (
-        "import sys; from analysis import embeddings as E\n"
+        "import sys; from analysis.explain import embeddings as E\n"
         "assert 'numba' not in sys.modules and 'umap' not in sys.modules\n"
         "E._import_umap()\n"
         "import numba.core.config as c, umap.umap_ as u\n"
@@ -533,7 +533,7 @@ def test_neighbour_validation():
 
 def test_import_is_light():
     code = (
-        "import sys, analysis.embeddings\n"
+        "import sys, analysis.explain.embeddings\n"
         "heavy = [m for m in ('umap', 'numba', 'torch', 'sklearn', 'streamlit', 'plotly')"
         " if m in sys.modules]\n"
         "print(heavy)\n"

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from analysis.images import DEFAULT_MAX_PIXELS, ImageReadError, decode_image
+from analysis.loading.images import DEFAULT_MAX_PIXELS, ImageReadError, decode_image
 
 
 def _save(path, arr, mode=None, **kw):

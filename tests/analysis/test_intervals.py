@@ -1,4 +1,4 @@
-"""Tests for analysis.intervals: Wilson, row bootstrap, multinomial bootstrap, Estimate."""
+"""Tests for analysis.stats.intervals: Wilson, row bootstrap, multinomial bootstrap, Estimate."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from analysis.intervals import (
+from analysis.stats.intervals import (
     Estimate,
     UndefinedMetricWarning,
     bootstrap_interval,

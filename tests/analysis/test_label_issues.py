@@ -1,4 +1,4 @@
-"""Tests for analysis.label_issues (confident learning on NumPy)."""
+"""Tests for analysis.data_issues.label_issues (confident learning on NumPy)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from analysis import schema
-from analysis.label_issues import (
+from analysis.data_issues.label_issues import (
     DEFAULT_METHOD,
     FILTER_METHODS,
     ISSUE_COLUMNS,

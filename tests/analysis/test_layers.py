@@ -1,4 +1,4 @@
-"""Tests for analysis.layers: candidate CAM layers, the default-layer rule, reshapes."""
+"""Tests for analysis.explain.layers: candidate CAM layers, the default-layer rule, reshapes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 import torchvision.models as tvm
 from torch import nn
 
-from analysis.layers import (
+from analysis.explain.layers import (
     MIN_SIDE,
     LayerInfo,
     candidate_layers,

@@ -1,4 +1,4 @@
-"""Tests for analysis.metrics: parity with scikit-learn, known answers, intervals, invariances."""
+"""Tests for analysis.stats.metrics: parity with scikit-learn, known answers, intervals, invariances."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 import sklearn.metrics as skm
 
-from analysis import metrics as M
-from analysis.intervals import Estimate, UndefinedMetricWarning, bootstrap_interval
+from analysis.stats import metrics as M
+from analysis.stats.intervals import Estimate, UndefinedMetricWarning, bootstrap_interval
 
 K = 5
 NEVER_PREDICTED = 2  # its logit is pushed down by 100
@@ -608,8 +608,8 @@ def test_metrics_section_writes_the_new_keys_to_metrics_json(tmp_path) -> None:
     from types import SimpleNamespace
 
     from analysis import schema
-    from analysis.runstore import RunWriter
-    from analysis.sections import METRICS_FILE, SECTIONS, SectionContext
+    from analysis.pipeline.sections import METRICS_FILE, SECTIONS, SectionContext
+    from analysis.store.runstore import RunWriter
 
     y, pred, probs = make_data(5, dtype=np.float32)
     with RunWriter(tmp_path, "run") as writer:
@@ -719,7 +719,7 @@ def test_float32_probs_that_sum_to_one_loosely_are_accepted() -> None:
 
 def test_importing_metrics_stays_light() -> None:
     code = (
-        "import sys, analysis.metrics, analysis.intervals; "
+        "import sys, analysis.stats.metrics, analysis.stats.intervals; "
         "heavy = [m for m in ('sklearn', 'scipy', 'torch', 'streamlit', 'plotly', 'umap') "
         "if m in sys.modules]; print(heavy)"
     )
@@ -731,7 +731,7 @@ def test_importing_metrics_stays_light() -> None:
 
 
 def test_top_k_breaks_ties_like_argmax_not_in_the_models_favour():
-    from analysis.metrics import accuracy_score, top_k_accuracy_score
+    from analysis.stats.metrics import accuracy_score, top_k_accuracy_score
 
     y = np.array([0, 1, 2, 3, 4, 5])
     probs = np.full((6, 6), 1 / 6)  # an untrained model: every class tied

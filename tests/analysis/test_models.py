@@ -4,7 +4,7 @@ import pytest
 import torch
 import torchvision
 
-from analysis.models import CheckpointError, default_preprocessing, load_model
+from analysis.loading.models import CheckpointError, default_preprocessing, load_model
 
 
 def test_state_dict_loads_and_counts_classes(tiny_resnet):

@@ -1,4 +1,4 @@
-"""Tests for analysis.outliers: adaptive image-property outliers and their error rates."""
+"""Tests for analysis.data_issues.outliers: adaptive image-property outliers and their error rates."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from analysis import schema
-from analysis.outliers import (
+from analysis.data_issues.outliers import (
     OUTLIER_COLUMNS,
     OUTLIER_TYPES,
     SUMMARY_COLUMNS,

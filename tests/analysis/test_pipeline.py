@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from analysis import schema
-from analysis.pipeline import AnalysisConfig, analyze
-from analysis.runstore import RunError, open_run
+from analysis.pipeline.engine import AnalysisConfig, analyze
+from analysis.store.runstore import RunError, open_run
 from tests.conftest import CLASSES
 
 
@@ -80,7 +80,7 @@ def test_same_inputs_reuse_the_run(image_folder, tiny_resnet, tmp_path):
 
 
 def test_a_run_made_by_other_analysis_code_is_analysed_again(image_folder, tiny_resnet, tmp_path):
-    from analysis.runstore import list_runs
+    from analysis.store.runstore import list_runs
     from analysis.version import analysis_code
 
     runs = tmp_path / "runs"
@@ -123,7 +123,7 @@ def test_cli_says_an_unreadable_run_in_one_line(image_folder, tiny_resnet, tmp_p
 
 
 def test_interrupted_analysis_leaves_no_run(image_folder, tiny_resnet, tmp_path, monkeypatch):
-    import analysis.pipeline as pl
+    import analysis.pipeline.engine as pl
 
     def boom(*a, **k):
         raise KeyboardInterrupt
@@ -145,7 +145,7 @@ def test_old_schema_gets_a_clear_message(image_folder, tiny_resnet, tmp_path):
 
 
 def test_predictions_file_mode(image_folder, tmp_path):
-    from analysis.datasets import load_image_set
+    from analysis.loading.datasets import load_image_set
 
     s = load_image_set(image_folder)
     rng = np.random.default_rng(0)
@@ -183,13 +183,13 @@ def test_wrong_class_count_fails_before_the_pass(image_folder, tmp_path):
 
 
 def _prep(sidecar, arch="resnet18", **cli):
-    from analysis.pipeline import _preprocessing
+    from analysis.pipeline.engine import _preprocessing
 
     return _preprocessing(AnalysisConfig(data="d", **cli), arch, sidecar)
 
 
 def test_each_sidecar_preprocessing_key_applies_on_its_own():
-    from analysis.models import IMAGENET_MEAN, IMAGENET_STD
+    from analysis.loading.models import IMAGENET_MEAN, IMAGENET_STD
 
     assert _prep({}).to_dict() == {  # resnet18's documented transform
         "resize": 256,
@@ -272,7 +272,7 @@ def test_run_writer_removes_only_stale_temporary_folders(tmp_path, caplog):
     import os
     import time
 
-    from analysis.runstore import RunWriter
+    from analysis.store.runstore import RunWriter
 
     runs = tmp_path / "runs"
     day_ago = time.time() - RunWriter.STALE_TMP_AGE_S - 3600
@@ -295,7 +295,7 @@ def test_run_writer_removes_only_stale_temporary_folders(tmp_path, caplog):
     (runs / ".tmp-file").write_text("not a folder")
     os.utime(runs / ".tmp-file", (day_ago, day_ago))
 
-    with caplog.at_level(logging.INFO, logger="analysis.runstore"):
+    with caplog.at_level(logging.INFO, logger="analysis.store.runstore"):
         w = RunWriter(runs, "new-run")
     assert w.removed_stale == [replaced, killed] and not killed.exists()
     assert not replaced.exists()
@@ -310,8 +310,8 @@ def test_run_writer_removes_only_stale_temporary_folders(tmp_path, caplog):
 
 def _pass_inputs(image_folder, tiny_resnet):
     """(absolute paths, 32-px preprocessing, loaded tiny resnet) for direct run_pass tests."""
-    from analysis.datasets import load_image_set
-    from analysis.models import Preprocessing, load_model
+    from analysis.loading.datasets import load_image_set
+    from analysis.loading.models import Preprocessing, load_model
 
     data = load_image_set(str(image_folder))
     loaded = load_model(str(tiny_resnet), arch="resnet18", num_classes=len(data.class_names))
@@ -323,7 +323,13 @@ def test_the_benchmarked_forward_is_the_pass(image_folder, tiny_resnet):
     import torch
     from torch.utils.data import DataLoader
 
-    from analysis.inference import EmbeddingHook, _collate, _forward, _ImageDataset, run_pass
+    from analysis.loading.inference import (
+        EmbeddingHook,
+        _collate,
+        _forward,
+        _ImageDataset,
+        run_pass,
+    )
 
     paths, prep, loaded = _pass_inputs(image_folder, tiny_resnet)
     res = run_pass(paths, prep, model=loaded.model, num_workers=0, batch_size=4)
@@ -358,7 +364,7 @@ def test_image_properties_equal_a_numpy_reference():
     import torch
     from scipy.ndimage import correlate
 
-    from analysis.inference import tensor_properties
+    from analysis.loading.inference import tensor_properties
 
     rng = np.random.default_rng(0)
     x = rng.random((5, 3, 40, 56)).astype(np.float32) ** 2
@@ -397,7 +403,7 @@ def test_image_properties_equal_a_numpy_reference():
 
 
 def test_out_option_wins_over_the_environment(tmp_path, monkeypatch):
-    from analysis.runstore import runs_dir_from_env
+    from analysis.store.runstore import runs_dir_from_env
 
     monkeypatch.setenv("ERRORSCOPE_RUNS_DIR", str(tmp_path / "env"))
     assert runs_dir_from_env(tmp_path / "cli") == tmp_path / "cli"
@@ -408,7 +414,7 @@ def test_out_option_wins_over_the_environment(tmp_path, monkeypatch):
 
 def test_the_pass_gives_the_same_numbers_with_and_without_workers(image_folder, tiny_resnet):
     """Decoding in DataLoader workers or in the main process must not change any number."""
-    from analysis.inference import run_pass
+    from analysis.loading.inference import run_pass
 
     paths, prep, loaded = _pass_inputs(image_folder, tiny_resnet)
     main = run_pass(paths, prep, model=loaded.model, num_workers=0, batch_size=5)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from analysis import schema
-from analysis.query import (
+from analysis.present.query import (
     ImageQuery,
     apply_query,
     describe_where,

@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from analysis import formatting as fmt
 from analysis import schema
-from analysis.findings import load_metrics
-from analysis.pipeline import AnalysisConfig, analyze
-from analysis.report import (
+from analysis.pipeline.engine import AnalysisConfig, analyze
+from analysis.present import formatting as fmt
+from analysis.present.findings import load_metrics
+from analysis.present.report import (
     CSV_DIR,
     RELABEL_CSV,
     REPORT_HTML,
@@ -33,9 +33,9 @@ from analysis.report import (
     to_markdown,
     write_report,
 )
-from analysis.review import ReviewStore
-from analysis.runstore import RunWriter, open_run
-from analysis.slices import SLICE_COLUMNS
+from analysis.stats.slices import SLICE_COLUMNS
+from analysis.store.review import ReviewStore
+from analysis.store.runstore import RunWriter, open_run
 from tests.conftest import CLASSES, make_image_folder
 
 XSS_CLASS = "<script>alert(1)</script>"
@@ -199,7 +199,7 @@ def test_empty_run_gives_a_report_whose_missing_sections_are_notes(tmp_path):
 
 
 def test_validation_messages(run, report, tmp_path):
-    with pytest.raises(TypeError, match="run must be an analysis.runstore.Run .*got str"):
+    with pytest.raises(TypeError, match="run must be an analysis.store.runstore.Run .*got str"):
         build_report("runs/x", review_state=None)
     with pytest.raises(TypeError, match="review_state must be a DataFrame .* got dict"):
         build_report(run, review_state={"tags": []})
@@ -219,7 +219,7 @@ def test_validation_messages(run, report, tmp_path):
         to_markdown("report")
     with pytest.raises(TypeError, match="report must be a Report"):
         to_csv_tables(None)
-    with pytest.raises(TypeError, match="run must be an analysis.runstore.Run, got str"):
+    with pytest.raises(TypeError, match="run must be an analysis.store.runstore.Run, got str"):
         to_html(report, "runs/x")
     with pytest.raises(ValueError, match="report was built from run .* but run is 'empty'"):
         to_html(report, _empty_run(tmp_path))
@@ -304,7 +304,7 @@ def test_data_issues_count_what_the_run_found(run, report):
 
 
 def test_a_broken_part_becomes_a_note(run, review, monkeypatch):
-    import analysis.report as rp
+    import analysis.present.report as rp
 
     def boom(*a, **k):
         raise RuntimeError("disk on fire")

@@ -7,7 +7,7 @@ import threading
 import pandas as pd
 import pytest
 
-from analysis.review import (
+from analysis.store.review import (
     STARTER_TAGS,
     ReviewStore,
     fold_events,
@@ -249,7 +249,7 @@ def test_save_edits_is_one_transaction(tmp_path):
 
 def test_tags_survive_a_reanalysis(image_folder, tiny_resnet, tmp_path):
     """A forced re-analysis writes a new run; tags keyed by content hash still apply to it."""
-    from analysis.pipeline import AnalysisConfig, analyze
+    from analysis.pipeline.engine import AnalysisConfig, analyze
 
     cfg = AnalysisConfig(
         data=str(image_folder),

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from analysis import schema
-from analysis.robustness import (
+from analysis.stats.robustness import (
     ACCURACY,
     CLEAN_ACCURACY,
     DROP,
@@ -40,7 +40,7 @@ from analysis.robustness import (
     select_rows,
     slice_vs_rest,
 )
-from analysis.slices import Predicate, SliceSpec
+from analysis.stats.slices import Predicate, SliceSpec
 from tests.conftest import make_image_folder, save_tiny_resnet
 
 torch = pytest.importorskip("torch")
@@ -150,7 +150,7 @@ def test_perturbation_validation():
 
 
 def test_importing_robustness_does_not_import_torch():
-    code = "import sys, analysis.robustness; print('torch' in sys.modules)"
+    code = "import sys, analysis.stats.robustness; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -182,7 +182,7 @@ def test_select_rows():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from analysis.pipeline import AnalysisConfig, analyze
+    from analysis.pipeline.engine import AnalysisConfig, analyze
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("robust")
@@ -203,9 +203,9 @@ def tiny_run(tmp_path_factory):
 
 def _model_predictions(run, rows, name, severity, seed):
     """What the stored predictions must be: decode, perturb, normalise, argmax, by hand."""
-    from analysis.images import decode_image
-    from analysis.inference import softmax, to_model_tensor
-    from analysis.models import load_run_model
+    from analysis.loading.images import decode_image
+    from analysis.loading.inference import softmax, to_model_tensor
+    from analysis.loading.models import load_run_model
 
     loaded, prep = load_run_model(run.manifest)
     paths = run.samples[schema.PATH].to_numpy()[rows]
@@ -252,7 +252,7 @@ def test_predictions_follow_the_runs_rule_on_near_ties(tmp_path):
     perturbation that changes nothing must then flip nothing."""
     import torchvision
 
-    from analysis.pipeline import AnalysisConfig, analyze
+    from analysis.pipeline.engine import AnalysisConfig, analyze
 
     m = torchvision.models.resnet18(weights=None, num_classes=3)
     with torch.no_grad():
@@ -332,7 +332,7 @@ def test_estimate_cost(tiny_run):
     assert estimate_cost(tiny_run, perturbations=["jpeg"], severities=[1], subset=3) == (
         pytest.approx(one * 3 / n)
     )
-    from analysis.runstore import Run
+    from analysis.store.runstore import Run
 
     no_rate = Run(
         tiny_run.path, {k: v for k, v in tiny_run.manifest.items() if k != "images_per_second"}
@@ -432,7 +432,7 @@ def test_slice_vs_rest_and_fragile_images():
 
 
 def _summary(acc_by_severity, n=100, clean=None):
-    from analysis.intervals import wilson_interval
+    from analysis.stats.intervals import wilson_interval
 
     correct = np.round(np.asarray(acc_by_severity) * n)
     low, high = wilson_interval(correct, n)

@@ -14,8 +14,8 @@ import pytest
 from sklearn import metrics as skm
 
 from analysis import schema
-from analysis.findings import load_metrics
-from analysis.slices import apply_slice, spec_from_json
+from analysis.present.findings import load_metrics
+from analysis.stats.slices import apply_slice, spec_from_json
 
 pytestmark = pytest.mark.slow
 
@@ -109,8 +109,8 @@ def test_leaked_pairs_found_with_precision(sample_run, planted):
 def _cam_outside(sample_run, loaded, prep, rows, cls):
     """Per row: (share of the class-``cls`` CAM's mass outside the shape's disc, share of the
     image area outside it)."""
-    from analysis.cams import mask_mass_outside
-    from analysis.explain import cam_view
+    from analysis.explain.cam_views import cam_view
+    from analysis.explain.cams import mask_mass_outside
 
     s = sample_run.samples
     out = []
@@ -140,7 +140,7 @@ def test_cam_looks_at_the_background_on_spurious_errors(sample_run, planted):
     one-sided Mann-Whitney p < 0.01 between the two groups (16 images each)."""
     from scipy.stats import mannwhitneyu
 
-    from analysis.models import load_run_model
+    from analysis.loading.models import load_run_model
 
     spur = planted["spurious"]
     s = sample_run.samples
@@ -169,7 +169,7 @@ def test_cam_looks_at_the_background_on_spurious_errors(sample_run, planted):
 
 def test_review_survives_reanalysis(sample_run, tmp_path):
     """Tags are keyed by content hash: a new run of the same images sees them."""
-    from analysis.review import ReviewStore
+    from analysis.store.review import ReviewStore
 
     db = ReviewStore(tmp_path / "review.sqlite")
     h = sample_run.samples[schema.CONTENT_HASH].iloc[0]
@@ -183,8 +183,8 @@ def test_robustness_on_the_sample(sample_run, planted):
     """Stated relation: cam_c's images are already blurred (planted failure 2), so extra blur
     costs the sharp cameras more accuracy than cam_c, which has less left to lose. And accuracy
     does not rise with severity for blur and noise beyond what the 95% intervals allow."""
-    from analysis.robustness import is_monotone_within_interval, per_slice, run_robustness
-    from analysis.slices import Predicate, SliceSpec
+    from analysis.stats.robustness import is_monotone_within_interval, per_slice, run_robustness
+    from analysis.stats.slices import Predicate, SliceSpec
 
     res = run_robustness(
         sample_run, perturbations=["gaussian_blur", "gaussian_noise"], subset=600, seed=0

@@ -1,4 +1,4 @@
-"""Tests for analysis.slices: specs, apply/describe/JSON, the vocabulary, statistics, tables."""
+"""Tests for analysis.stats.slices: specs, apply/describe/JSON, the vocabulary, statistics, tables."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from scipy.stats import false_discovery_control, fisher_exact
 from sklearn.metrics import f1_score
 
 from analysis import schema
-from analysis.intervals import wilson_interval
-from analysis.slices import (
+from analysis.stats.intervals import wilson_interval
+from analysis.stats.slices import (
     SLICE_COLUMNS,
     VALUE_COLUMNS,
     Predicate,

@@ -120,7 +120,7 @@ def test_review_tag_survives_reload_and_lands_in_the_offline_report(
 
 
 def test_robustness_cell_reaches_flipped_images(page, app_url, sample_run):
-    from analysis.robustness import run_robustness
+    from analysis.stats.robustness import run_robustness
 
     res = run_robustness(
         sample_run, perturbations=["gaussian_blur", "brightness_down"], subset=300, seed=0
@@ -145,7 +145,7 @@ def test_robustness_cell_reaches_flipped_images(page, app_url, sample_run):
 
 def test_compare_flip_cell_reaches_its_images(page, app_url, sample_run, tmp_path):
     """Run B = the same images, predictions copied from A with 30 right answers made wrong."""
-    from analysis.pipeline import AnalysisConfig, analyze
+    from analysis.pipeline.engine import AnalysisConfig, analyze
 
     s = sample_run.samples
     probs = np.asarray(sample_run.probs).copy()

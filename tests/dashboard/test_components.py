@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from analysis import figures
+from analysis.present import figures
 from dashboard import components as ui
 
 

@@ -104,7 +104,7 @@ def test_slices_page_lists_the_discovered_slices(app_test, sample_run):
 
 def test_review_save_keeps_a_tag_added_by_someone_else(app_test, sample_run, tmp_path, monkeypatch):
     """Ana's page is drawn, Bo tags the image, Ana picks "model error" and saves: both stay."""
-    from analysis.review import ReviewStore
+    from analysis.store.review import ReviewStore
 
     db_path = tmp_path / "review.sqlite"
     monkeypatch.setenv("ERRORSCOPE_REVIEW_DB", str(db_path))
@@ -138,8 +138,8 @@ def test_review_save_keeps_a_tag_added_by_someone_else(app_test, sample_run, tmp
 
 
 def test_robustness_page_shows_fragile_images_and_the_slice_breakdown(app_test, sample_run):
-    from analysis.robustness import fragile_images, run_robustness, slice_vs_rest
-    from analysis.slices import spec_from_json
+    from analysis.stats.robustness import fragile_images, run_robustness, slice_vs_rest
+    from analysis.stats.slices import spec_from_json
 
     res = run_robustness(sample_run, perturbations=["gaussian_noise"], subset=150, seed=3)
     at = _open(app_test, "robustness")

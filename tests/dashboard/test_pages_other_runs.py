@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from analysis import schema
-from analysis.pipeline import AnalysisConfig, analyze
+from analysis.pipeline.engine import AnalysisConfig, analyze
 from tests.conftest import CLASSES, make_image_folder, save_tiny_resnet
 
 from .conftest import APP
@@ -66,7 +66,7 @@ def test_model_run_without_metadata_or_reference(folder, tmp_path, monkeypatch):
 
 
 def test_predictions_file_run(folder, tmp_path, monkeypatch):
-    from analysis.datasets import load_image_set
+    from analysis.loading.datasets import load_image_set
 
     s = load_image_set(folder).table
     rng = np.random.default_rng(1)

@@ -7,16 +7,19 @@ manifest, so one failure never loses the others.
 
 from __future__ import annotations
 
+import time
+import traceback
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from . import schema
-from .runstore import RunWriter
+from .. import schema
+from ..store.runstore import RunWriter
 
-METRICS_FILE = "metrics.json"
+METRICS_FILE = schema.METRICS
 
 
 @dataclass
@@ -47,7 +50,7 @@ class SectionContext:
 
 
 def _metrics(ctx: SectionContext) -> None:
-    from .metrics import summary
+    from ..stats.metrics import summary
 
     s = summary(
         ctx.labels, np.asarray(ctx.probs), n_classes=len(ctx.class_names), seed=ctx.cfg.seed
@@ -61,7 +64,7 @@ def _embedding_map(ctx: SectionContext):
             "no embeddings: the model has no nn.Linear classifier head for the hook (TorchScript,"
             " conv heads such as SqueezeNet) or the run was made from a predictions file"
         )
-    from .embeddings import cluster_embeddings, cluster_table, project_2d
+    from ..explain.embeddings import cluster_embeddings, cluster_table, project_2d
 
     emb = np.asarray(ctx.embeddings, dtype=np.float32)
     if getattr(ctx.cfg, "umap", True):
@@ -89,21 +92,21 @@ def _slice_args(ctx: SectionContext) -> dict:
 
 
 def _slices(ctx: SectionContext):
-    from .slices import compute_slices
+    from ..stats.slices import compute_slices
 
     table = compute_slices(ctx.samples_with_new(), **_slice_args(ctx))
     ctx.writer.write_table(schema.SLICES, table)
 
 
 def _discovery(ctx: SectionContext):
-    from .discovery import discover_slices
+    from ..stats.discovery import discover_slices
 
     table = discover_slices(ctx.samples_with_new(), **_slice_args(ctx))
     ctx.writer.write_table(schema.DISCOVERED, table)
 
 
 def _label_issues(ctx: SectionContext):
-    from .label_issues import estimate_noise_matrix, find_label_issues
+    from ..data_issues.label_issues import estimate_noise_matrix, find_label_issues
 
     probs = np.asarray(ctx.probs, dtype=np.float64)
     table = find_label_issues(ctx.labels, probs, class_names=ctx.class_names)
@@ -134,9 +137,9 @@ def phash_distance(a, b) -> np.ndarray:
 
 def _duplicates(ctx: SectionContext):
     """Exact copies by content hash; near copies by appearance signature (see
-    :func:`analysis.duplicates.find_near_copies`), with the perceptual-hash distance and the
+    :func:`analysis.data_issues.duplicates.find_near_copies`), with the perceptual-hash distance and the
     model-embedding similarity of each pair kept as evidence."""
-    from .duplicates import exact_duplicates, find_near_copies, partner_columns
+    from ..data_issues.duplicates import exact_duplicates, find_near_copies, partner_columns
 
     s = ctx.samples
     ref = ctx.reference
@@ -186,7 +189,7 @@ def _unit(x) -> np.ndarray:
 
 
 def _outliers(ctx: SectionContext):
-    from .outliers import find_outliers, outlier_summary
+    from ..data_issues.outliers import find_outliers, outlier_summary
 
     table = ctx.samples[[*schema.PROPERTY_COLUMNS, schema.CORRECT]].reset_index(drop=True)
     found = find_outliers(table)
@@ -194,7 +197,7 @@ def _outliers(ctx: SectionContext):
     ctx.writer.write_table(OUTLIER_SUMMARY, outlier_summary(table, found))
 
 
-OUTLIER_SUMMARY = "outlier_summary.parquet"
+OUTLIER_SUMMARY = schema.OUTLIER_SUMMARY
 
 SECTIONS: dict[str, Callable[[SectionContext], str | None]] = {
     "metrics": _metrics,
@@ -225,8 +228,6 @@ def run_sections(
     reference_signatures=None,
 ) -> dict:
     """Run every registered section; returns the new samples columns they produced."""
-    from .pipeline import section
-
     ctx = SectionContext(
         writer,
         samples,
@@ -247,3 +248,24 @@ def run_sections(
             if isinstance(skipped, str):
                 entry.update(status="skipped", reason=skipped)
     return ctx.new_columns
+
+
+@contextmanager
+def section(name: str, sections: dict, timings: dict, progress: Callable | None = None):
+    """Record a section's status; an exception is logged in the manifest, not raised."""
+    if progress:
+        progress(f"computing {name}", 0.0)
+    t = time.perf_counter()
+    entry = {"status": "ok"}
+    try:
+        yield entry
+    except Exception as e:  # one failing section must not lose the others
+        entry.update(
+            status="failed",
+            error=f"{type(e).__name__}: {e}",
+            traceback=traceback.format_exc(limit=6),
+        )
+    finally:
+        timings[name] = time.perf_counter() - t
+        entry["seconds"] = round(timings[name], 3)
+        sections[name] = entry

@@ -2,7 +2,7 @@
 
 Shaped like ``sklearn.metrics``: data first (``y_true, y_pred`` or ``y_true, probs``), options
 keyword-only, labels are integers ``0..K-1`` (class names are display-only and never needed
-here). Every headline number is an :class:`~analysis.intervals.Estimate` with a 95% interval:
+here). Every headline number is an :class:`~analysis.stats.intervals.Estimate` with a 95% interval:
 
 ========================  =====================================================================
 accuracy, top-k, per-bin  Wilson score interval (closed form)
@@ -28,7 +28,7 @@ Invalid input (wrong shape or dtype, labels out of range, probabilities that are
 probabilities) raises ``ValueError``/``TypeError`` naming what was given and what was expected;
 this check lives in one place, :func:`check_classification_inputs`. Ill-defined values (empty
 input, zero division, a class with no positives) are NaN with an
-:class:`~analysis.intervals.UndefinedMetricWarning`, never an exception. Averages over classes
+:class:`~analysis.stats.intervals.UndefinedMetricWarning`, never an exception. Averages over classes
 ("macro", "weighted") skip classes where the value is undefined, as scikit-learn does with
 ``zero_division=np.nan``; a class that is never predicted still counts with recall 0 and F1 0.
 """
@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import schema
-from analysis.intervals import (
+from analysis.stats.intervals import (
     Estimate,
     UndefinedMetricWarning,
     bootstrap_intervals,

@@ -45,9 +45,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import schema
+from ..store.runstore import Run
 from . import formatting as fmt
-from . import schema
-from .runstore import Run
 
 __all__ = [
     "CSV_DIR",
@@ -125,7 +125,7 @@ class Headline:
     """One headline metric: its name, the estimate with its interval, and how to show it."""
 
     name: str
-    estimate: Any  # analysis.intervals.Estimate
+    estimate: Any  # analysis.stats.intervals.Estimate
     as_pct: bool = True
     help: str = ""
 
@@ -154,19 +154,19 @@ class Report:
     headline : tuple of Headline
         Empty when the metrics section is missing.
     findings : tuple of (severity, message)
-        :func:`analysis.findings.findings`, most important first.
+        :func:`analysis.present.findings.findings`, most important first.
     per_class : DataFrame or None
         The metrics' per-class table (``class, support, precision, precision_low, ...``) with
         ``name`` after ``class``. None without metrics.
     confusion : int ndarray [K, K] or None
         Counts, rows = given label, columns = prediction.
     reliability : DataFrame or None
-        Calibration bins (``analysis.metrics``).
+        Calibration bins (``analysis.stats.metrics``).
     top_confusions : DataFrame
         ``true, true_name, pred, pred_name, count, share_of_true_class``, most frequent first.
     slices : DataFrame or None
         Significant rows of ``slices.parquet`` with a positive gap (columns
-        ``analysis.slices.SLICE_COLUMNS``); None when the run has no slices table.
+        ``analysis.stats.slices.SLICE_COLUMNS``); None when the run has no slices table.
     n_slices_tested : int
         Rows of ``slices.parquet`` (every slice tested).
     discovered_slices : DataFrame or None
@@ -181,7 +181,7 @@ class Report:
         pred_name, correct, confidence``, metadata columns, ``tags`` (tuple), ``notes`` (tuple of
         (reviewer, text)), ``corrected_label``, ``reviewed``, ``reviewer``.
     relabel : DataFrame
-        :func:`analysis.review.relabel_list`: ``path, relpath, given_label, corrected_label,
+        :func:`analysis.store.review.relabel_list`: ``path, relpath, given_label, corrected_label,
         reviewer``.
     failures : DataFrame
         Representative failures: ``sample_id, relpath, path, label_name, pred_name, confidence,
@@ -236,9 +236,9 @@ def build_report(
     Parameters
     ----------
     run : Run
-        An opened run (:func:`analysis.runstore.open_run`).
+        An opened run (:func:`analysis.store.runstore.open_run`).
     review_state : DataFrame or None, keyword-only
-        :meth:`analysis.review.ReviewStore.state` (one row per content hash: ``tags``, ``notes``,
+        :meth:`analysis.store.review.ReviewStore.state` (one row per content hash: ``tags``, ``notes``,
         ``corrected_label``, ``last_reviewer``, ...), or None for a report without review data.
         Rows of images that are not in this run are ignored.
     title : str, keyword-only, optional
@@ -258,7 +258,7 @@ def build_report(
     """
     if not isinstance(run, Run):
         raise TypeError(
-            f"run must be an analysis.runstore.Run (use open_run(path)), got {type(run).__name__}"
+            f"run must be an analysis.store.runstore.Run (use open_run(path)), got {type(run).__name__}"
         )
     if review_state is not None:
         if not isinstance(review_state, pd.DataFrame):
@@ -291,8 +291,8 @@ def _guard(notes: list[str], what: str, fn: Callable[[], Any], default: Any = No
 
 
 def _build_core(run: Run, state: pd.DataFrame | None, title: str | None, k: int) -> Report:
+    from ..store.runstore import now_iso
     from .findings import findings, load_metrics
-    from .runstore import now_iso
 
     notes: list[str] = []
     manifest = run.manifest
@@ -470,7 +470,7 @@ def _top_confusions(run: Run, names: tuple[str, ...]) -> pd.DataFrame:
 
 
 def _weak_slices(run: Run) -> pd.DataFrame | None:
-    from .slices import GAP, SIGNIFICANT
+    from ..stats.slices import GAP, SIGNIFICANT
 
     table = run.table(schema.SLICES)
     if table is None:
@@ -496,7 +496,7 @@ def _top_slice(discovered: pd.DataFrame | None, slices: pd.DataFrame | None):
 
 
 def _label_issues(run: Run, notes: list[str]) -> pd.DataFrame | None:
-    from .label_issues import GIVEN_LABEL, INDEX, REASON
+    from ..data_issues.label_issues import GIVEN_LABEL, INDEX, REASON
 
     table = run.table(schema.LABEL_ISSUES)
     if table is None:
@@ -520,7 +520,6 @@ def _label_issues(run: Run, notes: list[str]) -> pd.DataFrame | None:
 
 
 def _data_issues(run: Run, notes: list[str]) -> pd.DataFrame:
-    from .sections import OUTLIER_SUMMARY
 
     s = run.samples
     n = len(s)
@@ -539,7 +538,7 @@ def _data_issues(run: Run, notes: list[str]) -> pd.DataFrame:
     if run.manifest.get("inputs", {}).get("reference") is None:
         notes.append("No reference (training) set was given: train/test leakage was not checked.")
     elif schema.LEAK_OF in s.columns:
-        from .duplicates import leakage_impact
+        from ..data_issues.duplicates import leakage_impact
 
         leaked = s[schema.LEAK_OF].notna().to_numpy()
         imp = leakage_impact(s[schema.CORRECT].to_numpy(dtype=bool), leaked)
@@ -568,7 +567,7 @@ def _data_issues(run: Run, notes: list[str]) -> pd.DataFrame:
                 f"{len(within)} pairs ({exact} exact, {len(within) - exact} near)",
             )
         )
-    summary = run.table(OUTLIER_SUMMARY)
+    summary = run.table(schema.OUTLIER_SUMMARY)
     found = run.table(schema.OUTLIERS)
     if summary is not None:
         for _, r in summary.iterrows():
@@ -646,7 +645,7 @@ def _reviewed(
 
 
 def _relabel(samples: pd.DataFrame, state: pd.DataFrame | None) -> pd.DataFrame:
-    from .review import relabel_list
+    from ..store.review import relabel_list
 
     if state is None or state.empty or samples.empty:
         return pd.DataFrame(columns=RELABEL_COLUMNS)
@@ -675,7 +674,7 @@ def _failures(
 ) -> pd.DataFrame:
     mask = None
     if top_slice is not None and len(samples):
-        from .slices import apply_slice, spec_from_json
+        from ..stats.slices import apply_slice, spec_from_json
 
         try:
             mask = apply_slice(samples, spec_from_json(top_slice[0]))
@@ -1043,8 +1042,8 @@ def _image_data_uri(run: Run, sample_id: Any, path: Any) -> str | None:
         try:
             from PIL import Image
 
-            from .images import decode_image
-            from .inference import THUMB_SIZE
+            from ..loading.images import decode_image
+            from ..loading.inference import THUMB_SIZE
 
             im = Image.fromarray(decode_image(path).rgb)
             im.thumbnail((THUMB_SIZE, THUMB_SIZE))
@@ -1133,7 +1132,7 @@ def to_html(report: Report, run: Run) -> str:
     """
     _check_report(report)
     if not isinstance(run, Run):
-        raise TypeError(f"run must be an analysis.runstore.Run, got {type(run).__name__}")
+        raise TypeError(f"run must be an analysis.store.runstore.Run, got {type(run).__name__}")
     if str(run.run_id) != report.run_id:
         raise ValueError(
             f"report was built from run {report.run_id!r} but run is {run.run_id!r}; pass the"
@@ -1597,7 +1596,7 @@ def write_report(
         raise ValueError(f"unknown report format(s) {unknown}; valid formats: {list(FORMATS)}")
     if "html" in formats:  # validate before writing anything
         if not isinstance(run, Run):
-            raise TypeError(f"run must be an analysis.runstore.Run, got {type(run).__name__}")
+            raise TypeError(f"run must be an analysis.store.runstore.Run, got {type(run).__name__}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

@@ -63,7 +63,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import schema
+from .. import schema
 
 __all__ = [
     "DEFAULT_METHOD",

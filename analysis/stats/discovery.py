@@ -3,9 +3,9 @@
 Method: SliceLine (Sagadeeva & Boehm, "SliceLine: Fast, Linear-Algebra-based Slice Finding for
 ML Model Debugging", SIGMOD 2021), with every candidate tested and corrected for.
 
-- **Vocabulary.** The same single predicates as :func:`analysis.slices.compute_slices` (metadata
+- **Vocabulary.** The same single predicates as :func:`analysis.stats.slices.compute_slices` (metadata
   values and quantile bins, property bins and tails, true class, predicted class, cluster).
-  Predicates of one column are mutually exclusive groups (:class:`analysis.slices.Partition`); a
+  Predicates of one column are mutually exclusive groups (:class:`analysis.stats.slices.Partition`); a
   conjunction takes at most one predicate per column, and never both the true and the predicted
   class (``label == a and pred == b`` is a confusion-matrix cell: its error rate is 0 or 1 by
   definition, not a finding).
@@ -40,7 +40,7 @@ so its leaves cannot be tested honestly.
 Honest statistics:
 
 1. Every candidate counts toward the multiple-testing correction: each gets the one-sided Fisher
-   exact p-value of "worse than the rest" (:func:`analysis.slices.fisher_worse_p`), and
+   exact p-value of "worse than the rest" (:func:`analysis.stats.slices.fisher_worse_p`), and
    Benjamini-Hochberg runs over all of them (``attrs["n_tested"]``). Candidates whose error rate
    is not above the overall rate are not given an exact p-value and count with ``p = 1``: BH is
    monotone in the p-values, so raising some can only remove discoveries, never add any. Their
@@ -71,9 +71,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.intervals import wilson_interval
+from analysis.stats.intervals import wilson_interval
 
-from . import schema
+from .. import schema
 from .slices import (
     SLICE_COLUMNS,
     Partition,
@@ -148,7 +148,7 @@ def discover_slices(
     samples : DataFrame, N rows
         Needs ``label``, ``pred`` (int class ids), ``correct`` (bool) and the named columns.
     metadata_columns, property_columns, cluster_column, class_names, n_bins
-        As in :func:`analysis.slices.compute_slices`: they define the predicate vocabulary.
+        As in :func:`analysis.stats.slices.compute_slices`: they define the predicate vocabulary.
     max_depth : int, keyword-only
         Most predicates per slice, 1 to 3.
     min_support : int

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import schema
+from .. import schema
 from .intervals import Estimate, wilson_interval
 
 __all__ = [
@@ -1002,7 +1002,7 @@ def drift_runs(run_a: Any, run_b: Any, **kwargs: Any) -> DriftReport:
     (same checkpoint sha256); otherwise they are skipped with a warning in the report, since
     they would measure the difference between the models. ``kwargs`` are passed on.
     """
-    from .runstore import as_run
+    from ..store.runstore import as_run
 
     a, b = as_run(run_a, name="run_a"), as_run(run_b, name="run_b")
     if a.class_names != b.class_names:

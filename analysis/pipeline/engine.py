@@ -13,21 +13,18 @@ import json
 import os
 import platform
 import time
-import traceback
-from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import schema
-from .datasets import ImageSet, load_image_set, read_class_file
-from .inference import PassResult, Progress, prediction_columns, run_pass, softmax
-from .models import Preprocessing, default_preprocessing, load_model
-from .runstore import Run, RunError, RunWriter, now_iso, open_run
-from .version import analysis_code, is_current
+from .. import schema
+from ..loading.datasets import ImageSet, load_image_set, read_class_file
+from ..loading.inference import PassResult, Progress, prediction_columns, run_pass, softmax
+from ..loading.models import Preprocessing, default_preprocessing, load_model
+from ..store.runstore import Run, RunError, RunWriter, now_iso, open_run
+from ..version import analysis_code, is_current
 
 
 @dataclass(frozen=True)
@@ -125,7 +122,7 @@ def _class_names(cfg: AnalysisConfig) -> list[str] | None:
     if cfg.classes:
         return read_class_file(cfg.classes)
     if cfg.model:
-        from .models import read_sidecar
+        from ..loading.models import read_sidecar
 
         side = read_sidecar(cfg.model)
         if side.get("classes"):
@@ -186,7 +183,7 @@ def analyze(
         load_image_set(cfg.reference, class_names=data.class_names) if cfg.reference else None
     )
 
-    from .models import read_sidecar, sha256_file
+    from ..loading.models import read_sidecar, sha256_file
 
     sidecar = read_sidecar(cfg.model) if cfg.model else {}
     arch = cfg.arch or sidecar.get("arch")
@@ -339,7 +336,7 @@ def analyze(
 
 
 def _device(device: str | None) -> str:
-    from .inference import pick_device
+    from ..loading.inference import pick_device
 
     return pick_device(device)
 
@@ -498,24 +495,3 @@ def _manifest(
         "reference_skipped": ref_skipped,
         "sections": sections,
     }
-
-
-@contextmanager
-def section(name: str, sections: dict, timings: dict, progress: Callable | None = None):
-    """Record a section's status; an exception is logged in the manifest, not raised."""
-    if progress:
-        progress(f"computing {name}", 0.0)
-    t = time.perf_counter()
-    entry = {"status": "ok"}
-    try:
-        yield entry
-    except Exception as e:  # one failing section must not lose the others
-        entry.update(
-            status="failed",
-            error=f"{type(e).__name__}: {e}",
-            traceback=traceback.format_exc(limit=6),
-        )
-    finally:
-        timings[name] = time.perf_counter() - t
-        entry["seconds"] = round(timings[name], 3)
-        sections[name] = entry

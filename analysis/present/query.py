@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import schema
+from .. import schema
 
 SORT_KEYS = {
     "loss": "highest loss first (most confidently wrong)",
@@ -75,7 +75,7 @@ class ImageQuery:
     where : tuple of (column, value) pairs
         Metadata equality filters, ANDed (values compared as strings).
     slice : str
-        A slice spec as JSON (``analysis.slices.spec_to_json``), or "".
+        A slice spec as JSON (``analysis.stats.slices.spec_to_json``), or "".
     sel : str
         Id of a stored explicit selection (lasso, queue), or "".
     cluster : int or None
@@ -192,7 +192,7 @@ class ImageQuery:
         parts += [describe_where(c, v) for c, v in self.where]
         if self.slice:
             try:
-                from .slices import describe, spec_from_json
+                from ..stats.slices import describe, spec_from_json
 
                 parts.append(describe(spec_from_json(self.slice), class_names=class_names))
             except Exception:
@@ -246,7 +246,7 @@ def apply_query(
     for col, val in q.where:
         mask &= where_mask(samples, col, val)
     if q.slice:
-        from .slices import apply_slice, spec_from_json
+        from ..stats.slices import apply_slice, spec_from_json
 
         mask &= apply_slice(samples, spec_from_json(q.slice))
     if q.cluster is not None:

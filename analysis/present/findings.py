@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import schema
+from .. import schema
+from ..store.runstore import Run
 from .query import ImageQuery
-from .runstore import Run
 
-METRICS_FILE = "metrics.json"
+METRICS_FILE = schema.METRICS
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,8 @@ class Finding:
 
 
 def load_metrics(run: Run):
-    """The run's :class:`analysis.metrics.MetricsSummary`, or None if that section failed."""
-    from .metrics import MetricsSummary
+    """The run's :class:`analysis.stats.metrics.MetricsSummary`, or None if that section failed."""
+    from ..stats.metrics import MetricsSummary
 
     d = run.json(METRICS_FILE)
     return None if d is None else MetricsSummary.from_dict(d)
@@ -44,7 +44,7 @@ def load_metrics(run: Run):
 
 def top_confusion_pairs(run: Run, k: int = 8) -> pd.DataFrame:
     """The k most frequent (given, predicted) error pairs with counts and their image query."""
-    from .metrics import top_confusions
+    from ..stats.metrics import top_confusions
 
     s = run.samples
     if s.empty:

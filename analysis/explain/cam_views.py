@@ -1,6 +1,6 @@
 """CAMs for one image of a run: the predicted and the given class side by side, cached.
 
-Glue between a run (which image, which preprocessing) and :mod:`analysis.cams` (how a map is
+Glue between a run (which image, which preprocessing) and :mod:`analysis.explain.cams` (how a map is
 computed). Maps and their faithfulness numbers are cached in the run's ``cams/`` folder, so a
 second view of the same image, method and layer does not run the model.
 """
@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import schema
-from .models import Preprocessing
+from .. import schema
+from ..loading.models import Preprocessing
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,8 @@ def model_input(path: str, prep: Preprocessing):
     """(uint8 [S, S, 3] image as the model saw it, normalised float tensor [3, S, S])."""
     import torch
 
-    from .images import decode_image
-    from .inference import to_model_tensor
+    from ..loading.images import decode_image
+    from ..loading.inference import to_model_tensor
 
     x8 = to_model_tensor(decode_image(path).rgb, prep)
     x = x8.float().div(255.0)
@@ -116,7 +116,7 @@ def perturbed_pair(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(original, perturbed) uint8 [S, S, 3] of one image, exactly as the robustness pass saw
     them (perturbation seeds depend on the image's pixels, not on its batch)."""
-    from .robustness import apply_perturbation
+    from ..stats.robustness import apply_perturbation
 
     image, _ = model_input(path, prep)
     import torch

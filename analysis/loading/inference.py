@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import schema
+from .. import schema
 from .images import ImageReadError, decode_image
 from .models import Preprocessing, find_head
 
@@ -110,7 +110,7 @@ def write_thumbnail(rgb: np.ndarray, path: str, size: int = THUMB_SIZE):
     computed on the small image, so they stay cheap for huge photos."""
     from PIL import Image
 
-    from .duplicates import appearance_signature, phash
+    from .fingerprints import appearance_signature, phash
 
     im = Image.fromarray(rgb)
     im.thumbnail((size, size))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import schema
+from .. import schema
 from .images import IMAGE_EXTENSIONS, file_fingerprint
 
 #: Column names a manifest may not use for metadata (they are computed); such columns are renamed.

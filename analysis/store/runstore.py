@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import schema
-from .version import is_current
+from .. import schema
+from ..version import is_current
 
 
 class RunError(Exception):

@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import schema
-from .intervals import wilson_interval
+from .. import schema
+from ..stats.intervals import wilson_interval
 
 __all__ = [
     "OUTLIER_COLUMNS",

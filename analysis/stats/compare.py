@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import schema
+from .. import schema
 from .intervals import Estimate, wilson_interval
 
 __all__ = [
@@ -597,7 +597,7 @@ def _default_slices(
     n_bins: int,
     min_support: int,
 ) -> tuple[list, list[str]]:
-    """The single-predicate slices of :func:`analysis.slices.compute_slices` (predicted class
+    """The single-predicate slices of :func:`analysis.stats.slices.compute_slices` (predicted class
     left out: A's predictions would favour A), with at least ``min_support`` images."""
     from .slices import SOURCE_PRED, SliceSpec, slice_partitions
 
@@ -691,7 +691,7 @@ def compare_models(
     specs : list of SliceSpec, optional
         Slices to compare on (evaluated on A's columns). Default: the single-predicate slices of
         ``metadata_columns``, ``property_columns``, true class and ``cluster_column`` (as
-        :func:`analysis.slices.compute_slices` builds them) with at least ``min_support`` images.
+        :func:`analysis.stats.slices.compute_slices` builds them) with at least ``min_support`` images.
     align_on : str
         See :func:`align_samples`.
     method : str
@@ -853,7 +853,7 @@ def compare_runs(run_a: Any, run_b: Any, **kwargs: Any) -> ModelComparison:
 
     ``kwargs`` are passed on (``specs``, ``method``, ``align_on``, ``min_support``, ...).
     """
-    from .runstore import as_run
+    from ..store.runstore import as_run
 
     a, b = as_run(run_a, name="run_a"), as_run(run_b, name="run_b")
     if a.class_names != b.class_names:

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import schema
+from .. import schema
 from .intervals import wilson_interval
 
 __all__ = [

@@ -54,8 +54,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import schema
-from .intervals import wilson_interval
+from .. import schema
+from ..stats.intervals import wilson_interval
 
 __all__ = [
     "CLUSTERINGS",
@@ -839,7 +839,7 @@ class NeighbourIndex:
     scikit-learn's brute-force :class:`~sklearn.neighbors.NearestNeighbors` (cosine metric) on
     L2-normalised float32 rows: exact and deterministic, and one query of one image against 10^5
     references takes a fraction of a second. Build it once per set (the dashboard caches it) and
-    query many times. For all-pairs searches over very large sets, see :mod:`analysis.duplicates`.
+    query many times. For all-pairs searches over very large sets, see :mod:`analysis.data_issues.duplicates`.
 
     Parameters
     ----------

@@ -2,7 +2,7 @@
 
 A perturbation is a small named function of the float batch ``x`` (torch, ``[B, 3, S, S]``, RGB in
 [0, 1], before normalisation) and a severity 1..5; :data:`PERTURBATIONS` is the registry.
-:func:`run_robustness` makes one pass of :func:`analysis.inference.run_pass` per (perturbation,
+:func:`run_robustness` makes one pass of :func:`analysis.loading.inference.run_pass` per (perturbation,
 severity) with the perturbation as its ``perturb`` hook, and stores the predictions next to the
 run in ``<run>/robustness/<key>/`` (``key`` is a hash of the settings, so the same request reuses
 the stored result). Everything else (accuracy with intervals per severity, per class, per slice,
@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import schema
+from .. import schema
 from .intervals import wilson_interval
 
 __all__ = [
@@ -479,7 +479,7 @@ def apply_perturbation(x, name: str, severity: int, *, seed: int = 0):
 
 
 def make_perturb(name: str, severity: int, *, seed: int = 0) -> Callable:
-    """``f(x) -> x`` for :func:`analysis.inference.run_pass`'s ``perturb`` hook (checked once)."""
+    """``f(x) -> x`` for :func:`analysis.loading.inference.run_pass`'s ``perturb`` hook (checked once)."""
     p = _check_name(name)
     severity = _check_severity(severity)
     seed = _check_seed(seed)
@@ -694,7 +694,7 @@ def select_rows(labels: Any, subset: int | None, *, seed: int = 0) -> np.ndarray
 
 
 def _check_run(run: Any):
-    from .runstore import Run, open_run
+    from ..store.runstore import Run, open_run
 
     if isinstance(run, str | os.PathLike):
         return open_run(run)
@@ -753,9 +753,9 @@ def estimate_cost(
 
     The run's measured pass rate (manifest ``images_per_second``, decoding included) times the
     number of images times the number of passes (perturbations x severities). Runs without a
-    measured rate fall back to :func:`analysis.inference.estimate_seconds` for the input size.
+    measured rate fall back to :func:`analysis.loading.inference.estimate_seconds` for the input size.
     """
-    from .inference import estimate_seconds
+    from ..loading.inference import estimate_seconds
 
     run = _check_run(run)
     names, sev = _check_choices(perturbations, severities)
@@ -805,7 +805,7 @@ def run_robustness(
     seed : int
         Seeds the subset and the perturbations' random draws.
     batch_size, num_workers, device :
-        As in :func:`analysis.inference.run_pass`.
+        As in :func:`analysis.loading.inference.run_pass`.
     progress : callable(str, float), optional
         Message and overall fraction done.
     force : bool
@@ -816,9 +816,9 @@ def run_robustness(
     RobustnessResult
         Also written to ``<run>/robustness/<key>/`` (see the module docstring).
     """
-    from .inference import pick_device, run_pass, softmax
-    from .models import load_run_model
-    from .runstore import now_iso
+    from ..loading.inference import pick_device, run_pass, softmax
+    from ..loading.models import load_run_model
+    from ..store.runstore import now_iso
 
     run = _check_run(run)
     names, sev = _check_choices(perturbations, severities)
@@ -1103,7 +1103,7 @@ def per_slice(result: RobustnessResult, run: Any, spec: Any) -> pd.DataFrame:
     DataFrame, columns :data:`SUMMARY_COLUMNS`
         Over the result's rows inside the slice; NaN accuracies where the slice has none.
     """
-    from .runstore import Run
+    from ..store.runstore import Run
     from .slices import SliceSpec, apply_slice
 
     result = _check_result(result)

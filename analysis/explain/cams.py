@@ -14,7 +14,7 @@ compute -> result -> figure, kept apart:
 - :func:`overlay` draws a map on an RGB image; :func:`mask_mass_outside` measures how much of a
   map falls outside a region (is the model looking at the background?).
 
-Layers are chosen by :mod:`analysis.layers` (``default_layer``: the deepest map still at least
+Layers are chosen by :mod:`analysis.explain.layers` (``default_layer``: the deepest map still at least
 7 x 7 at the run's input size).
 
 The model and the input tensor are never changed: train/eval flags, ``requires_grad`` and the
@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis.layers import (
+from analysis.explain.layers import (
     LayerInfo,
     _check_input_size,
     model_lock,
@@ -321,8 +321,8 @@ class CamExplainer:
     method : str
         A key of :data:`CAM_METHODS`.
     layer : str or None
-        A candidate layer name (see :func:`analysis.layers.candidate_layers`; aliases such as
-        ``layer4.1`` are accepted); None for :func:`analysis.layers.default_layer`.
+        A candidate layer name (see :func:`analysis.explain.layers.candidate_layers`; aliases such as
+        ``layer4.1`` are accepted); None for :func:`analysis.explain.layers.default_layer`.
     batch_size : int
         Masked images per forward pass (ScoreCAM only).
 
