@@ -90,7 +90,11 @@ def test_empty_inputs_give_empty_tables():
 @pytest.mark.parametrize(
     ("kwargs", "exc", "match"),
     [
-        ({"embeddings": np.array([["a"]])}, TypeError, "embeddings must be a float array"),
+        (
+            {"embeddings": np.array([["a"]])},
+            TypeError,
+            r"embeddings must be a real array \[N, D\], got dtype <U1",
+        ),
         ({"embeddings": np.ones(4)}, ValueError, r"must be 2-D \[N, D\], got shape \(4,\)"),
         ({"embeddings": np.ones((3, 0))}, ValueError, "at least one feature column"),
         ({"embeddings": np.array([[1.0, np.nan]])}, ValueError, "must be finite"),
