@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..checks import check_embeddings
+from ..checks import check_confidence, check_embeddings
 from ..loading.fingerprints import (  # noqa: F401 - part of this module's public API
     PERCEPTUAL_HASHES,
     SIGNATURE_SIDE,
@@ -608,8 +608,7 @@ def leakage_impact(correct: Any, leaked: Any, *, confidence: float = 0.95) -> Le
     lk = _check_bool(leaked, "leaked")
     if c.shape != lk.shape:
         raise ValueError(f"correct has {c.size} rows but leaked has {lk.size}")
-    wilson_interval(0, 1, confidence=confidence)  # validates confidence
-    return _impact_core(c, lk, float(confidence))
+    return _impact_core(c, lk, check_confidence(confidence))
 
 
 def _estimate(successes: int, trials: int, confidence: float) -> Estimate:

@@ -59,10 +59,8 @@ from analysis.stats.intervals import (
 __all__ = [
     "Calibration",
     "ClassificationInputs",
-    "LABEL_METRICS",
     "MetricsSummary",
     "OneVsRest",
-    "PROB_METRICS",
     "PrecisionRecallF1",
     "UndefinedMetricWarning",
     "accuracy_score",
@@ -70,7 +68,6 @@ __all__ = [
     "check_classification_inputs",
     "confusion_matrix",
     "expected_calibration_error",
-    "get_metric",
     "imbalance_warning",
     "log_loss",
     "one_vs_rest_scores",
@@ -1369,71 +1366,3 @@ def _summary_core(
         "reliability": reliability,
         "imbalance": imbalance_warning(x.y_true, n_classes=k, y_pred=x.y_pred),
     }
-
-
-# ==============================================================================================
-# Registries: every scalar metric by name (for invariance tests, slices, the dashboard)
-
-
-def _label_metric(fn: Callable[..., Any], attr: str | None = None) -> Callable[..., Estimate]:
-    def metric(y_true: Any, y_pred: Any, *, n_classes: int | None = None, **options: Any):
-        out = fn(y_true, y_pred, n_classes=n_classes, **options)
-        return out if attr is None else getattr(out, attr)
-
-    return metric
-
-
-def _prf_metric(average: str, attr: str) -> Callable[..., Estimate]:
-    def metric(y_true: Any, y_pred: Any, *, n_classes: int | None = None, **options: Any):
-        out = precision_recall_f1(y_true, y_pred, n_classes=n_classes, average=average, **options)
-        return getattr(out, attr)
-
-    return metric
-
-
-def _prob_metric(fn: Callable[..., Any], attr: str | None = None, **fixed: Any):
-    def metric(y_true: Any, probs: Any, *, n_classes: int | None = None, **options: Any):
-        if n_classes is not None and np.shape(probs)[-1] != n_classes:
-            raise ValueError(
-                f"probs must have n_classes={n_classes} columns, got shape {np.shape(probs)}"
-            )
-        out = fn(y_true, probs, **fixed, **options)
-        return out if attr is None else getattr(out, attr)
-
-    return metric
-
-
-#: name -> ``f(y_true, y_pred, *, n_classes=None, **options) -> Estimate``
-LABEL_METRICS: dict[str, Callable[..., Estimate]] = {
-    "accuracy": _label_metric(accuracy_score),
-    "balanced_accuracy": _label_metric(balanced_accuracy_score),
-    "macro_precision": _prf_metric("macro", "precision"),
-    "macro_recall": _prf_metric("macro", "recall"),
-    "macro_f1": _prf_metric("macro", "f1"),
-    "weighted_precision": _prf_metric("weighted", "precision"),
-    "weighted_recall": _prf_metric("weighted", "recall"),
-    "weighted_f1": _prf_metric("weighted", "f1"),
-}
-
-#: name -> ``f(y_true, probs, *, n_classes=None, **options) -> Estimate``
-PROB_METRICS: dict[str, Callable[..., Estimate]] = {
-    "top_2_accuracy": _prob_metric(top_k_accuracy_score, k=2),
-    "top_3_accuracy": _prob_metric(top_k_accuracy_score, k=3),
-    "ece": _prob_metric(expected_calibration_error, "ece"),
-    "log_loss": _prob_metric(log_loss),
-    "macro_auc": _prob_metric(one_vs_rest_scores, "macro_roc_auc"),
-    "macro_average_precision": _prob_metric(one_vs_rest_scores, "macro_average_precision"),
-}
-
-
-def get_metric(name: str) -> tuple[str, Callable[..., Estimate]]:
-    """Look a metric up by name: returns ``("labels" | "probs", function)``.
-
-    Raises ``ValueError`` listing the valid names for an unknown name.
-    """
-    if name in LABEL_METRICS:
-        return "labels", LABEL_METRICS[name]
-    if name in PROB_METRICS:
-        return "probs", PROB_METRICS[name]
-    valid = sorted([*LABEL_METRICS, *PROB_METRICS])
-    raise ValueError(f"unknown metric {name!r}; valid names: {valid}")

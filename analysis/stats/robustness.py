@@ -164,12 +164,6 @@ def _scale(x, level: float) -> float:
     return float(level) * x.shape[-1] / REFERENCE_SIZE
 
 
-def _generators(seeds: np.ndarray):
-    import torch
-
-    return [torch.Generator().manual_seed(int(s)) for s in seeds]
-
-
 def _uniform(seeds: np.ndarray, k: int):
     """float64 [B, k] uniform draws in [0, 1), one stream per image seed."""
     return (

@@ -275,6 +275,35 @@ def test_leakage_impact_numbers():
     assert back == res
 
 
+def test_the_leakage_finding_reads_leakage_impact():
+    """The overview's leakage sentence gives leakage_impact's numbers (one computation, not two)."""
+    from analysis import schema
+    from analysis.present.findings import findings
+
+    class Run:  # the few things findings() reads of a run
+        class_names = ["a", "b"]
+        manifest: dict = {}
+        sections: dict = {}
+        samples = pd.DataFrame(
+            {
+                schema.CORRECT: [1, 1, 1, 1, 0, 1, 0, 0, 1, 1],
+                schema.LEAK_OF: ["r1", "r2", "r3", "r4", *[None] * 6],
+            }
+        ).astype({schema.CORRECT: bool})
+
+        def json(self, name):
+            return None
+
+        def table(self, name):
+            return None
+
+    (leak,) = [f for f in findings(Run()) if f.kind == "leakage"]
+    assert leak.message.startswith("4 evaluation images are near-copies")
+    assert leak.message.endswith("accuracy is 70.0% with them and 50.0% without")
+    Run.samples[schema.LEAK_OF] = None
+    assert not [f for f in findings(Run()) if f.kind == "leakage"]
+
+
 def test_leakage_impact_without_leaks_and_empty():
     res = leakage_impact([True, False, True], [False, False, False])
     assert math.isnan(res.accuracy_leaked.value) and res.inflation == 0.0
