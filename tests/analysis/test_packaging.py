@@ -65,6 +65,11 @@ def test_wheel_ships_the_page_modules(tmp_path):
     for v in VIEWS:  # what each page's callable imports
         assert f"{v.module.replace('.', '/')}.py" in names, v.module
     assert "dashboard/app.py" in names and "dashboard/views/overview.py" in names
+    # the HTML report's templates are package data: without them to_html fails after install
+    templates = REPO / "analysis" / "present" / "report" / "templates"
+    shipped = sorted(p.relative_to(REPO).as_posix() for p in templates.rglob("*") if p.is_file())
+    assert len(shipped) > 10 and "analysis/present/report/templates/report.html.j2" in shipped
+    assert [t for t in shipped if t not in names] == []
     assert not any(n.startswith(("sample_data/", "tests/")) for n in names)
 
 

@@ -25,18 +25,18 @@ from analysis.present.report import (
     REPORT_HTML,
     REPORT_MD,
     Report,
-    _md,
-    _select_failures,
     build_report,
     to_csv_tables,
     to_html,
     to_markdown,
     write_report,
 )
+from analysis.present.report.model import _select_failures
+from analysis.present.report.render_markdown import escape_markdown as _md
 from analysis.stats.slices import SLICE_COLUMNS
 from analysis.store.review import ReviewStore
 from analysis.store.runstore import RunWriter, open_run
-from tests.conftest import CLASSES, make_image_folder
+from tests.conftest import CLASSES, REPO, make_image_folder
 
 XSS_CLASS = "<script>alert(1)</script>"
 XSS_META = "<img src=x onerror=alert(2)>"
@@ -304,7 +304,7 @@ def test_data_issues_count_what_the_run_found(run, report):
 
 
 def test_a_broken_part_becomes_a_note(run, review, monkeypatch):
-    import analysis.present.report as rp
+    import analysis.present.report.model as rp
 
     def boom(*a, **k):
         raise RuntimeError("disk on fire")
@@ -362,7 +362,8 @@ def test_html_is_self_contained_and_shows_the_meeting(page, report, run):
     assert fmt.estimate(m.accuracy) in page
     assert "ant/ant_00.png" in page and '<span class="tag">ambiguous</span>' in page
     assert "Looks like a bee to me" in page and "relabel as cat" in page
-    assert "default-src &#x27;none&#x27;" in page  # CSP: no network request at all
+    (csp,) = re.findall(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', page)
+    assert html.unescape(csp).startswith("default-src 'none';")  # no network request at all
     from plotly.offline import get_plotlyjs
 
     assert page.count(get_plotlyjs()) == 1  # plotly.js inline, exactly once
@@ -440,6 +441,59 @@ def test_hostile_slice_descriptions_are_escaped_in_tables_and_figures(hostile):
     assert html.escape(f"site is {XSS_META} (n=9)") in page  # the figure's label
     md = to_markdown(dataclasses.replace(rep, slices=weak))
     assert "site is \\<img src=x onerror=alert(2)\\>" in md and XSS_META not in md
+
+
+def test_chart_labels_are_escaped_once_and_cannot_close_the_script(report, run):
+    """A class named with a double quote reads as typed on the charts (issue 11: it showed
+    ``&quot;``); a class named to close the script tag stays inside Plotly's JSON."""
+    quote, breakout = 'say "hi"', "x</script><script>alert(9)</script>"
+    names = (report.class_names[0], quote, breakout)
+    page = to_html(dataclasses.replace(report, class_names=names), run)
+    rest = _outside_bundle(page)
+    assert "&quot;" not in rest and "&amp;quot;" not in rest
+    assert '"say \\"hi\\""' in rest  # the label in the figure JSON, escaped once (JSON)
+    assert "alert(9)" in rest and "</script><script>alert(9)" not in rest
+    assert "x&lt;\\u002fscript&gt;&lt;script&gt;alert(9)" in rest  # escaped for Plotly, once
+    assert rest.lower().count("<script") == 2 + 4  # no extra script element
+
+
+def test_every_template_autoescapes_even_one_added_later(tmp_path):
+    """The environment escapes by default, for any template name: not chosen by extension."""
+    import jinja2
+
+    from analysis.present.report.render_html import environment, make_environment
+
+    hostile = '<script>alert(1)</script> & "q"'
+    env = environment()
+    assert env.autoescape is True
+    later = tmp_path / "templates"
+    later.mkdir()
+    for name in ("new_section.html.j2", "new_section.txt", "partial"):
+        (later / name).write_text("<p>{{ x }}</p>{% include 'inc' %}")
+    (later / "inc").write_text("<i>{{ x }}</i>")
+    added = make_environment(jinja2.ChoiceLoader([env.loader, jinja2.FileSystemLoader(later)]))
+    for name in ("new_section.html.j2", "new_section.txt", "partial"):
+        out = added.get_template(name).render(x=hostile)
+        assert "<script>" not in out and "&lt;script&gt;alert(1)&lt;/script&gt; &amp;" in out
+        assert out.count("&lt;script&gt;") == 2, out
+    assert "<script>" not in env.from_string("{{ x }}").render(x=hostile)
+    with pytest.raises(jinja2.UndefinedError):  # a misspelt variable fails, not blank output
+        env.from_string("{{ nothing_here }}").render()
+
+
+def test_templates_mark_nothing_safe():
+    """Only the Plotly figures (built in Python) are inserted unescaped: no template opts out."""
+    from analysis.present.report import render_html
+
+    root = REPO / "analysis" / "present" / "report" / "templates"
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    assert len(files) > 10
+    for p in files:
+        text = p.read_text()
+        for bad in ("|safe", "| safe", "autoescape false", "Markup"):
+            assert bad not in text, f"{p.name} uses {bad!r}"
+    src = (REPO / "analysis" / "present" / "report" / "render_html.py").read_text()
+    assert src.count("Markup(") == 1 and render_html.environment().autoescape is True
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,86 @@
+"""The report's tables as CSV text: data for spreadsheets and relabelling tools.
+
+Values are written as they are (CSV is data, so no HTML or Markdown escaping), except that a text
+cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading ``'``
+so that a spreadsheet does not evaluate it as a formula (OWASP's CSV-injection advice).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from .model import NOTES, TAGS, Report, check_report
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(x: Any) -> Any:
+    """``x``, with a leading ``'`` if it is text a spreadsheet would run as a formula."""
+    if isinstance(x, str) and x.startswith(_FORMULA_START):
+        return "'" + x
+    return x
+
+
+def csv_text(df: pd.DataFrame) -> str:
+    """``df`` as CSV text (``\\n`` line ends, no index), formulas defused in cells and headers."""
+    out = df.copy()
+    out.columns = [csv_cell(str(c)) for c in out.columns]
+    for c in out.columns:
+        col = out[c]
+        if col.dtype == object or pd.api.types.is_string_dtype(col):
+            out[c] = col.map(csv_cell)
+    return out.to_csv(index=False, lineterminator="\n")
+
+
+def to_csv_tables(report: Report) -> dict[str, str]:
+    """The report's tables as CSV text, by name.
+
+    Returns
+    -------
+    dict of str -> str
+        ``headline, per_class, confusion, top_confusions, slices, discovered_slices,
+        data_issues, label_issues, failures, reviewed, relabel_list``; a table the run does not
+        have (no metrics, no slices, no label issues) is left out. Numbers are unformatted;
+        ``reviewed`` joins tags with ``"; "`` and notes as ``"reviewer: text"`` lines. Text cells
+        that a spreadsheet would run as a formula get a leading ``'``.
+    """
+    check_report(report)
+    out: dict[str, pd.DataFrame] = {}
+    if report.headline:
+        out["headline"] = pd.DataFrame(
+            [
+                {
+                    "metric": h.name,
+                    "value": h.estimate.value,
+                    "low": h.estimate.low,
+                    "high": h.estimate.high,
+                    "method": h.estimate.method,
+                    "n": h.estimate.n,
+                }
+                for h in report.headline
+            ]
+        )
+    if report.per_class is not None:
+        out["per_class"] = report.per_class
+    if report.confusion is not None:
+        names = list(report.class_names)
+        cm = pd.DataFrame(report.confusion, columns=names)
+        cm.insert(0, "given \\ predicted", names)
+        out["confusion"] = cm
+    out["top_confusions"] = report.top_confusions
+    if report.slices is not None:
+        out["slices"] = report.slices
+    if report.discovered_slices is not None:
+        out["discovered_slices"] = report.discovered_slices
+    out["data_issues"] = report.data_issues
+    if report.label_issues is not None:
+        out["label_issues"] = report.label_issues
+    out["failures"] = report.failures
+    rv = report.reviewed.copy()
+    rv[TAGS] = rv[TAGS].map(lambda t: "; ".join(t)).astype(object)
+    rv[NOTES] = rv[NOTES].map(lambda ns: "\n".join(f"{w}: {t}" for w, t in ns)).astype(object)
+    out["reviewed"] = rv
+    out["relabel_list"] = report.relabel
+    return {name: csv_text(df) for name, df in out.items()}
