@@ -241,14 +241,14 @@ def _dispatch(args) -> int:
         _print_summary(run)
         return 0
     if args.cmd == "runs":
-        from .store.runstore import list_runs
+        from .pipeline.versions import list_runs_with_status
 
-        rows = list_runs(runs_dir_from_env(args.out))
+        rows = list_runs_with_status(runs_dir_from_env(args.out))
         if args.json:
             print(json.dumps(rows, indent=2))
         else:
             for r in rows:
-                stale = "" if r["current"] else "  (older analysis code: analyse again)"
+                stale = "" if r["current"] else f"  ({r['stale']}: analyse again to refresh)"
                 print(f"{r['run_id']:<50} {r['n_samples'] or '?':>7} images  {r['created']}{stale}")
             if not rows:
                 print(f"no runs under {runs_dir_from_env(args.out)}")

@@ -15,6 +15,8 @@ PROBS = "probs.npy"  # float32 [N, C], row i = samples.parquet row i
 EMBEDDINGS = "embeddings.npy"  # float16 [N, D], penultimate-layer features
 REFERENCE_SAMPLES = "reference.parquet"  # the optional reference (training) set, same core columns
 REFERENCE_EMBEDDINGS = "reference_embeddings.npy"  # float16 [M, D]
+SIGNATURES = "signatures.npy"  # float16 [N, 768] appearance signatures (near-copy search)
+REFERENCE_SIGNATURES = "reference_signatures.npy"  # float16 [M, 768]
 SLICES = "slices.parquet"  # one row per single-predicate slice (see analysis.stats.slices)
 DISCOVERED = "discovered_slices.parquet"  # conjunctions found by analysis.stats.discovery
 CLUSTERS = "clusters.parquet"  # one row per embedding cluster

@@ -11,7 +11,6 @@ from analysis import schema
 from analysis.present import formatting as fmt
 from analysis.present.query import ImageQuery
 from analysis.store.runstore import Run
-from analysis.version import is_current
 from dashboard import nav
 
 
@@ -29,11 +28,20 @@ def sidebar_footer(run: Run) -> None:
             st.caption(
                 f":orange[:material/warning:] {m['n_skipped']} file(s) skipped — see Overview"
             )
-        if not is_current(m):
+        from analysis.pipeline.versions import staleness
+
+        stale = staleness(m)
+        if stale.pass_stale:
             st.caption(
                 ":orange[:material/update:] Made by other analysis code than this errorscope's:"
                 " some numbers may be out of date. Run the same `errorscope analyze` command"
                 " again to refresh it (tags and notes are kept)."
+            )
+        elif stale.sections:
+            st.caption(
+                f":orange[:material/update:] {', '.join(stale.sections)}: computed by other"
+                " analysis code, may be out of date. The same `errorscope analyze` command"
+                " recomputes only these, without running the model (tags and notes are kept)."
             )
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis.present.query import ImageQuery, apply_query
-from analysis.store.runstore import Run, RunError, list_runs, open_run, runs_dir_from_env
+from analysis.store.runstore import Run, RunError, open_run, runs_dir_from_env
 
 
 def runs_dir() -> Path:
@@ -24,7 +24,9 @@ def runs_dir() -> Path:
 
 @st.cache_data(ttl=10, show_spinner=False)
 def available_runs(root: str) -> list[dict]:
-    return list_runs(root)
+    from analysis.pipeline.versions import list_runs_with_status
+
+    return list_runs_with_status(root)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)

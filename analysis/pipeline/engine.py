@@ -2,8 +2,10 @@
 
 Each derived section (metrics, embedding map, slices, label issues, duplicates, outliers) runs in
 its own guard: a section that fails is recorded in the manifest with its error, and the others are
-still written. Re-analysing the same inputs with the same config reuses the existing run, unless
-it was made by other analysis code (:mod:`analysis.version`): then it is analysed again.
+still written. Re-analysing the same inputs with the same config reuses the existing run; if some
+of it was made by other analysis code (:mod:`analysis.pipeline.versions`), only that part is
+redone: the sections whose code changed, from the stored pass outputs
+(:mod:`analysis.pipeline.refresh`), or everything when the model pass itself changed.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,6 @@ from ..loading.datasets import ImageSet, load_image_set, read_class_file
 from ..loading.inference import PassResult, Progress, prediction_columns, run_pass, softmax
 from ..loading.models import Preprocessing, default_preprocessing, load_model
 from ..store.runstore import Run, RunError, RunWriter, now_iso, open_run
-from ..version import analysis_code, is_current
 
 
 @dataclass(frozen=True)
@@ -335,13 +336,25 @@ def analyze(
             manifest = existing.manifest
         except RunError:  # an older run-directory schema
             existing, manifest = None, {}
-        if existing is not None and is_current(manifest):
-            say(f"reusing existing run {run_id}", 1.0)
-            return existing
-        # same inputs, other analysis code: the stored results may be wrong or incomplete now
-        old = (manifest.get("versions") or {}).get("analysis_code", "unknown")
+        if existing is not None:
+            from .versions import staleness
+
+            stale = staleness(manifest)
+            if stale.current:
+                say(f"reusing existing run {run_id}", 1.0)
+                return existing
+            if not stale.pass_stale:
+                say(
+                    f"run {run_id}: {stale.describe()}; recomputing only those from the stored"
+                    " pass outputs (the model does not run again)",
+                    0.0,
+                )
+                from .refresh import refresh
+
+                return refresh(existing, stale, cfg, progress=say)
+        # same inputs, another model pass: every stored result may be wrong or incomplete now
         say(
-            f"run {run_id} was made by other analysis code ({old}, now {analysis_code()}):"
+            f"run {run_id} was made by other analysis code (its model pass changed):"
             " analysing again (review tags and notes are kept)",
             0.0,
         )
@@ -362,75 +375,35 @@ def analyze(
     with RunWriter(runs_dir, run_id) as w:
         thumbs = w.tmp / schema.THUMBS_DIR
         thumbs.mkdir()
-        tp = time.perf_counter()
-        res = run_pass(
-            data.table[schema.PATH].tolist(),
-            prep,
-            model=loaded.model if loaded else None,
-            relpaths=data.table[schema.RELPATH].tolist(),
-            batch_size=cfg.batch_size,
-            num_workers=cfg.num_workers,
-            device=_device(cfg.device),
-            max_pixels=cfg.max_pixels,
-            max_file_bytes=cfg.max_file_bytes,
-            thumb_paths=[str(thumbs / f"{sid}.jpg") for sid in data.table[schema.SAMPLE_ID]],
-            progress=progress,
-            desc="evaluation set",
-        )
-        timings["pass"] = time.perf_counter() - tp
-        if len(res.ok_index) == 0:
-            raise ValueError(
-                f"none of the {len(data)} images of {cfg.data} could be read; first reasons:"
-                f" {[s['reason'] for s in res.skipped[:3]]}"
-            )
-        table = data.table.iloc[res.ok_index].reset_index(drop=True)
-        if loaded is not None:
-            probs = softmax(res.logits)
-        else:
-            probs, pred_warn = _probs_from_file(cfg.predictions, table, data.class_names)
-            warnings_ += pred_warn
-        samples = build_samples(table, probs, res, data.class_names)
-
-        ref_samples = ref_emb = ref_sig = None
-        ref_skipped: list[dict] = []
-        if reference is not None:
-            tp = time.perf_counter()
-            rres = run_pass(
-                reference.table[schema.PATH].tolist(),
-                prep,
-                model=loaded.model if loaded else None,
-                relpaths=reference.table[schema.RELPATH].tolist(),
-                batch_size=cfg.batch_size,
-                num_workers=cfg.num_workers,
-                device=_device(cfg.device),
-                max_pixels=cfg.max_pixels,
-                max_file_bytes=cfg.max_file_bytes,
-                thumb_paths=[
-                    str(thumbs / f"ref-{sid}.jpg") for sid in reference.table[schema.SAMPLE_ID]
-                ],
-                progress=progress,
-                desc="reference set",
-            )
-            timings["reference_pass"] = time.perf_counter() - tp
-            rtable = reference.table.iloc[rres.ok_index].reset_index(drop=True)
-            ref_samples = pd.concat([rtable, rres.properties], axis=1)
-            warnings_ += [f"reference set: {w}" for w in reference.warnings if "outside" in w]
-            if rres.logits is not None:
-                rp = prediction_columns(softmax(rres.logits), rtable[schema.LABEL].to_numpy())
-                ref_samples[schema.PRED] = rp[schema.PRED].to_numpy()
-                ref_samples[schema.CORRECT] = rp[schema.CORRECT].to_numpy()
-            ref_emb = rres.embeddings
-            ref_sig = rres.signatures
-            ref_skipped = reference.skipped + rres.skipped
+        out = model_pass(cfg, data, reference, loaded, prep, thumbs, progress, timings)
+        warnings_ += out.warnings
+        res, samples, probs = out.res, out.samples, out.probs
+        # sections read the pass outputs as stored, so a refresh computes what a fresh run does
+        emb = None if res.embeddings is None else res.embeddings.astype(np.float16)
+        ref_emb = None if out.ref_embeddings is None else out.ref_embeddings.astype(np.float16)
+        w.write_array(schema.PROBS, probs)
+        if emb is not None:
+            w.write_array(schema.EMBEDDINGS, emb)
+        if res.signatures is not None:
+            w.write_array(schema.SIGNATURES, np.asarray(res.signatures, dtype=np.float16))
+        if out.ref_samples is not None:
+            w.write_table(schema.REFERENCE_SAMPLES, out.ref_samples)
+            if ref_emb is not None:
+                w.write_array(schema.REFERENCE_EMBEDDINGS, ref_emb)
+            if out.ref_signatures is not None:
+                w.write_array(
+                    schema.REFERENCE_SIGNATURES, np.asarray(out.ref_signatures, dtype=np.float16)
+                )
+        ref_samples, ref_sig, ref_skipped = out.ref_samples, out.ref_signatures, out.ref_skipped
 
         sections: dict[str, dict] = {}
-        from .sections import run_sections
+        from .sections import run_sections, with_section_columns
 
-        extra_cols = run_sections(
+        outputs = run_sections(
             w,
             samples=samples,
             probs=probs,
-            embeddings=res.embeddings,
+            embeddings=emb,
             class_names=data.class_names,
             metadata_columns=data.metadata_columns,
             reference=ref_samples,
@@ -442,16 +415,8 @@ def analyze(
             signatures=res.signatures,
             reference_signatures=ref_sig,
         )
-        for col, values in extra_cols.items():
-            samples[col] = values
+        samples = with_section_columns(samples, outputs)
         w.write_table(schema.SAMPLES, samples)
-        w.write_array(schema.PROBS, probs.astype(np.float32))
-        if res.embeddings is not None:
-            w.write_array(schema.EMBEDDINGS, res.embeddings.astype(np.float16))
-        if ref_samples is not None:
-            w.write_table(schema.REFERENCE_SAMPLES, ref_samples)
-            if ref_emb is not None:
-                w.write_array(schema.REFERENCE_EMBEDDINGS, ref_emb.astype(np.float16))
         timings["total"] = time.perf_counter() - t0
         manifest = _manifest(
             cfg,
@@ -471,6 +436,108 @@ def analyze(
         path = w.commit(manifest, replace=force)
     say(f"run {run_id} written", 1.0)
     return open_run(path)
+
+
+@dataclass
+class PassOutputs:
+    """What the model pass produced: everything the sections read, and what the manifest lists."""
+
+    res: PassResult  # the evaluation set's pass (skipped files, embeddings, signatures)
+    samples: pd.DataFrame  # samples.parquet's pass columns
+    probs: np.ndarray  # float32 [N, C]
+    warnings: list[str]
+    ref_samples: pd.DataFrame | None = None
+    ref_embeddings: np.ndarray | None = None
+    ref_signatures: np.ndarray | None = None
+    ref_skipped: list[dict] = field(default_factory=list)
+
+
+def model_pass(
+    cfg: AnalysisConfig,
+    data: ImageSet,
+    reference: ImageSet | None,
+    loaded,
+    prep: Preprocessing,
+    thumbs: Path,
+    progress: Progress | None,
+    timings: dict,
+) -> PassOutputs:
+    """The one batched pass over the evaluation (and reference) set, thumbnails into ``thumbs``.
+
+    Its code's fingerprint (:mod:`analysis.pipeline.versions`) decides whether an upgrade must
+    run it again; everything after it is recomputed from what it stored.
+    """
+    warnings_: list[str] = []
+    tp = time.perf_counter()
+    res = run_pass(
+        data.table[schema.PATH].tolist(),
+        prep,
+        model=loaded.model if loaded else None,
+        relpaths=data.table[schema.RELPATH].tolist(),
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+        device=_device(cfg.device),
+        max_pixels=cfg.max_pixels,
+        max_file_bytes=cfg.max_file_bytes,
+        thumb_paths=[str(thumbs / f"{sid}.jpg") for sid in data.table[schema.SAMPLE_ID]],
+        progress=progress,
+        desc="evaluation set",
+    )
+    timings["pass"] = time.perf_counter() - tp
+    if len(res.ok_index) == 0:
+        raise ValueError(
+            f"none of the {len(data)} images of {cfg.data} could be read; first reasons:"
+            f" {[s['reason'] for s in res.skipped[:3]]}"
+        )
+    table = data.table.iloc[res.ok_index].reset_index(drop=True)
+    if loaded is not None:
+        probs = softmax(res.logits)
+    else:
+        probs, pred_warn = _probs_from_file(cfg.predictions, table, data.class_names)
+        warnings_ += pred_warn
+    samples = build_samples(table, probs, res, data.class_names)
+
+    ref_samples = ref_emb = ref_sig = None
+    ref_skipped: list[dict] = []
+    if reference is not None:
+        tp = time.perf_counter()
+        rres = run_pass(
+            reference.table[schema.PATH].tolist(),
+            prep,
+            model=loaded.model if loaded else None,
+            relpaths=reference.table[schema.RELPATH].tolist(),
+            batch_size=cfg.batch_size,
+            num_workers=cfg.num_workers,
+            device=_device(cfg.device),
+            max_pixels=cfg.max_pixels,
+            max_file_bytes=cfg.max_file_bytes,
+            thumb_paths=[
+                str(thumbs / f"ref-{sid}.jpg") for sid in reference.table[schema.SAMPLE_ID]
+            ],
+            progress=progress,
+            desc="reference set",
+        )
+        timings["reference_pass"] = time.perf_counter() - tp
+        rtable = reference.table.iloc[rres.ok_index].reset_index(drop=True)
+        ref_samples = pd.concat([rtable, rres.properties], axis=1)
+        warnings_ += [f"reference set: {w}" for w in reference.warnings if "outside" in w]
+        if rres.logits is not None:
+            rp = prediction_columns(softmax(rres.logits), rtable[schema.LABEL].to_numpy())
+            ref_samples[schema.PRED] = rp[schema.PRED].to_numpy()
+            ref_samples[schema.CORRECT] = rp[schema.CORRECT].to_numpy()
+        ref_emb = rres.embeddings
+        ref_sig = rres.signatures
+        ref_skipped = reference.skipped + rres.skipped
+    return PassOutputs(
+        res,
+        samples,
+        probs.astype(np.float32),
+        warnings_,
+        ref_samples,
+        ref_emb,
+        ref_sig,
+        ref_skipped,
+    )
 
 
 def _device(device: str | None) -> str:
@@ -571,7 +638,10 @@ def _manifest(
         "numpy": np.__version__,
         "pandas": pd.__version__,
     }
-    versions["analysis_code"] = analysis_code()
+    from .versions import cache_codes, pass_code
+
+    versions["pass_code"] = pass_code().fingerprint
+    versions["caches"] = cache_codes()
     try:
         from importlib.metadata import version
 

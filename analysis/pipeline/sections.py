@@ -1,15 +1,21 @@
-"""The derived sections of a run, computed after the pass from the stored arrays.
+"""The derived sections of a run, computed after the pass from the stored pass outputs.
 
-Each section is a small function ``(ctx) -> dict of new samples columns`` registered in
-``SECTIONS``; ``run_sections`` runs them in order inside a guard that records ok/failed in the
-manifest, so one failure never loses the others.
+Each section is a small function ``(ctx) -> None | skip reason`` registered in ``SECTIONS``: it
+reads the pass outputs from the :class:`SectionContext` (as stored in the run: probabilities,
+float16 embeddings and signatures, the samples table), writes its files with ``ctx.writer`` and
+puts the samples columns it adds in ``ctx.new_columns``. A section that reads another's columns
+declares it in ``NEEDS`` and sees exactly those (``ctx.samples_with_new()``), in a fresh run and
+in a refresh alike. ``run_sections`` runs them in order inside a guard that records ok/failed in
+the manifest, so one failure never loses the others; each entry also records the fingerprint of
+the code that computed it (:mod:`analysis.pipeline.versions`), the columns and the files it wrote,
+so an upgrade recomputes only the sections whose code changed.
 """
 
 from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -36,17 +42,26 @@ class SectionContext:
     reference_signatures: np.ndarray | None
     cfg: object
     progress: Callable
-    new_columns: dict = field(default_factory=dict)
+    #: section name -> the samples columns it added (this run's, or a refreshed run's current ones)
+    outputs: dict = field(default_factory=dict)
+    #: the section running now
+    current: str = ""
 
     @property
     def labels(self) -> np.ndarray:
         return self.samples[schema.LABEL].to_numpy()
 
+    @property
+    def new_columns(self) -> dict:
+        """The samples columns the running section adds: name -> values in samples order."""
+        return self.outputs.setdefault(self.current, {})
+
     def samples_with_new(self) -> pd.DataFrame:
-        """samples plus the columns earlier sections added (e.g. clusters for slices)."""
-        if not self.new_columns:
-            return self.samples
-        return self.samples.assign(**self.new_columns)
+        """samples plus the columns of the sections this one needs (``NEEDS``) and its own."""
+        cols: dict = {}
+        for name in (*NEEDS.get(self.current, ()), self.current):
+            cols.update(self.outputs.get(name, {}))
+        return self.samples.assign(**cols) if cols else self.samples
 
 
 def _metrics(ctx: SectionContext) -> None:
@@ -81,7 +96,7 @@ def _embedding_map(ctx: SectionContext):
 
 
 def _slice_args(ctx: SectionContext) -> dict:
-    cluster = schema.CLUSTER if schema.CLUSTER in ctx.new_columns else None
+    cluster = schema.CLUSTER if schema.CLUSTER in ctx.outputs.get("embedding_map", {}) else None
     return dict(
         metadata_columns=ctx.metadata_columns,
         property_columns=schema.PROPERTY_COLUMNS,
@@ -209,6 +224,12 @@ SECTIONS: dict[str, Callable[[SectionContext], str | None]] = {
     "outliers": _outliers,
 }
 
+#: section -> the sections whose samples columns it reads (recomputing one recomputes these)
+NEEDS: dict[str, tuple[str, ...]] = {
+    "slices": ("embedding_map",),  # the cluster column is a slice source
+    "discovered_slices": ("embedding_map",),
+}
+
 
 def run_sections(
     writer: RunWriter,
@@ -226,8 +247,17 @@ def run_sections(
     progress: Callable,
     signatures=None,
     reference_signatures=None,
-) -> dict:
-    """Run every registered section; returns the new samples columns they produced."""
+    only: Iterable[str] | None = None,
+    outputs: dict | None = None,
+) -> dict[str, dict]:
+    """Run the registered sections (all, or ``only`` these); returns the columns of each.
+
+    ``samples`` holds the pass columns only; ``outputs`` the columns of sections that are not
+    run again (a refresh), which those that ``NEEDS`` them read. Each section's manifest entry
+    in ``sections`` gets its status, seconds, code fingerprint, columns and files.
+    """
+    from .versions import section_code
+
     ctx = SectionContext(
         writer,
         samples,
@@ -241,13 +271,35 @@ def run_sections(
         reference_signatures,
         cfg,
         progress,
+        outputs=dict(outputs or {}),
     )
+    wanted = set(SECTIONS if only is None else only)
     for name, fn in SECTIONS.items():
+        if name not in wanted:
+            continue
+        ctx.current = name
+        ctx.outputs[name] = {}
+        written = len(writer.written)
         with section(name, sections, timings, progress) as entry:
             skipped = fn(ctx)
             if isinstance(skipped, str):
                 entry.update(status="skipped", reason=skipped)
-    return ctx.new_columns
+        if entry["status"] == "failed":
+            ctx.outputs[name] = {}  # half-made columns of a failed section are not kept
+        code = section_code(name)
+        entry.update(
+            code=code.fingerprint,
+            code_modules=list(code.modules),
+            columns=list(ctx.outputs[name]),
+            files=writer.written[written:],
+        )
+    return ctx.outputs
+
+
+def with_section_columns(samples: pd.DataFrame, outputs: dict) -> pd.DataFrame:
+    """samples.parquet: the pass columns, then each section's columns in registry order."""
+    cols = {c: v for name in SECTIONS for c, v in (outputs.get(name) or {}).items()}
+    return samples.assign(**cols) if cols else samples
 
 
 @contextmanager

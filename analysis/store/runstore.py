@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 
 from .. import schema
-from ..version import is_current
 
 
 class RunError(Exception):
@@ -105,6 +104,17 @@ class Run:
         p = self.path / schema.REFERENCE_EMBEDDINGS
         return np.load(p, mmap_mode="r") if p.exists() else None
 
+    @cached_property
+    def signatures(self) -> np.ndarray | None:
+        """float16 [N, 768] appearance signatures (near-copy search), memory-mapped."""
+        p = self.path / schema.SIGNATURES
+        return np.load(p, mmap_mode="r") if p.exists() else None
+
+    @cached_property
+    def reference_signatures(self) -> np.ndarray | None:
+        p = self.path / schema.REFERENCE_SIGNATURES
+        return np.load(p, mmap_mode="r") if p.exists() else None
+
     def table(self, name: str) -> pd.DataFrame | None:
         """An optional parquet table of the run (``schema.SLICES`` etc.), or None if absent."""
         p = self.path / name
@@ -172,8 +182,9 @@ def list_runs(runs_dir: str | os.PathLike) -> list[dict]:
                 "data": (m.get("inputs", {}).get("data") or {}).get("name", ""),
                 "schema_version": m.get("schema_version"),
                 "data_source": (m.get("inputs", {}).get("data") or {}).get("source", ""),
-                # made by this analysis code? (analysis.version; False = re-analyse to refresh)
-                "current": is_current(m),
+                # which code made it: analysis.pipeline.versions.staleness(manifest) says what
+                # an upgrade would recompute
+                "manifest": m,
             }
         )
     out.sort(key=lambda r: r["created"], reverse=True)
@@ -200,6 +211,7 @@ class RunWriter:
         self.final = self.runs_dir / run_id
         self.removed_stale = self._remove_stale_tmp()
         self.tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{run_id}-", dir=self.runs_dir))
+        self.written: list[str] = []  # names written so far, in order (a section's files)
         # mkdtemp makes the folder 0700 whatever the umask; the run it becomes is shared like
         # any folder the user makes (a team's runs folder, a dashboard run by another account)
         os.chmod(self.tmp, 0o777 & ~current_umask())
@@ -239,6 +251,35 @@ class RunWriter:
                     continue
         return newest
 
+    def link_from(self, run_dir: Path, *, skip: tuple[str, ...] = ()) -> None:
+        """Start from a copy of ``run_dir`` (a refresh): every file hard-linked, not copied, so
+        a 100k-image run's thumbnails and arrays cost no disk and little time; copied where the
+        file system has no hard links. Top-level entries named in ``skip`` are left out, and the
+        manifest (written by :meth:`commit`)."""
+        run_dir = Path(run_dir)
+        for src_root, dirs, files in os.walk(run_dir):
+            rel = Path(src_root).relative_to(run_dir)
+            if rel == Path("."):
+                dirs[:] = [d for d in dirs if d not in skip]
+                files = [f for f in files if f not in skip and f != schema.MANIFEST]
+            (self.tmp / rel).mkdir(exist_ok=True)
+            for f in files:
+                try:
+                    os.link(Path(src_root) / f, self.tmp / rel / f)
+                except OSError:
+                    shutil.copy2(Path(src_root) / f, self.tmp / rel / f)
+
+    def remove(self, name: str) -> None:
+        """Remove a file of the run being written (one a recomputed section wrote before)."""
+        (self.tmp / name).unlink(missing_ok=True)
+
+    def _target(self, name: str) -> Path:
+        # a linked file is shared with the run being replaced: never write into it
+        p = self.tmp / name
+        p.unlink(missing_ok=True)
+        self.written.append(name)
+        return p
+
     def __enter__(self) -> RunWriter:
         return self
 
@@ -248,13 +289,13 @@ class RunWriter:
         return False
 
     def write_table(self, name: str, df: pd.DataFrame) -> None:
-        df.to_parquet(self.tmp / name, index=False)
+        df.to_parquet(self._target(name), index=False)
 
     def write_array(self, name: str, arr: np.ndarray) -> None:
-        np.save(self.tmp / name, arr)
+        np.save(self._target(name), arr)
 
     def write_json(self, name: str, obj: Any) -> None:
-        (self.tmp / name).write_text(json.dumps(obj, indent=2, default=_json_default))
+        self._target(name).write_text(json.dumps(obj, indent=2, default=_json_default))
 
     def commit(self, manifest: dict, *, replace: bool = False) -> Path:
         """Write the manifest last, then atomically rename the folder into place.

@@ -79,28 +79,27 @@ def test_same_inputs_reuse_the_run(image_folder, tiny_resnet, tmp_path):
     assert c.path != a.path
 
 
-def test_a_run_made_by_other_analysis_code_is_analysed_again(image_folder, tiny_resnet, tmp_path):
-    from analysis.store.runstore import list_runs
-    from analysis.version import analysis_code
+def test_a_run_made_by_another_model_pass_is_analysed_again(image_folder, tiny_resnet, tmp_path):
+    from analysis.pipeline.versions import list_runs_with_status, pass_code
 
     runs = tmp_path / "runs"
     a = analyze(_cfg(image_folder, tiny_resnet), runs_dir=runs)
-    assert a.manifest["versions"]["analysis_code"] == analysis_code()
-    assert [r["current"] for r in list_runs(runs)] == [True]
+    assert a.manifest["versions"]["pass_code"] == pass_code().fingerprint
+    assert [r["current"] for r in list_runs_with_status(runs)] == [True]
     m = json.loads((a.path / schema.MANIFEST).read_text())
-    m["versions"]["analysis_code"] = "0ld0ld0ld0ld"
+    m["versions"]["pass_code"] = "0ld0ld0ld0ld"
     m["created"] = "2000-01-01T00:00:00"
     (a.path / schema.MANIFEST).write_text(json.dumps(m))
-    assert [r["current"] for r in list_runs(runs)] == [False]
+    assert [r["current"] for r in list_runs_with_status(runs)] == [False]
     said = []
     b = analyze(
         _cfg(image_folder, tiny_resnet), runs_dir=runs, progress=lambda m, f: said.append(m)
     )
     assert b.path == a.path  # same id: links to the run keep working
-    assert b.manifest["versions"]["analysis_code"] == analysis_code()
+    assert b.manifest["versions"]["pass_code"] == pass_code().fingerprint
     assert b.manifest["created"] != "2000-01-01T00:00:00"
-    assert any("other analysis code (0ld0ld0ld0ld" in x for x in said), said
-    assert [r["current"] for r in list_runs(runs)] == [True]
+    assert any("other analysis code (its model pass changed)" in x for x in said), said
+    assert [r["current"] for r in list_runs_with_status(runs)] == [True]
     # an older run-directory schema is analysed again too, not an error
     m = json.loads((b.path / schema.MANIFEST).read_text())
     m["schema_version"] = 0
@@ -128,7 +127,7 @@ def test_interrupted_analysis_leaves_no_run(image_folder, tiny_resnet, tmp_path,
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pl, "build_samples", boom)
+    monkeypatch.setattr(pl, "build_samples", boom)  # inside model_pass
     with pytest.raises(KeyboardInterrupt):
         analyze(_cfg(image_folder, tiny_resnet), runs_dir=tmp_path / "runs")
     runs = tmp_path / "runs"

@@ -1,0 +1,192 @@
+"""Which parts of a run the code installed now would compute differently.
+
+A run records the fingerprint (:func:`analysis.version.function_code`) of the code behind each
+of its parts: ``versions.pass_code`` for the model pass, ``sections.<name>.code`` for every
+derived section. Comparing them with the code installed now says what an upgrade must redo:
+
+- the pass code changed (or the run predates these fingerprints): analyse again in full;
+- some sections' code changed: recompute only those, from the pass outputs stored in the run
+  (probabilities, embeddings, signatures, the samples table), plus the sections that read their
+  columns (``sections.NEEDS``); the model pass is not run;
+- nothing changed: the run is current. Presentation code (``present/``: figures, findings,
+  formatting, the report and its templates; ``dashboard/``; the CLI) is never imported by the pass
+  or a section (the layers forbid it), so changing it never makes a run stale.
+
+What counts, computed from the import graph rather than declared (a forgotten version bump would
+leave old numbers on screen silently; the graph cannot forget):
+
+- the pass: :data:`PASS_FUNCTIONS` of ``pipeline/engine.py`` with the helpers they use, every
+  module of ``loading/`` (datasets, images, models, inference, fingerprints), and their imports;
+- a section: its function in ``pipeline/sections.py`` with the helpers it uses and
+  ``SectionContext``, and the modules they import, transitively (``sections.metrics`` depends on
+  ``stats/metrics.py``, ``stats/intervals.py``, ``checks.py`` and the schema names it uses).
+
+The cost of computing over the graph is the other direction: a change to a module many sections
+import (``checks.py``, ``stats/intervals.py``) recomputes all of them, which is right whenever the
+change can alter a number. ``tests/analysis/test_versions.py`` checks both directions on the real
+code: a figure or template edit leaves every fingerprint alone; an edit to one section's module
+changes that section's only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from .. import schema
+from ..version import ROOT, CodeFingerprint, function_code, modules_code, read_source
+
+__all__ = [
+    "CACHES",
+    "PASS_FUNCTIONS",
+    "Staleness",
+    "is_current",
+    "list_runs_with_status",
+    "pass_code",
+    "section_code",
+    "staleness",
+]
+
+ENGINE = "analysis.pipeline.engine"
+SECTIONS_MODULE = "analysis.pipeline.sections"
+#: The functions of ``engine.py`` that make the pass outputs (the rest of the module decides
+#: whether to run them and writes the manifest).
+PASS_FUNCTIONS = ("model_pass", "_preprocessing", "_class_names")
+
+
+#: Caches a run fills on demand (folder -> the modules that compute what is in it): a refresh
+#: keeps one only while its code is unchanged.
+CACHES = {
+    schema.CAMS_DIR: ("analysis.explain.cams",),
+    schema.ROBUSTNESS_DIR: ("analysis.stats.robustness",),
+}
+
+
+def _read(path):
+    return read_source(path)  # looked up at call time: tests edit the source in memory
+
+
+def forget_current_code() -> None:
+    """Forget the fingerprints of the installed code (computed once per process otherwise)."""
+    for f in (_current_pass, _current_section, current_cache_codes):
+        f.cache_clear()
+
+
+def _loading_modules(root=ROOT) -> tuple[str, ...]:
+    return tuple(
+        sorted(
+            "analysis.loading." + p.stem
+            for p in (root / "loading").glob("*.py")
+            if p.stem != "__init__"
+        )
+    )
+
+
+def pass_code(*, read=None, root=ROOT) -> CodeFingerprint:
+    """Fingerprint of the model pass: :data:`PASS_FUNCTIONS`, ``loading/`` and their imports."""
+    return function_code(
+        ENGINE, PASS_FUNCTIONS, also=_loading_modules(root), read=read or _read, root=root
+    )
+
+
+def section_code(name: str, *, read=None, root=ROOT) -> CodeFingerprint:
+    """Fingerprint of section ``name``: its function, the helpers and modules it uses."""
+    from .sections import SECTIONS
+
+    if name not in SECTIONS:
+        raise ValueError(f"unknown section {name!r}; valid: {list(SECTIONS)}")
+    fn = SECTIONS[name].__name__
+    return function_code(SECTIONS_MODULE, (fn, "SectionContext"), read=read or _read, root=root)
+
+
+def cache_codes(*, read=None, root=ROOT) -> dict[str, str]:
+    """Fingerprint of the code behind each on-demand cache folder (:data:`CACHES`)."""
+    return {
+        name: modules_code(mods, read=read or _read, root=root).fingerprint
+        for name, mods in CACHES.items()
+    }
+
+
+@cache
+def current_cache_codes() -> dict[str, str]:
+    return cache_codes()
+
+
+@cache
+def _current_pass() -> str:
+    return pass_code().fingerprint
+
+
+@cache
+def _current_section(name: str) -> str:
+    return section_code(name).fingerprint
+
+
+@dataclass(frozen=True)
+class Staleness:
+    """What of a run the code installed now would compute differently.
+
+    Attributes
+    ----------
+    pass_stale : bool
+        The model pass changed, or the run predates code fingerprints: analyse again in full.
+    sections : tuple of str
+        Sections to recompute from the stored pass outputs, in registry order: those whose code
+        changed, those the run lacks, and those that read a recomputed one's columns.
+    caches : tuple of str
+        On-demand cache folders (CAMs, robustness) whose code changed: dropped by a refresh,
+        filled again when next asked for.
+    """
+
+    pass_stale: bool
+    sections: tuple[str, ...]
+    caches: tuple[str, ...] = ()
+
+    @property
+    def current(self) -> bool:
+        return not self.pass_stale and not self.sections and not self.caches
+
+    def describe(self) -> str:
+        """What is out of date, for people."""
+        if self.pass_stale:
+            return "its model pass was made by other analysis code"
+        if self.sections:
+            return f"{', '.join(self.sections)} computed by other analysis code"
+        if self.caches:
+            return f"cached {', '.join(self.caches)} made by other analysis code"
+        return "current"
+
+
+def staleness(manifest: dict) -> Staleness:
+    """Compare a run's manifest with the code installed now."""
+    from .sections import NEEDS, SECTIONS
+
+    versions = manifest.get("versions") or {}
+    if versions.get("pass_code") != _current_pass():
+        return Staleness(True, tuple(SECTIONS), tuple(CACHES))
+    made = versions.get("caches") or {}
+    caches = tuple(n for n, code in current_cache_codes().items() if made.get(n) != code)
+    recorded = manifest.get("sections") or {}
+    stale: list[str] = []
+    for name in SECTIONS:
+        code = (recorded.get(name) or {}).get("code")
+        if code != _current_section(name) or any(n in stale for n in NEEDS.get(name, ())):
+            stale.append(name)
+    return Staleness(False, tuple(stale), caches)
+
+
+def is_current(manifest: dict) -> bool:
+    """True when the code installed now would compute nothing of the run differently."""
+    return staleness(manifest).current
+
+
+def list_runs_with_status(runs_dir) -> list[dict]:
+    """:func:`analysis.store.runstore.list_runs`, each with ``current`` (bool) and ``stale`` (what
+    an upgrade would redo, in words) in place of the manifest."""
+    from ..store.runstore import list_runs
+
+    out = []
+    for r in list_runs(runs_dir):
+        st = staleness(r.pop("manifest"))
+        out.append({**r, "current": st.current, "stale": "" if st.current else st.describe()})
+    return out

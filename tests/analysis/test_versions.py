@@ -1,0 +1,305 @@
+"""Per-section code versions: what a code change makes stale, and what an upgrade recomputes.
+
+The fingerprints are computed on the real source with one file edited in memory (the ``read``
+hook), so these tests follow the code as it is, not a list kept by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import schema
+from analysis.pipeline import versions as V
+from analysis.pipeline.engine import AnalysisConfig, analyze
+from analysis.pipeline.sections import NEEDS, SECTIONS
+from analysis.version import ROOT, module_closure, read_source
+from tests.conftest import make_image_folder
+
+EDIT = "\n# an edit that changes nothing but the source\n"
+
+
+def _editing(*relpaths: str, replace: tuple[str, str] | None = None):
+    """A source reader that edits the files ``relpaths`` (under analysis/) in memory."""
+    targets = {(ROOT / r).resolve() for r in relpaths}
+
+    def read(path):
+        text = read_source(path)
+        if path.resolve() in targets:
+            return text.replace(*replace) if replace else text + EDIT
+        return text
+
+    return read
+
+
+def _codes(read=None) -> dict[str, str]:
+    out = {name: V.section_code(name, read=read).fingerprint for name in SECTIONS}
+    out["<pass>"] = V.pass_code(read=read).fingerprint
+    return out
+
+
+def _changed(read) -> set[str]:
+    before, after = _codes(), _codes(read)
+    return {k for k in before if before[k] != after[k]}
+
+
+# ---------------------------------------------------------------------------------------------
+# fingerprints
+
+
+def test_presentation_code_never_makes_a_run_stale():
+    present = [p.relative_to(ROOT).as_posix() for p in (ROOT / "present").rglob("*.py")] + [
+        "cli.py"
+    ]
+    assert "present/figures.py" in present and "present/report/render_html.py" in present
+    assert _changed(_editing(*present)) == set()
+    for name in SECTIONS:  # nothing a section or the pass imports is presentation
+        mods = V.section_code(name).modules
+        assert not [m for m in mods if m.startswith(("analysis.present", "analysis.cli"))], name
+    assert not [m for m in V.pass_code().modules if m.startswith("analysis.present")]
+
+
+def test_a_module_change_makes_stale_exactly_the_sections_that_import_it():
+    assert _changed(_editing("data_issues/outliers.py")) == {"outliers"}
+    assert _changed(_editing("data_issues/label_issues.py")) == {"label_issues"}
+    assert _changed(_editing("stats/metrics.py")) == {"metrics"}
+    # discovery builds on the single-predicate slices: both follow slices.py
+    assert _changed(_editing("stats/slices.py")) == {"slices", "discovered_slices"}
+    assert _changed(_editing("stats/discovery.py")) == {"discovered_slices"}
+    assert _changed(_editing("explain/embeddings.py")) == {"embedding_map"}
+    # the pass: its loaders, or the engine functions that run it
+    assert _changed(_editing("loading/inference.py")) >= {"<pass>"}
+    assert "<pass>" in _changed(
+        _editing("pipeline/engine.py", replace=('desc="evaluation set"', 'desc="eval"'))
+    )
+
+
+def test_a_section_function_edit_changes_that_section_only():
+    edit = ("found = find_outliers(table)", "found = find_outliers(table)  # same")
+    assert _changed(_editing("pipeline/sections.py", replace=edit)) == {"outliers"}
+    # code outside the functions that make results (the manifest, the reuse decision) is free
+    assert _changed(_editing("pipeline/engine.py")) == set()
+    assert _changed(_editing("pipeline/refresh.py", "pipeline/versions.py")) == set()
+
+
+def test_only_the_schema_names_in_use_count():
+    new_name = ("SCHEMA_VERSION = ", 'SOMETHING_NEW = "x"\nSCHEMA_VERSION = ')
+    assert _changed(_editing("schema.py", replace=new_name)) == set()
+    renamed = ('OUTLIERS = "outliers.parquet"', 'OUTLIERS = "outliers2.parquet"')
+    assert _changed(_editing("schema.py", replace=renamed)) == {"outliers"}
+    props = ('NOISE = "noise"', 'NOISE = "noise_sigma"')  # in PROPERTY_COLUMNS: pass and more
+    assert {"<pass>", "outliers", "slices"} <= _changed(_editing("schema.py", replace=props))
+
+
+def test_the_graph_sees_lazy_imports():
+    mods = module_closure(["analysis.pipeline.sections"])
+    assert "analysis.stats.slices" in mods and "analysis.explain.embeddings" in mods
+    assert "analysis.present.figures" not in mods and "analysis" not in mods
+
+
+# ---------------------------------------------------------------------------------------------
+# runs
+
+
+def _cfg(root, model):
+    return AnalysisConfig(
+        data=str(root / "data"),
+        reference=str(root / "ref"),
+        model=str(model),
+        arch="resnet18",
+        resize=32,
+        no_crop=True,
+        num_workers=0,
+        batch_size=8,
+        umap=False,
+        min_support=3,
+    )
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, tiny_resnet):
+    root = tmp_path_factory.mktemp("versions")
+    make_image_folder(root / "data", n_per_class=8)
+    make_image_folder(root / "ref", n_per_class=6, seed=1)
+    # two evaluation images copied into the reference set: leakage for the duplicates section
+    for i, p in enumerate(sorted((root / "data" / "ant").glob("*.png"))[:2]):
+        shutil.copy(p, root / "ref" / "ant" / f"copy_{i}.png")
+    return root, tiny_resnet
+
+
+@pytest.fixture
+def fresh(inputs, tmp_path):
+    root, model = inputs
+    return analyze(_cfg(root, model), runs_dir=tmp_path / "runs")
+
+
+@pytest.fixture
+def code_changed(monkeypatch):
+    """Make the installed code differ from the code that made a run, one file at a time."""
+
+    def change(read):
+        monkeypatch.setattr(V, "read_source", read)
+        V.forget_current_code()
+
+    yield change
+    monkeypatch.undo()
+    V.forget_current_code()
+
+
+@pytest.fixture
+def no_pass(monkeypatch):
+    """Any run of the model pass fails the test."""
+    import analysis.pipeline.engine as engine
+
+    def boom(*a, **k):
+        raise AssertionError("the model pass ran")
+
+    monkeypatch.setattr(engine, "run_pass", boom)
+    monkeypatch.setattr(engine, "load_model", boom)
+
+
+def _inodes(run) -> dict[str, int]:
+    return {
+        str(p.relative_to(run.path)): p.stat().st_ino
+        for p in run.path.rglob("*")
+        if p.is_file() and p.name != schema.MANIFEST
+    }
+
+
+def test_a_run_records_the_code_of_every_part(fresh):
+    m = fresh.manifest
+    assert m["versions"]["pass_code"] == V.pass_code().fingerprint
+    assert "analysis_code" not in m["versions"]
+    for name in SECTIONS:
+        entry = m["sections"][name]
+        assert entry["code"] == V.section_code(name).fingerprint, name
+        assert entry["code_modules"] == list(V.section_code(name).modules)
+    assert m["sections"]["outliers"]["files"] == [schema.OUTLIERS, schema.OUTLIER_SUMMARY]
+    assert m["sections"]["label_issues"]["columns"] == [
+        schema.LABEL_ISSUE_SCORE,
+        schema.IS_LABEL_ISSUE,
+        schema.SUGGESTED_LABEL,
+    ]
+    assert (fresh.path / schema.SIGNATURES).exists()  # stored: duplicates can run again
+    assert (fresh.path / schema.REFERENCE_SIGNATURES).exists()
+    assert V.staleness(m).current
+
+
+def test_a_figure_or_template_change_leaves_the_run_current(fresh, inputs, code_changed, no_pass):
+    root, model = inputs
+    code_changed(_editing("present/figures.py", "present/report/render_html.py"))
+    assert V.staleness(fresh.manifest).current
+    before = (fresh.path / schema.MANIFEST).stat().st_mtime_ns
+    again = analyze(_cfg(root, model), runs_dir=fresh.path.parent)
+    assert (again.path / schema.MANIFEST).stat().st_mtime_ns == before  # reused as it was
+
+
+def test_a_section_change_recomputes_that_section_only(fresh, inputs, code_changed, no_pass):
+    root, model = inputs
+    old_files, old_samples = _inodes(fresh), fresh.samples
+    outliers_before = fresh.table(schema.OUTLIERS)
+    code_changed(_editing("data_issues/outliers.py"))
+    stale = V.staleness(fresh.manifest)
+    assert (stale.pass_stale, stale.sections) == (False, ("outliers",))
+    said = []
+    new = analyze(
+        _cfg(root, model), runs_dir=fresh.path.parent, progress=lambda m, f: said.append(m)
+    )
+    assert new.path == fresh.path and V.staleness(new.manifest).current
+    assert any("outliers computed by other analysis code" in s for s in said), said
+    assert new.manifest["refreshed"][-1]["sections"] == ["outliers"]
+    assert (
+        new.manifest["sections"]["outliers"]["code"]
+        != fresh.manifest["sections"]["outliers"]["code"]
+    )
+    files = _inodes(new)
+    rewritten = {f for f in files if old_files.get(f) != files[f]}
+    assert rewritten == {schema.OUTLIERS, schema.OUTLIER_SUMMARY, schema.SAMPLES}
+    for name in SECTIONS:  # the other sections' entries (and their timings) are the old ones
+        if name != "outliers":
+            assert new.manifest["sections"][name] == fresh.manifest["sections"][name]
+    pd.testing.assert_frame_equal(new.table(schema.OUTLIERS), outliers_before)
+    pd.testing.assert_frame_equal(new.samples, old_samples)
+
+
+def test_a_changed_section_recomputes_the_sections_that_read_it(fresh, code_changed, no_pass):
+    code_changed(_editing("explain/embeddings.py"))
+    stale = V.staleness(fresh.manifest)
+    assert stale.sections == (
+        "embedding_map",
+        *[n for n, need in NEEDS.items() if "embedding_map" in need],
+    )
+    assert set(stale.sections) == {"embedding_map", "slices", "discovered_slices"}
+
+
+def test_refreshing_every_section_reproduces_a_fresh_run(fresh, inputs, code_changed, no_pass):
+    """Sections read the stored pass outputs in a fresh run too: a refresh computes the same."""
+    root, model = inputs
+    keep = fresh.path.parent / "copy"
+    shutil.copytree(fresh.path, keep)
+    code_changed(_editing("checks.py"))  # imported by (almost) every section
+    stale = V.staleness(fresh.manifest)
+    assert not stale.pass_stale and len(stale.sections) >= len(SECTIONS) - 1
+    new = analyze(_cfg(root, model), runs_dir=fresh.path.parent)
+    for name in sorted(os.listdir(keep)):
+        if name.endswith(".parquet"):
+            pd.testing.assert_frame_equal(
+                pd.read_parquet(new.path / name), pd.read_parquet(keep / name), obj=name
+            )
+        elif name.endswith(".npy"):
+            np.testing.assert_array_equal(np.load(new.path / name), np.load(keep / name))
+        elif name.endswith(".json") and name != schema.MANIFEST:
+            assert json.loads((new.path / name).read_text()) == json.loads(
+                (keep / name).read_text()
+            ), name
+    assert new.table(schema.DUPLICATES)["scope"].eq("leak").any()  # the signatures were used
+
+
+def test_a_pass_change_analyses_again(fresh, code_changed):
+    code_changed(_editing("loading/images.py"))
+    stale = V.staleness(fresh.manifest)
+    assert stale.pass_stale and stale.sections == tuple(SECTIONS)
+
+
+def test_caches_made_by_changed_code_are_dropped_and_others_kept(
+    fresh, inputs, code_changed, no_pass
+):
+    root, model = inputs
+    for d in (schema.CAMS_DIR, schema.ROBUSTNESS_DIR):
+        (fresh.path / d).mkdir()
+        (fresh.path / d / "x.npy").write_bytes(b"cached")
+    code_changed(_editing("explain/cams.py"))
+    stale = V.staleness(fresh.manifest)
+    assert (stale.sections, stale.caches) == ((), (schema.CAMS_DIR,))
+    new = analyze(_cfg(root, model), runs_dir=fresh.path.parent)
+    assert not (new.path / schema.CAMS_DIR).exists()
+    assert (new.path / schema.ROBUSTNESS_DIR / "x.npy").read_bytes() == b"cached"
+    assert V.staleness(new.manifest).current
+
+
+def test_cli_lists_what_is_stale(fresh, code_changed, capsys):
+    from analysis.cli import main
+
+    code_changed(_editing("stats/metrics.py"))
+    assert main(["runs", "--out", str(fresh.path.parent)]) == 0
+    out = capsys.readouterr().out
+    assert "(metrics computed by other analysis code: analyse again to refresh)" in out
+
+
+def test_dashboard_says_which_sections_are_out_of_date(fresh, code_changed, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.dashboard.conftest import APP
+
+    monkeypatch.setenv("ERRORSCOPE_RUNS_DIR", str(fresh.path.parent))
+    code_changed(_editing("data_issues/outliers.py"))
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    assert not at.exception, [e.value for e in at.exception]
+    notes = [c.value for c in at.sidebar.caption if "other analysis code" in c.value]
+    assert len(notes) == 1 and notes[0].count("outliers") == 1, notes
+    assert "without running the model" in notes[0]
