@@ -24,6 +24,7 @@ import ast
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 __all__ = ["CodeFingerprint", "function_code", "module_closure", "module_file", "modules_code"]
@@ -76,6 +77,17 @@ def _imports(node: ast.AST, module: str, root: Path) -> set[str]:
     return found
 
 
+@lru_cache(maxsize=512)
+def _parse(text: str) -> ast.Module:
+    """Parsed source, kept: fingerprinting every section reads the same modules again."""
+    return ast.parse(text)
+
+
+@lru_cache(maxsize=512)
+def _module_imports(module: str, text: str, root: Path) -> frozenset[str]:
+    return frozenset(_imports(_parse(text), module, root))
+
+
 def module_closure(
     modules: Iterable[str], *, read: Reader = read_source, root: Path = ROOT
 ) -> list[str]:
@@ -88,7 +100,7 @@ def module_closure(
         if m in seen or path is None:
             continue
         seen.add(m)
-        todo += sorted(_imports(ast.parse(read(path), filename=str(path)), m, root) - seen)
+        todo += sorted(_module_imports(m, read(path), root) - seen)
     return sorted(seen)
 
 
@@ -163,7 +175,7 @@ def function_code(
     if path is None:
         raise ValueError(f"{module!r} is not a module of the analysis package")
     source = read(path)
-    tree = ast.parse(source, filename=str(path))
+    tree = _parse(source)
     defs = _definitions(tree)
     missing = [n for n in names if n not in defs]
     if missing:
@@ -189,7 +201,7 @@ def function_code(
                 todo.append(ref)
             modules |= by_name.get(ref, set())
     modules.discard(module)  # its used definitions are counted one by one, not the whole file
-    own = [(f"{module}:{n}", ast.get_source_segment(source, defs[n]) or "") for n in sorted(used)]
+    own = [(f"{module}:{n}", _segment(source, defs[n])) for n in sorted(used)]
     closure = [m for m in module_closure(sorted(modules), read=read, root=root) if m != module]
     return _fingerprint(own, closure, tuple(sorted(used)), read, root)
 
@@ -214,23 +226,42 @@ def _fingerprint(own, closure, functions, read: Reader, root: Path) -> CodeFinge
     return CodeFingerprint(h.hexdigest()[:12], functions, tuple(closure))
 
 
+@lru_cache(maxsize=1024)
+def _refs_to(alias: str, text: str) -> frozenset[str]:
+    """Names ``text`` takes from module ``alias``: ``alias.NAME`` or ``from ..alias import NAME``."""
+    found: set[str] = set()
+    for node in ast.walk(_parse(text)):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == alias
+        ):
+            found.add(node.attr)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").endswith(alias):
+            found.update(a.name for a in node.names)
+    return frozenset(found)
+
+
+@lru_cache(maxsize=64)
+def _lines(text: str) -> tuple[str, ...]:
+    return tuple(text.splitlines())
+
+
+def _segment(text: str, node: ast.stmt) -> str:
+    """The source lines of a top-level statement (decorators included)."""
+    first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+    return "\n".join(_lines(text)[first - 1 : node.end_lineno])
+
+
 def _narrow_part(module: str, users: Sequence[str], read: Reader, root: Path) -> tuple[str, str]:
     """The definitions of ``module`` that the source texts ``users`` refer to, transitively."""
     alias = module.rsplit(".", 1)[-1]
     wanted: set[str] = set()
     for text in users:
-        for node in ast.walk(ast.parse(text)):
-            if (
-                isinstance(node, ast.Attribute)
-                and isinstance(node.value, ast.Name)
-                and node.value.id == alias
-            ):
-                wanted.add(node.attr)
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").endswith(alias):
-                wanted.update(a.name for a in node.names)
+        wanted |= _refs_to(alias, text)
     path = module_file(module, root)
     source = read(path)
-    defs = _definitions(ast.parse(source, filename=str(path)))
+    defs = _definitions(_parse(source))
     used: set[str] = set()
     todo = sorted(wanted & set(defs))
     while todo:
@@ -245,5 +276,5 @@ def _narrow_part(module: str, users: Sequence[str], read: Reader, root: Path) ->
     for name in sorted(used):
         if id(defs[name]) not in seen_nodes:  # a, b = ... defines two names in one statement
             seen_nodes.append(id(defs[name]))
-            parts.append(ast.get_source_segment(source, defs[name]) or "")
+            parts.append(_segment(source, defs[name]))
     return f"{module}:narrow", "\n".join(parts)
