@@ -44,6 +44,14 @@ def save_tiny_resnet(path: Path, num_classes: int = 3, seed: int = 0) -> Path:
     return path
 
 
+def tiny_config(data, model, **kw):
+    """The AnalysisConfig of a tiny test run: the tiny resnet at 32 px, in-process, no UMAP."""
+    from analysis.pipeline.engine import AnalysisConfig
+
+    defaults = dict(arch="resnet18", resize=32, no_crop=True, num_workers=0, batch_size=8)
+    return AnalysisConfig(data=str(data), model=str(model), **{**defaults, "umap": False, **kw})
+
+
 @pytest.fixture(scope="session")
 def tiny_resnet(tmp_path_factory) -> Path:
     return save_tiny_resnet(tmp_path_factory.mktemp("models") / "tiny.pt")

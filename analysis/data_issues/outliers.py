@@ -139,79 +139,36 @@ _BRIGHT = _log_one_minus(0.01)
 _CONTRAST = _log_eps(0.005)
 _LOG = _log_pos()
 
+
+def _on(
+    column: str,
+    name: str,
+    tail: str,
+    transform: tuple,
+    *,
+    fmt: str,
+    guard: float | None = None,
+    ratio: float | None = None,
+    label: str | None = None,
+) -> OutlierType:
+    """An outlier type read from one column (labelled with the column's name by default)."""
+    return OutlierType(
+        name, (column,), _col(column), tail, *transform, guard, ratio, label or column, fmt
+    )
+
+
 #: name -> OutlierType. Order is the order of the output.
 OUTLIER_TYPES: dict[str, OutlierType] = {
     t.name: t
     for t in (
-        OutlierType(
-            "dark",
-            (schema.BRIGHTNESS,),
-            _col(schema.BRIGHTNESS),
-            "low",
-            *_DARK,
-            guard=0.2,
-            ratio=None,
-            label="brightness",
-            fmt="{:.2f}",
-        ),
-        OutlierType(
-            "overexposed",
-            (schema.BRIGHTNESS,),
-            _col(schema.BRIGHTNESS),
-            "high",
-            *_BRIGHT,
-            guard=0.8,
-            ratio=None,
-            label="brightness",
-            fmt="{:.2f}",
-        ),
-        OutlierType(
-            "low_contrast",
-            (schema.CONTRAST,),
-            _col(schema.CONTRAST),
-            "low",
-            *_CONTRAST,
-            guard=0.1,
-            ratio=None,
-            label="contrast",
-            fmt="{:.3f}",
-        ),
-        OutlierType(
-            "near_constant",
-            (schema.CONTRAST,),
-            _col(schema.CONTRAST),
-            "low",
-            None,
-            None,
-            guard=0.02,
-            ratio=None,
-            label="contrast",
-            fmt="{:.3f}",
-        ),
-        OutlierType(
-            "blurry",
-            (schema.SHARPNESS,),
-            _col(schema.SHARPNESS),
-            "low",
-            *_LOG,
-            guard=None,
-            ratio=4.0,
-            label="sharpness",
-            fmt="{:.3g}",
-        ),
-        OutlierType(
-            # grainy (high ISO, low light, a bad sensor): far noisier than this data set's
-            # typical image and at least 5 grey levels of noise sigma (clean photos: ~1-3)
-            "noisy",
-            (schema.NOISE,),
-            _col(schema.NOISE),
-            "high",
-            *_LOG,
-            guard=5.0,
-            ratio=None,
-            label="noise sigma",
-            fmt="{:.1f}",
-        ),
+        _on(schema.BRIGHTNESS, "dark", "low", _DARK, guard=0.2, fmt="{:.2f}"),
+        _on(schema.BRIGHTNESS, "overexposed", "high", _BRIGHT, guard=0.8, fmt="{:.2f}"),
+        _on(schema.CONTRAST, "low_contrast", "low", _CONTRAST, guard=0.1, fmt="{:.3f}"),
+        _on(schema.CONTRAST, "near_constant", "low", (None, None), guard=0.02, fmt="{:.3f}"),
+        _on(schema.SHARPNESS, "blurry", "low", _LOG, ratio=4.0, fmt="{:.3g}"),
+        # grainy (high ISO, low light, a bad sensor): far noisier than this data set's typical
+        # image and at least 5 grey levels of noise sigma (clean photos: ~1-3)
+        _on(schema.NOISE, "noisy", "high", _LOG, guard=5.0, label="noise sigma", fmt="{:.1f}"),
         OutlierType(
             "odd_size",
             (schema.WIDTH, schema.HEIGHT),
@@ -223,13 +180,11 @@ OUTLIER_TYPES: dict[str, OutlierType] = {
             label="pixels",
             fmt="{:,.0f}",
         ),
-        OutlierType(
+        _on(
+            schema.ASPECT_RATIO,
             "odd_aspect_ratio",
-            (schema.ASPECT_RATIO,),
-            _col(schema.ASPECT_RATIO),
             "both",
-            *_LOG,
-            guard=None,
+            _LOG,
             ratio=1.5,
             label="aspect ratio",
             fmt="{:.2f}",

@@ -397,10 +397,10 @@ def analyze(
         ref_samples, ref_sig, ref_skipped = out.ref_samples, out.ref_signatures, out.ref_skipped
 
         sections: dict[str, dict] = {}
-        from .sections import run_sections, with_section_columns
+        from .sections import SectionContext, run_sections, with_section_columns
 
-        outputs = run_sections(
-            w,
+        ctx = SectionContext(
+            writer=w,
             samples=samples,
             probs=probs,
             embeddings=emb,
@@ -408,13 +408,12 @@ def analyze(
             metadata_columns=data.metadata_columns,
             reference=ref_samples,
             reference_embeddings=ref_emb,
-            cfg=cfg,
-            sections=sections,
-            timings=timings,
-            progress=say,
             signatures=res.signatures,
             reference_signatures=ref_sig,
+            cfg=cfg,
+            progress=say,
         )
+        outputs = run_sections(ctx, sections=sections, timings=timings)
         samples = with_section_columns(samples, outputs)
         w.write_table(schema.SAMPLES, samples)
         timings["total"] = time.perf_counter() - t0
@@ -469,20 +468,7 @@ def model_pass(
     """
     warnings_: list[str] = []
     tp = time.perf_counter()
-    res = run_pass(
-        data.table[schema.PATH].tolist(),
-        prep,
-        model=loaded.model if loaded else None,
-        relpaths=data.table[schema.RELPATH].tolist(),
-        batch_size=cfg.batch_size,
-        num_workers=cfg.num_workers,
-        device=_device(cfg.device),
-        max_pixels=cfg.max_pixels,
-        max_file_bytes=cfg.max_file_bytes,
-        thumb_paths=[str(thumbs / f"{sid}.jpg") for sid in data.table[schema.SAMPLE_ID]],
-        progress=progress,
-        desc="evaluation set",
-    )
+    res = _run_pass(cfg, data, prep, loaded, thumbs, "", progress, "evaluation set")
     timings["pass"] = time.perf_counter() - tp
     if len(res.ok_index) == 0:
         raise ValueError(
@@ -501,22 +487,7 @@ def model_pass(
     ref_skipped: list[dict] = []
     if reference is not None:
         tp = time.perf_counter()
-        rres = run_pass(
-            reference.table[schema.PATH].tolist(),
-            prep,
-            model=loaded.model if loaded else None,
-            relpaths=reference.table[schema.RELPATH].tolist(),
-            batch_size=cfg.batch_size,
-            num_workers=cfg.num_workers,
-            device=_device(cfg.device),
-            max_pixels=cfg.max_pixels,
-            max_file_bytes=cfg.max_file_bytes,
-            thumb_paths=[
-                str(thumbs / f"ref-{sid}.jpg") for sid in reference.table[schema.SAMPLE_ID]
-            ],
-            progress=progress,
-            desc="reference set",
-        )
+        rres = _run_pass(cfg, reference, prep, loaded, thumbs, "ref-", progress, "reference set")
         timings["reference_pass"] = time.perf_counter() - tp
         rtable = reference.table.iloc[rres.ok_index].reset_index(drop=True)
         ref_samples = pd.concat([rtable, rres.properties], axis=1)
@@ -537,6 +508,24 @@ def model_pass(
         ref_emb,
         ref_sig,
         ref_skipped,
+    )
+
+
+def _run_pass(cfg, images: ImageSet, prep, loaded, thumbs: Path, prefix: str, progress, desc):
+    """One set's pass, thumbnails as ``thumbs/<prefix><sample_id>.jpg``."""
+    return run_pass(
+        images.table[schema.PATH].tolist(),
+        prep,
+        model=loaded.model if loaded else None,
+        relpaths=images.table[schema.RELPATH].tolist(),
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+        device=_device(cfg.device),
+        max_pixels=cfg.max_pixels,
+        max_file_bytes=cfg.max_file_bytes,
+        thumb_paths=[str(thumbs / f"{prefix}{sid}.jpg") for sid in images.table[schema.SAMPLE_ID]],
+        progress=progress,
+        desc=desc,
     )
 
 

@@ -40,7 +40,7 @@ def refresh(run: Run, stale: Staleness, cfg, *, progress: Progress | None = None
     Run
         The updated run, at the same path.
     """
-    from .sections import SECTIONS, run_sections, with_section_columns
+    from .sections import SECTIONS, SectionContext, run_sections, with_section_columns
 
     if stale.pass_stale:
         raise ValueError("the model pass is stale: analyse again with analyze(), not refresh()")
@@ -64,8 +64,8 @@ def refresh(run: Run, stale: Staleness, cfg, *, progress: Progress | None = None
         for name in stale.sections:
             for f in (recorded.get(name) or {}).get("files") or []:
                 w.remove(f)
-        outputs = run_sections(
-            w,
+        ctx = SectionContext(
+            writer=w,
             samples=base,
             probs=np.asarray(run.probs),
             embeddings=run.embeddings,
@@ -73,15 +73,13 @@ def refresh(run: Run, stale: Staleness, cfg, *, progress: Progress | None = None
             metadata_columns=run.metadata_columns,
             reference=run.reference,
             reference_embeddings=run.reference_embeddings,
-            cfg=cfg,
-            sections=entries,
-            timings=timings,
-            progress=say,
             signatures=run.signatures,
             reference_signatures=run.reference_signatures,
-            only=stale.sections,
+            cfg=cfg,
+            progress=say,
             outputs=keep,
         )
+        outputs = run_sections(ctx, sections=entries, timings=timings, only=stale.sections)
         if stale.sections:
             w.write_table(schema.SAMPLES, with_section_columns(base, outputs))
         sections = {

@@ -232,47 +232,17 @@ NEEDS: dict[str, tuple[str, ...]] = {
 
 
 def run_sections(
-    writer: RunWriter,
-    *,
-    samples,
-    probs,
-    embeddings,
-    class_names,
-    metadata_columns,
-    reference,
-    reference_embeddings,
-    cfg,
-    sections: dict,
-    timings: dict,
-    progress: Callable,
-    signatures=None,
-    reference_signatures=None,
-    only: Iterable[str] | None = None,
-    outputs: dict | None = None,
+    ctx: SectionContext, *, sections: dict, timings: dict, only: Iterable[str] | None = None
 ) -> dict[str, dict]:
     """Run the registered sections (all, or ``only`` these); returns the columns of each.
 
-    ``samples`` holds the pass columns only; ``outputs`` the columns of sections that are not
-    run again (a refresh), which those that ``NEEDS`` them read. Each section's manifest entry
-    in ``sections`` gets its status, seconds, code fingerprint, columns and files.
+    ``ctx.samples`` holds the pass columns only; ``ctx.outputs`` the columns of sections that
+    are not run again (a refresh), which those that ``NEEDS`` them read. Each section's manifest
+    entry in ``sections`` gets its status, seconds, code fingerprint, columns and files.
     """
     from .versions import section_code
 
-    ctx = SectionContext(
-        writer,
-        samples,
-        probs,
-        embeddings,
-        class_names,
-        metadata_columns,
-        reference,
-        reference_embeddings,
-        signatures,
-        reference_signatures,
-        cfg,
-        progress,
-        outputs=dict(outputs or {}),
-    )
+    writer, progress = ctx.writer, ctx.progress
     wanted = set(SECTIONS if only is None else only)
     for name, fn in SECTIONS.items():
         if name not in wanted:

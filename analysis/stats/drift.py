@@ -607,59 +607,53 @@ def _feature_rows(
             or col not in b.columns
         ):
             continue
-        ca, cb = _class_counts(a[col], n_classes), _class_counts(b[col], n_classes)
-        stat, p = _chi2_counts(ca, cb)
         rows.append(
-            {
-                FEATURE: col,
-                KIND: kind,
-                N_A: int(ca.sum()),
-                N_B: int(cb.sum()),
-                MEDIAN_A: math.nan,
-                MEDIAN_B: math.nan,
-                PSI: _psi_counts(ca, cb),
-                TEST: "chi2",
-                STATISTIC: stat,
-                P_VALUE: p,
-            }
+            _count_row(
+                col, kind, _class_counts(a[col], n_classes), _class_counts(b[col], n_classes)
+            )
         )
     for col in numeric:
         xa = a[col].to_numpy(dtype=np.float64, na_value=np.nan)
         xb = b[col].to_numpy(dtype=np.float64, na_value=np.nan)
         xa, xb = xa[np.isfinite(xa)], xb[np.isfinite(xb)]
-        stat, p = _ks(xa, xb)
         rows.append(
-            {
-                FEATURE: col,
-                KIND: KIND_NUMERIC,
-                N_A: int(xa.size),
-                N_B: int(xb.size),
-                MEDIAN_A: float(np.median(xa)) if xa.size else math.nan,
-                MEDIAN_B: float(np.median(xb)) if xb.size else math.nan,
-                PSI: _psi_counts(*_numeric_counts(xa, xb, n_bins)),
-                TEST: "ks",
-                STATISTIC: stat,
-                P_VALUE: p,
-            }
+            _row(
+                col,
+                KIND_NUMERIC,
+                (xa.size, xb.size),
+                _psi_counts(*_numeric_counts(xa, xb, n_bins)),
+                "ks",
+                _ks(xa, xb),
+                medians=tuple(float(np.median(x)) if x.size else math.nan for x in (xa, xb)),
+            )
         )
     for col in categorical:
         ca, cb, _ = _category_counts(a[col].tolist(), b[col].tolist())
-        stat, p = _chi2_counts(ca, cb)
-        rows.append(
-            {
-                FEATURE: col,
-                KIND: KIND_CATEGORICAL,
-                N_A: int(ca.sum()),
-                N_B: int(cb.sum()),
-                MEDIAN_A: math.nan,
-                MEDIAN_B: math.nan,
-                PSI: _psi_counts(ca, cb),
-                TEST: "chi2",
-                STATISTIC: stat,
-                P_VALUE: p,
-            }
-        )
+        rows.append(_count_row(col, KIND_CATEGORICAL, ca, cb))
     return rows
+
+
+def _row(feature, kind, n, psi, test, stat_p, *, medians=(math.nan, math.nan)) -> dict:
+    """One row of the feature-drift table."""
+    return {
+        FEATURE: feature,
+        KIND: kind,
+        N_A: int(n[0]),
+        N_B: int(n[1]),
+        MEDIAN_A: medians[0],
+        MEDIAN_B: medians[1],
+        PSI: psi,
+        TEST: test,
+        STATISTIC: stat_p[0],
+        P_VALUE: stat_p[1],
+    }
+
+
+def _count_row(feature, kind, ca: np.ndarray, cb: np.ndarray) -> dict:
+    """A row for counts per category (classes, metadata values): PSI and a chi-squared test."""
+    return _row(
+        feature, kind, (ca.sum(), cb.sum()), _psi_counts(ca, cb), "chi2", _chi2_counts(ca, cb)
+    )
 
 
 def _newcombe_independent(

@@ -301,23 +301,14 @@ def test_compare_validation():
 def test_compare_two_real_runs(image_folder, tmp_path):
     import torch
 
-    from analysis.pipeline.engine import AnalysisConfig, analyze
-    from tests.conftest import save_tiny_resnet
+    from analysis.pipeline.engine import analyze
+    from tests.conftest import save_tiny_resnet, tiny_config
 
     torch.set_num_threads(1)
     runs = []
     for seed in (0, 1):
         model = save_tiny_resnet(tmp_path / f"m{seed}.pt", seed=seed)
-        cfg = AnalysisConfig(
-            data=str(image_folder),
-            model=str(model),
-            arch="resnet18",
-            resize=32,
-            no_crop=True,
-            num_workers=0,
-            batch_size=8,
-            umap=False,
-        )
+        cfg = tiny_config(image_folder, model)
         runs.append(analyze(cfg, runs_dir=tmp_path / "runs"))
     cmp = compare_runs(runs[0], runs[1].path, min_support=3)
     sa, sb = runs[0].samples, runs[1].samples

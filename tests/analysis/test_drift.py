@@ -267,8 +267,8 @@ def test_real_darkened_copies_are_flagged(image_folder, tmp_path):
     import torch
     from PIL import Image
 
-    from analysis.pipeline.engine import AnalysisConfig, analyze
-    from tests.conftest import save_tiny_resnet
+    from analysis.pipeline.engine import analyze
+    from tests.conftest import save_tiny_resnet, tiny_config
 
     torch.set_num_threads(1)
     dark = tmp_path / "dark"
@@ -280,16 +280,7 @@ def test_real_darkened_copies_are_flagged(image_folder, tmp_path):
     model = save_tiny_resnet(tmp_path / "m.pt")
 
     def run(data, m=model):
-        cfg = AnalysisConfig(
-            data=str(data),
-            model=str(m),
-            arch="resnet18",
-            resize=32,
-            no_crop=True,
-            num_workers=0,
-            batch_size=8,
-            umap=False,
-        )
+        cfg = tiny_config(data, m)
         return analyze(cfg, runs_dir=tmp_path / "runs")
 
     a, b = run(image_folder), run(dark)

@@ -16,24 +16,10 @@ from PIL import Image
 
 from analysis import schema
 from analysis.loading.images import ImageReadError, decode_image, read_bytes
-from analysis.pipeline.engine import AnalysisConfig, analyze
-from tests.conftest import make_image_folder
+from analysis.pipeline.engine import analyze
+from tests.conftest import make_image_folder, tiny_config
 
 linux_only = pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
-
-
-def _cfg(data, model, **kw):
-    kw = {"num_workers": 0, **kw}
-    return AnalysisConfig(
-        data=str(data),
-        model=str(model),
-        arch="resnet18",
-        resize=32,
-        no_crop=True,
-        batch_size=8,
-        umap=False,
-        **kw,
-    )
 
 
 # -- only regular files, with a size cap -------------------------------------------------------
@@ -81,7 +67,7 @@ def test_a_run_with_devices_fifos_and_huge_files_finishes_and_lists_them(
     (tmp_path / "classes.txt").write_text("ant\nbee\ncat\n")
     for data, workers in ((image_folder, 0), (image_folder, 2), (manifest, 0)):
         run = analyze(
-            _cfg(data, tiny_resnet, max_file_bytes=100_000, num_workers=workers),
+            tiny_config(data, tiny_resnet, max_file_bytes=100_000, num_workers=workers),
             runs_dir=tmp_path / f"runs{workers}",
         )
         skipped = {s["relpath"]: s["reason"] for s in run.manifest["skipped"]}
@@ -119,7 +105,7 @@ def test_a_file_name_that_is_not_utf8_is_skipped_and_shown_escaped(
             f.write(good)
     except OSError:
         pytest.skip("this file system refuses names that are not UTF-8")
-    run = analyze(_cfg(image_folder, tiny_resnet), runs_dir=tmp_path / "runs")
+    run = analyze(tiny_config(image_folder, tiny_resnet), runs_dir=tmp_path / "runs")
     assert run.manifest["skipped"] == [
         {"relpath": "ant/caf\\xe9-\\xff.png", "reason": "file name is not valid UTF-8"}
     ]
@@ -238,7 +224,7 @@ def test_paths_outside_the_data_folder_are_counted_and_listed(tiny_resnet, tmp_p
     data = make_image_folder(tmp_path / "set" / "data", n_per_class=3)
     (data / "ant" / "linked.png").symlink_to(elsewhere / "ant" / "ant_00.png")
     (data / "ant" / "inside-link.png").symlink_to(data / "ant" / "ant_00.png")
-    run = analyze(_cfg(data, tiny_resnet), runs_dir=tmp_path / "runs")
+    run = analyze(tiny_config(data, tiny_resnet), runs_dir=tmp_path / "runs")
     info = run.manifest["inputs"]["data"]["outside_folder"]
     assert (info["n"], info["paths"]) == (1, ["ant/linked.png"])  # the inside link is fine
     manifest = tmp_path / "set" / "eval.csv"
@@ -246,7 +232,7 @@ def test_paths_outside_the_data_folder_are_counted_and_listed(tiny_resnet, tmp_p
     rows += [("../elsewhere/ant/ant_01.png", "ant"), (str(elsewhere / "bee" / "bee_01.png"), "bee")]
     rows += [("data/ant/linked.png", "ant")]
     pd.DataFrame(rows, columns=["path", "label"]).to_csv(manifest, index=False)
-    run = analyze(_cfg(manifest, tiny_resnet), runs_dir=tmp_path / "runs")
+    run = analyze(tiny_config(manifest, tiny_resnet), runs_dir=tmp_path / "runs")
     info = run.manifest["inputs"]["data"]["outside_folder"]
     outside = sorted(["../elsewhere/ant/ant_01.png", str(elsewhere / "bee" / "bee_01.png")])
     assert info["n"] == 3 and info["paths"] == sorted([*outside, "data/ant/linked.png"])
@@ -264,7 +250,7 @@ def test_paths_outside_the_data_folder_are_counted_and_listed(tiny_resnet, tmp_p
 def test_run_folders_respect_the_umask(image_folder, tiny_resnet, tmp_path, umask, mode):
     old = os.umask(umask)
     try:
-        run = analyze(_cfg(image_folder, tiny_resnet), runs_dir=tmp_path / "runs")
+        run = analyze(tiny_config(image_folder, tiny_resnet), runs_dir=tmp_path / "runs")
     finally:
         os.umask(old)
     assert stat.S_IMODE(run.path.stat().st_mode) == mode

@@ -10,25 +10,11 @@ from PIL import Image
 from analysis import schema
 from analysis.pipeline.engine import AnalysisConfig, analyze
 from analysis.store.runstore import RunError, open_run
-from tests.conftest import CLASSES
-
-
-def _cfg(data, model, **kw):
-    return AnalysisConfig(
-        data=str(data),
-        model=str(model),
-        arch="resnet18",
-        resize=32,
-        no_crop=True,
-        num_workers=0,
-        batch_size=8,
-        umap=False,
-        **kw,
-    )
+from tests.conftest import CLASSES, tiny_config
 
 
 def test_run_directory_contract(image_folder, tiny_resnet, tmp_path):
-    run = analyze(_cfg(image_folder, tiny_resnet), runs_dir=tmp_path / "runs")
+    run = analyze(tiny_config(image_folder, tiny_resnet), runs_dir=tmp_path / "runs")
     s = run.samples
     assert len(s) == 18 and run.class_names == CLASSES
     assert run.probs.shape == (18, 3) and run.probs.dtype == np.float32
@@ -60,7 +46,7 @@ def test_bad_files_are_skipped_with_reasons(image_folder, tiny_resnet, tmp_path)
     (ant / "zero.png").write_bytes(b"")
     Image.fromarray(np.full((40, 40), 30000, np.uint16)).save(ant / "sixteen.png")
     Image.fromarray(np.full((40, 40), 90, np.uint8)).save(ant / "gray.png")
-    run = analyze(_cfg(image_folder, tiny_resnet), runs_dir=tmp_path / "runs")
+    run = analyze(tiny_config(image_folder, tiny_resnet), runs_dir=tmp_path / "runs")
     skipped = {s["relpath"]: s["reason"] for s in run.manifest["skipped"]}
     assert set(skipped) == {"ant/corrupt.png", "ant/truncated.png", "ant/zero.png"}
     assert "empty file" in skipped["ant/zero.png"]
@@ -71,11 +57,11 @@ def test_bad_files_are_skipped_with_reasons(image_folder, tiny_resnet, tmp_path)
 
 
 def test_same_inputs_reuse_the_run(image_folder, tiny_resnet, tmp_path):
-    a = analyze(_cfg(image_folder, tiny_resnet), runs_dir=tmp_path / "runs")
+    a = analyze(tiny_config(image_folder, tiny_resnet), runs_dir=tmp_path / "runs")
     mtime = (a.path / schema.MANIFEST).stat().st_mtime_ns
-    b = analyze(_cfg(image_folder, tiny_resnet), runs_dir=tmp_path / "runs")
+    b = analyze(tiny_config(image_folder, tiny_resnet), runs_dir=tmp_path / "runs")
     assert b.path == a.path and (b.path / schema.MANIFEST).stat().st_mtime_ns == mtime
-    c = analyze(_cfg(image_folder, tiny_resnet, seed=1), runs_dir=tmp_path / "runs")
+    c = analyze(tiny_config(image_folder, tiny_resnet, seed=1), runs_dir=tmp_path / "runs")
     assert c.path != a.path
 
 
@@ -83,7 +69,7 @@ def test_a_run_made_by_another_model_pass_is_analysed_again(image_folder, tiny_r
     from analysis.pipeline.versions import list_runs_with_status, pass_code
 
     runs = tmp_path / "runs"
-    a = analyze(_cfg(image_folder, tiny_resnet), runs_dir=runs)
+    a = analyze(tiny_config(image_folder, tiny_resnet), runs_dir=runs)
     assert a.manifest["versions"]["pass_code"] == pass_code().fingerprint
     assert [r["current"] for r in list_runs_with_status(runs)] == [True]
     m = json.loads((a.path / schema.MANIFEST).read_text())
@@ -93,7 +79,7 @@ def test_a_run_made_by_another_model_pass_is_analysed_again(image_folder, tiny_r
     assert [r["current"] for r in list_runs_with_status(runs)] == [False]
     said = []
     b = analyze(
-        _cfg(image_folder, tiny_resnet), runs_dir=runs, progress=lambda m, f: said.append(m)
+        tiny_config(image_folder, tiny_resnet), runs_dir=runs, progress=lambda m, f: said.append(m)
     )
     assert b.path == a.path  # same id: links to the run keep working
     assert b.manifest["versions"]["pass_code"] == pass_code().fingerprint
@@ -104,14 +90,14 @@ def test_a_run_made_by_another_model_pass_is_analysed_again(image_folder, tiny_r
     m = json.loads((b.path / schema.MANIFEST).read_text())
     m["schema_version"] = 0
     (b.path / schema.MANIFEST).write_text(json.dumps(m))
-    c = analyze(_cfg(image_folder, tiny_resnet), runs_dir=runs)
+    c = analyze(tiny_config(image_folder, tiny_resnet), runs_dir=runs)
     assert c.manifest["schema_version"] == schema.SCHEMA_VERSION
 
 
 def test_cli_says_an_unreadable_run_in_one_line(image_folder, tiny_resnet, tmp_path, capsys):
     from analysis.cli import main
 
-    run = analyze(_cfg(image_folder, tiny_resnet), runs_dir=tmp_path / "runs")
+    run = analyze(tiny_config(image_folder, tiny_resnet), runs_dir=tmp_path / "runs")
     m = json.loads((run.path / schema.MANIFEST).read_text())
     m["schema_version"] = 0
     (run.path / schema.MANIFEST).write_text(json.dumps(m))
@@ -129,13 +115,13 @@ def test_interrupted_analysis_leaves_no_run(image_folder, tiny_resnet, tmp_path,
 
     monkeypatch.setattr(pl, "build_samples", boom)  # inside model_pass
     with pytest.raises(KeyboardInterrupt):
-        analyze(_cfg(image_folder, tiny_resnet), runs_dir=tmp_path / "runs")
+        analyze(tiny_config(image_folder, tiny_resnet), runs_dir=tmp_path / "runs")
     runs = tmp_path / "runs"
     assert not runs.exists() or not any(runs.iterdir())  # no run, no temporary folder
 
 
 def test_old_schema_gets_a_clear_message(image_folder, tiny_resnet, tmp_path):
-    run = analyze(_cfg(image_folder, tiny_resnet), runs_dir=tmp_path / "runs")
+    run = analyze(tiny_config(image_folder, tiny_resnet), runs_dir=tmp_path / "runs")
     m = json.loads((run.path / schema.MANIFEST).read_text())
     m["schema_version"] = 0
     (run.path / schema.MANIFEST).write_text(json.dumps(m))
@@ -178,7 +164,7 @@ def test_wrong_class_count_fails_before_the_pass(image_folder, tmp_path):
 
     ckpt = save_tiny_resnet(tmp_path / "five.pt", num_classes=5)
     with pytest.raises(ValueError, match="has 5 classes but the class list has 3"):
-        analyze(_cfg(image_folder, ckpt), runs_dir=tmp_path / "runs")
+        analyze(tiny_config(image_folder, ckpt), runs_dir=tmp_path / "runs")
 
 
 def _prep(sidecar, arch="resnet18", **cli):

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from analysis import schema
-from analysis.pipeline.engine import AnalysisConfig, analyze
+from analysis.pipeline.engine import analyze
 from analysis.present import formatting as fmt
 from analysis.present.findings import load_metrics
 from analysis.present.report import (
@@ -36,7 +36,7 @@ from analysis.present.report.render_markdown import escape_markdown as _md
 from analysis.stats.slices import SLICE_COLUMNS
 from analysis.store.review import ReviewStore
 from analysis.store.runstore import RunWriter, open_run
-from tests.conftest import CLASSES, REPO, make_image_folder
+from tests.conftest import CLASSES, REPO, make_image_folder, tiny_config
 
 XSS_CLASS = "<script>alert(1)</script>"
 XSS_META = "<img src=x onerror=alert(2)>"
@@ -44,20 +44,6 @@ XSS_NOTE = "</td><script>alert(3)</script>"
 XSS_REVIEWER = "<b>eve</b>"
 XSS_TITLE = "<u>title</u>"
 PIPES = "north|south"
-
-
-def _cfg(data, model, **kw):
-    return AnalysisConfig(
-        data=str(data),
-        model=str(model),
-        arch="resnet18",
-        resize=32,
-        no_crop=True,
-        num_workers=0,
-        batch_size=8,
-        umap=False,
-        **kw,
-    )
 
 
 def _hash(run, relpath: str) -> str:
@@ -68,7 +54,9 @@ def _hash(run, relpath: str) -> str:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, tiny_resnet):
     root = tmp_path_factory.mktemp("report")
-    return analyze(_cfg(make_image_folder(root / "data"), tiny_resnet), runs_dir=root / "runs")
+    return analyze(
+        tiny_config(make_image_folder(root / "data"), tiny_resnet), runs_dir=root / "runs"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +96,7 @@ def hostile(tmp_path_factory, tiny_resnet):
             )
     pd.DataFrame(rows).to_csv(data / "manifest.csv", index=False)
     (data / "classes.txt").write_text(f"ant\n{XSS_CLASS}\ncat\n")
-    run = analyze(_cfg(data / "manifest.csv", tiny_resnet), runs_dir=root / "runs")
+    run = analyze(tiny_config(data / "manifest.csv", tiny_resnet), runs_dir=root / "runs")
     s = run.samples
     target = str(s.loc[s["site"] == XSS_META, schema.CONTENT_HASH].iloc[0])
     other = str(s.loc[s["site"] == PIPES, schema.CONTENT_HASH].iloc[0])

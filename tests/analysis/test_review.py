@@ -249,17 +249,10 @@ def test_save_edits_is_one_transaction(tmp_path):
 
 def test_tags_survive_a_reanalysis(image_folder, tiny_resnet, tmp_path):
     """A forced re-analysis writes a new run; tags keyed by content hash still apply to it."""
-    from analysis.pipeline.engine import AnalysisConfig, analyze
+    from analysis.pipeline.engine import analyze
+    from tests.conftest import tiny_config
 
-    cfg = AnalysisConfig(
-        data=str(image_folder),
-        model=str(tiny_resnet),
-        arch="resnet18",
-        resize=32,
-        no_crop=True,
-        num_workers=0,
-        umap=False,
-    )
+    cfg = tiny_config(image_folder, tiny_resnet)
     first = analyze(cfg, runs_dir=tmp_path / "runs")
     db = ReviewStore(tmp_path / "runs" / "review.sqlite")
     hashes = first.samples["content_hash"].tolist()

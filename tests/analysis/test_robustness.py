@@ -41,7 +41,7 @@ from analysis.stats.robustness import (
     slice_vs_rest,
 )
 from analysis.stats.slices import Predicate, SliceSpec
-from tests.conftest import make_image_folder, save_tiny_resnet
+from tests.conftest import make_image_folder, save_tiny_resnet, tiny_config
 
 torch = pytest.importorskip("torch")
 NAMES = list(PERTURBATIONS)
@@ -182,22 +182,13 @@ def test_select_rows():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from analysis.pipeline.engine import AnalysisConfig, analyze
+    from analysis.pipeline.engine import analyze
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("robust")
     data = make_image_folder(root / "data", n_per_class=4, size=40)
     model = save_tiny_resnet(root / "tiny.pt")
-    cfg = AnalysisConfig(
-        data=str(data),
-        model=str(model),
-        arch="resnet18",
-        resize=32,
-        no_crop=True,
-        num_workers=0,
-        batch_size=8,
-        umap=False,
-    )
+    cfg = tiny_config(data, model)
     return analyze(cfg, runs_dir=root / "runs")
 
 
@@ -252,7 +243,7 @@ def test_predictions_follow_the_runs_rule_on_near_ties(tmp_path):
     perturbation that changes nothing must then flip nothing."""
     import torchvision
 
-    from analysis.pipeline.engine import AnalysisConfig, analyze
+    from analysis.pipeline.engine import analyze
 
     m = torchvision.models.resnet18(weights=None, num_classes=3)
     with torch.no_grad():
@@ -260,16 +251,7 @@ def test_predictions_follow_the_runs_rule_on_near_ties(tmp_path):
         m.fc.bias.copy_(torch.tensor([0.0, 1e-9, 0.0]))
     torch.save(m.state_dict(), tmp_path / "tied.pt")
     data = make_image_folder(tmp_path / "data", n_per_class=2, size=40)
-    cfg = AnalysisConfig(
-        data=str(data),
-        model=str(tmp_path / "tied.pt"),
-        arch="resnet18",
-        resize=32,
-        no_crop=True,
-        num_workers=0,
-        batch_size=8,
-        umap=False,
-    )
+    cfg = tiny_config(data, tmp_path / "tied.pt")
     run = analyze(cfg, runs_dir=tmp_path / "runs")
     assert (run.samples[schema.PRED] == 0).all()
     res = run_robustness(run, perturbations=["gaussian_blur"], severities=[1], num_workers=0)

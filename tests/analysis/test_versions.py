@@ -16,10 +16,10 @@ import pytest
 
 from analysis import schema
 from analysis.pipeline import versions as V
-from analysis.pipeline.engine import AnalysisConfig, analyze
+from analysis.pipeline.engine import analyze
 from analysis.pipeline.sections import NEEDS, SECTIONS
 from analysis.version import ROOT, module_closure, read_source
-from tests.conftest import make_image_folder
+from tests.conftest import make_image_folder, tiny_config
 
 EDIT = "\n# an edit that changes nothing but the source\n"
 
@@ -75,7 +75,7 @@ def test_a_module_change_makes_stale_exactly_the_sections_that_import_it():
     # the pass: its loaders, or the engine functions that run it
     assert _changed(_editing("loading/inference.py")) >= {"<pass>"}
     assert "<pass>" in _changed(
-        _editing("pipeline/engine.py", replace=('desc="evaluation set"', 'desc="eval"'))
+        _editing("pipeline/engine.py", replace=('"evaluation set")', '"eval")'))
     )
 
 
@@ -107,18 +107,7 @@ def test_the_graph_sees_lazy_imports():
 
 
 def _cfg(root, model):
-    return AnalysisConfig(
-        data=str(root / "data"),
-        reference=str(root / "ref"),
-        model=str(model),
-        arch="resnet18",
-        resize=32,
-        no_crop=True,
-        num_workers=0,
-        batch_size=8,
-        umap=False,
-        min_support=3,
-    )
+    return tiny_config(root / "data", model, reference=str(root / "ref"), min_support=3)
 
 
 @pytest.fixture(scope="module")
