@@ -102,6 +102,8 @@ _NUMBA_MODULES = (
 )
 _STABLE_ID_PREFIX = "errorscope-stable:"
 _numba_patched = False
+#: What :func:`_make_numba_cacheable` could not do ("module.function: error"); empty when all went.
+NUMBA_CACHE_FAILURES: list[str] = []
 
 # Columns of the cluster table (schema.CLUSTERS).
 CLUSTER = schema.CLUSTER  # int cluster id; -1 = unclustered (HDBSCAN noise)
@@ -210,12 +212,20 @@ def _configure_numba_cache() -> str | None:
 def _make_numba_cacheable(module_names: Sequence[str] = _NUMBA_MODULES) -> int:
     """Turn on disk caching, with stable ids, for the jitted functions of ``module_names``.
 
-    Best effort: a numba version without these internals only loses the caching. Returns how
-    many functions were changed.
+    Numba has no public way to cache a function another package jitted without ``cache=True``,
+    nor to make the cache key of a function that takes a jitted function stable (numba issue
+    #6264), so this uses ``Dispatcher.enable_caching`` and the private ``_set_uuid``. Worth it:
+    bench/bench_numba_cache.py measures what a new process saves. Best effort for users (a numba
+    without these internals only loses the caching; what failed is kept in
+    :data:`NUMBA_CACHE_FAILURES`), strict in tests: ``tests/analysis/test_embeddings.py`` checks
+    in fresh processes that every function got a cache and a stable id and that the second
+    process compiles nothing, so a numba upgrade cannot turn this off silently. Returns how many
+    functions were changed.
     """
     try:
         from numba.core.dispatcher import Dispatcher
     except ImportError:
+        NUMBA_CACHE_FAILURES.append("numba.core.dispatcher.Dispatcher: not importable")
         return 0
     changed = 0
     for module_name in module_names:
@@ -236,7 +246,8 @@ def _make_numba_cacheable(module_names: Sequence[str] = _NUMBA_MODULES) -> int:
                 if getattr(obj, "_MemoMixin__uuid", "set") is None:
                     # the attribute name, not __qualname__: umap jits one function twice
                     obj._set_uuid(f"{_STABLE_ID_PREFIX}{module_name}.{attr}")
-            except Exception:  # numba internals changed: skip this one, never fail
+            except Exception as exc:  # numba internals changed: skip this one, never fail
+                NUMBA_CACHE_FAILURES.append(f"{module_name}.{attr}: {type(exc).__name__}: {exc}")
                 continue
     return changed
 

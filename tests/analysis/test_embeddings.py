@@ -201,21 +201,7 @@ def test_configure_numba_cache_unwritable_keeps_numba_default(monkeypatch, tmp_p
     assert "NUMBA_CACHE_DIR" not in os.environ
 
 
-def test_import_umap_sets_cache_before_numba_loads():
-    """In a fresh process: NUMBA_CACHE_DIR is in place when numba reads its config.
-
-    Uses the machine's own cache folder (an empty one would recompile for a minute).
-    """
-    code = (
-        "import sys; from analysis.explain import embeddings as E\n"
-        "assert 'numba' not in sys.modules and 'umap' not in sys.modules\n"
-        "E._import_umap()\n"
-        "import numba.core.config as c, umap.umap_ as u\n"
-        "print(c.CACHE_DIR == str(E._numba_cache_dir()))\n"
-        "print(type(u.smooth_knn_dist._cache).__name__)\n"
-        "import pynndescent.pynndescent_ as p\n"
-        "print(p.process_candidates._uuid)\n"
-    )
+def _fresh_process(code: str) -> str:
     env = dict(os.environ)
     env.pop("NUMBA_CACHE_DIR", None)
     out = subprocess.run(
@@ -224,13 +210,62 @@ def test_import_umap_sets_cache_before_numba_loads():
         cwd=Path(__file__).resolve().parents[2],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
     assert out.returncode == 0, out.stderr
-    same_dir, cache_kind, uuid = out.stdout.split()
-    assert same_dir == "True"
-    assert cache_kind == "FunctionCache"  # umap's own functions are cached too
-    assert uuid == "errorscope-stable:pynndescent.pynndescent_.process_candidates"
+    return out.stdout
+
+
+def test_import_umap_sets_cache_before_numba_loads():
+    """In a fresh process: NUMBA_CACHE_DIR is in place when numba reads its config, and every
+    jitted function of umap and pynndescent has a disk cache and a stable id (the private numba
+    internals this relies on still work: a numba upgrade that breaks them fails here).
+
+    Uses the machine's own cache folder (an empty one would recompile for a minute).
+    """
+    code = (
+        "import sys; from analysis.explain import embeddings as E\n"
+        "assert 'numba' not in sys.modules and 'umap' not in sys.modules\n"
+        "E._import_umap()\n"
+        "import importlib, numba.core.config as c\n"
+        "from numba.core.dispatcher import Dispatcher\n"
+        "print(c.CACHE_DIR == str(E._numba_cache_dir()))\n"
+        "print(len(E.NUMBA_CACHE_FAILURES))\n"
+        "bad = [f'{m}.{a}' for m in E._NUMBA_MODULES\n"
+        "       for a, d in vars(importlib.import_module(m)).items()\n"
+        "       if isinstance(d, Dispatcher) and d.py_func.__module__ == m\n"
+        "       and (type(d._cache).__name__ != 'FunctionCache'\n"
+        "            or not str(d._uuid).startswith(E._STABLE_ID_PREFIX))]\n"
+        "print(len(bad), bad[:3])\n"
+        "import pynndescent.pynndescent_ as p\n"
+        "print(p.process_candidates._uuid)\n"
+    )
+    lines = _fresh_process(code).splitlines()
+    assert lines[0] == "True"
+    assert lines[1] == "0"  # nothing failed
+    assert lines[2] == "0 []", lines[2]  # every jitted function: cached, stable id
+    assert lines[3] == "errorscope-stable:pynndescent.pynndescent_.process_candidates"
+
+
+def test_a_new_process_compiles_nothing_for_the_embedding_map():
+    """Two fresh processes draw an embedding map; the second finds all of umap's compiled code
+    in the cache (hits, no miss). Without the stable ids and caching above it compiles again."""
+    code = (
+        "import numpy as np; from analysis.explain import embeddings as E\n"
+        "umap = E._import_umap()\n"
+        "import importlib; from numba.core.dispatcher import Dispatcher\n"
+        "ds = [d for m in E._NUMBA_MODULES for d in vars(importlib.import_module(m)).values()\n"
+        "      if isinstance(d, Dispatcher)]\n"
+        "def count(): return (sum(sum(d.stats.cache_hits.values()) for d in ds),\n"
+        "                     sum(sum(d.stats.cache_misses.values()) for d in ds))\n"
+        "h0, m0 = count()  # functions jitted with a signature compile at import, before caching\n"
+        "E.project_2d(np.random.default_rng(0).normal(size=(300, 16)).astype(np.float32), seed=0)\n"
+        "h1, m1 = count()\n"
+        "print(h1 - h0, m1 - m0)\n"
+    )
+    _fresh_process(code)  # fills the cache if this machine's is cold
+    hits, misses = (int(x) for x in _fresh_process(code).split())
+    assert hits > 0 and misses == 0, (hits, misses)
 
 
 # ----------------------------------------------------------------------------- clusters
