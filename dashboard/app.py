@@ -47,8 +47,8 @@ def _ensure_sample_run(root: Path, *, refresh: bool = False) -> None:
         return
     st.title("errorscope")
     st.info(
-        "The sample run was made by an older errorscope: analysing it again (about a minute;"
-        " tags and notes are kept)."
+        "Parts of the sample run were made by an older errorscope: bringing them up to date"
+        " (only what changed is recomputed; tags and notes are kept)."
         if refresh
         else "No runs yet: analysing the bundled sample once (about a minute; cached afterwards)."
     )

@@ -61,7 +61,8 @@ def refresh(run: Run, stale: Staleness, cfg, *, progress: Progress | None = None
     entries: dict[str, dict] = {}
     with RunWriter(run.path.parent, run.run_id) as w:
         w.link_from(run.path, skip=stale.caches)
-        for name in stale.sections:
+        gone = [n for n in recorded if n not in SECTIONS]  # a section the code no longer has
+        for name in (*stale.sections, *gone):
             for f in (recorded.get(name) or {}).get("files") or []:
                 w.remove(f)
         ctx = SectionContext(
@@ -80,7 +81,7 @@ def refresh(run: Run, stale: Staleness, cfg, *, progress: Progress | None = None
             outputs=keep,
         )
         outputs = run_sections(ctx, sections=entries, timings=timings, only=stale.sections)
-        if stale.sections:
+        if stale.sections or gone:
             w.write_table(schema.SAMPLES, with_section_columns(base, outputs))
         sections = {
             n: entries.get(n) or recorded[n] for n in SECTIONS if n in entries or n in recorded
