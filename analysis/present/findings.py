@@ -79,16 +79,19 @@ def findings(run: Run) -> list[Finding]:
                     )
                 )
     if schema.IS_LABEL_ISSUE in s.columns:
-        n = int(s[schema.IS_LABEL_ISSUE].fillna(False).sum())
-        if n:
+        from .label_words import label_issue_summary
+
+        words = label_issue_summary(run)
+        if words is not None and words.n_flagged:
+            likely = words.expected is not None and words.expected.pooled >= 0.5
             out.append(
                 Finding(
                     "label_issues",
-                    "high",
-                    f"{n} images ({n / len(s):.1%}) look mislabelled: the model gives their label"
-                    " a low probability and prefers another class",
+                    "high" if likely else "medium",
+                    f"{words.headline} {words.expectation}",
                     page="data_issues",
                     query=ImageQuery(issue="label", sort="label_quality", desc=False),
+                    extra={"ranking": words.ranking},
                 )
             )
     if schema.LEAK_OF in s.columns:
@@ -114,6 +117,8 @@ def findings(run: Run) -> list[Finding]:
         sig = slices[slices["significant"].astype(bool)]
         if "gap" in sig.columns:
             sig = sig[sig["gap"] > 0]
+        if "model_output" in sig.columns:  # "predicted class is 9" restates the confusion matrix
+            sig = sig[~sig["model_output"].astype(bool)]
         for _, row in sig.head(3).iterrows():
             out.append(
                 Finding(

@@ -58,6 +58,7 @@ def test_wheel_ships_the_page_files(tmp_path):
     for page in pages:
         assert f"dashboard/routes/{page}" in names
     assert "dashboard/app.py" in names and "dashboard/views/overview.py" in names
+    assert "analysis/data_issues/label_precision.json" in names  # quoted by the dashboard
     assert not any(n.startswith(("sample_data/", "tests/")) for n in names)
 
 
