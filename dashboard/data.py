@@ -79,11 +79,6 @@ def table(path: str, name: str) -> pd.DataFrame | None:
     return get_run(path).table(name)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def json_file(path: str, name: str):
-    return get_run(path).json(name)
-
-
 @st.cache_data(show_spinner=False, max_entries=16)
 def label_words(path: str):
     """The run's suspected-label-error sentences (analysis.present.label_words), cached."""
