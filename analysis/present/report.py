@@ -393,6 +393,14 @@ def _label_words(run: Run) -> str:
     return "" if words is None or not words.n_flagged else f"{words.expectation} {words.ranking}"
 
 
+def _outlier_verdict(r) -> str:
+    """A type's test in words: one-sided, corrected over the types (older runs: the raw p)."""
+    if "p_adj" not in r or pd.isna(r["p_adj"]):
+        return f"p {fmt.p_value(r['p_value'])}"
+    word = "significantly worse" if bool(r.get("significant", False)) else "not significantly worse"
+    return f"{word} (adjusted p {fmt.p_value(r['p_adj'])})"
+
+
 def _missing_note(run: Run, name: str) -> str:
     title = _SECTION_TITLES.get(name, name)
     sec = run.sections.get(name)
@@ -591,7 +599,8 @@ def _data_issues(run: Run, notes: list[str]) -> pd.DataFrame:
                 else (
                     f"error rate {fmt.pct(r['error_rate'])}"
                     f" ({fmt.interval(r['error_low'], r['error_high'])}) vs"
-                    f" {fmt.pct(r['rest_error_rate'])} elsewhere, p {fmt.p_value(r['p_value'])}"
+                    f" {fmt.pct(r['rest_error_rate'])} elsewhere,"
+                    f" {_outlier_verdict(r)}"
                 )
             )
             rows.append((f"outlier: {r['type']}", int(r["n"]), detail))
