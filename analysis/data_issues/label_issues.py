@@ -106,6 +106,7 @@ import numpy as np
 import pandas as pd
 
 from .. import schema
+from ..checks import PROB_ROW_SUM_ATOL
 
 __all__ = [
     "DEFAULT_METHOD",
@@ -155,9 +156,6 @@ SUPPORTED = 0.5
 
 # Rows per chunk for N x C temporaries (8192 x 1000 classes x 8 bytes = 64 MiB).
 _CHUNK_ROWS = 8192
-
-# Relative tolerance on row sums of pred_probs (float16 storage of 1000-class softmax included).
-_ROW_SUM_TOL = 1e-2
 
 
 @dataclass(frozen=True, eq=False)
@@ -229,12 +227,12 @@ def _check_inputs(labels: Any, pred_probs: Any) -> tuple[np.ndarray, np.ndarray]
         if lo < -1e-6 or hi > 1 + 1e-6:
             raise ValueError(f"pred_probs must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
         sums = probs.sum(axis=1, dtype=np.float64)
-        bad = np.abs(sums - 1.0) > _ROW_SUM_TOL
+        bad = np.abs(sums - 1.0) > PROB_ROW_SUM_ATOL
         if bad.any():
             first = int(np.flatnonzero(bad)[0])
             raise ValueError(
-                f"pred_probs rows must sum to 1 (probabilities, not logits), row {first} sums "
-                f"to {sums[first]:.4g}"
+                f"pred_probs rows must sum to 1 within {PROB_ROW_SUM_ATOL} (probabilities, not"
+                f" logits), row {first} sums to {sums[first]:.4g}"
             )
         if lab.min() < 0 or lab.max() >= c:
             raise ValueError(
