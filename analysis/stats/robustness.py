@@ -1138,7 +1138,11 @@ def slice_vs_rest(result: RobustnessResult, run: Any, spec: Any) -> pd.DataFrame
         accuracy_out, low_out, high_out, drop_out, extra_drop`` where ``drop`` is the clean
         accuracy minus the perturbed one on the same images (fractions) and ``extra_drop =
         drop_in - drop_out``: positive when the slice suffers more. Intervals are 95% Wilson on
-        the perturbed accuracy.
+        the perturbed accuracy. Whether it *significantly* suffers more: ``break_in`` /
+        ``break_out``, the share of the images right when clean that the perturbation makes
+        wrong inside / outside the slice, ``p_value`` the one-sided Fisher exact test of
+        ``break_in > break_out`` (the slices' test), ``p_adj`` Benjamini-Hochberg over the
+        table's cells, ``significant`` ``p_adj < 0.05``.
     """
     from .slices import apply_slice
 
@@ -1159,6 +1163,38 @@ def slice_vs_rest(result: RobustnessResult, run: Any, spec: Any) -> pd.DataFrame
         for c in keep:
             out[f"{c}{suffix}"] = t[c].to_numpy()
     out["extra_drop"] = out["drop_in"] - out["drop_out"]
+    return _suffers_more(out, result, mask)
+
+
+def _suffers_more(out: pd.DataFrame, result: RobustnessResult, mask: np.ndarray) -> pd.DataFrame:
+    """Add the test of "the slice suffers more": among the images right when clean, the share a
+    perturbation breaks inside the slice against outside it (one-sided Fisher exact, the slices'
+    test), Benjamini-Hochberg over the (perturbation, severity) cells."""
+    from .slices import _fisher_core, bh_adjust
+
+    labels = np.asarray(result.labels)
+    was_right = np.asarray(result.clean_pred) == labels
+    k_in, m_in, k_out, m_out = [], [], [], []
+    for pi in range(len(result.perturbations)):
+        for si in range(len(result.severities)):
+            pred = np.asarray(result.predictions[pi, si])
+            base = was_right & (pred >= 0)
+            broke = base & (pred != labels)
+            k_in.append(int((broke & mask).sum()))
+            m_in.append(int((base & mask).sum()))
+            k_out.append(int((broke & ~mask).sum()))
+            m_out.append(int((base & ~mask).sum()))
+    k_in, m_in, k_out, m_out = (np.asarray(a, dtype=np.int64) for a in (k_in, m_in, k_out, m_out))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["break_in"] = np.where(m_in > 0, k_in / np.maximum(m_in, 1), np.nan)
+        out["break_out"] = np.where(m_out > 0, k_out / np.maximum(m_out, 1), np.nan)
+    p = np.ones(len(out))
+    ok = (m_in > 0) & (m_out > 0)
+    if ok.any():
+        p[ok] = _fisher_core(k_in[ok], m_in[ok], (k_in + k_out)[ok], (m_in + m_out)[ok])
+    out["p_value"] = p
+    out["p_adj"] = bh_adjust(p) if len(p) else p
+    out["significant"] = out["p_adj"] < 0.05
     return out
 
 

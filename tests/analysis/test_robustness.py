@@ -503,3 +503,39 @@ def test_accuracy_rises_skips_unreadable_images_and_validates():
         accuracy_rises(res, "fog")
     with pytest.raises(TypeError, match="result must be a RobustnessResult"):
         accuracy_rises(pd.DataFrame(), "blur")
+
+
+def test_slice_vs_rest_tests_whether_the_slice_suffers_more():
+    """Breaks among the images right when clean, inside vs outside, one-sided Fisher (scipy),
+    BH over the cells."""
+    from scipy.stats import false_discovery_control, fisher_exact
+
+    from analysis.stats.robustness import slice_vs_rest
+    from analysis.stats.slices import Predicate, SliceSpec
+
+    n = 200
+    labels = np.zeros(n, dtype=np.int64)
+    clean = np.zeros(n, dtype=np.int64)
+    clean[:20] = 1  # 20 wrong when clean
+    inside = np.arange(n) % 4 == 0  # 50 images
+    sev1 = clean.copy()
+    sev1[inside & (np.arange(n) >= 20)] = 1  # breaks every clean-right image in the slice
+    sev2 = clean.copy()
+    sev2[np.arange(20, 60)] = 1  # breaks 40 images regardless of the slice
+    res = _result(np.stack([sev1, sev2])[None], labels, clean, severities=(1, 2))
+    samples = pd.DataFrame({"camera": np.where(inside, "c", "a")})
+    t = slice_vs_rest(res, samples, SliceSpec((Predicate("camera", "==", "c"),)))
+    ps = []
+    for _, r in t.iterrows():
+        pred = (sev1, sev2)[int(r["severity"]) - 1]
+        right = clean == labels
+        broke = right & (pred != labels)
+        table = [
+            [int((broke & inside).sum()), int((right & inside & ~broke).sum())],
+            [int((broke & ~inside).sum()), int((right & ~inside & ~broke).sum())],
+        ]
+        assert r["p_value"] == pytest.approx(fisher_exact(table, alternative="greater").pvalue)
+        ps.append(r["p_value"])
+    np.testing.assert_allclose(t["p_adj"], false_discovery_control(ps, method="bh"))
+    assert t["significant"].tolist() == [True, False]
+    assert t["break_in"].iloc[0] == 1.0 and t["break_out"].iloc[0] == 0.0
