@@ -54,7 +54,7 @@ def top_confusion_pairs(run: Run, k: int = 8) -> pd.DataFrame:
     if s.empty:
         return pd.DataFrame(columns=cols)
     pairs = confusion_pairs(
-        s[schema.LABEL].to_numpy(), s[schema.PRED].to_numpy(), n_classes=run.n_classes
+        s[schema.LABEL].to_numpy(), s[schema.PRED].to_numpy(), n_classes=len(run.class_names)
     )
     pairs = pairs.sort_values(["count", "rate"], ascending=False, kind="mergesort").head(k)
     pairs = pairs.rename(columns={"rate": "share_of_true_class"})
@@ -68,7 +68,7 @@ def findings(run: Run) -> list[Finding]:
     m = load_metrics(run)
     if m is not None and m.imbalance:
         out.append(Finding("imbalance", "medium", m.imbalance, page="confusion"))
-    if len(s):
+    if len(s) and {schema.LABEL, schema.PRED} <= set(s.columns):
         out += _weak_class_findings(run)
     if schema.IS_LABEL_ISSUE in s.columns:
         from .label_words import label_issue_summary
@@ -215,7 +215,7 @@ def weak_class_table(run: Run) -> pd.DataFrame:
 
     s = run.samples
     return weak_classes(
-        s[schema.LABEL].to_numpy(), s[schema.PRED].to_numpy(), n_classes=run.n_classes
+        s[schema.LABEL].to_numpy(), s[schema.PRED].to_numpy(), n_classes=len(run.class_names)
     )
 
 
