@@ -143,6 +143,7 @@ def findings(run: Run) -> list[Finding]:
                     query=ImageQuery(cluster=int(c["cluster"])),
                 )
             )
+    out += _outside_findings(run)
     n_skip = run.manifest.get("n_skipped", 0)
     if n_skip:
         out.append(

@@ -204,6 +204,7 @@ def _hand_cam(model, x, layer_name: str, target: int, method: str) -> np.ndarray
         cam = (w[:, None, None] * a).sum(0)
     else:  # layercam
         cam = (torch.relu(g) * a).sum(0)
+
     def scale(m):
         m = m - m.min()
         return m / (1e-7 + m.max())
