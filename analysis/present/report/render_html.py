@@ -290,13 +290,14 @@ def _discovered(report: Report, run: Run, fig: _Figures) -> dict | None:
 
 
 def _data_issues(report: Report, run: Run, fig: _Figures) -> dict | None:
-    out: dict[str, Any] = {"table": None, "label_issues": None, "more": ""}
+    out: dict[str, Any] = {"table": None, "label_issues": None, "more": "", "words": ""}
     if len(report.data_issues):
         out["table"] = tb.issue_rows(report.data_issues)
     li = report.label_issues
     if li is not None and len(li):
         shown = li.head(tb.MAX_ROWS)
         out["label_issues"] = tb.label_issue_rows(shown)
+        out["words"] = report.label_words
         out["more"] = tb.more_note(len(li), len(shown), "label_issues")
     return out if out["table"] or out["label_issues"] else None
 

@@ -104,6 +104,7 @@ def to_markdown(report: Report) -> str:
             shown = report.label_issues.head(tb.MAX_ROWS)
             blocks += [
                 "### Suspected label errors",
+                *([_md(report.label_words)] if report.label_words else []),
                 _md_table(tb.label_issue_rows(shown)),
                 _md(tb.more_note(len(report.label_issues), len(shown), "label_issues")),
             ]
