@@ -52,13 +52,16 @@ def layer_choices(model, prep: Preprocessing) -> tuple[list, str]:
 
 
 def model_input(path: str, prep: Preprocessing):
-    """(uint8 [S, S, 3] image as the model saw it, normalised float tensor [3, S, S])."""
+    """(uint8 [S, S, 3] image as the model saw it, normalised float tensor [3, S, S]).
+
+    Decoded as the pass decoded it: EXIF orientation applied only when the run did
+    (``prep.exif_transpose``)."""
     import torch
 
     from ..loading.images import decode_image
     from ..loading.inference import to_model_tensor
 
-    x8 = to_model_tensor(decode_image(path).rgb, prep)
+    x8 = to_model_tensor(decode_image(path, exif_transpose=prep.exif_transpose).rgb, prep)
     x = x8.float().div(255.0)
     mean = torch.tensor(prep.mean).view(3, 1, 1)
     std = torch.tensor(prep.std).view(3, 1, 1)

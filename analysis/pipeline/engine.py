@@ -23,6 +23,7 @@ from .. import schema
 from ..loading.datasets import ImageSet, load_image_set, read_class_file
 from ..loading.inference import PassResult, Progress, prediction_columns, run_pass, softmax
 from ..loading.models import Preprocessing, default_preprocessing, load_model
+from ..stats.sanity import ChanceCheck, chance_check
 from ..store.runstore import Run, RunError, RunWriter, now_iso, open_run
 from ..version import analysis_code, is_current
 
@@ -238,6 +239,50 @@ def check_preprocessing(prep: Preprocessing, sources: dict[str, str] | None = No
             )
 
 
+def chance_warning(
+    chance: ChanceCheck,
+    class_names: list[str],
+    prep: Preprocessing,
+    sources: dict[str, str],
+    *,
+    from_predictions: bool = False,
+) -> str:
+    """The loud one-paragraph warning of a run whose model is no better than chance."""
+    what = []
+    if not chance.better_than_chance:
+        what.append(
+            f"accuracy {chance.accuracy:.1%} (95% CI {chance.accuracy_low:.1%}-"
+            f"{chance.accuracy_high:.1%}) is not above the {chance.majority_rate:.1%} of always"
+            f" answering {class_names[chance.majority_class]!r} (one-sided binomial test,"
+            f" p = {chance.p_value:.2g})"
+        )
+    if chance.near_uniform:
+        what.append(
+            f"its confidence is near uniform (median entropy {chance.median_entropy:.0%} of the"
+            " maximum)"
+        )
+    classes = ", ".join(class_names[:5]) + (", ..." if len(class_names) > 5 else "")
+    if from_predictions:
+        causes = (
+            "the predictions file's rows or probability columns do not belong to these images"
+            f" and classes ({classes}); the labels are read in another class order"
+        )
+    else:
+        causes = (
+            "the preprocessing differs from training"
+            f" ({describe_preprocessing(prep, sources)[len('preprocessing: ') :]}); the class"
+            f" list is not in the model's output order ({classes}); the checkpoint is not the"
+            " trained model (another run, or untrained weights)"
+        )
+    return (
+        "the model is no better than chance on these images: "
+        + " and ".join(what)
+        + f"; it predicts {class_names[chance.top_pred_class]!r} for"
+        f" {chance.top_pred_share:.0%} of them. Every number of this run is suspect. Likely"
+        f" causes: {causes}"
+    )
+
+
 def describe_preprocessing(prep: Preprocessing, sources: dict[str, str]) -> str:
     """The preprocessing line printed at the start of every analysis: values, then origins."""
     by_origin: dict[str, list[str]] = {}
@@ -390,6 +435,13 @@ def analyze(
             probs, pred_warn = _probs_from_file(cfg.predictions, table, data.class_names)
             warnings_ += pred_warn
         samples = build_samples(table, probs, res, data.class_names)
+        chance = chance_check(samples[schema.LABEL].to_numpy(), probs)
+        if not chance.ok:
+            warnings_.append(
+                chance_warning(
+                    chance, data.class_names, prep, sources, from_predictions=loaded is None
+                )
+            )
 
         ref_samples = ref_emb = ref_sig = None
         ref_skipped: list[dict] = []
@@ -454,6 +506,8 @@ def analyze(
                 w.write_array(schema.REFERENCE_EMBEDDINGS, ref_emb.astype(np.float16))
         timings["total"] = time.perf_counter() - t0
         manifest = _manifest(
+            chance,
+            sources,
             cfg,
             data,
             reference,
@@ -547,6 +601,8 @@ def _probs_from_file(path: str, table: pd.DataFrame, class_names: list[str]):
 
 
 def _manifest(
+    chance,
+    sources,
     cfg,
     data,
     reference,
@@ -628,6 +684,8 @@ def _manifest(
             },
         },
         "preprocessing": prep.to_dict(),
+        "preprocessing_sources": sources,
+        "chance_check": chance.to_dict(),
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
         "versions": versions,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},

@@ -1045,7 +1045,9 @@ def _image_data_uri(run: Run, sample_id: Any, path: Any) -> str | None:
             from ..loading.images import decode_image
             from ..loading.inference import THUMB_SIZE
 
-            im = Image.fromarray(decode_image(path).rgb)
+            # as the model saw it: the run's EXIF setting, never a viewer's rotation
+            transpose = bool((run.manifest.get("preprocessing") or {}).get("exif_transpose"))
+            im = Image.fromarray(decode_image(path, exif_transpose=transpose).rgb)
             im.thumbnail((THUMB_SIZE, THUMB_SIZE))
             buf = io.BytesIO()
             im.save(buf, format="JPEG", quality=85)
