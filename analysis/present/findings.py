@@ -166,17 +166,19 @@ def findings(run: Run) -> list[Finding]:
                 )
             )
     if schema.LEAK_OF in s.columns:
-        leaked = s[schema.LEAK_OF].notna().to_numpy()
-        n = int(leaked.sum())
-        if n:
-            acc_all = s[schema.CORRECT].mean()
-            acc_clean = s.loc[~leaked, schema.CORRECT].mean() if (~leaked).any() else np.nan
+        from ..data_issues.duplicates import leakage_impact
+
+        impact = leakage_impact(
+            s[schema.CORRECT].to_numpy(bool), s[schema.LEAK_OF].notna().to_numpy()
+        )
+        if impact.n_leaked:
             out.append(
                 Finding(
                     "leakage",
                     "high",
-                    f"{n} evaluation images are near-copies of reference (training) images; accuracy"
-                    f" is {acc_all:.1%} with them and {acc_clean:.1%} without",
+                    f"{impact.n_leaked} evaluation images are near-copies of reference (training)"
+                    f" images; accuracy is {impact.accuracy.value:.1%} with them and"
+                    f" {impact.accuracy_clean.value:.1%} without",
                     page="data_issues",
                     query=ImageQuery(issue="leak"),
                 )
