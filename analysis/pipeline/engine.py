@@ -170,6 +170,8 @@ def check_config(cfg: AnalysisConfig) -> None:
 
     Checked before anything is loaded; the preprocessing the options add up to is checked by
     :func:`check_preprocessing` once the sidecar and the architecture's defaults are known."""
+    from ..checks import check_int
+
     for name, value, lowest in (
         ("--resize", cfg.resize, 1),
         ("--crop", cfg.crop, 1),
@@ -179,12 +181,10 @@ def check_config(cfg: AnalysisConfig) -> None:
         ("--max-pixels", cfg.max_pixels, 1),
         ("--max-file-bytes", cfg.max_file_bytes, 1),
     ):
-        if value is None:
-            continue
-        whole = isinstance(value, int) and not isinstance(value, bool)
-        if not whole or value < lowest:
-            what = "a positive whole number" if lowest else "a whole number, 0 or more"
-            raise ValueError(f"{name} is {value!r}; expected {what}")
+        try:
+            check_int(value, name, minimum=lowest, allow_none=True)
+        except TypeError as e:  # a config built in code: still one line, still a ValueError
+            raise ValueError(str(e)) from None
     if cfg.crop is not None and cfg.no_crop:
         raise ValueError(
             f"--crop {cfg.crop} and --no-crop contradict each other: give --crop N to centre-crop"

@@ -220,7 +220,12 @@ def test_pages_show_the_image_as_the_model_saw_it(tmp_path, monkeypatch):
     at = AppTest.from_file(APP, default_timeout=120)
     at.query_params["run"] = run.run_id
     at.query_params["sample"] = run.samples[schema.SAMPLE_ID].iloc[row]
-    at.switch_page("routes/detail.py").run()
+    from tests.dashboard.conftest import assert_on_page, open_page
+
+    at.run()
+    shown.clear()
+    open_page(at, "detail").run()
+    assert_on_page(at, "detail")
     assert not at.exception
     arrays = [x for x in shown if isinstance(x, np.ndarray)]
     assert arrays and not [x for x in shown if isinstance(x, str) and x.endswith("ant_0.jpg")]
