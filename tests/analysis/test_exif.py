@@ -232,3 +232,25 @@ def test_pages_show_the_image_as_the_model_saw_it(tmp_path, monkeypatch):
     np.testing.assert_array_equal(arrays[0], stored)  # landscape, as stored: not turned upright
     notes = [c.value for c in at.caption if "EXIF orientation tag (6)" in c.value]
     assert notes and "a photo viewer shows it rotated 90° clockwise" in notes[0]
+
+    # the review queue shows the same pixels, with the same note
+    from analysis.store.review import ReviewStore
+
+    monkeypatch.setenv("ERRORSCOPE_REVIEW_DB", str(tmp_path / "review.sqlite"))
+    r = run.samples.iloc[row]
+    queue = ReviewStore(tmp_path / "review.sqlite").create_queue(
+        run.run_id, "rotated", [r[schema.SAMPLE_ID]], [r[schema.CONTENT_HASH]], reviewer="Ana"
+    )
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["run"] = run.run_id
+    at.run()
+    shown.clear()
+    at.query_params["queue"] = queue.id
+    at.query_params["pos"] = "0"
+    open_page(at, "review").run()
+    assert_on_page(at, "review")
+    assert not at.exception
+    full = [x for x in shown if isinstance(x, np.ndarray) and x.shape == stored.shape]
+    assert full and not [x for x in shown if isinstance(x, str) and x.endswith("ant_0.jpg")]
+    np.testing.assert_array_equal(full[0], stored)
+    assert [c for c in at.caption if "EXIF orientation tag (6)" in c.value]
