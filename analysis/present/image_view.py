@@ -75,13 +75,14 @@ def model_view(run: Run, row: int, *, max_side: int = VIEW_SIDE) -> ImageView:
     """Samples row ``row`` of ``run`` as its model saw it, with the note for the page."""
     from PIL import Image
 
-    from ..loading.images import ImageReadError, decode_image
+    from ..loading.images import ImageReadError, decode_image, run_decode_limits
 
     s = run.samples.iloc[int(row)]
     transpose = run_exif_transpose(run)
     tag = int(s.get(schema.EXIF_ORIENTATION, 0) or 0)
     try:
-        img = decode_image(s[schema.PATH], exif_transpose=transpose)
+        limits = run_decode_limits(run.manifest)
+        img = decode_image(s[schema.PATH], exif_transpose=transpose, **limits)
     except (ImageReadError, OSError, ValueError) as e:
         return ImageView(None, tag, transpose, orientation_note(tag, transpose), str(e))
     im = Image.fromarray(img.rgb)
