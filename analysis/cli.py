@@ -418,8 +418,30 @@ def _printer() -> ProgressPrinter:
     return ProgressPrinter()
 
 
+def _print_chance_warning(run, stream=None) -> None:
+    """The loud warning of a run whose model is no better than chance, framed so it is seen."""
+    import textwrap
+
+    from .present.findings import chance_banner
+
+    banner = chance_banner(run)
+    if banner is None:
+        return
+    stream = stream if stream is not None else sys.stderr
+    rule = "!" * 78
+    lines = [rule, f"WARNING: {banner.title.upper()}"]
+    for text in [*banner.facts, "Likely causes:", *(f"- {c}" for c in banner.causes)]:
+        lines += textwrap.wrap(text, 78, subsequent_indent="  ", break_on_hyphens=False)
+    lines += textwrap.wrap(
+        f"Settings used: {banner.settings}", 78, subsequent_indent="  ", break_on_hyphens=False
+    )
+    lines.append(rule)
+    print("\n".join(lines), file=stream, flush=True)
+
+
 def _print_summary(run) -> None:
     m = run.manifest
+    _print_chance_warning(run)
     print(f"run: {run.path}")
     print(
         f"  {m['n_samples']} images analysed, {m['n_skipped']} skipped"

@@ -51,14 +51,19 @@ def layer_choices(model, prep: Preprocessing) -> tuple[list, str]:
     return candidate_layers(model, size), default_layer(model, size).name
 
 
-def model_input(path: str, prep: Preprocessing):
-    """(uint8 [S, S, 3] image as the model saw it, normalised float tensor [3, S, S])."""
+def model_input(path: str, prep: Preprocessing, *, limits: dict | None = None):
+    """(uint8 [S, S, 3] image as the model saw it, normalised float tensor [3, S, S]).
+
+    Decoded as the pass decoded it: EXIF orientation applied only when the run did
+    (``prep.exif_transpose``), with the run's file limits (``limits``: ``max_pixels``,
+    ``max_file_bytes``, see :func:`analysis.loading.images.run_decode_limits`)."""
     import torch
 
     from ..loading.images import decode_image
     from ..loading.inference import to_model_tensor
 
-    x8 = to_model_tensor(decode_image(path).rgb, prep)
+    img = decode_image(path, exif_transpose=prep.exif_transpose, **(limits or {}))
+    x8 = to_model_tensor(img.rgb, prep)
     x = x8.float().div(255.0)
     mean = torch.tensor(prep.mean).view(3, 1, 1)
     std = torch.tensor(prep.std).view(3, 1, 1)
@@ -76,11 +81,12 @@ def cam_view(
     layer: str | None = None,
 ) -> CamView:
     """Maps of ``classes`` (e.g. [predicted, given]) for samples row ``row``, cached on disk."""
+    from ..loading.images import run_decode_limits
     from .cams import CamCache, faithfulness, overlay
     from .layers import resolve_layer
 
     s = run.samples.iloc[int(row)]
-    image, x = model_input(s[schema.PATH], prep)
+    image, x = model_input(s[schema.PATH], prep, limits=run_decode_limits(run.manifest))
     device = next(model.parameters()).device
     x = x.to(device)
     info = resolve_layer(model, prep.input_size, layer)

@@ -188,6 +188,14 @@ def _too_big(size: int, max_bytes: int, *, more: bool = False) -> str:
     )
 
 
+def run_decode_limits(manifest: dict) -> dict[str, int]:
+    """``max_pixels``/``max_file_bytes`` keyword arguments of :func:`decode_image` as a run was
+    analysed with (only those given), so images re-read later (CAMs, the detail page,
+    robustness) pass the same limits the pass applied."""
+    cfg = manifest.get("config") or {}
+    return {k: int(cfg[k]) for k in ("max_pixels", "max_file_bytes") if cfg.get(k)}
+
+
 def exif_orientation(img) -> int:
     """The EXIF orientation tag (1-8) of an open PIL image, 0 when it has none or it is bogus."""
     try:

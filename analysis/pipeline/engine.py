@@ -26,6 +26,7 @@ from ..checks import PROB_ROW_SUM_ATOL
 from ..loading.datasets import ImageSet, load_image_set, read_class_file
 from ..loading.inference import PassResult, Progress, prediction_columns, run_pass, softmax
 from ..loading.models import Preprocessing, default_preprocessing, load_model
+from ..stats.sanity import ChanceCheck, chance_check
 from ..store.runstore import Run, RunError, RunWriter, now_iso, open_run
 
 
@@ -171,6 +172,8 @@ def check_config(cfg: AnalysisConfig) -> None:
 
     Checked before anything is loaded; the preprocessing the options add up to is checked by
     :func:`check_preprocessing` once the sidecar and the architecture's defaults are known."""
+    from ..checks import check_int
+
     for name, value, lowest in (
         ("--resize", cfg.resize, 1),
         ("--crop", cfg.crop, 1),
@@ -180,12 +183,10 @@ def check_config(cfg: AnalysisConfig) -> None:
         ("--max-pixels", cfg.max_pixels, 1),
         ("--max-file-bytes", cfg.max_file_bytes, 1),
     ):
-        if value is None:
-            continue
-        whole = isinstance(value, int) and not isinstance(value, bool)
-        if not whole or value < lowest:
-            what = "a positive whole number" if lowest else "a whole number, 0 or more"
-            raise ValueError(f"{name} is {value!r}; expected {what}")
+        try:
+            check_int(value, name, minimum=lowest, allow_none=True)
+        except TypeError as e:  # a config built in code: still one line, still a ValueError
+            raise ValueError(str(e)) from None
     if cfg.crop is not None and cfg.no_crop:
         raise ValueError(
             f"--crop {cfg.crop} and --no-crop contradict each other: give --crop N to centre-crop"
@@ -238,6 +239,50 @@ def check_preprocessing(prep: Preprocessing, sources: dict[str, str] | None = No
                 f" pixels are scaled to [0, 1] before normalising, so mean and std are on that"
                 f" scale{scale}, e.g. ImageNet's 0.485,0.456,0.406 and 0.229,0.224,0.225"
             )
+
+
+def chance_warning(
+    chance: ChanceCheck,
+    class_names: list[str],
+    prep: Preprocessing,
+    sources: dict[str, str],
+    *,
+    from_predictions: bool = False,
+) -> str:
+    """The loud one-paragraph warning of a run whose model is no better than chance."""
+    what = []
+    if not chance.better_than_chance:
+        what.append(
+            f"accuracy {chance.accuracy:.1%} (95% CI {chance.accuracy_low:.1%}-"
+            f"{chance.accuracy_high:.1%}) is not above the {chance.majority_rate:.1%} of always"
+            f" answering {class_names[chance.majority_class]!r} (one-sided binomial test,"
+            f" p = {chance.p_value:.2g})"
+        )
+    if chance.near_uniform:
+        what.append(
+            f"its confidence is near uniform (median entropy {chance.median_entropy:.0%} of the"
+            " maximum)"
+        )
+    classes = ", ".join(class_names[:5]) + (", ..." if len(class_names) > 5 else "")
+    if from_predictions:
+        causes = (
+            "the predictions file's rows or probability columns do not belong to these images"
+            f" and classes ({classes}); the labels are read in another class order"
+        )
+    else:
+        causes = (
+            "the preprocessing differs from training"
+            f" ({describe_preprocessing(prep, sources)[len('preprocessing: ') :]}); the class"
+            f" list is not in the model's output order ({classes}); the checkpoint is not the"
+            " trained model (another run, or untrained weights)"
+        )
+    return (
+        "the model is no better than chance on these images: "
+        + " and ".join(what)
+        + f"; it predicts {class_names[chance.top_pred_class]!r} for"
+        f" {chance.top_pred_share:.0%} of them. Every number of this run is suspect. Likely"
+        f" causes: {causes}"
+    )
 
 
 def describe_preprocessing(prep: Preprocessing, sources: dict[str, str]) -> str:
@@ -379,6 +424,13 @@ def analyze(
         out = model_pass(cfg, data, reference, loaded, prep, thumbs, progress, timings)
         warnings_ += out.warnings
         res, samples, probs = out.res, out.samples, out.probs
+        chance = chance_check(samples[schema.LABEL].to_numpy(), probs)
+        if not chance.ok:
+            warnings_.append(
+                chance_warning(
+                    chance, data.class_names, prep, sources, from_predictions=loaded is None
+                )
+            )
         # sections read the pass outputs as stored, so a refresh computes what a fresh run does
         emb = None if res.embeddings is None else res.embeddings.astype(np.float16)
         ref_emb = None if out.ref_embeddings is None else out.ref_embeddings.astype(np.float16)
@@ -419,6 +471,8 @@ def analyze(
         w.write_table(schema.SAMPLES, samples)
         timings["total"] = time.perf_counter() - t0
         manifest = _manifest(
+            chance,
+            sources,
             cfg,
             data,
             reference,
@@ -604,6 +658,8 @@ def _probs_from_file(path: str, table: pd.DataFrame, class_names: list[str]):
 
 
 def _manifest(
+    chance,
+    sources,
     cfg,
     data,
     reference,
@@ -688,6 +744,8 @@ def _manifest(
             },
         },
         "preprocessing": prep.to_dict(),
+        "preprocessing_sources": sources,
+        "chance_check": chance.to_dict(),
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
         "versions": versions,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},

@@ -33,6 +33,80 @@ class Finding:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Banner:
+    """A warning that belongs above everything else on the Overview (and in the CLI).
+
+    ``facts`` say what was measured, ``causes`` what usually produces it, ``settings`` the
+    preprocessing the run used and where each value came from."""
+
+    title: str
+    facts: tuple[str, ...]
+    causes: tuple[str, ...]
+    settings: str
+
+
+def chance_banner(run: Run) -> Banner | None:
+    """The banner of a run whose model is no better than the majority-class rate, or whose
+    confidence is near uniform (:func:`analysis.stats.sanity.chance_check`); None otherwise."""
+    from ..loading.models import Preprocessing
+    from ..stats.sanity import ChanceCheck
+
+    m = run.manifest
+    d = m.get("chance_check")
+    if not d or d.get("ok", True):
+        return None
+    c = ChanceCheck.from_dict(d)
+    names = run.class_names
+    facts = []
+    if not c.better_than_chance:
+        facts.append(
+            f"Accuracy is {c.accuracy:.1%} (95% CI {c.accuracy_low:.1%}–{c.accuracy_high:.1%},"
+            f" {c.n_correct:,} of {c.n:,}): not above the {c.majority_rate:.1%} of always"
+            f" answering the most frequent class, {names[c.majority_class]!r} (one-sided"
+            f" binomial test, p = {c.p_value:.2g})."
+        )
+    if c.near_uniform:
+        facts.append(
+            f"The confidence is near uniform: the median image's prediction has"
+            f" {c.median_entropy:.0%} of the maximum entropy, as an untrained model's has."
+        )
+    facts.append(
+        f"It predicts {names[c.top_pred_class]!r} for {c.top_pred_share:.0%} of the images."
+    )
+    classes = ", ".join(names[:6]) + (", …" if len(names) > 6 else "")
+    if m.get("has_model", True):
+        causes = (
+            "Preprocessing: the images are not prepared as in training (size, crop, mean/std,"
+            " EXIF orientation). Compare the settings below with your training transform.",
+            f"Class order: the class list ({classes}) is not the order of the model's outputs,"
+            " or the labels are read by position where they are names.",
+            "Wrong checkpoint: another model's weights, or untrained ones.",
+        )
+    else:
+        causes = (
+            "The predictions file's rows or probability columns do not belong to these images.",
+            f"Class order: the probability columns or the class list ({classes}) are in another"
+            " order than the labels.",
+        )
+    prep = m.get("preprocessing")
+    settings = "—"
+    if prep:
+        settings = Preprocessing.from_dict(prep).describe()
+        sources = m.get("preprocessing_sources") or {}
+        if sources:
+            by: dict[str, list[str]] = {}
+            for key, where in sources.items():
+                by.setdefault(where, []).append(key.replace("_", " "))
+            settings += " (" + "; ".join(f"{', '.join(k)} from {w}" for w, k in by.items()) + ")"
+    return Banner(
+        "This model is no better than chance on these images: every number below is suspect",
+        tuple(facts),
+        causes,
+        settings,
+    )
+
+
 def load_metrics(run: Run):
     """The run's :class:`analysis.stats.metrics.MetricsSummary`, or None if that section failed."""
     from ..stats.metrics import MetricsSummary
@@ -143,6 +217,9 @@ def findings(run: Run) -> list[Finding]:
                     query=ImageQuery(cluster=int(c["cluster"])),
                 )
             )
+    exif = exif_rotation_finding(run)
+    if exif is not None:
+        out.append(exif)
     out += _outside_findings(run)
     n_skip = run.manifest.get("n_skipped", 0)
     if n_skip:
@@ -166,6 +243,54 @@ def findings(run: Run) -> list[Finding]:
             )
     order = {"high": 0, "medium": 1, "info": 2}
     return sorted(out, key=lambda f: order.get(f.severity, 3))
+
+
+def exif_rotation_finding(run: Run) -> Finding | None:
+    """Images whose EXIF orientation makes people see them otherwise than the model did, with
+    their error rate against the rest (95% Wilson intervals, one-sided Fisher test as the slices
+    use); None when no image carries such a tag."""
+    from ..stats.sanity import subset_error_effect
+    from .image_view import run_exif_transpose
+
+    s = run.samples
+    if schema.EXIF_ORIENTATION not in s.columns or s.empty:
+        return None
+    tagged = s[schema.EXIF_ORIENTATION].fillna(0).to_numpy() > 1
+    n = int(tagged.sum())
+    if not n:
+        return None
+    eff = subset_error_effect(s[schema.CORRECT].to_numpy(bool), tagged)
+
+    def rate(r: float, lo: float, hi: float) -> str:
+        return "—" if r != r else f"{r:.0%} (95% CI {lo:.0%}–{hi:.0%})"
+
+    rates = (
+        f"Their error rate is {rate(eff.error_rate, eff.low, eff.high)} against"
+        f" {rate(eff.rest_error_rate, eff.rest_low, eff.rest_high)} for the other"
+        f" {eff.rest_n:,} images"
+        + ("" if eff.p_value != eff.p_value else f" (one-sided Fisher p = {eff.p_value:.2g})")
+    )
+    images = f"{n:,} image{'s' if n != 1 else ''} carr{'y' if n != 1 else 'ies'}"
+    if run_exif_transpose(run):
+        return Finding(
+            "exif_rotation",
+            "info",
+            f"{images} an EXIF rotation; the run turned them upright before the model saw them"
+            f" (--exif-transpose), as people see them. {rates}.",
+            query=ImageQuery(issue="exif"),
+            extra={"n": n, "p_value": eff.p_value},
+        )
+    significant = eff.p_value == eff.p_value and eff.p_value < 0.05
+    return Finding(
+        "exif_rotation",
+        "high" if significant else "medium",
+        f"{images} an EXIF rotation: people see them upright, the model sees them rotated."
+        f" {rates}. The model was given the pixels as stored, as torchvision's default loader"
+        " gives them; if your pipeline rotates photos by their tag, analyse again with"
+        " --exif-transpose.",
+        query=ImageQuery(issue="exif"),
+        extra={"n": n, "p_value": eff.p_value},
+    )
 
 
 def _outside_findings(run: Run) -> list[Finding]:

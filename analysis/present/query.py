@@ -56,6 +56,7 @@ ISSUES = {
     "label": "suspected label errors",
     "leak": "leaked from the reference set",
     "duplicate": "near-duplicates inside the set",
+    "exif": "carry an EXIF rotation tag",
 }
 
 SELECTIONS_DIR = "selections"
@@ -324,6 +325,9 @@ def issue_mask(samples: pd.DataFrame, issue: str, outliers: pd.DataFrame | None)
     if issue == "duplicate":
         col = samples.get(schema.DUPLICATE_OF)
         return np.zeros(n, bool) if col is None else col.notna().to_numpy()
+    if issue == "exif":  # a tag that makes viewers turn the image: 2-8 (1 = as stored)
+        col = samples.get(schema.EXIF_ORIENTATION)
+        return np.zeros(n, bool) if col is None else (col.fillna(0).to_numpy() > 1)
     if issue.startswith("outlier:"):
         if outliers is None or outliers.empty:
             return np.zeros(n, bool)

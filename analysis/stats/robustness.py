@@ -860,6 +860,7 @@ def run_robustness(
                 perturb=make_perturb(name, s, seed=seed),
                 want_embeddings=False,
                 max_pixels=cfg.get("max_pixels"),
+                max_file_bytes=cfg.get("max_file_bytes"),
                 progress=sub if progress is not None else None,
                 desc=f"{name} s{s}",
             )

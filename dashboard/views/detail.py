@@ -12,6 +12,7 @@ from analysis.present.query import ImageQuery, neighbours_in_order
 from analysis.store.runstore import Run
 from dashboard import components as ui
 from dashboard import data, nav
+from dashboard.views import image_panel
 
 
 def render(run: Run) -> None:
@@ -71,7 +72,7 @@ def render(run: Run) -> None:
 
     left, mid = st.columns([1, 1], gap="large")
     with left:
-        st.image(row[schema.PATH], width="stretch")
+        image_panel.render(run, row_no)
     with mid:
         st.markdown("**Top classes**")
         st.plotly_chart(

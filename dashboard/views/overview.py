@@ -11,6 +11,7 @@ from analysis.present.query import ImageQuery
 from analysis.store.runstore import Run
 from dashboard import components as ui
 from dashboard import nav
+from dashboard.views import run_banner
 
 ICONS = {
     "high": ":red[:material/error:]",
@@ -33,6 +34,7 @@ def render(run: Run) -> None:
         f"Run `{run.run_id}` · {run.manifest['n_samples']:,} images ·"
         f" {len(run.class_names)} classes"
     )
+    run_banner.render(run)
     m, found, pairs = _cached(str(run.path), run.manifest["created"])
     if m is None:
         st.error("The metrics section of this run failed; see the warnings below.")

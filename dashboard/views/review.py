@@ -8,7 +8,7 @@ from analysis import schema
 from analysis.present.query import ImageQuery, load_selection
 from analysis.store.runstore import Run
 from dashboard import nav
-from dashboard.views import cam_panel, review_panel
+from dashboard.views import cam_panel, image_panel, review_panel
 
 
 def render(run: Run) -> None:
@@ -50,7 +50,7 @@ def render(run: Run) -> None:
     with left:
         cam_panel.render(run, row)
     with right:
-        st.image(r[schema.PATH], caption=r[schema.RELPATH], width="stretch")
+        image_panel.render(run, row, caption=r[schema.RELPATH])
         if review_panel.render(run, row, queue_id=queue.id, key="q"):
             _goto(queue.id, min(pos + 1, total - 1))
     if done == total:

@@ -256,3 +256,35 @@ def test_run_folders_respect_the_umask(image_folder, tiny_resnet, tmp_path, umas
     assert stat.S_IMODE(run.path.stat().st_mode) == mode
     assert stat.S_IMODE((run.path / schema.THUMBS_DIR).stat().st_mode) == mode
     assert stat.S_IMODE((run.path / schema.MANIFEST).stat().st_mode) == mode & 0o666
+
+
+def test_images_read_again_later_use_the_runs_limits(image_folder, tiny_resnet, tmp_path):
+    """CAMs and the detail page re-read an image with the limits the pass used, so raising
+    --max-file-bytes / --max-pixels for big scans holds there too."""
+    from unittest import mock
+
+    from analysis.explain import cam_views
+    from analysis.loading import images
+    from analysis.loading.images import run_decode_limits
+    from analysis.loading.models import load_run_model
+    from analysis.present.image_view import model_view
+
+    run = analyze(
+        _cfg(image_folder, tiny_resnet, max_file_bytes=123_456, max_pixels=98_765),
+        runs_dir=tmp_path / "runs",
+    )
+    assert run_decode_limits(run.manifest) == {"max_pixels": 98_765, "max_file_bytes": 123_456}
+    assert run_decode_limits({"config": {"max_pixels": None}}) == {}
+    seen = []
+    real = images.decode_image
+
+    def spy(path, **kw):
+        seen.append(kw)
+        return real(path, **kw)
+
+    with mock.patch.object(images, "decode_image", spy):
+        model_view(run, 0)
+        loaded, prep = load_run_model(run.manifest)
+        cam_views.cam_view(run, loaded.model, prep, 0, classes=[0])
+    assert len(seen) == 2
+    assert all(k["max_pixels"] == 98_765 and k["max_file_bytes"] == 123_456 for k in seen)

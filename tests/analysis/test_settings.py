@@ -65,11 +65,11 @@ def _one_error_line(args, capsys) -> str:
         (["--std", "58.4,57.1,57.4"], "--std 58.4,57.1,57.4 is outside (0, 1]"),
         (["--std", "0.2,0,0.2"], "--std 0.2,0,0.2 is outside (0, 1]"),
         (["--mean", "0.5,nan,0.5"], "--mean 0.5,nan,0.5 is outside [0, 1]"),
-        (["--resize", "0"], "--resize is 0; expected a positive whole number"),
-        (["--crop", "-8"], "--crop is -8; expected a positive whole number"),
-        (["--batch-size", "0"], "--batch-size is 0; expected a positive whole number"),
-        (["--workers", "-1"], "--workers is -1; expected a whole number, 0 or more"),
-        (["--min-support", "0"], "--min-support is 0; expected a positive whole number"),
+        (["--resize", "0"], "--resize must be >= 1, got 0"),
+        (["--crop", "-8"], "--crop must be >= 1, got -8"),
+        (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+        (["--workers", "-1"], "--workers must be >= 0, got -1"),
+        (["--min-support", "0"], "--min-support must be >= 1, got 0"),
     ],
 )
 def test_impossible_settings_are_refused_in_one_line(inputs, tmp_path, capsys, options, expected):

@@ -67,6 +67,7 @@ def test_workers_exit_when_the_analysis_is_killed(tmp_path):
     cmd = [sys.executable, "-m", "analysis.cli", "analyze", "--data", str(data)]
     cmd += ["--model", str(model), "--arch", "resnet18", "--resize", "224", "--no-crop"]
     cmd += ["--workers", "2", "--batch-size", "64", "--no-umap", "--out", str(runs)]
+    cmd += ["--device", "cpu"]  # slow enough that the workers are ahead when it is killed
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     workers: list[int] = []
     try:

@@ -136,10 +136,13 @@ def _image_data_uri(run: Run, sample_id: Any, path: Any) -> str | None:
         try:
             from PIL import Image
 
-            from ...loading.images import decode_image
+            from ...loading.images import decode_image, run_decode_limits
             from ...loading.inference import THUMB_SIZE
 
-            im = Image.fromarray(decode_image(path).rgb)
+            # as the model saw it: the run's EXIF setting and limits, never a viewer's rotation
+            transpose = bool((run.manifest.get("preprocessing") or {}).get("exif_transpose"))
+            limits = run_decode_limits(run.manifest)
+            im = Image.fromarray(decode_image(path, exif_transpose=transpose, **limits).rgb)
             im.thumbnail((THUMB_SIZE, THUMB_SIZE))
             buf = io.BytesIO()
             im.save(buf, format="JPEG", quality=85)
