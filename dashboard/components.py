@@ -230,6 +230,9 @@ def cluster_table(clusters):
                 fmt.interval(a, b)
                 for a, b in zip(c["error_rate_low"], c["error_rate_high"], strict=True)
             ],
+            **(
+                {"adjusted p": [fmt.p_value(p) for p in c["p_adj"]]} if "p_adj" in c.columns else {}
+            ),
         }
     )
 

@@ -44,8 +44,8 @@ def ranking_explanation(score: str, *, evidence: bool) -> str:
     text = f"Most suspicious first: ranked by {what}"
     if evidence:
         text += (
-            ", averaged with how few of the image's 10 nearest reference (training) images carry"
-            " its label; an image whose neighbours mostly share its label is not flagged (the"
+            ", averaged with the share of the image's 10 nearest reference (training) images"
+            " that carry its label; an image whose neighbours mostly share its label is not flagged (the"
             " model is then more likely wrong than the label), nor one whose near-copy in the"
             " reference set has the same label"
         )

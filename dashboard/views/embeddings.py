@@ -84,7 +84,9 @@ def render(run: Run) -> None:
         st.subheader("Error clusters, worst first")
         st.caption(
             "Sorted by the lower end of the error rate's 95% interval, so a tiny cluster"
-            " with 2 of 2 wrong does not top the list. Click a row for its images."
+            " with 2 of 2 wrong does not top the list. A cluster is an error cluster when its"
+            " adjusted p (one-sided Fisher test against the other images, Benjamini-Hochberg"
+            " over the clusters) is below 0.05. Click a row for its images."
         )
         show = ui.cluster_table(clusters)
         row = ui.clickable_table(show, key="clusters", column_config=ui.SLICE_COLUMNS)

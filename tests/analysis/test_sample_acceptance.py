@@ -91,6 +91,11 @@ def test_flipped_labels_rank_high(sample_run, planted):
         names[by_rel.loc[p, schema.SUGGESTED_LABEL]] == flips[p]["true_label"] for p in found
     )
     assert right >= 0.7 * len(found), f"suggested label right for {right} of {len(found)}"
+    # the reference set's labels were weighed: every flagged image has neighbours, and most of
+    # them do not carry its label (at least half would have unflagged it)
+    flagged_rows = issues[issues[schema.IS_LABEL_ISSUE].astype(bool)]
+    assert flagged_rows["neighbour_agreement"].notna().all()
+    assert (flagged_rows["neighbour_agreement"] < 0.5).all()
 
 
 def test_leaked_pairs_found_with_precision(sample_run, planted):

@@ -97,6 +97,18 @@ def test_every_page_renders_without_exception(app_test):
         assert at.title and at.title[0].value, v.url
 
 
+def test_data_issues_page_says_suspected_with_the_measured_share(app_test, sample_run):
+    """Honest words: 'suspected, to review', the share of such flags that were real label errors
+    on problems like the sample, and the ranking in plain words."""
+    at = _open(app_test, "data_issues")
+    text = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
+    assert "are suspected label errors, to review" in text
+    assert "On synthetic problems with a model of similar accuracy" in text
+    assert "Most suspicious first: ranked by how little probability" in text
+    assert "nearest reference (training) images" in text  # the sample has a reference set
+    assert "look mislabelled" not in text
+
+
 def test_slices_page_lists_the_discovered_slices(app_test, sample_run):
     at = _open(app_test, "slices")
     found = sample_run.table("discovered_slices.parquet")
