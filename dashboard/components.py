@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import html
+import re
 
 import numpy as np
 import streamlit as st
@@ -21,9 +21,9 @@ def sidebar_footer(run: Run) -> None:
     with st.sidebar:
         st.caption(
             f"**{m['n_samples']:,}** images · {len(run.class_names)} classes  \n"
-            f"model `{model.get('name', '?')}`"
-            + (f" ({model['arch']})" if model.get("arch") else "")
-            + f"  \ndata `{m['inputs']['data']['name']}`  \ncreated {m['created'][:16]}"
+            f"model {safe(model.get('name', '?'))}"
+            + (f" ({safe(model['arch'])})" if model.get("arch") else "")
+            + f"  \ndata {safe(m['inputs']['data']['name'])}  \ncreated {m['created'][:16]}"
         )
         if m.get("n_skipped"):
             st.caption(
@@ -79,14 +79,37 @@ def image_grid(
             ok = bool(row[schema.CORRECT])
             st.image(path, width="stretch")
             mark = ":green[:material/check_circle:]" if ok else ":red[:material/cancel:]"
-            label = f"{mark} {names[row[schema.LABEL]]} → {names[row[schema.PRED]]}"
+            label = f"{mark} {safe(names[row[schema.LABEL]])} → {safe(names[row[schema.PRED]])}"
             nav.link("detail", label, query, sample=row[schema.SAMPLE_ID], origin=origin)
             st.caption(f"conf {row[schema.CONFIDENCE]:.2f} · loss {row[schema.LOSS]:.2f}")
 
 
+# every ASCII punctuation character: CommonMark lets each be backslash-escaped, and each can
+# start some markup (links, emphasis, code, HTML, lists, headings, Streamlit's :colour[...] and
+# $math$)
+_MD_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+# Streamlit's Markdown also turns bare addresses into links after escapes are resolved
+# (GitHub's "autolink literals": http://..., www...., a@b.c): an invisible word joiner before
+# every ":" and "@" and inside "www." breaks them without changing what anyone sees.
+_AUTOLINK = re.compile(r"(\\[:@])|(?i:(www)(?=\\\.))")
+JOINER = "\u2060"
+
+
 def safe(text) -> str:
-    """Escape data-derived text for markdown/HTML (class names, metadata, notes)."""
-    return html.escape(str(text), quote=False)
+    """User or data text (notes, tags, reviewer, queue, class and file names, metadata values)
+    for anything Streamlit renders as Markdown: shown exactly as typed, never as a link,
+    emphasis or HTML. Line breaks stay line breaks; nothing else is interpreted.
+
+    Every ASCII punctuation character is backslash-escaped, and a word joiner (U+2060,
+    invisible) goes before ":" and "@" and after "www", so that no address becomes a link.
+    """
+    escaped = _MD_SPECIAL.sub(r"\\\1", str(text))
+    escaped = _AUTOLINK.sub(
+        lambda m: JOINER + m.group(1) if m.group(1) else m.group(2) + JOINER, escaped
+    )
+    return "  \n".join(line.strip() for line in escaped.splitlines()) if escaped else ""
 
 
 def clicked_cell(event, k: int) -> tuple[int, int] | None:

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("ERRORSCOPE_NO_PROGRESS", "1")
+# a page error fails its test instead of becoming the friendly message visitors get
+os.environ.setdefault("ERRORSCOPE_RAISE", "1")
 
 REPO = Path(__file__).resolve().parent.parent
 CLASSES = ["ant", "bee", "cat"]

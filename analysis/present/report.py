@@ -1100,10 +1100,6 @@ def _review_extra(r: pd.Series) -> str:
     return "".join(parts)
 
 
-def _escaped_names(names: Sequence[str]) -> list[str]:
-    return [html.escape(str(n), quote=True) for n in names]
-
-
 def _figure_classes(cm: np.ndarray) -> np.ndarray:
     """Classes shown in the confusion figure: all, or those most involved in errors."""
     k = cm.shape[0]
@@ -1145,7 +1141,7 @@ def _html_core(report: Report, run: Run) -> str:
     from . import figures
 
     fig = _Figures()
-    esc_names = _escaped_names(report.class_names)
+    names = list(report.class_names)  # the figure builders escape text for Plotly themselves
     sections: list[tuple[str, str, str]] = []  # (anchor, heading, body)
 
     # headline
@@ -1173,7 +1169,7 @@ def _html_core(report: Report, run: Run) -> str:
         pc = report.per_class
         support = pc["support"].to_numpy(dtype=np.int64)
         errors = support - pc["tp"].to_numpy(dtype=np.int64)
-        body = fig(figures.class_distribution_figure(support, errors, esc_names))
+        body = fig(figures.class_distribution_figure(support, errors, names))
         shown = pc
         caption = ""
         if len(pc) > MAX_FIGURE_CLASSES:
@@ -1183,7 +1179,7 @@ def _html_core(report: Report, run: Run) -> str:
                 f" {len(pc)}; the table has every class.</p>"
             )
         body += "<h3>Precision, recall and F1 with 95% intervals</h3>" + caption
-        body += fig(figures.per_class_figure(shown, esc_names))
+        body += fig(figures.per_class_figure(shown, names))
         header, rows = _per_class_rows(pc)
         body += _html_table(header, rows, numeric=(1, 2, 6))
         sections.append(("classes", "Classes", body))
@@ -1199,7 +1195,7 @@ def _html_core(report: Report, run: Run) -> str:
                 f" {CSV_DIR}/confusion.csv.</p>"
             )
         sub = report.confusion[np.ix_(idx, idx)]
-        body += fig(figures.confusion_figure(sub, [esc_names[i] for i in idx]))
+        body += fig(figures.confusion_figure(sub, [names[i] for i in idx]))
     if len(report.top_confusions):
         header, rows = _confusion_rows(report.top_confusions)
         body += "<h3>Most frequent confusions</h3>" + _html_table(header, rows, numeric=(2, 3))
@@ -1246,10 +1242,7 @@ def _html_core(report: Report, run: Run) -> str:
             body += '<p class="note">None.</p>'
         else:
             shown = table.head(MAX_HTML_ROWS)
-            esc = shown.assign(
-                description=[html.escape(str(d), quote=True) for d in shown["description"]]
-            )
-            chart = figures.slice_interval_figure(esc, overall_error=report.overall_error)
+            chart = figures.slice_interval_figure(shown, overall_error=report.overall_error)
             chart.update_layout(margin=dict(t=36))  # room for the "overall" label on top
             body += fig(chart)
             header, rows = _slice_rows(shown)

@@ -6,6 +6,8 @@ import streamlit as st
 
 from analysis import schema
 from analysis.store.runstore import Run
+from dashboard import components as ui
+from dashboard import links
 
 METHODS = ["gradcam", "gradcam++", "eigencam", "layercam", "scorecam", "xgradcam", "hirescam"]
 
@@ -39,24 +41,18 @@ def render(run: Run, row_no: int) -> None:
         loaded, prep = _model(str(run.path), stamp)
         layers, default = _layers(str(run.path), stamp)
     except Exception as e:  # a moved or changed checkpoint must not break the page
-        st.warning(f"CAMs are unavailable: {e}")
+        st.warning(f"CAMs are unavailable: {ui.safe(e)}")
         return
     names = dict(layers)
     c1, c2 = st.columns(2)
-    method = c1.selectbox(
-        "Method",
-        METHODS,
-        key="cam_method",
-        index=METHODS.index(st.query_params.get("cam", "gradcam"))
-        if st.query_params.get("cam", "gradcam") in METHODS
-        else 0,
-    )
+    wanted_method = links.choice_param("cam", METHODS, default="gradcam")
+    method = c1.selectbox("Method", METHODS, key="cam_method", index=METHODS.index(wanted_method))
     order = [n for n, _ in layers][::-1]
-    wanted = st.query_params.get("layer", default)
+    wanted = links.choice_param("layer", order, default=default)
     layer = c2.selectbox(
         "Layer",
         order,
-        index=order.index(wanted) if wanted in order else 0,
+        index=order.index(wanted),
         format_func=lambda n: names[n] + (" — default" if n == default else ""),
         key="cam_layer",
         help="Default: the deepest layer whose map is still at least 7×7 at this"
@@ -88,8 +84,8 @@ def render(run: Run, row_no: int) -> None:
         col.image(
             c.overlay,
             width="stretch",
-            caption=f"{method} for {run.class_names[c.target_class]} ({role.strip()}),"
-            f" p={c.prob:.2f}",
+            caption=f"{method} for {ui.safe(run.class_names[c.target_class])}"
+            f" ({role.strip()}), p={c.prob:.2f}",
         )
         col.caption(
             f"Removing the top 20% of this map drops p by **{c.drop_top:+.2f}**; removing a"

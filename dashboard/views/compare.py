@@ -9,7 +9,7 @@ from analysis.present import formatting as fmt
 from analysis.present.query import ImageQuery, save_selection
 from analysis.store.runstore import Run
 from dashboard import components as ui
-from dashboard import data, nav
+from dashboard import data, links, nav
 
 
 @st.cache_data(show_spinner="Comparing…", max_entries=8)
@@ -28,19 +28,21 @@ def _compare(path_a: str, path_b: str):
 
 def render(run: Run) -> None:
     st.title("Compare")
-    wanted = st.query_params.get("b")
+    wanted = links.raw("b")
     listed = data.available_runs(str(data.runs_dir()))
     if wanted and wanted not in {r["run_id"] for r in listed}:  # a run made since the last listing
         data.available_runs.clear()
         listed = data.available_runs(str(data.runs_dir()))
     runs = [r for r in listed if r["run_id"] != run.run_id]
+    ids = [r["run_id"] for r in runs]
+    if wanted and wanted not in ids:
+        links.note([f"b={wanted[:60]!r} was ignored: no other run has this id"])
     if not runs:
         st.info(
             "Only one run here. Analyse a second model on the same images (model A vs B) or"
             " the same model on new images (drift), then come back."
         )
         return
-    ids = [r["run_id"] for r in runs]
     b_id = st.selectbox(
         "Compare this run (A) with run B",
         ids,
@@ -187,4 +189,4 @@ def _drift(rep, b_id: str) -> None:
     if row is not None and "spec" in moved.columns:
         nav.go("gallery", ImageQuery(slice=str(moved.iloc[row]["spec"])), run=b_id)
     for w in rep.warnings:
-        st.caption(w)
+        st.caption(ui.safe(w))

@@ -9,7 +9,7 @@ from analysis.present.findings import load_metrics
 from analysis.present.query import ImageQuery
 from analysis.store.runstore import Run
 from dashboard import components as ui
-from dashboard import nav
+from dashboard import links, nav
 
 NORMS = {"counts": None, "row %": "true", "column %": "pred"}
 
@@ -21,10 +21,11 @@ def render(run: Run) -> None:
         st.error("The metrics section of this run failed.")
         return
     names = run.class_names
+    wanted = links.choice_param("norm", list(NORMS), default="counts")
     norm_label = st.segmented_control(
         "Show",
         list(NORMS),
-        default=st.query_params.get("norm", "counts"),
+        default=wanted,
         key="cm_norm",
         help="row % = share of each given class (recall view); column % = share of each"
         " predicted class (precision view)",

@@ -32,7 +32,8 @@ def render(run: Run) -> None:
 def _label_errors(run: Run) -> None:
     issues = data.table(str(run.path), schema.LABEL_ISSUES)
     if issues is None:
-        st.info(f"Not computed: {run.sections.get('label_issues', {}).get('error', 'no model')}")
+        why = run.sections.get("label_issues", {}).get("error", "no model")
+        st.info(f"Not computed: {ui.safe(why)}")
         return
     names = run.class_names
     flagged = issues[issues["is_label_issue"].astype(bool)]
@@ -46,7 +47,7 @@ def _label_errors(run: Run) -> None:
     )
     st.caption(
         "Confident learning needs held-out predictions. These are the model's predictions on the"
-        f" evaluation set{' (the reference set ' + ref['name'] + ' is assumed to be the training set)' if ref else ''};"
+        f" evaluation set{' (the reference set ' + ui.safe(ref['name']) + ' is assumed to be the training set)' if ref else ''};"
         " on the model's own training data it would miss most errors, because a model fits its"
         " training labels."
     )
@@ -115,20 +116,20 @@ def _duplicates(run: Run) -> None:
             i, j = int(p["i"]), int(p["j"])
             c[0].image(
                 ui.thumb_path(run, s[schema.SAMPLE_ID].iloc[i]) or s[schema.PATH].iloc[i],
-                caption=f"eval: {s[schema.RELPATH].iloc[i]}",
+                caption=f"eval: {ui.safe(s[schema.RELPATH].iloc[i])}",
                 width=140,
             )
             if p["scope"] == "leak" and ref is not None:
                 rid = ref[schema.SAMPLE_ID].iloc[j]
                 c[1].image(
                     ui.thumb_path(run, f"ref-{rid}") or ref[schema.PATH].iloc[j],
-                    caption=f"reference: {ref[schema.RELPATH].iloc[j]}",
+                    caption=f"reference: {ui.safe(ref[schema.RELPATH].iloc[j])}",
                     width=140,
                 )
             else:
                 c[1].image(
                     ui.thumb_path(run, s[schema.SAMPLE_ID].iloc[j]) or s[schema.PATH].iloc[j],
-                    caption=f"eval: {s[schema.RELPATH].iloc[j]}",
+                    caption=f"eval: {ui.safe(s[schema.RELPATH].iloc[j])}",
                     width=140,
                 )
             c[2].markdown(_pair_text(p))
@@ -154,7 +155,7 @@ def _outliers(run: Run) -> None:
     )
     st.dataframe(summ, hide_index=True)
     for t in summ.loc[summ["n"] > 0, "type"]:
-        nav.link("gallery", f"Open {t} images →", ImageQuery(issue=f"outlier:{t}"))
+        nav.link("gallery", f"Open {ui.safe(t)} images →", ImageQuery(issue=f"outlier:{t}"))
 
 
 def _pair_text(p) -> str:

@@ -8,40 +8,40 @@ import streamlit as st
 
 from analysis import schema
 from analysis.present import figures
-from analysis.present.query import ImageQuery, neighbours_in_order
+from analysis.present.query import neighbours_in_order
 from analysis.store.runstore import Run
 from dashboard import components as ui
-from dashboard import data, nav
+from dashboard import data, links, nav
 
 
 def render(run: Run) -> None:
     s = run.samples
     names = run.class_names
-    sid = st.query_params.get("sample")
-    q = ImageQuery.from_params(st.query_params.to_dict())
+    sid = links.raw("sample")
     hits = np.flatnonzero(s[schema.SAMPLE_ID].to_numpy() == sid) if sid else []
     if not len(hits):
         st.title("Image detail")
-        st.info(
-            "No image chosen: open one from the gallery."
-            if not sid
-            else f"Image {sid!r} is not in this run."
-        )
+        q = links.image_query(run)
+        if sid:
+            st.warning(f"Image {ui.safe(repr(sid))} from the link is not in this run.")
+        else:
+            st.info("No image chosen: open one from the gallery.")
         nav.link("gallery", "← Gallery", q)
         return
     row_no = int(hits[0])
     row = s.iloc[row_no]
-    origin = st.query_params.get("origin", "gallery")
+    q = links.image_query(run)
+    origin = links.choice_param("origin", list(nav.PAGES), default="gallery")
     order = data.query_rows(run, q)
     prev, nxt, pos = neighbours_in_order(order, row_no)
 
     top = st.columns([4, 1, 1, 1, 1])
     ok = bool(row[schema.CORRECT])
-    top[0].title(
-        f"{':green[:material/check_circle:]' if ok else ':red[:material/cancel:]'} {names[row[schema.LABEL]]} → {names[row[schema.PRED]]}"
-    )
+    mark = ":green[:material/check_circle:]" if ok else ":red[:material/cancel:]"
+    given, pred = (ui.safe(names[row[c]]) for c in (schema.LABEL, schema.PRED))
+    top[0].title(f"{mark} {given} → {pred}")
     with top[1]:
-        nav.link(origin if origin in nav.PAGES else "gallery", "← Back", q)
+        nav.link(origin, "← Back", q)
     with top[2]:
         if prev is not None:
             nav.link(
@@ -63,11 +63,11 @@ def render(run: Run) -> None:
         )
     if pos:
         st.caption(f"Image {pos} of {len(order):,} in: {ui.safe(q.describe(names))}")
-    st.caption(f"`{row[schema.RELPATH]}` · id `{sid}`")
+    st.caption(f"{ui.safe(row[schema.RELPATH])} · id {ui.safe(sid)}")
     from analysis.present.findings import image_flags
 
     for kind, why in image_flags(run, row_no):
-        st.warning(f"**{kind}** — {ui.safe(why)}", icon=":material/flag:")
+        st.warning(f"**{ui.safe(kind)}** — {ui.safe(why)}", icon=":material/flag:")
 
     left, mid = st.columns([1, 1], gap="large")
     with left:

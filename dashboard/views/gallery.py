@@ -10,7 +10,7 @@ from analysis.present import formatting as fmt
 from analysis.present.query import BETWEEN, CONTAINS, SORT_KEYS, ImageQuery, paginate, parse_between
 from analysis.store.runstore import Run
 from dashboard import components as ui
-from dashboard import data, nav
+from dashboard import data, links, nav
 
 PER_PAGE = 48
 KEYS = ("g_true", "g_pred", "g_correct", "g_conf", "g_sort", "g_order")
@@ -39,8 +39,9 @@ def _range_of(s: pd.DataFrame, c: str) -> tuple[float, float]:
     return float(x.min()), float(x.max())
 
 
-def _push_to_widgets(q: ImageQuery, names: list[str], s: pd.DataFrame, kinds: dict) -> None:
-    """A link brought a new query: set the widgets to it before they are drawn."""
+def _push_to_widgets(q: ImageQuery, names: list[str], s: pd.DataFrame, kinds: dict) -> list[str]:
+    """A link brought a new query: set the widgets to it before they are drawn; returns what
+    of its metadata filters no widget can show (they are left out)."""
     ss = st.session_state
     ss["g_true"] = [names[i] for i in q.true if 0 <= i < len(names)]
     ss["g_pred"] = [names[i] for i in q.pred if 0 <= i < len(names)]
@@ -49,14 +50,23 @@ def _push_to_widgets(q: ImageQuery, names: list[str], s: pd.DataFrame, kinds: di
     ss["g_sort"] = q.sort
     ss["g_order"] = ORDERS[0] if q.desc else ORDERS[1]
     given = dict(q.where)
+    problems = [
+        f"filter on {c!r} was ignored: it is no metadata column" for c in given if c not in kinds
+    ]
     for c, kind in kinds.items():
         v = given.get(c)
         if kind == "range":
-            ss[f"g_where_{c}"] = parse_between(v or "") or _range_of(s, c)
+            lo, hi = _range_of(s, c)
+            a, b = parse_between(v or "") or (lo, hi)
+            ss[f"g_where_{c}"] = (min(max(a, lo), hi), max(min(b, hi), lo))
         elif kind == "text":
             ss[f"g_where_{c}"] = v[len(CONTAINS) :] if v and v.startswith(CONTAINS) else ""
         else:
-            ss[f"g_where_{c}"] = v if v is not None else "(any)"
+            ok = v is None or v in set(s[c].dropna().astype(str))
+            ss[f"g_where_{c}"] = v if v is not None and ok else "(any)"
+            if not ok:
+                problems.append(f"{c}={v[:60]!r} was ignored: no image has this value")
+    return problems
 
 
 def _metadata_filter(s: pd.DataFrame, col: str, kind: str) -> list[tuple[str, str]]:
@@ -66,31 +76,31 @@ def _metadata_filter(s: pd.DataFrame, col: str, kind: str) -> list[tuple[str, st
         lo, hi = _range_of(s, col)
         if not lo < hi:
             return []
-        v = st.slider(col, lo, hi, key=key)
+        v = st.slider(ui.safe(col), lo, hi, key=key)
         return [(col, f"{BETWEEN}{v[0]:g},{v[1]:g}")] if tuple(v) != (lo, hi) else []
     if kind == "text":
-        v = st.text_input(f"{col} contains", key=key)
+        v = st.text_input(f"{ui.safe(col)} contains", key=key)
         return [(col, f"{CONTAINS}{v}")] if v else []
     values = ["(any)"] + sorted(s[col].dropna().astype(str).unique().tolist())
     current = st.session_state.get(key)
     if current not in values:  # a link with a value this run does not have
         st.session_state[key] = "(any)"
-    v = st.selectbox(col, values, key=key)
+    v = st.selectbox(ui.safe(col), values, key=key)
     return [(col, v)] if v != "(any)" else []
 
 
 def render(run: Run) -> None:
     names = run.class_names
     s = run.samples
-    incoming = ImageQuery.from_params(st.query_params.to_dict())
+    st.title("Gallery")
+    incoming = links.image_query(run)
     kinds = _filter_kinds(s, [c for c in run.metadata_columns if c in s.columns])
     widget_keys = [*KEYS, *(f"g_where_{c}" for c in kinds)]
     if st.session_state.get("g_last") != incoming.to_params() or any(
         k not in st.session_state for k in widget_keys
     ):
-        _push_to_widgets(incoming, names, s, kinds)
+        links.note(_push_to_widgets(incoming, names, s, kinds))
 
-    st.title("Gallery")
     with st.container(border=True):
         c = st.columns([2, 2, 2, 2])
         true = c[0].multiselect("Given label", names, key="g_true")
@@ -138,7 +148,8 @@ def render(run: Run) -> None:
             if col.button(f"{label} ✕", key=f"clear_{field}", help="remove this filter"):
                 q = q.with_(**{field: None if field == "cluster" else ""})
     rows = data.query_rows(run, q)
-    page_no = int(st.query_params.get("page", 1) or 1)
+    n_pages = max(1, -(-len(rows) // PER_PAGE))
+    page_no = links.int_param("page", default=1, lo=1, hi=n_pages, what="page")
     if q.to_params() != incoming.to_params():
         page_no = 1
     pg = paginate(rows, page_no, PER_PAGE)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 from analysis import schema
 from analysis.present import figures
+from analysis.present import formatting as fmt
 from analysis.present.findings import findings, load_metrics, top_confusion_pairs
 from analysis.present.query import ImageQuery
 from analysis.store.runstore import Run
@@ -28,10 +30,19 @@ def _cached(path: str, stamp: str):
     return load_metrics(run), findings(run), top_confusion_pairs(run)
 
 
+def confusion_line(n: int, support: int, given: str, predicted: str) -> str:
+    """'5 of 62 images labelled 8 are predicted as 9 (8%)': every number says what it counts."""
+    return (
+        f"{n:,} of {fmt.plural(support, 'image')} labelled {ui.safe(given)}"
+        f" {'is' if n == 1 else 'are'} predicted as {ui.safe(predicted)}"
+        f" ({n / support:.0%})"
+    )
+
+
 def render(run: Run) -> None:
     st.title("Overview")
     st.caption(
-        f"Run `{run.run_id}` · {run.manifest['n_samples']:,} images ·"
+        f"Run {ui.safe(run.run_id)} · {run.manifest['n_samples']:,} images ·"
         f" {len(run.class_names)} classes"
     )
     m, found, pairs = _cached(str(run.path), run.manifest["created"])
@@ -76,12 +87,12 @@ def render(run: Run) -> None:
         st.subheader("Most frequent confusions")
         if pairs.empty:
             st.caption("No errors.")
+        support = np.bincount(run.samples[schema.LABEL], minlength=len(run.class_names))
         for _, r in pairs.iterrows():
-            t, p = int(r["true"]), int(r["pred"])
+            t, p, n = int(r["true"]), int(r["pred"]), int(r["count"])
             nav.link(
                 "gallery",
-                f"{int(r['count'])} {run.class_names[t]} predicted as {run.class_names[p]}"
-                f" ({r['share_of_true_class']:.0%} of {run.class_names[t]})",
+                confusion_line(n, int(support[t]), *(run.class_names[i] for i in (t, p))),
                 ImageQuery(true=(t,), pred=(p,)),
             )
     with right:
@@ -96,12 +107,11 @@ def render(run: Run) -> None:
             )
         skipped = run.manifest.get("skipped", [])
         if skipped:
-            with st.expander(f"{len(skipped)} skipped file(s)", expanded=len(skipped) <= 5):
+            with st.expander(fmt.plural(len(skipped), "skipped file"), expanded=len(skipped) <= 5):
                 st.dataframe(pd.DataFrame(skipped), hide_index=True)
         notes = run.manifest.get("warnings", [])
         if notes:
             with st.expander("Notes from loading"):
                 for n in notes:
-                    st.caption(n)
+                    st.caption(ui.safe(n))
     nav.link("gallery", "Browse all misclassified images →", ImageQuery(correct="wrong"))
-    _ = schema  # columns are addressed through analysis functions

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shlex
 import zipfile
 
 import streamlit as st
@@ -67,4 +68,5 @@ def render(run: Run) -> None:
     )
     with st.expander("Preview (Markdown)", expanded=False):
         st.code(md[:20000], language="markdown")
-    st.caption(f"Same from the command line: `errorscope report {run.path} --format html`")
+    st.caption("Same from the command line:")
+    st.code(f"errorscope report {shlex.quote(str(run.path))} --format html", language="bash")

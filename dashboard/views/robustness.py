@@ -118,7 +118,7 @@ def _by_slice(run: Run, result) -> None:
     t = rb.slice_vs_rest(result, run, spec_from_json(choices[pick]))
     n_in, n_out = int(t["n_in"].max()), int(t["n_out"].max())
     st.caption(
-        f"Extra accuracy drop inside *{pick}* ({n_in} images) compared with the other"
+        f"Extra accuracy drop inside *{ui.safe(pick)}* ({n_in} images) compared with the other"
         f" {n_out} images, each against its own clean accuracy: positive = the slice suffers more."
         " Small slices have wide intervals; hover the heat map cells above for the overall numbers."
     )
@@ -153,11 +153,11 @@ def _flipped(run: Run, result, perturbation: str, severity: int) -> None:
             row[schema.PATH], prep, perturbation, severity, seed=int(result.settings.get("seed", 0))
         )
         c = st.columns([1, 1, 3])
-        c[0].image(orig, caption=f"original: {names[int(r['clean_pred'])]}", width=150)
-        c[1].image(pert, caption=f"perturbed: {names[int(r['pred'])]}", width=150)
+        c[0].image(orig, caption=f"original: {ui.safe(names[int(r['clean_pred'])])}", width=150)
+        c[1].image(pert, caption=f"perturbed: {ui.safe(names[int(r['pred'])])}", width=150)
         with c[2]:
             st.markdown(
-                f"given **{names[int(r['label'])]}** ·"
+                f"given **{ui.safe(names[int(r['label'])])}** ·"
                 f" {'became wrong' if r['became_wrong'] else 'changed'}"
             )
             nav.link(

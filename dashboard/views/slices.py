@@ -34,7 +34,8 @@ def render(run: Run) -> None:
     tab_d, tab_all, tab_col = st.tabs(["Discovered", "All slices", "By column"])
     with tab_d:
         if found is None:
-            st.info(f"Slice discovery did not run: {run.sections.get('discovered_slices', {})}")
+            why = run.sections.get("discovered_slices", {}).get("error", "no result")
+            st.info(f"Slice discovery did not run: {ui.safe(why)}")
         elif found.empty:
             st.success("No combination of up to 3 conditions is significantly worse than the rest.")
         else:

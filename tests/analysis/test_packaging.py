@@ -58,6 +58,10 @@ def test_wheel_ships_the_page_files(tmp_path):
     for page in pages:
         assert f"dashboard/routes/{page}" in names
     assert "dashboard/app.py" in names and "dashboard/views/overview.py" in names
+    # the safe Streamlit settings read next to app.py, and the local page icon
+    assert (
+        "dashboard/.streamlit/config.toml" in names and "dashboard/static/errorscope.png" in names
+    )
     assert not any(n.startswith(("sample_data/", "tests/")) for n in names)
 
 
