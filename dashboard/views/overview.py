@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from analysis import schema
 from analysis.present import figures
 from analysis.present import formatting as fmt
 from analysis.present.findings import findings, load_metrics, top_confusion_pairs

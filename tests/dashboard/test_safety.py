@@ -14,10 +14,8 @@ import pytest
 from analysis import schema
 from dashboard.components import JOINER, safe
 
-from .conftest import APP
+from .conftest import APP, assert_on_page, open_page
 from .hostile import CLASSES, LINK, META_COLUMN, RAW, make_hostile_run, markdown_sources
-
-ROUTES = "routes/{}.py"
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +41,9 @@ def _goto(at, page, params):
         del at.query_params[k]
     for k, v in params.items():
         at.query_params[k] = v
-    at.switch_page(ROUTES.format(page)).run()
+    open_page(at, page).run()
     assert not at.exception, (page, [e.value for e in at.exception])
+    assert_on_page(at, page)
     return at
 
 
@@ -168,7 +167,7 @@ def test_a_failing_page_shows_no_traceback_and_logs_it(hostile, monkeypatch):
         monkeypatch.delenv("ERRORSCOPE_RAISE", raising=False)
         monkeypatch.setattr(confusion, "render", broken)
         at = _app(hostile, monkeypatch).run()
-        at.switch_page(ROUTES.format("confusion")).run()
+        open_page(at, "confusion").run()
     finally:
         logging.getLogger("errorscope.dashboard").removeHandler(handler)
     assert not at.exception, [e.value for e in at.exception]
