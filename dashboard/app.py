@@ -17,6 +17,7 @@ if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` from a plain c
 import streamlit as st  # noqa: E402
 from streamlit.logger import get_logger  # noqa: E402
 
+from analysis.present.formatting import plural  # noqa: E402
 from analysis.present.query import P_RUN  # noqa: E402
 from dashboard import data, nav  # noqa: E402
 from dashboard.components import safe  # noqa: E402
@@ -78,7 +79,7 @@ def _pick_run(runs: list[dict]) -> dict:
         ids,
         index=index,
         key=f"run_picker_{wanted}",
-        format_func=lambda i: f"{i} ({runs[ids.index(i)]['n_samples']} images)",
+        format_func=lambda i: f"{i} ({plural(runs[ids.index(i)]['n_samples'] or 0, 'image')})",
         help=f"Runs under {data.runs_dir()}",
     )
     if chosen != wanted:
@@ -127,6 +128,14 @@ def guarded(fn) -> None:
         )
 
 
+DEFAULT, HOME = "overview", "home"
+WRAP_LINKS = (
+    '[data-testid="stMain"] [data-testid="stPageLink-NavLink"] span,'
+    ' [data-testid="stMain"] [data-testid="stPageLink-NavLink"] p'
+    " { white-space: normal; overflow: visible; }"
+)
+
+
 def main() -> None:
     st.set_page_config(page_title="errorscope", page_icon=ICON, layout="wide")
     _cli_runs_dir()
@@ -158,13 +167,20 @@ def main() -> None:
             v.page,
             title=v.title,
             icon=v.icon,
-            url_path=v.url,
-            default=v.url == "overview",
+            # Streamlit serves the default page at "/" only and answers its own url_path with
+            # "Page not found": it gets a path nobody types, and /overview an alias below
+            url_path=HOME if v.url == DEFAULT else v.url,
+            default=v.url == DEFAULT,
             visibility=v.visibility,
         )
         pages[v.url] = page
         sections.setdefault(v.section, []).append(page)
+    default = next(v for v in VIEWS if v.url == DEFAULT)
+    alias = st.Page(default.page, title=default.title, url_path=DEFAULT, visibility="hidden")
+    sections[default.section].append(alias)
     nav.register(pages)
+    # page links (thumbnail captions, "Open these images →") wrap instead of being cut off
+    st.html(f"<style>{WRAP_LINKS}</style>")
     _network_note()
     st.navigation(sections).run()
 

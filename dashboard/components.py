@@ -20,14 +20,16 @@ def sidebar_footer(run: Run) -> None:
     model = m["inputs"].get("model") or m["inputs"].get("predictions") or {}
     with st.sidebar:
         st.caption(
-            f"**{m['n_samples']:,}** images · {len(run.class_names)} classes  \n"
+            f"{fmt.plural(m['n_samples'], 'image')} ·"
+            f" {fmt.plural(len(run.class_names), 'class', 'classes')}  \n"
             f"model {safe(model.get('name', '?'))}"
             + (f" ({safe(model['arch'])})" if model.get("arch") else "")
             + f"  \ndata {safe(m['inputs']['data']['name'])}  \ncreated {m['created'][:16]}"
         )
         if m.get("n_skipped"):
             st.caption(
-                f":orange[:material/warning:] {m['n_skipped']} file(s) skipped — see Overview"
+                f":orange[:material/warning:] {fmt.plural(m['n_skipped'], 'file')} skipped —"
+                " see Overview"
             )
         if not is_current(m):
             st.caption(

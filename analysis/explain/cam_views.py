@@ -22,7 +22,8 @@ class ClassCam:
 
     ``cam`` float32 [S, S] in [0, 1] at the model's input size; ``overlay`` uint8 [S, S, 3];
     ``drop_top`` / ``drop_random``: probability drop when the map's top 20% pixels (or a region of
-    the same shape elsewhere) are removed."""
+    the same shape elsewhere) are removed (NaN for a flat map: nothing to remove); ``problem``:
+    why the map cannot be read, in plain words (see :func:`map_problem`), or None."""
 
     target_class: int
     cam: np.ndarray
@@ -30,6 +31,7 @@ class ClassCam:
     prob: float
     drop_top: float
     drop_random: float
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,55 @@ class CamView:
     layer_spatial: tuple[int, int]
     image: np.ndarray  # uint8 [S, S, 3], what the model saw (resized/cropped)
     cams: tuple[ClassCam, ...]
+
+    @property
+    def coarse(self) -> bool:
+        """Whether the layer's map is too coarse to say where (under MIN_SIDE cells a side)."""
+        from .layers import MIN_SIDE
+
+        return min(self.layer_spatial) < MIN_SIDE
+
+
+def layer_label(info, *, default: str) -> str:
+    """'layer4 (2×2 map) — too coarse to say where' for the layer picker: every layer with its
+    map size at this input size, the coarse ones and the default marked."""
+    from .layers import MIN_SIDE
+
+    h, w = info.spatial
+    text = f"{info.name} ({h}×{w} map)"
+    if min(h, w) < MIN_SIDE:
+        text += " — too coarse to say where"
+    if info.name == default:
+        text += " — default"
+    return text
+
+
+def map_problem(cam: np.ndarray, layer: str, spatial: tuple[int, int]) -> str | None:
+    """Why a map cannot be read, in plain words, or None when it can.
+
+    A map that is the same everywhere (all zero: no location supports the class; or constant,
+    typically a 1×1 or 2×2 layer map blown up to the image) has no top region, so its
+    faithfulness check has nothing to remove (NaN). A coarse layer gets the reason."""
+    from .layers import MIN_SIDE
+
+    cam = np.asarray(cam, dtype=np.float64)
+    if cam.size and float(np.ptp(cam)) > 1e-6:
+        return None
+    h, w = spatial
+    what = (
+        "no location of this layer's map supports this class"
+        if not cam.size or float(cam.max()) <= 0
+        else "the map is the same everywhere"
+    )
+    text = f"No map to show: {what}, so there is nothing to point at or to test."
+    if min(h, w) < MIN_SIDE:
+        text += (
+            f" Layer {layer} is only {h}×{w} cells at this input size: too coarse to say"
+            f" where. Pick a layer of at least {MIN_SIDE}×{MIN_SIDE} (the default is one)."
+        )
+    else:
+        text += " Another method or layer may show one."
+    return text
 
 
 def layer_choices(model, prep: Preprocessing) -> tuple[list, str]:
@@ -106,6 +157,7 @@ def cam_view(
                 float(f["prob"]),
                 float(f["drop_top"]),
                 float(f["drop_random"]),
+                map_problem(cam, info.name, tuple(info.spatial)),
             )
         )
     return CamView(method, info.name, tuple(info.spatial), image, tuple(out))

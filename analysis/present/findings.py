@@ -13,6 +13,7 @@ import pandas as pd
 
 from .. import schema
 from ..store.runstore import Run
+from .formatting import plural
 from .query import ImageQuery
 
 METRICS_FILE = schema.METRICS
@@ -85,8 +86,14 @@ def findings(run: Run) -> list[Finding]:
                 Finding(
                     "label_issues",
                     "high",
-                    f"{n} images ({n / len(s):.1%}) look mislabelled: the model gives their label"
-                    " a low probability and prefers another class",
+                    f"{plural(n, 'image')} ({n / len(s):.1%})"
+                    + (
+                        " looks mislabelled: the model gives its label a low probability and"
+                        " prefers another class"
+                        if n == 1
+                        else " look mislabelled: the model gives their label a low probability"
+                        " and prefers another class"
+                    ),
                     page="data_issues",
                     query=ImageQuery(issue="label", sort="label_quality", desc=False),
                 )
@@ -102,8 +109,10 @@ def findings(run: Run) -> list[Finding]:
                 Finding(
                     "leakage",
                     "high",
-                    f"{impact.n_leaked} evaluation images are near-copies of reference (training)"
-                    f" images; accuracy is {impact.accuracy.value:.1%} with them and"
+                    f"{plural(impact.n_leaked, 'evaluation image')}"
+                    f" {'is a near-copy' if impact.n_leaked == 1 else 'are near-copies'} of"
+                    f" reference (training) images; accuracy is {impact.accuracy.value:.1%}"
+                    f" with {'it' if impact.n_leaked == 1 else 'them'} and"
                     f" {impact.accuracy_clean.value:.1%} without",
                     page="data_issues",
                     query=ImageQuery(issue="leak"),
@@ -122,7 +131,7 @@ def findings(run: Run) -> list[Finding]:
                     "weak_slice",
                     "high",
                     f"{row['description']}: error rate {row['error_rate']:.0%} vs"
-                    f" {row['rest_error_rate']:.0%} elsewhere ({int(row['n'])} images,"
+                    f" {row['rest_error_rate']:.0%} elsewhere ({plural(int(row['n']), 'image')},"
                     f" adjusted p {row['p_adj']:.2g})",
                     query=ImageQuery(slice=row["spec"]),
                     extra={"spec": row["spec"]},
@@ -136,8 +145,8 @@ def findings(run: Run) -> list[Finding]:
                 Finding(
                     "error_cluster",
                     "medium",
-                    f"Embedding cluster {int(c['cluster'])} ({int(c['size'])} images,"
-                    f" {c.get('description', '')}) has error rate {c['error_rate']:.0%}",
+                    f"Embedding cluster {int(c['cluster'])} ({plural(int(c['size']), 'image')})"
+                    f" has error rate {c['error_rate']:.0%}: {c.get('description', '')}",
                     query=ImageQuery(cluster=int(c["cluster"])),
                 )
             )
@@ -148,7 +157,8 @@ def findings(run: Run) -> list[Finding]:
             Finding(
                 "skipped",
                 "info",
-                f"{n_skip} files could not be read and were skipped (listed below)",
+                f"{plural(n_skip, 'file')} could not be read and"
+                f" {'was' if n_skip == 1 else 'were'} skipped (listed below)",
                 page="overview",
             )
         )
@@ -182,7 +192,8 @@ def _outside_findings(run: Run) -> list[Finding]:
             Finding(
                 "outside_data_folder",
                 "medium",
-                f"{n} {what} image{'s' if n != 1 else ''} lie outside the data folder"
+                f"{n} {what} image{'s' if n != 1 else ''} {'lies' if n == 1 else 'lie'} outside"
+                " the data folder"
                 f" {info.get('root', '')} (absolute paths, '../' or symlinks): {shown}. Check"
                 " that these are the files you mean; all are listed in the run's manifest.json"
                 f" (inputs.{key}.outside_folder)",

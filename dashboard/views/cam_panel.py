@@ -27,8 +27,23 @@ def _layers(run_path: str, stamp: str) -> tuple[list[tuple[str, str]], str]:
     from analysis.explain.cam_views import layer_choices
 
     (loaded, prep) = _model(run_path, stamp)
+    from analysis.explain.cam_views import layer_label
+
     cands, default = layer_choices(loaded.model, prep)
-    return [(c.name, f"{c.name} ({c.spatial[0]}×{c.spatial[1]})") for c in cands], default
+    return [(c.name, layer_label(c, default=default)) for c in cands], default
+
+
+def link_params() -> dict[str, str | None]:
+    """The CAM method and layer for a copied link, when not the defaults. Read from the widgets
+    (current at the top of a rerun; the URL is updated only after the panel ran) or, on a first
+    draw, from the URL when valid."""
+    ss = st.session_state
+    cam = ss.get("cam_method") or st.query_params.get("cam")
+    layer = ss.get("cam_layer") or st.query_params.get("layer")
+    return {
+        "cam": cam if cam in METHODS and cam != "gradcam" else None,
+        "layer": layer if layer and layer != ss.get("cam_layer_default") else None,
+    }
 
 
 def render(run: Run, row_no: int) -> None:
@@ -53,7 +68,7 @@ def render(run: Run, row_no: int) -> None:
         "Layer",
         order,
         index=order.index(wanted),
-        format_func=lambda n: names[n] + (" — default" if n == default else ""),
+        format_func=names.get,
         key="cam_layer",
         help="Default: the deepest layer whose map is still at least 7×7 at this"
         " input size (coarser maps cannot say where).",
@@ -81,12 +96,15 @@ def render(run: Run, row_no: int) -> None:
             if c.target_class == label and c.target_class == pred
             else ("given" if c.target_class == label else "")
         )
-        col.image(
-            c.overlay,
-            width="stretch",
-            caption=f"{method} for {ui.safe(run.class_names[c.target_class])}"
-            f" ({role.strip()}), p={c.prob:.2f}",
+        title = (
+            f"{method} for {ui.safe(run.class_names[c.target_class])} ({role.strip()}),"
+            f" p={c.prob:.2f}"
         )
+        if c.problem:  # a flat map: an explanation instead of a blank overlay and "+nan"
+            col.markdown(f"**{title}**")
+            col.info(c.problem, icon=":material/blur_off:")
+            continue
+        col.image(c.overlay, width="stretch", caption=title)
         col.caption(
             f"Removing the top 20% of this map drops p by **{c.drop_top:+.2f}**; removing a"
             f" same-size region elsewhere drops it by {c.drop_random:+.2f}."
@@ -96,7 +114,12 @@ def render(run: Run, row_no: int) -> None:
                 else " :orange[The map is not much better than a random region: do not over-read it.]"
             )
         )
+    h, w = view.layer_spatial
     st.caption(
-        f"Layer `{view.layer}` ({view.layer_spatial[0]}×{view.layer_spatial[1]} map),"
-        f" method {method}."
+        f"Layer `{view.layer}` ({h}×{w} map), method {method}."
+        + (
+            f" :orange[A {h}×{w} map is too coarse to say where: pick a larger layer.]"
+            if view.coarse
+            else ""
+        )
     )

@@ -64,7 +64,8 @@ def _models(run: Run, res) -> None:
     from analysis.stats.compare import BOTH_WRONG, FIX, REGRESSION
 
     st.markdown(
-        f"Model A vs model B on **{res.n_matched:,} shared images** (matched by {res.aligned_on})."
+        f"Model A vs model B on **{fmt.plural(res.n_matched, 'shared image')}** (matched by"
+        f" {res.aligned_on})."
     )
     c = st.columns(3)
     c[0].metric("Accuracy A", fmt.pct(res.accuracy_a.value))
@@ -88,7 +89,7 @@ def _models(run: Run, res) -> None:
         ids = pairs.loc[pairs["cell"] == r["cell"], "sample_id"]
         label = (
             f"{'right' if r['a_correct'] else 'wrong'} in A, "
-            f"{'right' if r['b_correct'] else 'wrong'} in B: {int(r['count'])} images"
+            f"{'right' if r['b_correct'] else 'wrong'} in B: {fmt.plural(r['count'], 'image')}"
             f" ({fmt.pct(r['share'])})"
         )
         if len(ids):
@@ -158,7 +159,8 @@ def _ids_link(run: Run, label: str, ids: list[str], *, where) -> None:
 def _drift(rep, b_id: str) -> None:
     """Set A vs set B. Links open run B's images (what moved is in B)."""
     st.markdown(
-        f"Set A ({rep.n_a:,} images) vs set B ({rep.n_b:,} images), same model: what moved."
+        f"Set A ({fmt.plural(rep.n_a, 'image')}) vs set B ({fmt.plural(rep.n_b, 'image')}),"
+        " same model: what moved."
         " Click a feature to see B's images sorted by it, a slice to see its images in B."
     )
     flagged = rep.flagged_features

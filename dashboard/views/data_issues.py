@@ -11,7 +11,7 @@ from analysis.present import formatting as fmt
 from analysis.present.query import ImageQuery
 from analysis.store.runstore import Run
 from dashboard import components as ui
-from dashboard import data, nav
+from dashboard import data, links, nav
 
 
 def render(run: Run) -> None:
@@ -20,7 +20,14 @@ def render(run: Run) -> None:
         "Many 'model errors' are data errors. Each list is ranked for review; every row"
         " opens the image, every tab opens its images in the gallery."
     )
-    t1, t2, t3 = st.tabs(["Suspected label errors", "Duplicates and leakage", "Outliers"])
+    # the open tab is in the URL (section=...): a copied link reopens it
+    tabs = ["Suspected label errors", "Duplicates and leakage", "Outliers"]
+    links.choice_param("section", tabs, default=tabs[0])  # a note if the link's tab is unknown
+    bar = st.container()  # above the tabs, filled once the tab widget knows the open tab
+    t1, t2, t3 = st.tabs(tabs, key="section", bind="query-params")
+    with bar:
+        tab = st.session_state.get("section")
+        nav.copy_link("data_issues", section=tab if tab != tabs[0] else None)
     with t1:
         _label_errors(run)
     with t2:
@@ -38,12 +45,16 @@ def _label_errors(run: Run) -> None:
     names = run.class_names
     flagged = issues[issues["is_label_issue"].astype(bool)]
     ref = run.manifest["inputs"].get("reference")
+    n = len(flagged)
+    one = n == 1
     st.markdown(
-        f"**{len(flagged)} images** ({fmt.pct(len(flagged) / max(1, len(issues)))}) look"
-        " mislabelled by confident learning (Northcutt et al., 2021): of the images of their"
-        " labelled class, they are among the estimated number of label errors both by the lowest"
-        " probability for the given label and by the largest margin towards another class."
-        " Ranked by label quality, the model's probability for the given label (low = suspicious)."
+        f"**{fmt.plural(n, 'image')}** ({fmt.pct(n / max(1, len(issues)))})"
+        f" {'looks' if one else 'look'} mislabelled by confident learning (Northcutt et al.,"
+        f" 2021): of the images of {'its' if one else 'their'} labelled class,"
+        f" {'it is' if one else 'they are'} among the estimated number of label errors both by"
+        " the lowest probability for the given label and by the largest margin towards another"
+        " class. Ranked by label quality, the model's probability for the given label"
+        " (low = suspicious)."
     )
     st.caption(
         "Confident learning needs held-out predictions. These are the model's predictions on the"
@@ -95,9 +106,12 @@ def _duplicates(run: Run) -> None:
         from analysis.data_issues.duplicates import leakage_impact
 
         imp = leakage_impact(s[schema.CORRECT].to_numpy(), leaked)
+        one = imp.n_leaked == 1
         st.markdown(
-            f"**{imp.n_leaked} evaluation images** are near-copies of reference (training) images."
-            f" Accuracy with them {fmt.estimate(imp.accuracy)}; without them"
+            f"**{fmt.plural(imp.n_leaked, 'evaluation image')}**"
+            f" {'is a near-copy' if one else 'are near-copies'} of reference (training) images."
+            f" Accuracy with {'it' if one else 'them'} {fmt.estimate(imp.accuracy)}; without"
+            f" {'it' if one else 'them'}"
             f" {fmt.estimate(imp.accuracy_clean)}: leakage inflates the headline by"
             f" {100 * imp.inflation:+.1f} points."
         )
@@ -105,7 +119,7 @@ def _duplicates(run: Run) -> None:
     elif run.reference is None:
         st.caption("No reference set was given, so train/test leakage was not checked.")
     within = int((pairs["scope"] == "within").sum()) if len(pairs) else 0
-    st.markdown(f"{within} near-duplicate pairs inside the evaluation set.")
+    st.markdown(f"{fmt.plural(within, 'near-duplicate pair')} inside the evaluation set.")
     if within:
         nav.link("gallery", "Open the near-duplicates →", ImageQuery(issue="duplicate"))
     if len(pairs):

@@ -12,6 +12,7 @@ from analysis.present.query import neighbours_in_order
 from analysis.store.runstore import Run
 from dashboard import components as ui
 from dashboard import data, links, nav
+from dashboard.views import cam_panel
 
 
 def render(run: Run) -> None:
@@ -35,34 +36,22 @@ def render(run: Run) -> None:
     order = data.query_rows(run, q)
     prev, nxt, pos = neighbours_in_order(order, row_no)
 
-    top = st.columns([4, 1, 1, 1, 1])
     ok = bool(row[schema.CORRECT])
     mark = ":green[:material/check_circle:]" if ok else ":red[:material/cancel:]"
     given, pred = (ui.safe(names[row[c]]) for c in (schema.LABEL, schema.PRED))
-    top[0].title(f"{mark} {given} → {pred}")
-    with top[1]:
+    st.title(f"{mark} {given} → {pred}")
+    # one row of buttons sized to their labels (narrow columns cut them: "Cop…")
+    with st.container(horizontal=True, vertical_alignment="center"):
         nav.link(origin, "← Back", q)
-    with top[2]:
         if prev is not None:
             nav.link(
                 "detail", "◀ Previous", q, sample=s.iloc[prev][schema.SAMPLE_ID], origin=origin
             )
-    with top[3]:
         if nxt is not None:
             nav.link("detail", "Next ▶", q, sample=s.iloc[nxt][schema.SAMPLE_ID], origin=origin)
-    with top[4]:
-        # widget state is current at the top of a rerun, the URL only after the CAM panel ran
-        cam = st.session_state.get("cam_method") or st.query_params.get("cam")
-        layer = st.session_state.get("cam_layer") or st.query_params.get("layer")
-        nav.copy_link(
-            "detail",
-            q,
-            sample=sid,
-            cam=cam if cam and cam != "gradcam" else None,
-            layer=layer if layer and layer != st.session_state.get("cam_layer_default") else None,
-        )
-    if pos:
-        st.caption(f"Image {pos} of {len(order):,} in: {ui.safe(q.describe(names))}")
+        nav.copy_link("detail", q, sample=sid, **cam_panel.link_params())
+        if pos:
+            st.caption(f"Image {pos:,} of {len(order):,} in: {ui.safe(q.describe(names))}")
     st.caption(f"{ui.safe(row[schema.RELPATH])} · id {ui.safe(sid)}")
     from analysis.present.findings import image_flags
 
@@ -85,8 +74,6 @@ def render(run: Run) -> None:
             f"confidence **{row[schema.CONFIDENCE]:.3f}** · margin {row[schema.MARGIN]:.3f} ·"
             f" loss {row[schema.LOSS]:.3f} · entropy {row[schema.ENTROPY]:.3f}"
         )
-    from dashboard.views import cam_panel
-
     cam_panel.render(run, row_no)
     from dashboard.views import neighbours_panel, review_panel
 

@@ -11,7 +11,7 @@ from analysis.present import formatting as fmt
 from analysis.present.query import ImageQuery, save_selection
 from analysis.store.runstore import Run
 from dashboard import components as ui
-from dashboard import data, nav
+from dashboard import data, links, nav
 
 BASE = {
     "correct / wrong": schema.CORRECT,
@@ -32,7 +32,9 @@ def render(run: Run) -> None:
         **{c: c for c in [*run.property_columns, *run.metadata_columns] if c in s.columns},
     }
     c1, c2 = st.columns([2, 3])
-    colour_by = c1.selectbox("Colour by", list(options), key="emb_colour")
+    links.choice_param("colour", list(options), default=next(iter(options)))  # a note if bad
+    # bound to the URL: a copied link reopens the same colouring
+    colour_by = c1.selectbox("Colour by", list(options), key="colour", bind="query-params")
     col = options[colour_by]
     values = s[col].to_numpy()
     categorical = col in (
@@ -49,10 +51,12 @@ def render(run: Run) -> None:
         hover = [
             f"{names[a]} → {names[b]}" for a, b in zip(s[schema.LABEL], s[schema.PRED], strict=True)
         ]
-    c2.caption(
-        "Lasso or box-select a region (toolbar, top right of the chart) to see its images."
-        " UMAP keeps neighbourhoods, not distances: read clusters, not gaps."
-    )
+    with c2.container(horizontal=True, vertical_alignment="center"):
+        st.caption(
+            "Lasso or box-select a region (toolbar, top right of the chart) to see its images."
+            " UMAP keeps neighbourhoods, not distances: read clusters, not gaps."
+        )
+        nav.copy_link("embeddings", colour=colour_by if colour_by != next(iter(options)) else None)
     fig = figures.embedding_figure(
         s[schema.UMAP_X].to_numpy(),
         s[schema.UMAP_Y].to_numpy(),
@@ -68,15 +72,14 @@ def render(run: Run) -> None:
     if len(rows):
         wrong = int((~s[schema.CORRECT].to_numpy()[rows]).sum())
         st.markdown(
-            f"**Selection: {len(rows):,} images**, error rate"
+            f"**Selection: {fmt.plural(len(rows), 'image')}**, error rate"
             f" {fmt.pct(wrong / len(rows))} (overall"
             f" {fmt.pct(1 - s[schema.CORRECT].mean())})"
         )
         strip = rows[np.argsort(-s[schema.LOSS].to_numpy()[rows])][:12]
         ui.image_grid(run, strip, ImageQuery(), cols=12, key="emb_strip", origin="embeddings")
-        if st.button(
-            f"Open these {len(rows):,} images in the gallery", type="primary", key="emb_open"
-        ):
+        what = "this image" if len(rows) == 1 else f"these {len(rows):,} images"
+        if st.button(f"Open {what} in the gallery", type="primary", key="emb_open"):
             sel = save_selection(run.path, s[schema.SAMPLE_ID].to_numpy()[rows])
             nav.go("gallery", ImageQuery(sel=sel))
     clusters = data.table(str(run.path), schema.CLUSTERS)

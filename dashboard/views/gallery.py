@@ -161,14 +161,15 @@ def render(run: Run) -> None:
     st.session_state["g_last"] = q.to_params()
 
     n_wrong = int((~s[schema.CORRECT].to_numpy()[rows]).sum()) if len(rows) else 0
-    head = st.columns([5, 1, 1])
+    head = st.columns([3, 2], vertical_alignment="center")
     head[0].markdown(
-        f"**{pg.total:,} images** match — {ui.safe(q.describe(names))}"
+        f"**{fmt.plural(pg.total, 'image')}** {'matches' if pg.total == 1 else 'match'} —"
+        f" {ui.safe(q.describe(names))}"
         + (f" · error rate {fmt.pct(n_wrong / pg.total)}" if pg.total else "")
     )
-    with head[1]:
+    # buttons sized to their labels, right-aligned (narrow columns cut them: "Review th…")
+    with head[1].container(horizontal=True, horizontal_alignment="right"):
         nav.copy_link("gallery", q, page=pg.page if pg.page > 1 else None)
-    with head[2]:
         if pg.total and "review" in nav.PAGES:
             if st.button(
                 "Review these",

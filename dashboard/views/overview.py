@@ -41,10 +41,13 @@ def confusion_line(n: int, support: int, given: str, predicted: str) -> str:
 
 def render(run: Run) -> None:
     st.title("Overview")
-    st.caption(
-        f"Run {ui.safe(run.run_id)} · {run.manifest['n_samples']:,} images ·"
-        f" {len(run.class_names)} classes"
-    )
+    with st.container(horizontal=True, vertical_alignment="center"):
+        st.caption(
+            f"Run {ui.safe(run.run_id)} · {fmt.plural(run.manifest['n_samples'], 'image')} ·"
+            f" {fmt.plural(len(run.class_names), 'class', 'classes')}",
+            width="content",
+        )
+        nav.copy_link("overview")
     m, found, pairs = _cached(str(run.path), run.manifest["created"])
     if m is None:
         st.error("The metrics section of this run failed; see the warnings below.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis import schema
+from analysis.present import formatting as fmt
 from analysis.present.query import ImageQuery, load_selection
 from analysis.store.runstore import Run
 from dashboard import components as ui
@@ -39,17 +40,17 @@ def render(run: Run) -> None:
     row = rows_by_id[sid]
     r = s.iloc[row]
     names = run.class_names
-    head = st.columns([5, 1, 1, 1])
-    head[0].subheader(
+    st.subheader(
         f"{pos + 1}/{total}: given **{ui.safe(names[r[schema.LABEL]])}**, predicted"
         f" **{ui.safe(names[r[schema.PRED]])}** ({r[schema.CONFIDENCE]:.2f})"
     )
-    if head[1].button("◀ Previous", disabled=pos == 0):
-        _goto(queue.id, pos - 1)
-    if head[2].button("Skip ▶", disabled=pos >= total - 1):
-        _goto(queue.id, pos + 1)
-    with head[3]:
+    with st.container(horizontal=True, vertical_alignment="center"):  # labels never cut
+        if st.button("◀ Previous", disabled=pos == 0):
+            _goto(queue.id, pos - 1)
+        if st.button("Skip ▶", disabled=pos >= total - 1):
+            _goto(queue.id, pos + 1)
         nav.link("detail", "Details", ImageQuery(sel=""), sample=sid, origin="review")
+        nav.copy_link("review", queue=queue.id, pos=pos)
     left, right = st.columns([3, 2], gap="large")
     with left:
         cam_panel.render(run, row)
@@ -82,7 +83,7 @@ def _start_or_resume(run: Run, db, *, list_only: bool = False) -> None:
         wanted = set(ids)
         rows = [int(i) for i in rows if s[schema.SAMPLE_ID].iloc[int(i)] in wanted]
         name = st.text_input("Queue name", value=links.raw("queue_name") or "review")
-        st.markdown(f"**{len(rows)} images**, in the gallery's order.")
+        st.markdown(f"**{fmt.plural(len(rows), 'image')}**, in the gallery's order.")
         if st.button("Start the review", type="primary", disabled=not rows):
             who = review_panel.reviewer()
             if not who:

@@ -6,10 +6,11 @@ import streamlit as st
 
 from analysis import schema
 from analysis.present import figures
+from analysis.present import formatting as fmt
 from analysis.present.query import ImageQuery
 from analysis.store.runstore import Run
 from dashboard import components as ui
-from dashboard import data, nav
+from dashboard import data, links, nav
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -31,7 +32,11 @@ def render(run: Run) -> None:
     overall = 1.0 - float(run.samples[schema.CORRECT].mean())
     found = data.table(path, schema.DISCOVERED)
     single = data.table(path, schema.SLICES)
-    tab_d, tab_all, tab_col = st.tabs(["Discovered", "All slices", "By column"])
+    # the open tab and column are in the URL (tab=..., column=...): a copied link reopens them
+    tabs = ["Discovered", "All slices", "By column"]
+    links.choice_param("tab", tabs, default=tabs[0])
+    bar = st.container()  # above the tabs, filled once the widgets know their values
+    tab_d, tab_all, tab_col = st.tabs(tabs, key="tab", bind="query-params")
     with tab_d:
         if found is None:
             why = run.sections.get("discovered_slices", {}).get("error", "no result")
@@ -39,9 +44,12 @@ def render(run: Run) -> None:
         elif found.empty:
             st.success("No combination of up to 3 conditions is significantly worse than the rest.")
         else:
+            tested = found.attrs.get("n_tested")
             st.markdown(
-                f"**{len(found)} slices** survive the correction"
-                f" ({found.attrs.get('n_tested', 'all')} candidates tested). Click one."
+                f"**{fmt.plural(len(found), 'slice')}**"
+                f" {'survives' if len(found) == 1 else 'survive'} the correction"
+                f" ({'all candidates' if tested is None else fmt.plural(tested, 'candidate')}"
+                " tested). Click one."
             )
             _slice_list(found, overall, key="disc")
     with tab_all:
@@ -54,7 +62,7 @@ def render(run: Run) -> None:
             view = single[single["source"].isin(chosen)]
             if only_sig:
                 view = view[view["significant"].astype(bool)]
-            st.caption(f"{len(view)} of {len(single)} slices")
+            st.caption(f"{len(view):,} of {fmt.plural(len(single), 'slice')}")
             _slice_list(view.reset_index(drop=True), overall, key="all")
     with tab_col:
         cols = [
@@ -62,7 +70,8 @@ def render(run: Run) -> None:
             for c in [*run.metadata_columns, *run.property_columns, schema.CLUSTER]
             if c in run.samples.columns
         ]
-        col = st.selectbox("Column", cols, key="sl_col")
+        links.choice_param("column", cols, default=cols[0] if cols else "")
+        col = st.selectbox("Column", cols, key="column", bind="query-params")
         if col:
             vals = _by_value(path, col)
             ev = st.plotly_chart(
@@ -77,7 +86,13 @@ def render(run: Run) -> None:
                 if isinstance(spec, str) and spec:
                     nav.go("gallery", ImageQuery(slice=spec))
             st.dataframe(vals.drop(columns=["spec"]), hide_index=True)
-    nav.copy_link("slices")
+    with bar:
+        tab, column = st.session_state.get("tab"), st.session_state.get("column")
+        nav.copy_link(
+            "slices",
+            tab=tab if tab != tabs[0] else None,
+            column=column if tab == tabs[2] and column != (cols[0] if cols else None) else None,
+        )
 
 
 def _slice_list(df, overall: float, *, key: str) -> None:

@@ -226,3 +226,62 @@ def test_a_broken_run_shows_a_message_and_no_traceback(served, page):
     log = served["log"].read_text()
     assert "dashboard page failed" in log and "JSONDecodeError" in log  # the server has it
     assert re.search(r"Traceback", log)
+
+
+def test_overview_opens_at_its_own_path(served, page):
+    _visit(page, f"{served['url']}/overview?run={served['run'].run_id}")
+    page.get_by_text("What to look at").first.wait_for()
+    assert page.locator("[data-testid='stMain'] h1").first.inner_text().strip() == "Overview"
+    assert "Page not found" not in page.inner_text("body")
+
+
+# Streamlit cuts a label that does not fit (overflow hidden, often with an ellipsis):
+# "Review th…", "hexagon → triangl"
+_CUT = """() => Array.from(document.querySelectorAll(
+    '[data-testid="stMain"] button *, [data-testid="stMain"] a *'))
+  .filter(e => e.textContent.trim() && e.clientWidth > 0
+          && e.scrollWidth > e.clientWidth + 1
+          && (getComputedStyle(e).overflowX !== 'visible'
+              || getComputedStyle(e).textOverflow === 'ellipsis'))
+  .map(e => e.textContent.trim())"""
+
+
+def test_no_button_or_link_label_is_cut(app_url, page, sample_run):
+    """Every page of the sample at the test viewport (1500 px): no truncated label."""
+    from analysis.store.review import ReviewStore, default_db_path
+
+    s = sample_run.samples
+    wrong = s[~s[schema.CORRECT]]
+    db = ReviewStore(default_db_path(sample_run.path.parent))
+    queue = db.create_queue(
+        sample_run.run_id,
+        "wrong ones",
+        wrong[schema.SAMPLE_ID].head(3).tolist(),
+        wrong[schema.CONTENT_HASH].head(3).tolist(),
+        reviewer="Ana",
+        query={},
+    )
+    rid = sample_run.run_id
+    sid = wrong[schema.SAMPLE_ID].iloc[0]
+    cut = {}
+    for name, path in (
+        ("overview", f"/?run={rid}"),
+        ("confusion", f"/confusion?run={rid}"),
+        ("slices", f"/slices?run={rid}"),
+        ("embeddings", f"/embeddings?run={rid}"),
+        ("gallery", f"/gallery?correct=wrong&run={rid}"),
+        ("detail", f"/detail?sample={sid}&correct=wrong&run={rid}"),
+        ("data_issues", f"/data_issues?run={rid}"),
+        ("robustness", f"/robustness?run={rid}"),
+        ("compare", f"/compare?run={rid}"),
+        ("review", f"/review?queue={queue.id}&pos=1&run={rid}"),
+        ("report", f"/report?run={rid}"),
+    ):
+        _visit(page, app_url + path)
+        if name in ("detail", "review"):
+            page.get_by_text(re.compile("gradcam for")).first.wait_for(timeout=180_000)
+        _shot(page, f"18_labels_{name}")
+        found = page.evaluate(_CUT)
+        if found:
+            cut[name] = found
+    assert not cut, cut

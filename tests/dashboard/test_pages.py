@@ -26,7 +26,7 @@ def _open(at, page, **params):
 
 def _match_count(at) -> int:
     for md in at.markdown:
-        m = re.match(r"\*\*([\d,]+) images\*\* match", md.value)
+        m = re.match(r"\*\*([\d,]+) images?\*\* match", md.value)
         if m:
             return int(m.group(1).replace(",", ""))
     raise AssertionError("no match count on the page")
@@ -163,7 +163,7 @@ def test_robustness_page_shows_fragile_images_and_the_slice_breakdown(app_test, 
     # the fragile-image links: one per severity, counts as fragile_images says
     frag = fragile_images(res, "gaussian_noise")
     expected = [
-        f"severity {s}: {n} image{'s' if n != 1 else ''} first become wrong"
+        f"severity {s}: {n} image{'s' if n != 1 else ''} first become{'s' if n == 1 else ''} wrong"
         for s, n in frag.groupby("severity").size().items()
     ]
     labels = [el.proto.label for el in at.get("page_link")]
