@@ -93,9 +93,12 @@ _MD_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
 
 
 # Streamlit's Markdown also turns bare addresses into links after escapes are resolved
-# (GitHub's "autolink literals": http://..., www...., a@b.c): an invisible word joiner before
-# every ":" and "@" and inside "www." breaks them without changing what anyone sees.
-_AUTOLINK = re.compile(r"(\\[:@])|(?i:(www)(?=\\\.))")
+# (GitHub's "autolink literals": http://..., www...., a@b.c): an invisible word joiner between
+# a scheme and its ":", after "www" and before the "@" of an address breaks them without
+# changing what anyone sees (and leaves every other ":" alone, so a search for "wrong: x" works).
+_AUTOLINK = re.compile(
+    r"(?i)(?<![a-z])(https?|ftps?|mailto|xmpp|file|www)(?=\\[:.])|(?<=\w)(?=\\@\w)"
+)
 JOINER = "\u2060"
 
 
@@ -105,12 +108,11 @@ def safe(text) -> str:
     emphasis or HTML. Line breaks stay line breaks; nothing else is interpreted.
 
     Every ASCII punctuation character is backslash-escaped, and a word joiner (U+2060,
-    invisible) goes before ":" and "@" and after "www", so that no address becomes a link.
+    invisible) goes after a URL scheme or "www" and before the "@" of an address, so that no
+    address becomes a link.
     """
     escaped = _MD_SPECIAL.sub(r"\\\1", str(text))
-    escaped = _AUTOLINK.sub(
-        lambda m: JOINER + m.group(1) if m.group(1) else m.group(2) + JOINER, escaped
-    )
+    escaped = _AUTOLINK.sub(lambda m: (m.group(1) or "") + JOINER, escaped)
     return "  \n".join(line.strip() for line in escaped.splitlines()) if escaped else ""
 
 

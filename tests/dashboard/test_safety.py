@@ -85,9 +85,10 @@ def test_safe_escapes_every_markup_character():
     assert safe("www.a.b ana@c.d") == "www" + JOINER + r"\.a\.b ana" + JOINER + r"\@c\.d"
     assert safe("a\n# b") == "a  \n\\# b"
     assert safe("**b** _i_ `c` $x$ :red[y] <u>") == (
-        r"\*\*b\*\* \_i\_ \`c\` \$x\$ " + JOINER + r"\:red\[y\] \<u\>"
+        r"\*\*b\*\* \_i\_ \`c\` \$x\$ \:red\[y\] \<u\>"
     )
     assert _unescape(safe(LINK)) == LINK
+    assert safe("wrong: clearly") == r"wrong\: clearly"  # no joiner where no link could start
 
 
 def _cases(hostile):
