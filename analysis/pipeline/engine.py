@@ -441,6 +441,8 @@ def analyze(
             progress=say,
             signatures=res.signatures,
             reference_signatures=ref_sig,
+            model=loaded.model if loaded is not None else None,
+            prep=prep,
         )
         for col, values in extra_cols.items():
             samples[col] = values

@@ -37,6 +37,9 @@ class SectionContext:
     cfg: object
     progress: Callable
     new_columns: dict = field(default_factory=dict)
+    model: object = None  # the classifier (None for a predictions-file run)
+    prep: object = None  # its Preprocessing
+    pass_seconds: float = 0.0  # how long the model pass took (budgets of optional work)
 
     @property
     def labels(self) -> np.ndarray:
@@ -116,6 +119,37 @@ def _label_issues(ctx: SectionContext):
     ctx.new_columns[schema.LABEL_ISSUE_SCORE] = by_row["label_quality"].to_numpy(np.float32)
     ctx.new_columns[schema.IS_LABEL_ISSUE] = by_row["is_label_issue"].to_numpy(bool)
     ctx.new_columns[schema.SUGGESTED_LABEL] = by_row["suggested_label"].to_numpy(np.int64)
+
+
+#: CAMs of the images a review opens first (suspected label errors, then errors by loss) are
+#: computed at analysis time for up to this share of the model pass's time (at least CAM_MIN_S
+#: seconds): a meeting's first images open at once; the dashboard prefetches the rest while
+#: people look at the current one. Chosen on the sample and on resnet18 at 224 px (the review
+#: benchmark, bench/bench_review.py): about 1 s per image there, so a 40 s pass precomputes ~10.
+CAM_SHARE, CAM_MIN_S = 0.25, 3.0
+
+
+def _cams(ctx: SectionContext):
+    if ctx.model is None:
+        return "no model (a predictions file): CAMs need the model"
+    from ..explain.cam_views import precompute_cams, review_rows
+
+    samples = ctx.samples_with_new()
+    rows = review_rows(samples)
+    if not len(rows):
+        return "no errors to look at"
+    budget = max(CAM_MIN_S, CAM_SHARE * ctx.pass_seconds)
+
+    def step(done, total):
+        ctx.progress(f"CAMs of the images a review opens first: {done} of up to {total}", 0.0)
+
+    try:
+        precompute_cams(
+            ctx.writer.tmp, samples, ctx.model, ctx.prep, rows, budget_s=budget, progress=step
+        )
+    except (ValueError, TypeError) as e:  # a model CAMs cannot hook (no conv or token map)
+        return f"CAMs are not available for this model: {e}"
+    return None
 
 
 def phash_distance(a, b) -> np.ndarray:
@@ -207,6 +241,7 @@ SECTIONS: dict[str, Callable[[SectionContext], str | None]] = {
     "label_issues": _label_issues,
     "duplicates": _duplicates,
     "outliers": _outliers,
+    "cams": _cams,
 }
 
 
@@ -226,6 +261,8 @@ def run_sections(
     progress: Callable,
     signatures=None,
     reference_signatures=None,
+    model=None,
+    prep=None,
 ) -> dict:
     """Run every registered section; returns the new samples columns they produced."""
     ctx = SectionContext(
@@ -241,6 +278,9 @@ def run_sections(
         reference_signatures,
         cfg,
         progress,
+        model=model,
+        prep=prep,
+        pass_seconds=float(timings.get("pass", 0.0)),
     )
     for name, fn in SECTIONS.items():
         with section(name, sections, timings, progress) as entry:

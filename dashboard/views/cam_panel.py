@@ -22,15 +22,59 @@ def _model(run_path: str, stamp: str):
     return load_run_model(get_run(run_path).manifest, device=pick_device(None))
 
 
+def _prep(run: Run):
+    from analysis.loading.models import Preprocessing
+
+    return Preprocessing.from_dict(run.manifest["preprocessing"])
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
 def _layers(run_path: str, stamp: str) -> tuple[list[tuple[str, str]], str]:
-    from analysis.explain.cam_views import layer_choices
+    """(layer name, label) pairs and the default, from the run's stored layer list (written at
+    analysis time) or, for older runs, found with the model once."""
+    from analysis.explain.cam_views import layer_label, save_layers, stored_layers
+    from dashboard.data import get_run
 
-    (loaded, prep) = _model(run_path, stamp)
-    from analysis.explain.cam_views import layer_label
-
-    cands, default = layer_choices(loaded.model, prep)
+    run = get_run(run_path)
+    found = stored_layers(run.path, _prep(run))
+    if found is None:
+        loaded, prep = _model(run_path, stamp)
+        found = save_layers(run.path, loaded.model, prep)
+    cands, default = found
     return [(c.name, layer_label(c, default=default)) for c in cands], default
+
+
+def _view(run: Run, row: int, method: str, layer: str):
+    """The CAM view of ``row`` (maps cached on disk; the model is loaded only on a miss)."""
+    from analysis.explain.cam_views import cam_view
+
+    s = run.samples.iloc[int(row)]
+    stamp = run.manifest["created"]
+    return cam_view(
+        run,
+        None,
+        _prep(run),
+        row,
+        classes=[int(s[schema.PRED]), int(s[schema.LABEL])],
+        method=method,
+        layer=layer,
+        load_model=lambda: _model(str(run.path), stamp)[0].model,
+    )
+
+
+def _key(run: Run, row: int, method: str, layer: str) -> tuple:
+    return (str(run.path), str(run.samples[schema.SAMPLE_ID].iloc[int(row)]), method, layer)
+
+
+def _prefetch(run: Run, rows, method: str, layer: str) -> None:
+    """Compute the next images' maps in the background while this one is looked at."""
+    from dashboard import prefetch
+
+    if not prefetch.enabled():
+        return
+    worker = prefetch.prefetcher()
+    for row in reversed(list(rows)):  # the worker takes the newest first: the next image first
+        worker.submit(_key(run, row, method, layer), lambda r=row: _view(run, r, method, layer))
 
 
 def link_params() -> dict[str, str | None]:
@@ -46,14 +90,15 @@ def link_params() -> dict[str, str | None]:
     }
 
 
-def render(run: Run, row_no: int) -> None:
+def render(run: Run, row_no: int, *, upcoming=()) -> None:
+    """The CAMs of ``row_no``; ``upcoming`` rows (the next ones of the selection or queue) are
+    prefetched in the background."""
     st.subheader("Where the model looked")
     if not run.manifest.get("has_model"):
         st.info("This run was built from a predictions file: CAMs need the model.")
         return
     stamp = run.manifest["created"]
     try:
-        loaded, prep = _model(str(run.path), stamp)
         layers, default = _layers(str(run.path), stamp)
     except Exception as e:  # a moved or changed checkpoint must not break the page
         st.warning(f"CAMs are unavailable: {ui.safe(e)}")
@@ -82,12 +127,15 @@ def render(run: Run, row_no: int) -> None:
             del st.query_params[param]
     s = run.samples.iloc[row_no]
     pred, label = int(s[schema.PRED]), int(s[schema.LABEL])
-    from analysis.explain.cam_views import cam_view
+    from dashboard import prefetch
 
-    with st.spinner("Computing CAMs (cached after the first time)…"):
-        view = cam_view(
-            run, loaded.model, prep, row_no, classes=[pred, label], method=method, layer=layer
-        )
+    prefetch.prefetcher().wait(_key(run, row_no, method, layer))  # in flight: take its result
+    try:
+        with st.spinner("Computing CAMs (cached after the first time)…"):
+            view = _view(run, row_no, method, layer)
+    except Exception as e:  # a moved or changed checkpoint must not break the page
+        st.warning(f"CAMs are unavailable: {ui.safe(e)}")
+        return
     cols = st.columns(len(view.cams) + 1)
     cols[0].image(view.image, caption=f"model input ({view.image.shape[1]} px)", width="stretch")
     for col, c in zip(cols[1:], view.cams, strict=True):
@@ -123,3 +171,4 @@ def render(run: Run, row_no: int) -> None:
             else ""
         )
     )
+    _prefetch(run, upcoming, method, layer)

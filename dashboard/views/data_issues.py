@@ -6,12 +6,11 @@ import pandas as pd
 import streamlit as st
 
 from analysis import schema
-from analysis.present import figures
 from analysis.present import formatting as fmt
 from analysis.present.query import ImageQuery
 from analysis.store.runstore import Run
+from dashboard import charts, data, links, nav
 from dashboard import components as ui
-from dashboard import data, links, nav
 
 
 def render(run: Run) -> None:
@@ -87,12 +86,12 @@ def _label_errors(run: Run) -> None:
             sample=sid,
             origin="data_issues",
         )
-    noise = run.array(schema.NOISE_MATRIX)
+    noise = charts.noise_matrix(str(run.path), run.manifest["created"])
     if noise is not None:
         with st.expander(
             "Estimated noise matrix: how often each true class was labelled as another"
         ):
-            st.plotly_chart(figures.noise_matrix_figure(noise, names), key="noise")
+            st.plotly_chart(noise, key="noise")
 
 
 def _duplicates(run: Run) -> None:

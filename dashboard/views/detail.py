@@ -7,11 +7,10 @@ import pandas as pd
 import streamlit as st
 
 from analysis import schema
-from analysis.present import figures
 from analysis.present.query import neighbours_in_order
 from analysis.store.runstore import Run
+from dashboard import charts, data, links, nav
 from dashboard import components as ui
-from dashboard import data, links, nav
 from dashboard.views import cam_panel
 
 
@@ -64,9 +63,7 @@ def render(run: Run) -> None:
     with mid:
         st.markdown("**Top classes**")
         st.plotly_chart(
-            figures.top_k_figure(
-                np.asarray(run.probs[row_no]), names, label=int(row[schema.LABEL])
-            ),
+            charts.top_k(str(run.path), run.manifest["created"], row_no),
             key="topk",
             config={"displayModeBar": False},
         )
@@ -74,7 +71,8 @@ def render(run: Run) -> None:
             f"confidence **{row[schema.CONFIDENCE]:.3f}** · margin {row[schema.MARGIN]:.3f} ·"
             f" loss {row[schema.LOSS]:.3f} · entropy {row[schema.ENTROPY]:.3f}"
         )
-    cam_panel.render(run, row_no)
+    # the next two images of the selection get their maps in the background: Next is instant
+    cam_panel.render(run, row_no, upcoming=order[pos : pos + 2] if pos else ())
     from dashboard.views import neighbours_panel, review_panel
 
     neighbours_panel.render(run, row_no)

@@ -7,13 +7,12 @@ import pandas as pd
 import streamlit as st
 
 from analysis import schema
-from analysis.present import figures
 from analysis.present import formatting as fmt
-from analysis.present.findings import findings, load_metrics, top_confusion_pairs
+from analysis.present.findings import findings, top_confusion_pairs
 from analysis.present.query import ImageQuery
 from analysis.store.runstore import Run
+from dashboard import charts, nav
 from dashboard import components as ui
-from dashboard import nav
 
 ICONS = {
     "high": ":red[:material/error:]",
@@ -22,12 +21,13 @@ ICONS = {
 }
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+@st.cache_resource(show_spinner=False, max_entries=8)
 def _cached(path: str, stamp: str):
+    """Findings and top confusions, computed once per process (shared; never mutate)."""
     from dashboard.data import get_run
 
     run = get_run(path)
-    return load_metrics(run), findings(run), top_confusion_pairs(run)
+    return charts.metrics(path, stamp), findings(run), top_confusion_pairs(run)
 
 
 def confusion_line(n: int, support: int, given: str, predicted: str) -> str:
@@ -101,11 +101,8 @@ def render(run: Run) -> None:
     with right:
         st.subheader("Classes")
         if m is not None:
-            pc = m.per_class
             st.plotly_chart(
-                figures.class_distribution_figure(
-                    pc["support"], pc["support"] - pc["tp"], run.class_names
-                ),
+                charts.class_distribution(str(run.path), run.manifest["created"]),
                 key="class_dist",
             )
         skipped = run.manifest.get("skipped", [])

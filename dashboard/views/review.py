@@ -53,7 +53,8 @@ def render(run: Run) -> None:
         nav.copy_link("review", queue=queue.id, pos=pos)
     left, right = st.columns([3, 2], gap="large")
     with left:
-        cam_panel.render(run, row)
+        ahead = [rows_by_id[i] for i in queue.sample_ids[pos + 1 : pos + 3] if i in rows_by_id]
+        cam_panel.render(run, row, upcoming=ahead)  # the next two prefetched meanwhile
     with right:
         st.image(r[schema.PATH], caption=ui.safe(r[schema.RELPATH]), width="stretch")
         if review_panel.render(run, row, queue_id=queue.id, key="q"):

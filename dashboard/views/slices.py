@@ -5,20 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis import schema
-from analysis.present import figures
 from analysis.present import formatting as fmt
 from analysis.present.query import ImageQuery
 from analysis.store.runstore import Run
+from dashboard import charts, data, links, nav
 from dashboard import components as ui
-from dashboard import data, links, nav
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def _by_value(path: str, column: str):
-    from analysis.stats.slices import error_rate_by_value
-
-    run = data.get_run(path)
-    return error_rate_by_value(run.samples, column, class_names=run.class_names)
 
 
 def render(run: Run) -> None:
@@ -28,8 +19,7 @@ def render(run: Run) -> None:
         " when a one-sided Fisher test says it is worse than the rest after"
         " Benjamini–Hochberg correction over every slice tested (5% false discovery rate)."
     )
-    path = str(run.path)
-    overall = 1.0 - float(run.samples[schema.CORRECT].mean())
+    path, stamp = str(run.path), run.manifest["created"]  # figures shared by every session
     found = data.table(path, schema.DISCOVERED)
     single = data.table(path, schema.SLICES)
     # the open tab and column are in the URL (tab=..., column=...): a copied link reopens them
@@ -51,7 +41,11 @@ def render(run: Run) -> None:
                 f" ({'all candidates' if tested is None else fmt.plural(tested, 'candidate')}"
                 " tested). Click one."
             )
-            _slice_list(found, overall, key="disc")
+            _slice_list(
+                found,
+                charts.slice_intervals(path, stamp, schema.DISCOVERED, None, False)[0],
+                key="disc",
+            )
     with tab_all:
         if single is None or single.empty:
             st.info("No slices were computed for this run.")
@@ -59,11 +53,10 @@ def render(run: Run) -> None:
             sources = sorted(single["source"].unique())
             chosen = st.multiselect("Sources", sources, default=sources, key="sl_sources")
             only_sig = st.toggle("Significant only", value=False, key="sl_sig")
-            view = single[single["source"].isin(chosen)]
-            if only_sig:
-                view = view[view["significant"].astype(bool)]
+            shown = None if chosen == sources else tuple(chosen)
+            fig, view = charts.slice_intervals(path, stamp, schema.SLICES, shown, only_sig)
             st.caption(f"{len(view):,} of {fmt.plural(len(single), 'slice')}")
-            _slice_list(view.reset_index(drop=True), overall, key="all")
+            _slice_list(view, fig, key="all")
     with tab_col:
         cols = [
             c
@@ -73,9 +66,9 @@ def render(run: Run) -> None:
         links.choice_param("column", cols, default=cols[0] if cols else "")
         col = st.selectbox("Column", cols, key="column", bind="query-params")
         if col:
-            vals = _by_value(path, col)
+            fig, vals = charts.value_errors(path, stamp, col)
             ev = st.plotly_chart(
-                figures.value_error_figure(vals, column=col, overall_error=overall),
+                fig,
                 key=f"val_{col}",
                 on_select="rerun",
                 selection_mode="points",
@@ -95,8 +88,7 @@ def render(run: Run) -> None:
         )
 
 
-def _slice_list(df, overall: float, *, key: str) -> None:
-    fig = figures.slice_interval_figure(df, overall_error=overall)
+def _slice_list(df, fig, *, key: str) -> None:
     ver = st.session_state.setdefault(f"{key}_figver", 0)
     ev = st.plotly_chart(
         fig,
