@@ -66,11 +66,14 @@ def _key(run: Run, row: int, method: str, layer: str) -> tuple:
     return (str(run.path), str(run.samples[schema.SAMPLE_ID].iloc[int(row)]), method, layer)
 
 
-def _prefetch(run: Run, rows, method: str, layer: str) -> None:
-    """Compute the next images' maps in the background while this one is looked at."""
+def prefetch_next(run: Run, rows) -> None:
+    """Compute the maps of ``rows`` (the next images of the selection) in the background while
+    this one is looked at, with the method and layer on screen. Pages call it last, once
+    everything is drawn, so the work never delays the page itself."""
     from dashboard import prefetch
 
-    if not prefetch.enabled():
+    method, layer = st.session_state.get("cam_method"), st.session_state.get("cam_layer")
+    if not prefetch.enabled() or not method or not layer or not run.manifest.get("has_model"):
         return
     worker = prefetch.prefetcher()
     for row in reversed(list(rows)):  # the worker takes the newest first: the next image first
@@ -90,9 +93,8 @@ def link_params() -> dict[str, str | None]:
     }
 
 
-def render(run: Run, row_no: int, *, upcoming=()) -> None:
-    """The CAMs of ``row_no``; ``upcoming`` rows (the next ones of the selection or queue) are
-    prefetched in the background."""
+def render(run: Run, row_no: int) -> None:
+    """The CAMs of ``row_no`` for its predicted and given class, method and layer picker."""
     st.subheader("Where the model looked")
     if not run.manifest.get("has_model"):
         st.info("This run was built from a predictions file: CAMs need the model.")
@@ -171,4 +173,3 @@ def render(run: Run, row_no: int, *, upcoming=()) -> None:
             else ""
         )
     )
-    _prefetch(run, upcoming, method, layer)

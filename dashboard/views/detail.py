@@ -71,8 +71,7 @@ def render(run: Run) -> None:
             f"confidence **{row[schema.CONFIDENCE]:.3f}** · margin {row[schema.MARGIN]:.3f} ·"
             f" loss {row[schema.LOSS]:.3f} · entropy {row[schema.ENTROPY]:.3f}"
         )
-    # the next two images of the selection get their maps in the background: Next is instant
-    cam_panel.render(run, row_no, upcoming=order[pos : pos + 2] if pos else ())
+    cam_panel.render(run, row_no)
     from dashboard.views import neighbours_panel, review_panel
 
     neighbours_panel.render(run, row_no)
@@ -87,3 +86,5 @@ def render(run: Run) -> None:
         ),
         hide_index=True,
     )
+    # last, once the page is drawn: the next two images' CAMs in the background (Next is instant)
+    cam_panel.prefetch_next(run, order[pos : pos + 2] if pos else ())

@@ -53,14 +53,16 @@ def render(run: Run) -> None:
         nav.copy_link("review", queue=queue.id, pos=pos)
     left, right = st.columns([3, 2], gap="large")
     with left:
-        ahead = [rows_by_id[i] for i in queue.sample_ids[pos + 1 : pos + 3] if i in rows_by_id]
-        cam_panel.render(run, row, upcoming=ahead)  # the next two prefetched meanwhile
+        cam_panel.render(run, row)
     with right:
         st.image(r[schema.PATH], caption=ui.safe(r[schema.RELPATH]), width="stretch")
         if review_panel.render(run, row, queue_id=queue.id, key="q"):
             _goto(queue.id, min(pos + 1, total - 1))
     if done == total:
         st.success("Every image of this queue is reviewed. Export the report from the Report page.")
+    # last, once the page is drawn: the next two images' CAMs in the background (Skip is instant)
+    ahead = [rows_by_id[i] for i in queue.sample_ids[pos + 1 : pos + 3] if i in rows_by_id]
+    cam_panel.prefetch_next(run, ahead)
 
 
 def _goto(queue_id: str, pos: int) -> None:
