@@ -115,7 +115,7 @@ def render(run: Run, row_no: int) -> None:
         "Layer",
         order,
         index=order.index(wanted),
-        format_func=names.get,
+        format_func=lambda n: names.get(n, n),
         key="cam_layer",
         help="Default: the deepest layer whose map is still at least 7×7 at this"
         " input size (coarser maps cannot say where).",
