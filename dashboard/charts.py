@@ -83,14 +83,24 @@ def embedding(path: str, stamp: str, column: str, colour_name: str):
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
-def slice_intervals(path: str, stamp: str, table: str, sources: tuple | None, only_sig: bool):
-    """(figure, the rows it shows) of a slices table, optionally only some sources or the
-    significant ones; a click's customdata is a row position in the returned table."""
+def slice_intervals(
+    path: str,
+    stamp: str,
+    table: str,
+    sources: tuple | None,
+    only_sig: bool,
+    model_output: bool | None = None,
+):
+    """(figure, the rows it shows) of a slices table, optionally only some sources, the
+    significant ones, or those defined (or not) by the model's own output; a click's customdata
+    is a row position in the returned table."""
     df = data.table(path, table)
     if sources is not None:
         df = df[df["source"].isin(sources)]
     if only_sig:
         df = df[df["significant"].astype(bool)]
+    if model_output is not None and "model_output" in df:
+        df = df[df["model_output"].astype(bool) == model_output]
     df = df.reset_index(drop=True)
     overall = 1.0 - float(data.get_run(path).samples[schema.CORRECT].mean())
     return figures.slice_interval_figure(df, overall_error=overall), df

@@ -56,7 +56,25 @@ def render(run: Run) -> None:
             shown = None if chosen == sources else tuple(chosen)
             fig, view = charts.slice_intervals(path, stamp, schema.SLICES, shown, only_sig)
             st.caption(f"{len(view):,} of {fmt.plural(len(single), 'slice')}")
-            _slice_list(view, fig, key="all")
+            own = view["model_output"].astype(bool) if "model_output" in view else None
+            if own is None or not own.any():
+                _slice_list(view, fig, key="all")
+            else:
+                if (~own).any():
+                    part = charts.slice_intervals(
+                        path, stamp, schema.SLICES, shown, only_sig, False
+                    )
+                    _slice_list(part[1], part[0], key="all")
+                else:
+                    st.info("No slice on the inputs here; see those on the model's output below.")
+                st.subheader("Defined by the model's own output")
+                st.caption(
+                    "Predicted class and embedding cluster: worse partly by construction (a"
+                    " predicted-class slice restates that class's precision), so never raised"
+                    " as a weak slice."
+                )
+                part = charts.slice_intervals(path, stamp, schema.SLICES, shown, only_sig, True)
+                _slice_list(part[1], part[0], key="own")
     with tab_col:
         cols = [
             c

@@ -69,6 +69,7 @@ def test_wheel_ships_the_page_modules(tmp_path):
     assert (
         "dashboard/.streamlit/config.toml" in names and "dashboard/static/errorscope.png" in names
     )
+    assert "analysis/data_issues/label_precision.json" in names  # quoted by the dashboard
     assert not any(n.startswith(("sample_data/", "tests/")) for n in names)
 
 
