@@ -183,6 +183,10 @@ def main() -> None:
     st.html(f"<style>{WRAP_LINKS}</style>")
     _network_note()
     st.navigation(sections).run()
+    if info.get("model"):  # the CAMs' model, loaded in the background once the page is drawn
+        from dashboard.views.cam_panel import warm_up
+
+        warm_up(info["path"], data.current_run().manifest["created"])
 
 
 guarded(main)

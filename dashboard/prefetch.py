@@ -12,6 +12,7 @@ it a second time. ``ERRORSCOPE_NO_PREFETCH=1`` turns it off (the review benchmar
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from collections import OrderedDict
@@ -39,14 +40,27 @@ class Prefetcher:
         self._pending: OrderedDict[Hashable, tuple[Callable[[], object], object]] = OrderedDict()
         self._running: dict[Hashable, threading.Event] = {}
         self._thread: threading.Thread | None = None
+        self._stopping = False
         self.done = 0  # jobs finished (for tests and the benchmark)
+        # A daemon thread killed inside torch at interpreter exit aborts the process
+        # ("terminate called without an active exception", exit code 134): at exit, drop what
+        # is pending and let the running job finish.
+        atexit.register(self.stop)
+
+    def stop(self, timeout: float = 120.0) -> None:
+        """Take no more jobs, drop the pending ones and wait for the running one."""
+        with self._cv:
+            self._stopping = True
+            self._pending.clear()
+            self._cv.notify_all()
+            self._cv.wait_for(lambda: not self._running, timeout)
 
     def submit(self, key: Hashable, fn: Callable[[], object]) -> None:
         """Run ``fn()`` in the background unless ``key`` is pending or running already."""
         from streamlit.runtime.scriptrunner import get_script_run_ctx
 
         with self._cv:
-            if key in self._running:
+            if key in self._running or self._stopping:
                 return
             self._pending.pop(key, None)
             self._pending[key] = (fn, get_script_run_ctx(suppress_warning=True))
@@ -78,8 +92,10 @@ class Prefetcher:
 
         while True:
             with self._cv:
-                while not self._pending:
+                while not self._pending and not self._stopping:
                     self._cv.wait()
+                if self._stopping:
+                    return
                 key, (fn, ctx) = self._pending.popitem(last=True)  # the newest first
                 event = self._running[key] = threading.Event()
             try:

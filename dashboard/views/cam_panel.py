@@ -66,6 +66,26 @@ def _key(run: Run, row: int, method: str, layer: str) -> tuple:
     return (str(run.path), str(run.samples[schema.SAMPLE_ID].iloc[int(row)]), method, layer)
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def warm_up(run_path: str, stamp: str) -> bool:
+    """Once per process and run: load torch, pytorch-grad-cam and the run's model in the
+    background, so that the first image whose maps are not cached yet does not pay for it."""
+    from dashboard import prefetch
+
+    def load():
+        from analysis.explain.cams import _method_classes
+
+        try:
+            _model(run_path, stamp)
+        except Exception:  # a moved checkpoint: the CAM panel says so when it is opened
+            return
+        _method_classes()
+
+    if prefetch.enabled():
+        prefetch.prefetcher().submit(("warm", run_path, stamp), load)
+    return True
+
+
 def prefetch_next(run: Run, rows) -> None:
     """Compute the maps of ``rows`` (the next images of the selection) in the background while
     this one is looked at, with the method and layer on screen. Pages call it last, once
