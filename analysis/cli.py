@@ -5,7 +5,7 @@ errorscope analyze --predictions P.csv --data D
 errorscope sample                 analyse the bundled sample (once; reused afterwards)
 errorscope runs                   list runs
 errorscope report RUN [--format html|md|csv] [--out DIR]
-errorscope dashboard              open the dashboard (streamlit run dashboard/app.py)
+errorscope dashboard [--address A] open the dashboard on 127.0.0.1 (A: open it on a network)
 """
 
 from __future__ import annotations
@@ -168,7 +168,65 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("dashboard", help="open the dashboard")
     d.add_argument("--runs-dir", help="runs folder")
     d.add_argument("--port", type=int, default=8501)
+    d.add_argument(
+        "--address",
+        default=LOCAL_ADDRESS,
+        help="interface to listen on (default 127.0.0.1: this machine only); 0.0.0.0 opens it"
+        " to the network: there is no login",
+    )
     return p
+
+
+LOCAL_ADDRESS = "127.0.0.1"
+
+
+def dashboard_command(
+    *, port: int = 8501, address: str = LOCAL_ADDRESS, runs_dir: str | None = None
+) -> tuple[list[str], dict[str, str], str | None]:
+    """(command, environment, warning or None) that start the dashboard.
+
+    The safety settings are flags, not only the checkout's ``.streamlit/config.toml`` (which
+    Streamlit reads from the current directory): listen on ``address``, send no usage
+    statistics, show visitors no tracebacks (they go to this process's log). A non-loopback
+    ``address`` gets a one-line warning: there is no login.
+    """
+    import ipaddress
+
+    env = dict(os.environ)
+    if runs_dir:
+        env["ERRORSCOPE_RUNS_DIR"] = str(Path(runs_dir).resolve())
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(REPO_ROOT / "dashboard" / "app.py"),
+        "--server.address",
+        address,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.showErrorDetails",
+        "none",
+        "--server.enableXsrfProtection",
+        "true",
+        "--server.fileWatcherType",
+        "none",
+    ]
+    try:
+        local = address == "localhost" or ipaddress.ip_address(address).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        local = False
+    warning = (
+        None
+        if local
+        else f"errorscope: warning: the dashboard listens on {address}:{port}, so anyone who can"
+        " reach this machine can open it: there is no login (read, tag, relabel, export)."
+    )
+    return cmd, env, warning
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,18 +353,11 @@ def _dispatch(args) -> int:
             _open(args.run_a, args.runs_dir), _open(args.run_b, args.runs_dir), as_json=args.json
         )
     if args.cmd == "dashboard":
-        env = dict(os.environ)
-        if args.runs_dir:
-            env["ERRORSCOPE_RUNS_DIR"] = str(Path(args.runs_dir).resolve())
-        cmd = [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(REPO_ROOT / "dashboard" / "app.py"),
-            "--server.port",
-            str(args.port),
-        ]
+        cmd, env, warning = dashboard_command(
+            port=args.port, address=args.address, runs_dir=args.runs_dir
+        )
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
         os.execvpe(cmd[0], cmd, env)
     raise RunError(f"unknown command {args.cmd}")
 

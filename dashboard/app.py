@@ -15,9 +15,12 @@ if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` from a plain c
     sys.path.insert(0, str(ROOT))
 
 import streamlit as st  # noqa: E402
+from streamlit.logger import get_logger  # noqa: E402
 
+from analysis.present.formatting import plural  # noqa: E402
 from analysis.present.query import P_RUN  # noqa: E402
 from dashboard import data, nav  # noqa: E402
+from dashboard.components import safe  # noqa: E402
 from dashboard.views import VIEWS  # noqa: E402
 
 
@@ -68,14 +71,15 @@ def _pick_run(runs: list[dict]) -> dict:
     index = ids.index(wanted) if wanted in ids else 0
     if wanted and wanted not in ids:
         st.sidebar.warning(
-            f"Run {wanted!r} from the link is not in {data.runs_dir()}; showing {ids[0]!r}."
+            f"Run {safe(repr(wanted))} from the link is not in {safe(data.runs_dir())};"
+            f" showing {safe(repr(ids[0]))}."
         )
     chosen = st.sidebar.selectbox(
         "Run",
         ids,
         index=index,
         key=f"run_picker_{wanted}",
-        format_func=lambda i: f"{i} ({runs[ids.index(i)]['n_samples']} images)",
+        format_func=lambda i: f"{i} ({plural(runs[ids.index(i)]['n_samples'] or 0, 'image')})",
         help=f"Runs under {data.runs_dir()}",
     )
     if chosen != wanted:
@@ -83,8 +87,57 @@ def _pick_run(runs: list[dict]) -> dict:
     return runs[ids.index(chosen)]
 
 
+# a local file: a ":material/...:" page icon makes the browser fetch it from fonts.gstatic.com
+ICON = str(Path(__file__).resolve().parent / "static" / "errorscope.png")
+# Streamlit's logger setup: the same format and level as its own messages, on stderr
+log = get_logger("errorscope.dashboard")
+
+
+def _network_note() -> None:
+    """Say so in the sidebar when the dashboard is open to the network (there is no login)."""
+    import ipaddress
+
+    from streamlit import config
+
+    address = str(config.get_option("server.address") or "0.0.0.0")
+    try:
+        local = address == "localhost" or ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        local = False
+    if not local:
+        st.sidebar.caption(
+            f":orange[:material/public:] Open to the network ({safe(address)}): there is no"
+            " login, anyone who can reach this machine can read, tag and export."
+        )
+
+
+def guarded(fn) -> None:
+    """Run ``fn`` (the app); an unexpected error is logged here, on the server, and the visitor
+    gets a plain message (no traceback, no server paths). ERRORSCOPE_RAISE=1 lets it through
+    (the test suite sets it, so that a broken page fails its test)."""
+    try:
+        fn()
+    except Exception:
+        if os.environ.get("ERRORSCOPE_RAISE") == "1":
+            raise
+        log.exception("dashboard page failed (%s)", st.session_state.get("_run_id"))
+        st.error(
+            "This page hit an unexpected problem and cannot be shown. The details were written"
+            " to the log of the errorscope process. Reload, or open another page.",
+            icon=":material/error:",
+        )
+
+
+DEFAULT, HOME = "overview", "home"
+WRAP_LINKS = (
+    '[data-testid="stMain"] [data-testid="stPageLink-NavLink"] span,'
+    ' [data-testid="stMain"] [data-testid="stPageLink-NavLink"] p'
+    " { white-space: normal; overflow: visible; }"
+)
+
+
 def main() -> None:
-    st.set_page_config(page_title="errorscope", page_icon=":material/troubleshoot:", layout="wide")
+    st.set_page_config(page_title="errorscope", page_icon=ICON, layout="wide")
     _cli_runs_dir()
     root = data.runs_dir()
     runs = data.available_runs(str(root))
@@ -114,14 +167,26 @@ def main() -> None:
             v.page,
             title=v.title,
             icon=v.icon,
-            url_path=v.url,
-            default=v.url == "overview",
+            # Streamlit serves the default page at "/" only and answers its own url_path with
+            # "Page not found": it gets a path nobody types, and /overview an alias below
+            url_path=HOME if v.url == DEFAULT else v.url,
+            default=v.url == DEFAULT,
             visibility=v.visibility,
         )
         pages[v.url] = page
         sections.setdefault(v.section, []).append(page)
+    default = next(v for v in VIEWS if v.url == DEFAULT)
+    alias = st.Page(default.page, title=default.title, url_path=DEFAULT, visibility="hidden")
+    sections[default.section].append(alias)
     nav.register(pages)
+    # page links (thumbnail captions, "Open these images →") wrap instead of being cut off
+    st.html(f"<style>{WRAP_LINKS}</style>")
+    _network_note()
     st.navigation(sections).run()
+    if info.get("model"):  # the CAMs' model, loaded in the background once the page is drawn
+        from dashboard.views.cam_panel import warm_up
+
+        warm_up(info["path"], data.current_run().manifest["created"])
 
 
-main()
+guarded(main)

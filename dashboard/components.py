@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import html
+import re
 
 import numpy as np
 import streamlit as st
@@ -19,14 +19,16 @@ def sidebar_footer(run: Run) -> None:
     model = m["inputs"].get("model") or m["inputs"].get("predictions") or {}
     with st.sidebar:
         st.caption(
-            f"**{m['n_samples']:,}** images · {len(run.class_names)} classes  \n"
-            f"model `{model.get('name', '?')}`"
-            + (f" ({model['arch']})" if model.get("arch") else "")
-            + f"  \ndata `{m['inputs']['data']['name']}`  \ncreated {m['created'][:16]}"
+            f"{fmt.plural(m['n_samples'], 'image')} ·"
+            f" {fmt.plural(len(run.class_names), 'class', 'classes')}  \n"
+            f"model {safe(model.get('name', '?'))}"
+            + (f" ({safe(model['arch'])})" if model.get("arch") else "")
+            + f"  \ndata {safe(m['inputs']['data']['name'])}  \ncreated {m['created'][:16]}"
         )
         if m.get("n_skipped"):
             st.caption(
-                f":orange[:material/warning:] {m['n_skipped']} file(s) skipped — see Overview"
+                f":orange[:material/warning:] {fmt.plural(m['n_skipped'], 'file')} skipped —"
+                " see Overview"
             )
         from analysis.pipeline.versions import staleness
 
@@ -87,14 +89,39 @@ def image_grid(
             ok = bool(row[schema.CORRECT])
             st.image(path, width="stretch")
             mark = ":green[:material/check_circle:]" if ok else ":red[:material/cancel:]"
-            label = f"{mark} {names[row[schema.LABEL]]} → {names[row[schema.PRED]]}"
+            label = f"{mark} {safe(names[row[schema.LABEL]])} → {safe(names[row[schema.PRED]])}"
             nav.link("detail", label, query, sample=row[schema.SAMPLE_ID], origin=origin)
             st.caption(f"conf {row[schema.CONFIDENCE]:.2f} · loss {row[schema.LOSS]:.2f}")
 
 
+# every ASCII punctuation character: CommonMark lets each be backslash-escaped, and each can
+# start some markup (links, emphasis, code, HTML, lists, headings, Streamlit's :colour[...] and
+# $math$)
+_MD_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+# Streamlit's Markdown also turns bare addresses into links after escapes are resolved
+# (GitHub's "autolink literals": http://..., www...., a@b.c): an invisible word joiner between
+# a scheme and its ":", after "www" and before the "@" of an address breaks them without
+# changing what anyone sees (and leaves every other ":" alone, so a search for "wrong: x" works).
+_AUTOLINK = re.compile(
+    r"(?i)(?<![a-z])(https?|ftps?|mailto|xmpp|file|www)(?=\\[:.])|(?<=\w)(?=\\@\w)"
+)
+JOINER = "\u2060"
+
+
 def safe(text) -> str:
-    """Escape data-derived text for markdown/HTML (class names, metadata, notes)."""
-    return html.escape(str(text), quote=False)
+    """User or data text (notes, tags, reviewer, queue, class and file names, metadata values)
+    for anything Streamlit renders as Markdown: shown exactly as typed, never as a link,
+    emphasis or HTML. Line breaks stay line breaks; nothing else is interpreted.
+
+    Every ASCII punctuation character is backslash-escaped, and a word joiner (U+2060,
+    invisible) goes after a URL scheme or "www" and before the "@" of an address, so that no
+    address becomes a link.
+    """
+    escaped = _MD_SPECIAL.sub(r"\\\1", str(text))
+    escaped = _AUTOLINK.sub(lambda m: (m.group(1) or "") + JOINER, escaped)
+    return "  \n".join(line.strip() for line in escaped.splitlines()) if escaped else ""
 
 
 def clicked_cell(event, k: int) -> tuple[int, int] | None:

@@ -43,9 +43,11 @@ def current_run() -> Run:
     try:
         return get_run(path)
     except (RunError, OSError) as e:  # an older schema, a half-deleted folder: say it, no trace
+        from dashboard.components import safe
+
         st.error(
-            f"Run `{Path(path).name}` cannot be read: {e}  \nAnalyse its data again with"
-            " `errorscope analyze`, or pick another run in the sidebar."
+            f"Run {safe(Path(path).name)} cannot be read: {safe(e)}  \nAnalyse its data again"
+            " with `errorscope analyze`, or pick another run in the sidebar."
         )
         st.stop()
 

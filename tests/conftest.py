@@ -9,6 +9,10 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("ERRORSCOPE_NO_PROGRESS", "1")
+# a page error fails its test instead of becoming the friendly message visitors get
+os.environ.setdefault("ERRORSCOPE_RAISE", "1")
+# the dashboard's config hides error details from visitors; tests want them in at.exception
+os.environ.setdefault("STREAMLIT_CLIENT_SHOW_ERROR_DETAILS", "full")
 
 REPO = Path(__file__).resolve().parent.parent
 CLASSES = ["ant", "bee", "cat"]

@@ -8,7 +8,11 @@ second view of the same image, method and layer does not run the model.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -22,7 +26,8 @@ class ClassCam:
 
     ``cam`` float32 [S, S] in [0, 1] at the model's input size; ``overlay`` uint8 [S, S, 3];
     ``drop_top`` / ``drop_random``: probability drop when the map's top 20% pixels (or a region of
-    the same shape elsewhere) are removed."""
+    the same shape elsewhere) are removed (NaN for a flat map: nothing to remove); ``problem``:
+    why the map cannot be read, in plain words (see :func:`map_problem`), or None."""
 
     target_class: int
     cam: np.ndarray
@@ -30,6 +35,7 @@ class ClassCam:
     prob: float
     drop_top: float
     drop_random: float
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,55 @@ class CamView:
     layer_spatial: tuple[int, int]
     image: np.ndarray  # uint8 [S, S, 3], what the model saw (resized/cropped)
     cams: tuple[ClassCam, ...]
+
+    @property
+    def coarse(self) -> bool:
+        """Whether the layer's map is too coarse to say where (under MIN_SIDE cells a side)."""
+        from .layers import MIN_SIDE
+
+        return min(self.layer_spatial) < MIN_SIDE
+
+
+def layer_label(info, *, default: str) -> str:
+    """'layer4 (2×2 map) — too coarse to say where' for the layer picker: every layer with its
+    map size at this input size, the coarse ones and the default marked."""
+    from .layers import MIN_SIDE
+
+    h, w = info.spatial
+    text = f"{info.name} ({h}×{w} map)"
+    if min(h, w) < MIN_SIDE:
+        text += " — too coarse to say where"
+    if info.name == default:
+        text += " — default"
+    return text
+
+
+def map_problem(cam: np.ndarray, layer: str, spatial: tuple[int, int]) -> str | None:
+    """Why a map cannot be read, in plain words, or None when it can.
+
+    A map that is the same everywhere (all zero: no location supports the class; or constant,
+    typically a 1×1 or 2×2 layer map blown up to the image) has no top region, so its
+    faithfulness check has nothing to remove (NaN). A coarse layer gets the reason."""
+    from .layers import MIN_SIDE
+
+    cam = np.asarray(cam, dtype=np.float64)
+    if cam.size and float(np.ptp(cam)) > 1e-6:
+        return None
+    h, w = spatial
+    what = (
+        "no location of this layer's map supports this class"
+        if not cam.size or float(cam.max()) <= 0
+        else "the map is the same everywhere"
+    )
+    text = f"No map to show: {what}, so there is nothing to point at or to test."
+    if min(h, w) < MIN_SIDE:
+        text += (
+            f" Layer {layer} is only {h}×{w} cells at this input size: too coarse to say"
+            f" where. Pick a layer of at least {MIN_SIDE}×{MIN_SIDE} (the default is one)."
+        )
+    else:
+        text += " Another method or layer may show one."
+    return text
 
 
 def layer_choices(model, prep: Preprocessing) -> tuple[list, str]:
@@ -70,6 +125,115 @@ def model_input(path: str, prep: Preprocessing, *, limits: dict | None = None):
     return x8.permute(1, 2, 0).numpy().copy(), (x - mean) / std
 
 
+# ----------------------------------------------------------------------------- stored views
+#
+# Besides the maps (analysis.explain.cams.CamCache), the run's cams/ folder keeps what a page
+# needs to show cached maps without the model: the candidate layers at the run's input size
+# (layers.json), each map's faithfulness numbers (<map>.json) and the image as the model saw it
+# (<sample>__input.png). A page whose maps are all cached then never loads torch or the model.
+
+LAYERS_FILE = "layers.json"
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Readers (other sessions, the prefetch thread) never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def save_layers(run_dir, model, prep: Preprocessing) -> tuple[list, str]:
+    """Discover the candidate layers (one dry pass) and store them in ``cams/layers.json``."""
+    from .layers import _check_input_size
+
+    cands, default = layer_choices(model, prep)
+    payload = {
+        "input_size": list(_check_input_size(prep.input_size)),
+        "default": default,
+        "layers": [asdict(c) for c in cands],
+    }
+    _write_atomic(Path(run_dir) / schema.CAMS_DIR / LAYERS_FILE, json.dumps(payload).encode())
+    return cands, default
+
+
+def stored_layers(run_dir, prep: Preprocessing) -> tuple[list, str] | None:
+    """(candidate layers, default name) from ``cams/layers.json``, or None when absent or made
+    for another input size."""
+    from .layers import LayerInfo, _check_input_size
+
+    d = _read_json(Path(run_dir) / schema.CAMS_DIR / LAYERS_FILE)
+    try:
+        if tuple(d["input_size"]) != _check_input_size(prep.input_size):
+            return None
+        layers = [
+            LayerInfo(c["name"], tuple(c["spatial"]), int(c["channels"]), c.get("layout", "nchw"))
+            for c in d["layers"]
+        ]
+        return layers, str(d["default"])
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
+def _input_path(run_dir, sample_id: str) -> Path:
+    from .cams import _KEY_PART
+
+    if not _KEY_PART.match(sample_id):
+        raise ValueError(f"sample_id {sample_id!r} cannot be part of a file name")
+    return Path(run_dir) / schema.CAMS_DIR / f"{sample_id}__input.png"
+
+
+def _store_input(run_dir, sample_id: str, image: np.ndarray) -> None:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")  # lossless: the overlay is the model's view
+    _write_atomic(_input_path(run_dir, sample_id), buf.getvalue())
+
+
+def _stored_input(run_dir, sample_id: str, size: tuple[int, int]) -> np.ndarray | None:
+    from PIL import Image
+
+    p = _input_path(run_dir, sample_id)
+    if not p.is_file():
+        return None
+    try:
+        with Image.open(p) as im:
+            arr = np.asarray(im.convert("RGB"))
+    except OSError:
+        return None
+    return arr if arr.shape[:2] == size else None
+
+
+def _faith_path(cache, sample_id: str, method: str, layer: str, target_class: int) -> Path:
+    return cache.path(
+        sample_id=sample_id, method=method, layer=layer, target_class=target_class
+    ).with_suffix(".json")
+
+
+def _pick_layer(found: tuple[list, str], layer: str | None):
+    layers, default = found
+    name = default if layer is None else layer
+    for info in layers:
+        if info.name == name:
+            return info
+    return None  # an alias or an unknown name: the model resolves it (and names the valid ones)
+
+
 def cam_view(
     run,
     model,
@@ -79,42 +243,155 @@ def cam_view(
     classes: list[int],
     method: str = "gradcam",
     layer: str | None = None,
+    load_model: Callable[[], object] | None = None,
 ) -> CamView:
-    """Maps of ``classes`` (e.g. [predicted, given]) for samples row ``row``, cached on disk."""
+    """Maps of ``classes`` (e.g. [predicted, given]) for samples row ``row``, cached on disk.
+
+    ``model`` may be None with ``load_model`` given: the model is then loaded only when
+    something is not cached yet (a page of precomputed or prefetched maps needs neither torch
+    nor the model)."""
     from ..loading.images import run_decode_limits
     from .cams import CamCache, faithfulness, overlay
-    from .layers import resolve_layer
+    from .layers import _check_input_size, resolve_layer
+
+    if model is None and load_model is None:
+        raise ValueError("give a model or a load_model function")
+    loaded: list = [model]
+
+    def get_model():
+        if loaded[0] is None:
+            loaded[0] = load_model()
+        return loaded[0]
 
     s = run.samples.iloc[int(row)]
-    image, x = model_input(s[schema.PATH], prep, limits=run_decode_limits(run.manifest))
-    device = next(model.parameters()).device
-    x = x.to(device)
-    info = resolve_layer(model, prep.input_size, layer)
+    limits = run_decode_limits(run.manifest)
+    sid = s[schema.SAMPLE_ID]
+    size = _check_input_size(prep.input_size)
+    found = stored_layers(run.path, prep)
+    if found is None:
+        found = save_layers(run.path, get_model(), prep)
+    info = _pick_layer(found, layer) or resolve_layer(get_model(), prep.input_size, layer)
     cache = CamCache(run.path)
+    image, x = _stored_input(run.path, sid, size), None
     out = []
     for c in dict.fromkeys(int(c) for c in classes):
-        cam = cache.get_or_compute(
-            model, x, sample_id=s[schema.SAMPLE_ID], target_class=c, method=method, layer=info.name
+        key = {"sample_id": sid, "method": method, "layer": info.name, "target_class": c}
+        cam = cache.get(**key)
+        fpath = _faith_path(cache, sid, method, info.name, c)
+        f = _read_json(fpath)
+        if cam is None or cam.shape != size or f is None:
+            m = get_model()
+            if x is None:
+                image, x = model_input(s[schema.PATH], prep, limits=limits)
+                _store_input(run.path, sid, image)
+                x = x.to(next(m.parameters()).device)
+            cam = cache.get_or_compute(m, x, **{**key, "layer": info.name})
+            if f is None:
+                f = asdict(faithfulness(m, x, cam, target_class=c, method=method))
+                _write_atomic(fpath, json.dumps(f).encode())
+        out.append((c, cam, f))
+    if image is None:  # every map was cached but the image was not (an older run)
+        image, _ = model_input(s[schema.PATH], prep, limits=limits)
+        _store_input(run.path, sid, image)
+    cams = tuple(
+        ClassCam(
+            c,
+            cam,
+            overlay(image, cam),
+            float(f["prob"]),
+            float(f["drop_top"]),
+            float(f["drop_random"]),
+            map_problem(cam, info.name, tuple(info.spatial)),
         )
-        fpath = cache.path(
-            sample_id=s[schema.SAMPLE_ID], method=method, layer=info.name, target_class=c
-        ).with_suffix(".json")
-        if fpath.exists():
-            f = json.loads(fpath.read_text())
-        else:
-            f = asdict(faithfulness(model, x, cam, target_class=c, method=method))
-            fpath.write_text(json.dumps(f))
-        out.append(
-            ClassCam(
-                c,
-                cam,
-                overlay(image, cam),
-                float(f["prob"]),
-                float(f["drop_top"]),
-                float(f["drop_random"]),
-            )
-        )
-    return CamView(method, info.name, tuple(info.spatial), image, tuple(out))
+        for c, cam, f in out
+    )
+    return CamView(method, info.name, tuple(info.spatial), image, cams)
+
+
+def review_rows(samples) -> np.ndarray:
+    """Rows of ``samples`` a review is likely to open, in the order it opens them: suspected
+    label errors (lowest label quality first), then the other errors (highest loss first), as
+    the Data issues list and the gallery's default sort order them."""
+    n = len(samples)
+    wrong = ~samples[schema.CORRECT].to_numpy(bool)
+    flagged = np.zeros(n, bool)
+    if schema.IS_LABEL_ISSUE in samples.columns:
+        flagged = samples[schema.IS_LABEL_ISSUE].fillna(False).to_numpy(bool)
+    first = np.flatnonzero(flagged)
+    if schema.LABEL_ISSUE_SCORE in samples.columns:
+        q = samples[schema.LABEL_ISSUE_SCORE].to_numpy(float)[first]
+        first = first[np.argsort(q, kind="stable")]
+    rest = np.flatnonzero(wrong & ~flagged)
+    rest = rest[np.argsort(-samples[schema.LOSS].to_numpy(float)[rest], kind="stable")]
+    return np.concatenate([first, rest]).astype(np.int64)
+
+
+def precompute_cams(
+    run_dir,
+    samples,
+    model,
+    prep: Preprocessing,
+    rows,
+    *,
+    method: str = "gradcam",
+    layer: str | None = None,
+    budget_s: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    limits: dict | None = None,
+) -> int:
+    """Compute and store what :func:`cam_view` shows (predicted and given class maps, their
+    faithfulness, the model's view of the image, the layer list) for ``rows``, in order, until
+    ``budget_s`` seconds have passed. Returns how many images were done.
+
+    Generic over the CAM registry (:class:`analysis.explain.cams.CamExplainer`: any method,
+    any layer); maps already cached are skipped. The budget is checked between images.
+    """
+    import time
+
+    from .cams import CamCache, CamExplainer, faithfulness
+    from .layers import resolve_layer
+
+    t0 = time.perf_counter()
+    if stored_layers(run_dir, prep) is None:
+        save_layers(run_dir, model, prep)
+    info = resolve_layer(model, prep.input_size, layer)
+    cache = CamCache(run_dir)
+    device = next(model.parameters()).device
+    done = 0
+    rows = [int(r) for r in rows]
+    for row in rows:
+        if budget_s is not None and time.perf_counter() - t0 > budget_s:
+            break
+        s = samples.iloc[row]
+        sid = s[schema.SAMPLE_ID]
+        image, x = model_input(s[schema.PATH], prep, limits=limits)
+        _store_input(run_dir, sid, image)
+        x = x.to(device)
+        classes = dict.fromkeys((int(s[schema.PRED]), int(s[schema.LABEL])))
+        keys = [
+            {"sample_id": sid, "method": method, "layer": info.name, "target_class": c}
+            for c in classes
+        ]
+        maps = [cache.get(**k) for k in keys]
+        if any(m is None for m in maps):  # one explainer (hooks) for both classes
+            with CamExplainer(
+                model, input_size=prep.input_size, method=method, layer=info.name
+            ) as explain:
+                maps = [
+                    m
+                    if m is not None
+                    else cache.put(explain(x, target_class=k["target_class"]), **k)
+                    for m, k in zip(maps, keys, strict=True)
+                ]
+        for m, k in zip(maps, keys, strict=True):
+            fpath = _faith_path(cache, sid, method, info.name, k["target_class"])
+            if not fpath.is_file():
+                f = faithfulness(model, x, m, target_class=k["target_class"], method=method)
+                _write_atomic(fpath, json.dumps(asdict(f)).encode())
+        done += 1
+        if progress:
+            progress(done, len(rows))
+    return done
 
 
 def perturbed_pair(

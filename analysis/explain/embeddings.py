@@ -121,7 +121,7 @@ DOMINANT_PRED_SHARE = "dominant_pred_share"
 TOP_ERROR_PRED = "top_error_pred"  # most frequent prediction among the errors; -1 if none
 TOP_ERROR_PRED_NAME = "top_error_pred_name"  # "" if no errors
 TOP_ERROR_PRED_SHARE = "top_error_pred_share"  # its share of the whole cluster, [0, 1]
-DESCRIPTION = "description"  # e.g. "mostly cross (90%), 41% predicted star"
+DESCRIPTION = "description"  # e.g. "mostly cross (90%); 45% wrong, most often predicted as star"
 
 P_VALUE = "p_value"  # one-sided Fisher: the cluster's images err more than the rest
 P_ADJ = "p_adj"  # Benjamini-Hochberg over the clusters (not over -1, unclustered)
@@ -711,7 +711,7 @@ def cluster_table(
         ``error_rate_low/high`` is the 95% Wilson interval. The most frequent true / predicted
         class breaks ties by the lower class index; ``top_error_pred`` is the most frequent
         prediction among the cluster's errors (-1 and "" when it has none). ``description`` says
-        it in words: ``"mostly cross (90%), 41% predicted star"``. Rows are sorted worst first
+        it in words: ``"mostly cross (90%); 45% wrong, most often predicted as star"``. Rows are sorted worst first
         by the interval's *lower* bound, so that a cluster of 2 images with 2 errors does not top
         a cluster of 200 with 120; then by error rate, then size. Cluster ``-1`` (unclustered)
         comes last whatever its numbers. ``p_value`` is the one-sided Fisher exact test of "this
@@ -746,15 +746,20 @@ def cluster_table(
 
 
 def _describe_cluster(
-    label_name: str, label_share: float, error_name: str, error_share: float, errors: int
+    label_name: str, label_share: float, error_name: str, error_rate: float, errors: int
 ) -> str:
+    """'mostly cross (90%); 67% wrong, most often predicted as star'. When the errors are
+    predicted as the cluster's own majority class, says so (the images of other classes are the
+    wrong ones): '5% predicted 0' after 'mostly 0' read as a contradiction."""
     if label_share >= 0.5:
         what = f"mostly {label_name} ({label_share:.0%})"
     else:
         what = f"mixed, largest {label_name} ({label_share:.0%})"
     if errors == 0:
         return f"{what}, no errors"
-    return f"{what}, {error_share:.0%} predicted {error_name}"
+    if error_name == label_name:
+        return f"{what}; {error_rate:.0%} wrong, mostly other classes predicted as {error_name}"
+    return f"{what}; {error_rate:.0%} wrong, most often predicted as {error_name}"
 
 
 def _cluster_table_core(
@@ -796,7 +801,7 @@ def _cluster_table_core(
             row[DOMINANT_LABEL_NAME],
             row[DOMINANT_LABEL_SHARE],
             row[TOP_ERROR_PRED_NAME],
-            row[TOP_ERROR_PRED_SHARE],
+            errors / size,
             errors,
         )
         if c == -1:

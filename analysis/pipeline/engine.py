@@ -465,6 +465,9 @@ def analyze(
             reference_signatures=ref_sig,
             cfg=cfg,
             progress=say,
+            model=loaded.model if loaded is not None else None,
+            prep=prep,
+            pass_seconds=float(timings.get("pass", 0.0)),
         )
         outputs = run_sections(ctx, sections=sections, timings=timings)
         samples = with_section_columns(samples, outputs)

@@ -46,6 +46,9 @@ class SectionContext:
     outputs: dict = field(default_factory=dict)
     #: the section running now
     current: str = ""
+    model: object = None  # the classifier (None for a predictions-file run or a refresh)
+    prep: object = None  # its Preprocessing
+    pass_seconds: float = 0.0  # how long the model pass took (budgets of optional work)
 
     @property
     def labels(self) -> np.ndarray:
@@ -141,6 +144,49 @@ def _label_issues(ctx: SectionContext):
     ctx.new_columns[schema.LABEL_ISSUE_SCORE] = by_row["label_quality"].to_numpy(np.float32)
     ctx.new_columns[schema.IS_LABEL_ISSUE] = by_row["is_label_issue"].to_numpy(bool)
     ctx.new_columns[schema.SUGGESTED_LABEL] = by_row["suggested_label"].to_numpy(np.int64)
+
+
+#: CAMs of the images a review opens first (suspected label errors, then errors by loss) are
+#: computed at analysis time for up to this share of the model pass's time (at least CAM_MIN_S
+#: seconds): a meeting's first images open at once; the dashboard prefetches the rest while
+#: people look at the current one. Chosen on the sample and on resnet18 at 224 px (the review
+#: benchmark, bench/bench_review.py): about 1 s per image there, so a 40 s pass precomputes ~10.
+CAM_SHARE, CAM_MIN_S = 0.25, 3.0
+
+
+def _cams(ctx: SectionContext):
+    if ctx.model is None:
+        return "no model loaded (a predictions file, or a refresh): CAMs need the model"
+    from ..explain.cam_views import precompute_cams, review_rows
+
+    samples = ctx.samples_with_new()
+    rows = review_rows(samples)
+    if not len(rows):
+        return "no errors to look at"
+    budget = max(CAM_MIN_S, CAM_SHARE * ctx.pass_seconds)
+
+    def step(done, total):
+        ctx.progress(f"CAMs of the images a review opens first: {done} of up to {total}", 0.0)
+
+    try:
+        precompute_cams(
+            ctx.writer.tmp,
+            samples,
+            ctx.model,
+            ctx.prep,
+            rows,
+            budget_s=budget,
+            progress=step,
+            limits=_decode_limits(ctx.cfg),
+        )
+    except (ValueError, TypeError) as e:  # a model CAMs cannot hook (no conv or token map)
+        return f"CAMs are not available for this model: {e}"
+    return None
+
+
+def _decode_limits(cfg) -> dict:
+    """The pass's file limits (see :func:`analysis.loading.images.run_decode_limits`)."""
+    return {k: int(getattr(cfg, k)) for k in ("max_pixels", "max_file_bytes") if getattr(cfg, k, 0)}
 
 
 #: Nearest reference images whose labels are weighed against a suspected label error.
@@ -269,6 +315,7 @@ SECTIONS: dict[str, Callable[[SectionContext], str | None]] = {
     "duplicates": _duplicates,  # before label_issues: a near-copy's label is evidence there
     "label_issues": _label_issues,
     "outliers": _outliers,
+    "cams": _cams,
 }
 
 #: section -> the sections whose samples columns it reads (recomputing one recomputes these)
@@ -276,6 +323,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "slices": ("embedding_map",),  # the cluster column is a slice source
     "discovered_slices": ("embedding_map",),
     "label_issues": ("duplicates",),  # a near-copy's label in the reference set is evidence
+    "cams": ("label_issues",),  # the review queue opens suspected label errors first
 }
 
 

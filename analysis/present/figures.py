@@ -7,6 +7,8 @@ confusion grid, row positions for scatters), so a click can open exactly those i
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 
@@ -14,6 +16,40 @@ OK_COLOUR = "#2a9d8f"
 ERR_COLOUR = "#e76f51"
 ACCENT = "#264653"
 FONT = dict(family="Inter, Helvetica, Arial, sans-serif", size=13)
+#: Up to this many categories, a class axis labels every one (Plotly's automatic ticks skip
+#: every other label on a crowded axis); beyond, Plotly chooses.
+MAX_LABELLED = 60
+
+
+def plotly_text(value) -> str:
+    """Data text (a class name, a metadata value) as Plotly must be given it to show it literally.
+
+    Plotly reads a subset of HTML in every label, tick and legend entry (``<b>``, ``<a href>``,
+    ``<br>``) and decodes ``&lt;``, ``&gt;``, ``&amp;`` (not ``&quot;``): so ``&``, ``<`` and
+    ``>`` are written as entities and nothing else changes (a class named ``a"b`` stays ``a"b``).
+    """
+    return html.escape(str(value), quote=False)
+
+
+def _texts(values) -> list[str]:
+    return [plotly_text(v) for v in values]
+
+
+def categorical(axis: dict | None = None, *, categories=None) -> dict:
+    """Axis settings for categories: never numbers or dates, whatever the names look like.
+
+    Plotly guesses an axis type from its values: class names "0" ... "9" became a numeric axis
+    (ticks 0/2/4..., a bar named "3 (given)" dropped), "1e3" a thousand, "2024-01-02" a date.
+    ``categories`` (already :func:`plotly_text`-ed) fixes their order and, for up to
+    :data:`MAX_LABELLED` of them, labels every one.
+    """
+    out = dict(axis or {}, type="category")
+    if categories is not None:
+        cats = list(categories)
+        out.update(categoryorder="array", categoryarray=cats)
+        if len(cats) <= MAX_LABELLED:
+            out.update(tickmode="array", tickvals=cats, ticktext=cats)
+    return out
 
 
 def _layout(fig, *, height: int | None = None, title: str | None = None):
@@ -72,10 +108,11 @@ def confusion_figure(cm: np.ndarray, class_names: list[str], *, normalize: str |
             a = 0.15 + 0.85 * (v / diag_max if diag_max else 0)
             colours.append(f"rgba(42,157,143,{a:.3f})")
     size = max(18, min(64, int(560 / max(k, 1))))
+    names = _texts(class_names)
     fig = go.Figure(
         go.Scatter(
-            x=[class_names[i] for i in p],
-            y=[class_names[i] for i in t],
+            x=[names[i] for i in p],
+            y=[names[i] for i in t],
             mode="markers+text",
             marker=dict(
                 symbol="square", size=size, color=colours, line=dict(width=1, color="white")
@@ -90,21 +127,14 @@ def confusion_figure(cm: np.ndarray, class_names: list[str], *, normalize: str |
         )
     )
     fig.update_xaxes(
-        title="predicted",
-        side="top",
-        showgrid=False,
-        zeroline=False,
-        type="category",
-        categoryorder="array",
-        categoryarray=class_names,
+        categorical(
+            dict(title="predicted", side="top", showgrid=False, zeroline=False), categories=names
+        )
     )
     fig.update_yaxes(
-        title="given label",
-        showgrid=False,
-        zeroline=False,
-        type="category",
-        categoryorder="array",
-        categoryarray=class_names[::-1],
+        categorical(
+            dict(title="given label", showgrid=False, zeroline=False), categories=names[::-1]
+        )
     )
     side = max(320, min(760, 70 * k + 120))
     return _layout(fig, height=side)
@@ -114,7 +144,7 @@ def per_class_figure(per_class: pd.DataFrame, class_names: list[str]):
     """Precision, recall and F1 per class with 95% intervals as error bars."""
     import plotly.graph_objects as go
 
-    names = [class_names[int(c)] for c in per_class["class"]]
+    names = [plotly_text(class_names[int(c)]) for c in per_class["class"]]
     fig = go.Figure()
     for metric, colour in (("precision", "#457b9d"), ("recall", ERR_COLOUR), ("f1", ACCENT)):
         v = per_class[metric].to_numpy(float)
@@ -138,7 +168,7 @@ def per_class_figure(per_class: pd.DataFrame, class_names: list[str]):
         )
     fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.1))
     fig.update_xaxes(range=[0, 1.02], tickformat=".0%", gridcolor="#eee")
-    fig.update_yaxes(autorange="reversed")
+    fig.update_yaxes(categorical(dict(autorange="reversed"), categories=names))
     return _layout(fig, height=max(260, 60 * len(names) + 60))
 
 
@@ -187,10 +217,12 @@ def class_distribution_figure(support: np.ndarray, errors: np.ndarray, class_nam
 
     support = np.asarray(support, int)
     errors = np.asarray(errors, int)
+    names = _texts(class_names)
     fig = go.Figure()
-    fig.add_bar(x=class_names, y=support - errors, name="correct", marker_color=OK_COLOUR)
-    fig.add_bar(x=class_names, y=errors, name="wrong", marker_color=ERR_COLOUR)
+    fig.add_bar(x=names, y=support - errors, name="correct", marker_color=OK_COLOUR)
+    fig.add_bar(x=names, y=errors, name="wrong", marker_color=ERR_COLOUR)
     fig.update_layout(barmode="stack", legend=dict(orientation="h", y=1.12))
+    fig.update_xaxes(categorical(categories=names))
     fig.update_yaxes(title="images", gridcolor="#eee")
     return _layout(fig, height=300)
 
@@ -203,7 +235,7 @@ def top_k_figure(probs_row: np.ndarray, class_names: list[str], *, label: int, k
     order = np.argsort(-p)[:k]
     if label not in order:
         order = np.append(order, label)
-    names = [class_names[i] + (" (given)" if i == label else "") for i in order]
+    names = [plotly_text(class_names[i]) + (" (given)" if i == label else "") for i in order]
     colours = [OK_COLOUR if i == label else "#8d99ae" for i in order]
     fig = go.Figure(
         go.Bar(
@@ -217,7 +249,7 @@ def top_k_figure(probs_row: np.ndarray, class_names: list[str], *, label: int, k
         )
     )
     fig.update_xaxes(range=[0, 1], tickformat=".0%", gridcolor="#eee")
-    fig.update_yaxes(autorange="reversed")
+    fig.update_yaxes(categorical(dict(autorange="reversed"), categories=names))
     return _layout(fig, height=40 * len(order) + 50)
 
 
@@ -231,7 +263,7 @@ def slice_interval_figure(slices: pd.DataFrame, *, overall_error: float, max_row
     df = slices.head(max_rows).reset_index(drop=True)
     er = df["error_rate"].to_numpy(float)
     colours = [ERR_COLOUR if s else "#8d99ae" for s in df["significant"].astype(bool)]
-    labels = [f"{d} (n={n})" for d, n in zip(df["description"], df["n"], strict=True)]
+    labels = [plotly_text(f"{d} (n={n})") for d, n in zip(df["description"], df["n"], strict=True)]
     fig = go.Figure(
         go.Scatter(
             x=er,
@@ -258,7 +290,7 @@ def slice_interval_figure(slices: pd.DataFrame, *, overall_error: float, max_row
         annotation_position="top",
     )
     fig.update_xaxes(title="error rate (95% CI)", tickformat=".0%", range=[0, 1], gridcolor="#eee")
-    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_yaxes(categorical(dict(autorange="reversed"), categories=labels))
     return _layout(fig, height=max(240, 28 * len(df) + 80))
 
 
@@ -268,9 +300,10 @@ def value_error_figure(values: pd.DataFrame, *, column: str, overall_error: floa
     import plotly.graph_objects as go
 
     er = values["error_rate"].to_numpy(float)
+    cats = _texts(values["value"].astype(str))
     fig = go.Figure(
         go.Bar(
-            x=values["value"].astype(str),
+            x=cats,
             y=er,
             marker_color="#457b9d",
             error_y=dict(
@@ -287,7 +320,7 @@ def value_error_figure(values: pd.DataFrame, *, column: str, overall_error: floa
     )
     fig.add_hline(y=overall_error, line_dash="dash", line_color="#999")
     fig.update_yaxes(title="error rate", tickformat=".0%", gridcolor="#eee", rangemode="tozero")
-    fig.update_xaxes(title=column, type="category")
+    fig.update_xaxes(categorical(dict(title=plotly_text(column)), categories=cats))
     return _layout(fig, height=340)
 
 
@@ -330,11 +363,12 @@ def embedding_figure(
                     x=x[m],
                     y=y[m],
                     mode="markers",
-                    name=cat,
+                    name=plotly_text(cat),
                     customdata=idx[m],
                     marker=dict(size=size, color=palette[k % len(palette)], opacity=0.75),
-                    text=None if hover is None else [hover[i] for i in idx[m]],
-                    hovertemplate="%{text}<extra>" + cat + "</extra>" if hover else None,
+                    text=None if hover is None else [plotly_text(hover[i]) for i in idx[m]],
+                    # the legend name by reference: a value is never read as a template
+                    hovertemplate="%{text}<extra>%{fullData.name}</extra>" if hover else None,
                 )
             )
     else:
@@ -349,10 +383,10 @@ def embedding_figure(
                     color=colour,
                     colorscale="Viridis",
                     showscale=True,
-                    colorbar=dict(title=colour_name),
+                    colorbar=dict(title=plotly_text(colour_name)),
                     opacity=0.8,
                 ),
-                text=hover,
+                text=None if hover is None else _texts(hover),
                 hovertemplate="%{text}<extra></extra>" if hover else None,
             )
         )
@@ -371,11 +405,12 @@ def noise_matrix_figure(noise: np.ndarray, class_names: list[str]):
     import plotly.graph_objects as go
 
     z = np.asarray(noise, float)
+    names = _texts(class_names)
     fig = go.Figure(
         go.Heatmap(
             z=z,
-            x=class_names,
-            y=class_names,
+            x=names,
+            y=names,
             colorscale="Oranges",
             zmin=0,
             zmax=1,
@@ -385,8 +420,10 @@ def noise_matrix_figure(noise: np.ndarray, class_names: list[str]):
             showscale=False,
         )
     )
-    fig.update_xaxes(title="true label (estimated)", side="top", type="category")
-    fig.update_yaxes(title="given label", autorange="reversed", type="category")
+    fig.update_xaxes(
+        categorical(dict(title="true label (estimated)", side="top"), categories=names)
+    )
+    fig.update_yaxes(categorical(dict(title="given label", autorange="reversed"), categories=names))
     return _layout(fig, height=max(300, 50 * len(class_names) + 120))
 
 
@@ -402,7 +439,7 @@ def robustness_grid_figure(summary: pd.DataFrame):
     fig = go.Figure(
         go.Scatter(
             x=[f"severity {s}" for s in df["severity"]],
-            y=df["perturbation"],
+            y=_texts(df["perturbation"]),
             mode="markers+text",
             marker=dict(symbol="square", size=44, color=colours, line=dict(width=1, color="white")),
             text=[f"{a:.0%}" for a in acc],
@@ -411,8 +448,10 @@ def robustness_grid_figure(summary: pd.DataFrame):
             hovertemplate="%{y}, %{x}<br>accuracy %{text}<extra>click: images that flipped</extra>",
         )
     )
-    fig.update_xaxes(side="top", type="category", showgrid=False)
-    fig.update_yaxes(type="category", autorange="reversed", showgrid=False)
+    sev = [f"severity {v}" for v in sorted(df["severity"].unique())]
+    fig.update_xaxes(categorical(dict(side="top", showgrid=False), categories=sev))
+    rows = list(dict.fromkeys(_texts(df["perturbation"])))
+    fig.update_yaxes(categorical(dict(autorange="reversed", showgrid=False), categories=rows))
     return _layout(fig, height=60 * df["perturbation"].nunique() + 90)
 
 
@@ -427,7 +466,7 @@ def robustness_curves_figure(summary: pd.DataFrame, *, clean_accuracy: float):
             x=g["severity"],
             y=acc,
             mode="lines+markers",
-            name=name,
+            name=plotly_text(name),
             error_y=dict(
                 type="data",
                 symmetric=False,

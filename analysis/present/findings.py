@@ -12,6 +12,7 @@ import pandas as pd
 
 from .. import schema
 from ..store.runstore import Run
+from .formatting import plural
 from .query import ImageQuery
 
 METRICS_FILE = schema.METRICS
@@ -171,8 +172,10 @@ def findings(run: Run) -> list[Finding]:
                 Finding(
                     "leakage",
                     "high",
-                    f"{impact.n_leaked} evaluation images are near-copies of reference (training)"
-                    f" images; accuracy is {impact.accuracy.value:.1%} with them and"
+                    f"{plural(impact.n_leaked, 'evaluation image')}"
+                    f" {'is a near-copy' if impact.n_leaked == 1 else 'are near-copies'} of"
+                    f" reference (training) images; accuracy is {impact.accuracy.value:.1%}"
+                    f" with {'it' if impact.n_leaked == 1 else 'them'} and"
                     f" {impact.accuracy_clean.value:.1%} without",
                     page="data_issues",
                     query=ImageQuery(issue="leak"),
@@ -193,7 +196,7 @@ def findings(run: Run) -> list[Finding]:
                     "weak_slice",
                     "high",
                     f"{row['description']}: error rate {row['error_rate']:.0%} vs"
-                    f" {row['rest_error_rate']:.0%} elsewhere ({int(row['n'])} images,"
+                    f" {row['rest_error_rate']:.0%} elsewhere ({plural(int(row['n']), 'image')},"
                     f" adjusted p {row['p_adj']:.2g})",
                     query=ImageQuery(slice=row["spec"]),
                     extra={"spec": row["spec"]},
@@ -227,7 +230,8 @@ def findings(run: Run) -> list[Finding]:
             Finding(
                 "skipped",
                 "info",
-                f"{n_skip} files could not be read and were skipped (listed below)",
+                f"{plural(n_skip, 'file')} could not be read and"
+                f" {'was' if n_skip == 1 else 'were'} skipped (listed below)",
                 page="overview",
             )
         )
@@ -309,7 +313,8 @@ def _outside_findings(run: Run) -> list[Finding]:
             Finding(
                 "outside_data_folder",
                 "medium",
-                f"{n} {what} image{'s' if n != 1 else ''} lie outside the data folder"
+                f"{n} {what} image{'s' if n != 1 else ''} {'lies' if n == 1 else 'lie'} outside"
+                " the data folder"
                 f" {info.get('root', '')} (absolute paths, '../' or symlinks): {shown}. Check"
                 " that these are the files you mean; all are listed in the run's manifest.json"
                 f" (inputs.{key}.outside_folder)",

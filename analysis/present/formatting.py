@@ -38,6 +38,12 @@ def estimate(est, *, as_pct: bool = True, digits: int = 1) -> str:
     return f"{main} (95% CI {interval(get('low'), get('high'), as_pct=as_pct, digits=digits)})"
 
 
+def plural(n: int, noun: str, plural_form: str | None = None) -> str:
+    """'1 image', '0 images', '2,000 images' (``plural_form`` for irregular nouns)."""
+    n = int(n)
+    return f"{n:,} {noun if n == 1 else (plural_form or noun + 's')}"
+
+
 def p_value(p) -> str:
     if is_missing(p):
         return "—"

@@ -139,36 +139,44 @@ class ImageQuery:
     @classmethod
     def from_params(cls, params) -> ImageQuery:
         """Parse query parameters; malformed values fall back to the default (a pasted, mangled
-        link still opens something sensible rather than an error)."""
-        p = {k: params[k] for k in QUERY_PARAMS if k in params}
+        link still opens something sensible rather than an error). :meth:`parse` also says
+        which values it dropped."""
+        return cls.parse(params)[0]
+
+    @classmethod
+    def parse(
+        cls, params, *, n_classes: int | None = None, samples: pd.DataFrame | None = None
+    ) -> tuple[ImageQuery, tuple[str, ...]]:
+        """Parse query parameters defensively.
+
+        Parameters
+        ----------
+        params : mapping of str to str
+            URL query parameters (others than :data:`QUERY_PARAMS` are ignored).
+        n_classes : int, optional
+            Class indices outside ``0..n_classes-1`` are dropped.
+        samples : DataFrame, optional
+            The run's samples table: a slice or ``where`` filter on a column it lacks (or a
+            range on a text column) is dropped.
+
+        Returns
+        -------
+        (ImageQuery, problems)
+            The query of every value that could be read, and one plain sentence per value that
+            could not ("page: 'abc' is not ..."), in parameter order. A bad value never raises.
+        """
         kw: dict = {}
-
-        def ints(s):
-            return tuple(int(x) for x in str(s).split(",") if x.strip() != "")
-
-        for key, fn in (
-            (P_TRUE, ints),
-            (P_PRED, ints),
-            (P_CORRECT, str),
-            (P_CONF, lambda s: tuple(float(x) for x in str(s).split(","))[:2]),
-            (P_WHERE, lambda s: tuple((str(a), str(b)) for a, b in json.loads(s))),
-            (P_SLICE, str),
-            (P_SEL, str),
-            (P_CLUSTER, int),
-            (P_ISSUE, str),
-            (P_SORT, str),
-            (P_DESC, lambda s: str(s) not in ("0", "false", "False")),
-        ):
-            if key in p:
-                try:
-                    kw[key] = fn(p[key])
-                except (ValueError, TypeError, json.JSONDecodeError):
-                    pass
-        try:
-            return cls(**kw)
-        except ValueError:
-            safe = {k: v for k, v in kw.items() if k not in ("correct", "sort", "conf")}
-            return cls(**safe)
+        problems: list[str] = []
+        for key in QUERY_PARAMS:
+            if key not in params:
+                continue
+            raw = params[key]
+            raw = str(raw[0] if isinstance(raw, list | tuple) and raw else raw)
+            try:
+                kw[key] = _PARSERS[key](raw, n_classes=n_classes, samples=samples)
+            except (ValueError, TypeError, KeyError, json.JSONDecodeError) as e:
+                problems.append(f"{key}={raw[:60]!r} was ignored: {e}")
+        return cls(**kw), tuple(problems)
 
     def with_(self, **changes) -> ImageQuery:
         return replace(self, **changes)
@@ -208,6 +216,108 @@ class ImageQuery:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def _classes(raw: str, *, n_classes: int | None, **_) -> tuple[int, ...]:
+    try:
+        out = tuple(int(x) for x in raw.split(",") if x.strip() != "")
+    except ValueError:
+        raise ValueError("expected class numbers separated by commas, such as 0,3") from None
+    if n_classes is not None:
+        bad = [i for i in out if not 0 <= i < n_classes]
+        if bad:
+            raise ValueError(f"this run has classes 0 to {n_classes - 1}")
+    return out
+
+
+def _correct(raw: str, **_) -> str:
+    if raw not in ("all", "correct", "wrong"):
+        raise ValueError("expected all, correct or wrong")
+    return raw
+
+
+def _conf(raw: str, **_) -> tuple[float, float]:
+    try:
+        lo, hi = (float(x) for x in raw.split(","))
+    except ValueError:
+        raise ValueError("expected two numbers, such as 0.2,0.9") from None
+    if not 0.0 <= lo <= hi <= 1.0:  # also NaN
+        raise ValueError("expected 0 <= low <= high <= 1")
+    return (lo, hi)
+
+
+def _where(raw: str, *, samples: pd.DataFrame | None, **_) -> tuple[tuple[str, str], ...]:
+    try:
+        pairs = json.loads(raw)
+        out = tuple((str(a), str(b)) for a, b in pairs)
+    except (ValueError, TypeError):
+        raise ValueError("expected a JSON list of [column, value] pairs") from None
+    if samples is not None:
+        missing = [c for c, _ in out if c not in samples.columns]
+        if missing:
+            raise ValueError(f"this run has no column {missing[0]!r}")
+    return out
+
+
+def _slice(raw: str, *, samples: pd.DataFrame | None, **_) -> str:
+    from ..stats.slices import apply_slice, spec_from_json
+
+    try:
+        spec = spec_from_json(raw)
+    except (ValueError, TypeError):
+        raise ValueError("not a slice of this tool (it may have been cut off)") from None
+    if samples is not None:
+        try:
+            apply_slice(samples.iloc[:1], spec)  # a missing column, a range on text
+        except (ValueError, TypeError):
+            raise ValueError("the slice uses columns this run does not have") from None
+    return raw
+
+
+def _sel(raw: str, **_) -> str:
+    if not raw.isalnum():
+        raise ValueError("not a selection id")
+    return raw
+
+
+def _cluster(raw: str, **_) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError("expected a cluster number") from None
+
+
+def _issue(raw: str, **_) -> str:
+    if raw not in ISSUES and not (raw.startswith("outlier:") and raw[len("outlier:") :]):
+        raise ValueError(f"expected one of {', '.join(ISSUES)} or outlier:<type>")
+    return raw
+
+
+def _sort(raw: str, **_) -> str:
+    if raw not in SORT_KEYS:
+        raise ValueError(f"expected one of {', '.join(SORT_KEYS)}")
+    return raw
+
+
+def _desc(raw: str, **_) -> bool:
+    if raw not in ("0", "1", "true", "false", "True", "False"):
+        raise ValueError("expected 1 (highest first) or 0 (lowest first)")
+    return raw in ("1", "true", "True")
+
+
+_PARSERS = {
+    P_TRUE: _classes,
+    P_PRED: _classes,
+    P_CORRECT: _correct,
+    P_CONF: _conf,
+    P_WHERE: _where,
+    P_SLICE: _slice,
+    P_SEL: _sel,
+    P_CLUSTER: _cluster,
+    P_ISSUE: _issue,
+    P_SORT: _sort,
+    P_DESC: _desc,
+}
 
 
 def apply_query(

@@ -9,7 +9,7 @@ from analysis.present import formatting as fmt
 from analysis.present.query import ImageQuery, save_selection
 from analysis.store.runstore import Run
 from dashboard import components as ui
-from dashboard import data, nav
+from dashboard import data, links, nav
 
 
 @st.cache_data(show_spinner="Comparing…", max_entries=8)
@@ -28,19 +28,21 @@ def _compare(path_a: str, path_b: str):
 
 def render(run: Run) -> None:
     st.title("Compare")
-    wanted = st.query_params.get("b")
+    wanted = links.raw("b")
     listed = data.available_runs(str(data.runs_dir()))
     if wanted and wanted not in {r["run_id"] for r in listed}:  # a run made since the last listing
         data.available_runs.clear()
         listed = data.available_runs(str(data.runs_dir()))
     runs = [r for r in listed if r["run_id"] != run.run_id]
+    ids = [r["run_id"] for r in runs]
+    if wanted and wanted not in ids:
+        links.note([f"b={wanted[:60]!r} was ignored: no other run has this id"])
     if not runs:
         st.info(
             "Only one run here. Analyse a second model on the same images (model A vs B) or"
             " the same model on new images (drift), then come back."
         )
         return
-    ids = [r["run_id"] for r in runs]
     b_id = st.selectbox(
         "Compare this run (A) with run B",
         ids,
@@ -62,7 +64,8 @@ def _models(run: Run, res) -> None:
     from analysis.stats.compare import BOTH_WRONG, FIX, REGRESSION
 
     st.markdown(
-        f"Model A vs model B on **{res.n_matched:,} shared images** (matched by {res.aligned_on})."
+        f"Model A vs model B on **{fmt.plural(res.n_matched, 'shared image')}** (matched by"
+        f" {res.aligned_on})."
     )
     c = st.columns(3)
     c[0].metric("Accuracy A", fmt.pct(res.accuracy_a.value))
@@ -86,7 +89,7 @@ def _models(run: Run, res) -> None:
         ids = pairs.loc[pairs["cell"] == r["cell"], "sample_id"]
         label = (
             f"{'right' if r['a_correct'] else 'wrong'} in A, "
-            f"{'right' if r['b_correct'] else 'wrong'} in B: {int(r['count'])} images"
+            f"{'right' if r['b_correct'] else 'wrong'} in B: {fmt.plural(r['count'], 'image')}"
             f" ({fmt.pct(r['share'])})"
         )
         if len(ids):
@@ -156,7 +159,8 @@ def _ids_link(run: Run, label: str, ids: list[str], *, where) -> None:
 def _drift(rep, b_id: str) -> None:
     """Set A vs set B. Links open run B's images (what moved is in B)."""
     st.markdown(
-        f"Set A ({rep.n_a:,} images) vs set B ({rep.n_b:,} images), same model: what moved."
+        f"Set A ({fmt.plural(rep.n_a, 'image')}) vs set B ({fmt.plural(rep.n_b, 'image')}),"
+        " same model: what moved."
         " Click a feature to see B's images sorted by it, a slice to see its images in B."
     )
     flagged = rep.flagged_features
@@ -187,4 +191,4 @@ def _drift(rep, b_id: str) -> None:
     if row is not None and "spec" in moved.columns:
         nav.go("gallery", ImageQuery(slice=str(moved.iloc[row]["spec"])), run=b_id)
     for w in rep.warnings:
-        st.caption(w)
+        st.caption(ui.safe(w))

@@ -4,27 +4,27 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis.present import figures
-from analysis.present.findings import load_metrics
 from analysis.present.query import ImageQuery
 from analysis.store.runstore import Run
+from dashboard import charts, links, nav
 from dashboard import components as ui
-from dashboard import nav
 
 NORMS = {"counts": None, "row %": "true", "column %": "pred"}
 
 
 def render(run: Run) -> None:
     st.title("Confusion")
-    m = load_metrics(run)
+    path, stamp = str(run.path), run.manifest["created"]  # figures shared by every session
+    m = charts.metrics(path, stamp)
     if m is None:
         st.error("The metrics section of this run failed.")
         return
     names = run.class_names
+    wanted = links.choice_param("norm", list(NORMS), default="counts")
     norm_label = st.segmented_control(
         "Show",
         list(NORMS),
-        default=st.query_params.get("norm", "counts"),
+        default=wanted,
         key="cm_norm",
         help="row % = share of each given class (recall view); column % = share of each"
         " predicted class (precision view)",
@@ -35,7 +35,7 @@ def render(run: Run) -> None:
     st.caption("Click a cell to open its images.")
     ver = st.session_state.setdefault("cm_ver", 0)
     event = st.plotly_chart(
-        figures.confusion_figure(m.confusion, names, normalize=NORMS[norm_label]),
+        charts.confusion(path, stamp, NORMS[norm_label]),
         key=f"cm_{ver}",
         on_select="rerun",
         selection_mode="points",
@@ -67,10 +67,10 @@ def render(run: Run) -> None:
         nav.go("gallery", ImageQuery(true=(int(table.iloc[rows[0]]["class id"]),), correct="wrong"))
     c1, c2 = st.columns(2, gap="large")
     with c1:
-        st.plotly_chart(figures.per_class_figure(m.per_class, names), key="pc_fig")
+        st.plotly_chart(charts.per_class(path, stamp), key="pc_fig")
     with c2:
         st.markdown(
             f"**Reliability** — ECE {m.ece.value:.3f} (95% CI {m.ece.low:.3f}–{m.ece.high:.3f})"
         )
-        st.plotly_chart(figures.reliability_figure(m.reliability), key="rel_fig")
+        st.plotly_chart(charts.reliability(path, stamp), key="rel_fig")
     nav.copy_link("confusion", norm=norm_label)

@@ -6,12 +6,11 @@ import pandas as pd
 import streamlit as st
 
 from analysis import schema
-from analysis.present import figures
 from analysis.present import formatting as fmt
 from analysis.present.query import ImageQuery
 from analysis.store.runstore import Run
+from dashboard import charts, data, links, nav
 from dashboard import components as ui
-from dashboard import data, nav
 
 
 def render(run: Run) -> None:
@@ -20,7 +19,14 @@ def render(run: Run) -> None:
         "Many 'model errors' are data errors. Each list is ranked for review; every row"
         " opens the image, every tab opens its images in the gallery."
     )
-    t1, t2, t3 = st.tabs(["Suspected label errors", "Duplicates and leakage", "Outliers"])
+    # the open tab is in the URL (section=...): a copied link reopens it
+    tabs = ["Suspected label errors", "Duplicates and leakage", "Outliers"]
+    links.choice_param("section", tabs, default=tabs[0])  # a note if the link's tab is unknown
+    bar = st.container()  # above the tabs, filled once the tab widget knows the open tab
+    t1, t2, t3 = st.tabs(tabs, key="section", bind="query-params")
+    with bar:
+        tab = st.session_state.get("section")
+        nav.copy_link("data_issues", section=tab if tab != tabs[0] else None)
     with t1:
         _label_errors(run)
     with t2:
@@ -32,7 +38,8 @@ def render(run: Run) -> None:
 def _label_errors(run: Run) -> None:
     issues = data.table(str(run.path), schema.LABEL_ISSUES)
     if issues is None:
-        st.info(f"Not computed: {run.sections.get('label_issues', {}).get('error', 'no model')}")
+        why = run.sections.get("label_issues", {}).get("error", "no model")
+        st.info(f"Not computed: {ui.safe(why)}")
         return
     names = run.class_names
     flagged = issues[issues["is_label_issue"].astype(bool)]
@@ -48,7 +55,7 @@ def _label_errors(run: Run) -> None:
         )
     st.caption(
         "Confident learning needs held-out predictions. These are the model's predictions on the"
-        f" evaluation set{' (the reference set ' + ref['name'] + ' is assumed to be the training set)' if ref else ''};"
+        f" evaluation set{' (the reference set ' + ui.safe(ref['name']) + ' is assumed to be the training set)' if ref else ''};"
         " on the model's own training data it would miss most errors, because a model fits its"
         " training labels."
     )
@@ -82,12 +89,12 @@ def _label_errors(run: Run) -> None:
             sample=sid,
             origin="data_issues",
         )
-    noise = run.array(schema.NOISE_MATRIX)
+    noise = charts.noise_matrix(str(run.path), run.manifest["created"])
     if noise is not None:
         with st.expander(
             "Estimated noise matrix: how often each true class was labelled as another"
         ):
-            st.plotly_chart(figures.noise_matrix_figure(noise, names), key="noise")
+            st.plotly_chart(noise, key="noise")
 
 
 def _duplicates(run: Run) -> None:
@@ -101,9 +108,12 @@ def _duplicates(run: Run) -> None:
         from analysis.data_issues.duplicates import leakage_impact
 
         imp = leakage_impact(s[schema.CORRECT].to_numpy(), leaked)
+        one = imp.n_leaked == 1
         st.markdown(
-            f"**{imp.n_leaked} evaluation images** are near-copies of reference (training) images."
-            f" Accuracy with them {fmt.estimate(imp.accuracy)}; without them"
+            f"**{fmt.plural(imp.n_leaked, 'evaluation image')}**"
+            f" {'is a near-copy' if one else 'are near-copies'} of reference (training) images."
+            f" Accuracy with {'it' if one else 'them'} {fmt.estimate(imp.accuracy)}; without"
+            f" {'it' if one else 'them'}"
             f" {fmt.estimate(imp.accuracy_clean)}: leakage inflates the headline by"
             f" {100 * imp.inflation:+.1f} points."
         )
@@ -111,7 +121,7 @@ def _duplicates(run: Run) -> None:
     elif run.reference is None:
         st.caption("No reference set was given, so train/test leakage was not checked.")
     within = int((pairs["scope"] == "within").sum()) if len(pairs) else 0
-    st.markdown(f"{within} near-duplicate pairs inside the evaluation set.")
+    st.markdown(f"{fmt.plural(within, 'near-duplicate pair')} inside the evaluation set.")
     if within:
         nav.link("gallery", "Open the near-duplicates →", ImageQuery(issue="duplicate"))
     if len(pairs):
@@ -122,20 +132,20 @@ def _duplicates(run: Run) -> None:
             i, j = int(p["i"]), int(p["j"])
             c[0].image(
                 ui.thumb_path(run, s[schema.SAMPLE_ID].iloc[i]) or s[schema.PATH].iloc[i],
-                caption=f"eval: {s[schema.RELPATH].iloc[i]}",
+                caption=f"eval: {ui.safe(s[schema.RELPATH].iloc[i])}",
                 width=140,
             )
             if p["scope"] == "leak" and ref is not None:
                 rid = ref[schema.SAMPLE_ID].iloc[j]
                 c[1].image(
                     ui.thumb_path(run, f"ref-{rid}") or ref[schema.PATH].iloc[j],
-                    caption=f"reference: {ref[schema.RELPATH].iloc[j]}",
+                    caption=f"reference: {ui.safe(ref[schema.RELPATH].iloc[j])}",
                     width=140,
                 )
             else:
                 c[1].image(
                     ui.thumb_path(run, s[schema.SAMPLE_ID].iloc[j]) or s[schema.PATH].iloc[j],
-                    caption=f"eval: {s[schema.RELPATH].iloc[j]}",
+                    caption=f"eval: {ui.safe(s[schema.RELPATH].iloc[j])}",
                     width=140,
                 )
             c[2].markdown(_pair_text(p))
@@ -161,7 +171,7 @@ def _outliers(run: Run) -> None:
     )
     st.dataframe(summ, hide_index=True)
     for t in summ.loc[summ["n"] > 0, "type"]:
-        nav.link("gallery", f"Open {t} images →", ImageQuery(issue=f"outlier:{t}"))
+        nav.link("gallery", f"Open {ui.safe(t)} images →", ImageQuery(issue=f"outlier:{t}"))
 
 
 def _pair_text(p) -> str:

@@ -7,68 +7,55 @@ import pandas as pd
 import streamlit as st
 
 from analysis import schema
-from analysis.present import figures
-from analysis.present.query import ImageQuery, neighbours_in_order
+from analysis.present.query import neighbours_in_order
 from analysis.store.runstore import Run
+from dashboard import charts, data, links, nav
 from dashboard import components as ui
-from dashboard import data, nav
-from dashboard.views import image_panel
+from dashboard.views import cam_panel, image_panel
 
 
 def render(run: Run) -> None:
     s = run.samples
     names = run.class_names
-    sid = st.query_params.get("sample")
-    q = ImageQuery.from_params(st.query_params.to_dict())
+    sid = links.raw("sample")
     hits = np.flatnonzero(s[schema.SAMPLE_ID].to_numpy() == sid) if sid else []
     if not len(hits):
         st.title("Image detail")
-        st.info(
-            "No image chosen: open one from the gallery."
-            if not sid
-            else f"Image {sid!r} is not in this run."
-        )
+        q = links.image_query(run)
+        if sid:
+            st.warning(f"Image {ui.safe(repr(sid))} from the link is not in this run.")
+        else:
+            st.info("No image chosen: open one from the gallery.")
         nav.link("gallery", "← Gallery", q)
         return
     row_no = int(hits[0])
     row = s.iloc[row_no]
-    origin = st.query_params.get("origin", "gallery")
+    q = links.image_query(run)
+    origin = links.choice_param("origin", list(nav.PAGES), default="gallery")
     order = data.query_rows(run, q)
     prev, nxt, pos = neighbours_in_order(order, row_no)
 
-    top = st.columns([4, 1, 1, 1, 1])
     ok = bool(row[schema.CORRECT])
-    top[0].title(
-        f"{':green[:material/check_circle:]' if ok else ':red[:material/cancel:]'} {names[row[schema.LABEL]]} → {names[row[schema.PRED]]}"
-    )
-    with top[1]:
-        nav.link(origin if origin in nav.PAGES else "gallery", "← Back", q)
-    with top[2]:
+    mark = ":green[:material/check_circle:]" if ok else ":red[:material/cancel:]"
+    given, pred = (ui.safe(names[row[c]]) for c in (schema.LABEL, schema.PRED))
+    st.title(f"{mark} {given} → {pred}")
+    # one row of buttons sized to their labels (narrow columns cut them: "Cop…")
+    with st.container(horizontal=True, vertical_alignment="center"):
+        nav.link(origin, "← Back", q)
         if prev is not None:
             nav.link(
                 "detail", "◀ Previous", q, sample=s.iloc[prev][schema.SAMPLE_ID], origin=origin
             )
-    with top[3]:
         if nxt is not None:
             nav.link("detail", "Next ▶", q, sample=s.iloc[nxt][schema.SAMPLE_ID], origin=origin)
-    with top[4]:
-        # widget state is current at the top of a rerun, the URL only after the CAM panel ran
-        cam = st.session_state.get("cam_method") or st.query_params.get("cam")
-        layer = st.session_state.get("cam_layer") or st.query_params.get("layer")
-        nav.copy_link(
-            "detail",
-            q,
-            sample=sid,
-            cam=cam if cam and cam != "gradcam" else None,
-            layer=layer if layer and layer != st.session_state.get("cam_layer_default") else None,
-        )
-    if pos:
-        st.caption(f"Image {pos} of {len(order):,} in: {ui.safe(q.describe(names))}")
-    st.caption(f"`{row[schema.RELPATH]}` · id `{sid}`")
+        nav.copy_link("detail", q, sample=sid, **cam_panel.link_params())
+        if pos:
+            st.caption(f"Image {pos:,} of {len(order):,} in: {ui.safe(q.describe(names))}")
+    st.caption(f"{ui.safe(row[schema.RELPATH])} · id {ui.safe(sid)}")
     from analysis.present.findings import image_flags
 
     for kind, why in image_flags(run, row_no):
-        st.warning(f"**{kind}** — {ui.safe(why)}", icon=":material/flag:")
+        st.warning(f"**{ui.safe(kind)}** — {ui.safe(why)}", icon=":material/flag:")
 
     left, mid = st.columns([1, 1], gap="large")
     with left:
@@ -76,9 +63,7 @@ def render(run: Run) -> None:
     with mid:
         st.markdown("**Top classes**")
         st.plotly_chart(
-            figures.top_k_figure(
-                np.asarray(run.probs[row_no]), names, label=int(row[schema.LABEL])
-            ),
+            charts.top_k(str(run.path), run.manifest["created"], row_no),
             key="topk",
             config={"displayModeBar": False},
         )
@@ -86,8 +71,6 @@ def render(run: Run) -> None:
             f"confidence **{row[schema.CONFIDENCE]:.3f}** · margin {row[schema.MARGIN]:.3f} ·"
             f" loss {row[schema.LOSS]:.3f} · entropy {row[schema.ENTROPY]:.3f}"
         )
-    from dashboard.views import cam_panel
-
     cam_panel.render(run, row_no)
     from dashboard.views import neighbours_panel, review_panel
 
@@ -103,3 +86,5 @@ def render(run: Run) -> None:
         ),
         hide_index=True,
     )
+    # last, once the page is drawn: the next two images' CAMs in the background (Next is instant)
+    cam_panel.prefetch_next(run, order[pos : pos + 2] if pos else ())

@@ -6,12 +6,11 @@ import numpy as np
 import streamlit as st
 
 from analysis import schema
-from analysis.present import figures
 from analysis.present import formatting as fmt
 from analysis.present.query import ImageQuery, save_selection
 from analysis.store.runstore import Run
+from dashboard import charts, data, links, nav
 from dashboard import components as ui
-from dashboard import data, nav
 
 BASE = {
     "correct / wrong": schema.CORRECT,
@@ -32,35 +31,17 @@ def render(run: Run) -> None:
         **{c: c for c in [*run.property_columns, *run.metadata_columns] if c in s.columns},
     }
     c1, c2 = st.columns([2, 3])
-    colour_by = c1.selectbox("Colour by", list(options), key="emb_colour")
-    col = options[colour_by]
-    values = s[col].to_numpy()
-    categorical = col in (
-        schema.CORRECT,
-        schema.LABEL_NAME,
-        schema.PRED_NAME,
-        schema.CLUSTER,
-    ) or not np.issubdtype(values.dtype, np.number)
-    if col == schema.CORRECT:
-        values = np.where(values, "correct", "wrong")
-    hover = None
-    if len(s) <= 20_000:
-        names = run.class_names
-        hover = [
-            f"{names[a]} → {names[b]}" for a, b in zip(s[schema.LABEL], s[schema.PRED], strict=True)
-        ]
-    c2.caption(
-        "Lasso or box-select a region (toolbar, top right of the chart) to see its images."
-        " UMAP keeps neighbourhoods, not distances: read clusters, not gaps."
-    )
-    fig = figures.embedding_figure(
-        s[schema.UMAP_X].to_numpy(),
-        s[schema.UMAP_Y].to_numpy(),
-        values,
-        colour_name=colour_by,
-        categorical=categorical,
-        hover=hover,
-    )
+    links.choice_param("colour", list(options), default=next(iter(options)))  # a note if bad
+    # bound to the URL: a copied link reopens the same colouring
+    colour_by = c1.selectbox("Colour by", list(options), key="colour", bind="query-params")
+    with c2.container(horizontal=True, vertical_alignment="center"):
+        st.caption(
+            "Lasso or box-select a region (toolbar, top right of the chart) to see its images."
+            " UMAP keeps neighbourhoods, not distances: read clusters, not gaps."
+        )
+        nav.copy_link("embeddings", colour=colour_by if colour_by != next(iter(options)) else None)
+    # built once per process for every session (20,000 points take ~0.7 s to validate)
+    fig = charts.embedding(str(run.path), run.manifest["created"], options[colour_by], colour_by)
     ev = st.plotly_chart(
         fig, key=f"emb_{colour_by}", on_select="rerun", selection_mode=("lasso", "box")
     )
@@ -68,15 +49,14 @@ def render(run: Run) -> None:
     if len(rows):
         wrong = int((~s[schema.CORRECT].to_numpy()[rows]).sum())
         st.markdown(
-            f"**Selection: {len(rows):,} images**, error rate"
+            f"**Selection: {fmt.plural(len(rows), 'image')}**, error rate"
             f" {fmt.pct(wrong / len(rows))} (overall"
             f" {fmt.pct(1 - s[schema.CORRECT].mean())})"
         )
         strip = rows[np.argsort(-s[schema.LOSS].to_numpy()[rows])][:12]
         ui.image_grid(run, strip, ImageQuery(), cols=12, key="emb_strip", origin="embeddings")
-        if st.button(
-            f"Open these {len(rows):,} images in the gallery", type="primary", key="emb_open"
-        ):
+        what = "this image" if len(rows) == 1 else f"these {len(rows):,} images"
+        if st.button(f"Open {what} in the gallery", type="primary", key="emb_open"):
             sel = save_selection(run.path, s[schema.SAMPLE_ID].to_numpy()[rows])
             nav.go("gallery", ImageQuery(sel=sel))
     clusters = data.table(str(run.path), schema.CLUSTERS)

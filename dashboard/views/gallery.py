@@ -10,7 +10,7 @@ from analysis.present import formatting as fmt
 from analysis.present.query import BETWEEN, CONTAINS, SORT_KEYS, ImageQuery, paginate, parse_between
 from analysis.store.runstore import Run
 from dashboard import components as ui
-from dashboard import data, nav
+from dashboard import data, links, nav
 
 PER_PAGE = 48
 KEYS = ("g_true", "g_pred", "g_correct", "g_conf", "g_sort", "g_order")
@@ -21,26 +21,28 @@ ORDERS = ("highest first", "lowest first")
 MAX_LISTED = 50
 
 
-def _filter_kinds(s: pd.DataFrame, cols: list[str]) -> dict[str, str]:
-    kinds = {}
-    for c in cols:
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _filters(path: str, stamp: str) -> dict[str, tuple[str, object]]:
+    """Per metadata column its filter: ("range", (lo, hi)), ("value", sorted values) or
+    ("text", None); worked out once per process, not on every rerun of every session."""
+    run = data.get_run(path)
+    s = run.samples
+    out = {}
+    for c in [c for c in run.metadata_columns if c in s.columns]:
         n = s[c].nunique(dropna=True)
         if pd.api.types.is_numeric_dtype(s[c]) and n > 12:
-            kinds[c] = "range"
+            x = pd.to_numeric(s[c], errors="coerce")
+            out[c] = ("range", (float(x.min()), float(x.max())))
         elif n <= MAX_LISTED:
-            kinds[c] = "value"
+            out[c] = ("value", sorted(s[c].dropna().astype(str).unique().tolist()))
         else:
-            kinds[c] = "text"
-    return kinds
+            out[c] = ("text", None)
+    return out
 
 
-def _range_of(s: pd.DataFrame, c: str) -> tuple[float, float]:
-    x = pd.to_numeric(s[c], errors="coerce")
-    return float(x.min()), float(x.max())
-
-
-def _push_to_widgets(q: ImageQuery, names: list[str], s: pd.DataFrame, kinds: dict) -> None:
-    """A link brought a new query: set the widgets to it before they are drawn."""
+def _push_to_widgets(q: ImageQuery, names: list[str], filters: dict) -> list[str]:
+    """A link brought a new query: set the widgets to it before they are drawn; returns what
+    of its metadata filters no widget can show (they are left out)."""
     ss = st.session_state
     ss["g_true"] = [names[i] for i in q.true if 0 <= i < len(names)]
     ss["g_pred"] = [names[i] for i in q.pred if 0 <= i < len(names)]
@@ -49,48 +51,57 @@ def _push_to_widgets(q: ImageQuery, names: list[str], s: pd.DataFrame, kinds: di
     ss["g_sort"] = q.sort
     ss["g_order"] = ORDERS[0] if q.desc else ORDERS[1]
     given = dict(q.where)
-    for c, kind in kinds.items():
+    problems = [
+        f"filter on {c!r} was ignored: it is no metadata column" for c in given if c not in filters
+    ]
+    for c, (kind, info) in filters.items():
         v = given.get(c)
         if kind == "range":
-            ss[f"g_where_{c}"] = parse_between(v or "") or _range_of(s, c)
+            lo, hi = info
+            a, b = parse_between(v or "") or (lo, hi)
+            ss[f"g_where_{c}"] = (min(max(a, lo), hi), max(min(b, hi), lo))
         elif kind == "text":
             ss[f"g_where_{c}"] = v[len(CONTAINS) :] if v and v.startswith(CONTAINS) else ""
         else:
-            ss[f"g_where_{c}"] = v if v is not None else "(any)"
+            ok = v is None or v in info
+            ss[f"g_where_{c}"] = v if v is not None and ok else "(any)"
+            if not ok:
+                problems.append(f"{c}={v[:60]!r} was ignored: no image has this value")
+    return problems
 
 
-def _metadata_filter(s: pd.DataFrame, col: str, kind: str) -> list[tuple[str, str]]:
+def _metadata_filter(col: str, kind: str, info) -> list[tuple[str, str]]:
     """One metadata filter widget; returns the ``where`` entries it sets (none = no filter)."""
     key = f"g_where_{col}"
     if kind == "range":
-        lo, hi = _range_of(s, col)
+        lo, hi = info
         if not lo < hi:
             return []
-        v = st.slider(col, lo, hi, key=key)
+        v = st.slider(ui.safe(col), lo, hi, key=key)
         return [(col, f"{BETWEEN}{v[0]:g},{v[1]:g}")] if tuple(v) != (lo, hi) else []
     if kind == "text":
-        v = st.text_input(f"{col} contains", key=key)
+        v = st.text_input(f"{ui.safe(col)} contains", key=key)
         return [(col, f"{CONTAINS}{v}")] if v else []
-    values = ["(any)"] + sorted(s[col].dropna().astype(str).unique().tolist())
+    values = ["(any)", *info]
     current = st.session_state.get(key)
     if current not in values:  # a link with a value this run does not have
         st.session_state[key] = "(any)"
-    v = st.selectbox(col, values, key=key)
+    v = st.selectbox(ui.safe(col), values, key=key)
     return [(col, v)] if v != "(any)" else []
 
 
 def render(run: Run) -> None:
     names = run.class_names
     s = run.samples
-    incoming = ImageQuery.from_params(st.query_params.to_dict())
-    kinds = _filter_kinds(s, [c for c in run.metadata_columns if c in s.columns])
-    widget_keys = [*KEYS, *(f"g_where_{c}" for c in kinds)]
+    st.title("Gallery")
+    incoming = links.image_query(run)
+    filters = _filters(str(run.path), run.manifest["created"])
+    widget_keys = [*KEYS, *(f"g_where_{c}" for c in filters)]
     if st.session_state.get("g_last") != incoming.to_params() or any(
         k not in st.session_state for k in widget_keys
     ):
-        _push_to_widgets(incoming, names, s, kinds)
+        links.note(_push_to_widgets(incoming, names, filters))
 
-    st.title("Gallery")
     with st.container(border=True):
         c = st.columns([2, 2, 2, 2])
         true = c[0].multiselect("Given label", names, key="g_true")
@@ -107,12 +118,12 @@ def render(run: Run) -> None:
         order = c2[1].segmented_control("Order", ORDERS, key="g_order")
         desc = order != ORDERS[1]
         where = []
-        if kinds:
-            n_on = sum(1 for c in kinds if c in dict(incoming.where))
+        if filters:
+            n_on = sum(1 for c in filters if c in dict(incoming.where))
             label = "Metadata filters" + (f" ({n_on})" if n_on else "")
             with c2[3].popover(label):
-                for col, kind in kinds.items():
-                    where += _metadata_filter(s, col, kind)
+                for col, (kind, info) in filters.items():
+                    where += _metadata_filter(col, kind, info)
     q = incoming.with_(
         true=tuple(names.index(n) for n in true),
         pred=tuple(names.index(n) for n in pred),
@@ -138,7 +149,8 @@ def render(run: Run) -> None:
             if col.button(f"{label} ✕", key=f"clear_{field}", help="remove this filter"):
                 q = q.with_(**{field: None if field == "cluster" else ""})
     rows = data.query_rows(run, q)
-    page_no = int(st.query_params.get("page", 1) or 1)
+    n_pages = max(1, -(-len(rows) // PER_PAGE))
+    page_no = links.int_param("page", default=1, lo=1, hi=n_pages, what="page")
     if q.to_params() != incoming.to_params():
         page_no = 1
     pg = paginate(rows, page_no, PER_PAGE)
@@ -150,14 +162,15 @@ def render(run: Run) -> None:
     st.session_state["g_last"] = q.to_params()
 
     n_wrong = int((~s[schema.CORRECT].to_numpy()[rows]).sum()) if len(rows) else 0
-    head = st.columns([5, 1, 1])
+    head = st.columns([3, 2], vertical_alignment="center")
     head[0].markdown(
-        f"**{pg.total:,} images** match — {ui.safe(q.describe(names))}"
+        f"**{fmt.plural(pg.total, 'image')}** {'matches' if pg.total == 1 else 'match'} —"
+        f" {ui.safe(q.describe(names))}"
         + (f" · error rate {fmt.pct(n_wrong / pg.total)}" if pg.total else "")
     )
-    with head[1]:
+    # buttons sized to their labels, right-aligned (narrow columns cut them: "Review th…")
+    with head[1].container(horizontal=True, horizontal_alignment="right"):
         nav.copy_link("gallery", q, page=pg.page if pg.page > 1 else None)
-    with head[2]:
         if pg.total and "review" in nav.PAGES:
             if st.button(
                 "Review these",

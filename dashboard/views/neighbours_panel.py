@@ -43,7 +43,7 @@ def render(run: Run, row_no: int, k: int = 6) -> None:
             st.image(ui.thumb_path(run, r[schema.SAMPLE_ID]) or r[schema.PATH], width="stretch")
             nav.link(
                 "detail",
-                f"{names[r[schema.LABEL]]} → {names[r[schema.PRED]]}",
+                f"{ui.safe(names[r[schema.LABEL]])} → {ui.safe(names[r[schema.PRED]])}",
                 ImageQuery(),
                 sample=r[schema.SAMPLE_ID],
             )
@@ -58,6 +58,6 @@ def render(run: Run, row_no: int, k: int = 6) -> None:
             r = rs.iloc[int(j)]
             col.image(
                 ui.thumb_path(run, f"ref-{r[schema.SAMPLE_ID]}") or r[schema.PATH],
-                caption=f"{names[r[schema.LABEL]]} · cosine {sim:.3f}",
+                caption=f"{ui.safe(names[r[schema.LABEL]])} · cosine {sim:.3f}",
                 width="stretch",
             )

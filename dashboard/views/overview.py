@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
-from analysis.present import figures
-from analysis.present.findings import findings, load_metrics, top_confusion_pairs
+from analysis import schema
+from analysis.present import formatting as fmt
+from analysis.present.findings import findings, top_confusion_pairs
 from analysis.present.query import ImageQuery
 from analysis.store.runstore import Run
+from dashboard import charts, nav
 from dashboard import components as ui
-from dashboard import nav
 from dashboard.views import run_banner
 
 ICONS = {
@@ -20,20 +22,47 @@ ICONS = {
 }
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+@st.cache_resource(show_spinner=False, max_entries=8)
 def _cached(path: str, stamp: str):
+    """Findings and top confusions, computed once per process (shared; never mutate)."""
     from dashboard.data import get_run
 
     run = get_run(path)
-    return load_metrics(run), findings(run), top_confusion_pairs(run)
+    return charts.metrics(path, stamp), findings(run), top_confusion_pairs(run)
+
+
+def confusion_line(
+    n: int,
+    support: int,
+    given: str,
+    predicted: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    p_adj: float | None = None,
+) -> str:
+    """'5 of 62 images labelled 8 are predicted as 9 (8%, 95% CI 3–18%; more than other
+    classes, adjusted p 0.01)': every number says what it counts."""
+    share = f"{n / support:.0%}"
+    if low is not None and high is not None and not (pd.isna(low) or pd.isna(high)):
+        share += f", 95% CI {fmt.interval(low, high, digits=0)}"
+    if p_adj is not None:
+        share += f"; more than other classes, adjusted p {p_adj:.2g}"
+    return (
+        f"{n:,} of {fmt.plural(support, 'image')} labelled {ui.safe(given)}"
+        f" {'is' if n == 1 else 'are'} predicted as {ui.safe(predicted)} ({share})"
+    )
 
 
 def render(run: Run) -> None:
     st.title("Overview")
-    st.caption(
-        f"Run `{run.run_id}` · {run.manifest['n_samples']:,} images ·"
-        f" {len(run.class_names)} classes"
-    )
+    with st.container(horizontal=True, vertical_alignment="center"):
+        st.caption(
+            f"Run {ui.safe(run.run_id)} · {fmt.plural(run.manifest['n_samples'], 'image')} ·"
+            f" {fmt.plural(len(run.class_names), 'class', 'classes')}",
+            width="content",
+        )
+        nav.copy_link("overview")
     run_banner.render(run)
     m, found, pairs = _cached(str(run.path), run.manifest["created"])
     if m is None:
@@ -82,33 +111,35 @@ def render(run: Run) -> None:
         )
         if pairs.empty:
             st.caption("No errors.")
+        support = np.bincount(run.samples[schema.LABEL], minlength=len(run.class_names))
         for _, r in pairs.iterrows():
-            t, p = int(r["true"]), int(r["pred"])
+            t, p, n = int(r["true"]), int(r["pred"]), int(r["count"])
             nav.link(
                 "gallery",
-                f"{int(r['count'])} {run.class_names[t]} predicted as {run.class_names[p]}"
-                f" ({r['share_of_true_class']:.0%} of {run.class_names[t]}, 95% CI"
-                f" {r['rate_low']:.0%}-{r['rate_high']:.0%}"
-                f"{'; more than other classes, adjusted p ' + format(r['p_adj'], '.2g') if r['significant'] else ''})",
+                confusion_line(
+                    n,
+                    int(support[t]),
+                    *(run.class_names[i] for i in (t, p)),
+                    low=r.get("rate_low"),
+                    high=r.get("rate_high"),
+                    p_adj=r.get("p_adj") if bool(r.get("significant", False)) else None,
+                ),
                 ImageQuery(true=(t,), pred=(p,)),
             )
     with right:
         st.subheader("Classes")
         if m is not None:
-            pc = m.per_class
             st.plotly_chart(
-                figures.class_distribution_figure(
-                    pc["support"], pc["support"] - pc["tp"], run.class_names
-                ),
+                charts.class_distribution(str(run.path), run.manifest["created"]),
                 key="class_dist",
             )
         skipped = run.manifest.get("skipped", [])
         if skipped:
-            with st.expander(f"{len(skipped)} skipped file(s)", expanded=len(skipped) <= 5):
+            with st.expander(fmt.plural(len(skipped), "skipped file"), expanded=len(skipped) <= 5):
                 st.dataframe(pd.DataFrame(skipped), hide_index=True)
         notes = run.manifest.get("warnings", [])
         if notes:
             with st.expander("Notes from loading"):
                 for n in notes:
-                    st.caption(n)
+                    st.caption(ui.safe(n))
     nav.link("gallery", "Browse all misclassified images →", ImageQuery(correct="wrong"))

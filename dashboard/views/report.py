@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import shlex
 import zipfile
 
 import streamlit as st
 
+from analysis.present import formatting as fmt
 from analysis.store.runstore import Run
 from dashboard.views import review_panel
 
@@ -33,7 +35,9 @@ def render(run: Run) -> None:
     title = st.text_input("Title", value=f"Error review — {run.run_id}", key="rep_title")
     n_events = len(review_panel.review_store().events())
     html, md, csvs, n_reviewed = _build(str(run.path), run.manifest["created"], n_events, title)
-    st.markdown(f"{n_reviewed} reviewed images are included.")
+    st.markdown(
+        f"{fmt.plural(n_reviewed, 'reviewed image')} {'is' if n_reviewed == 1 else 'are'} included."
+    )
     c = st.columns(4)
     c[0].download_button(
         "HTML report",
@@ -67,4 +71,5 @@ def render(run: Run) -> None:
     )
     with st.expander("Preview (Markdown)", expanded=False):
         st.code(md[:20000], language="markdown")
-    st.caption(f"Same from the command line: `errorscope report {run.path} --format html`")
+    st.caption("Same from the command line:")
+    st.code(f"errorscope report {shlex.quote(str(run.path))} --format html", language="bash")

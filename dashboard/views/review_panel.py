@@ -17,6 +17,7 @@ import streamlit as st
 from analysis import schema
 from analysis.store.review import STARTER_TAGS, ReviewStore, default_db_path
 from analysis.store.runstore import Run
+from dashboard import components as ui
 from dashboard import data
 
 
@@ -89,6 +90,7 @@ def render(run: Run, row_no: int, *, queue_id: str | None = None, key: str = "rv
             options,
             selection_mode="multi",
             default=shown["tags"],
+            format_func=ui.safe,
             key=f"{key}_tags_{sid}_{tok}",
         )
         free = st.text_input("Other tags (comma-separated)", key=f"{key}_free_{sid}_{tok}")
@@ -112,12 +114,16 @@ def render(run: Run, row_no: int, *, queue_id: str | None = None, key: str = "rv
     if now["tags"] or now["corrected_label"]:
         st.caption(
             "Current tags: "
-            + (", ".join(now["tags"]) or "none")
-            + (f" · corrected label: {now['corrected_label']}" if now["corrected_label"] else "")
+            + (", ".join(ui.safe(t) for t in now["tags"]) or "none")
+            + (
+                f" · corrected label: {ui.safe(now['corrected_label'])}"
+                if now["corrected_label"]
+                else ""
+            )
         )
     if now["notes"]:
         for n in now["notes"]:
-            st.caption(f"**{n['reviewer']}**: {n['text']}")
+            st.caption(f"**{ui.safe(n['reviewer'])}**: {ui.safe(n['text'])}")
     if not saved:
         return False
     who = reviewer()
@@ -139,7 +145,7 @@ def render(run: Run, row_no: int, *, queue_id: str | None = None, key: str = "rv
             queue_id=queue_id,
         )
     except ValueError as e:  # a too-long tag or note: say so, keep what the user typed
-        st.error(str(e))
+        st.error(ui.safe(e))
         return False
     # The next draw starts from the saved state with empty note and tag boxes, so saving twice
     # does not append the same note twice.

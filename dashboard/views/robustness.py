@@ -6,10 +6,11 @@ import streamlit as st
 
 from analysis import schema
 from analysis.present import figures
+from analysis.present import formatting as fmt
 from analysis.present.query import ImageQuery, save_selection
 from analysis.store.runstore import Run
 from dashboard import components as ui
-from dashboard import data, nav
+from dashboard import data, links, nav
 
 
 def render(run: Run) -> None:
@@ -52,9 +53,13 @@ def render(run: Run) -> None:
     summ = result.summary
     clean = float(summ["clean_accuracy"].iloc[0])
     st.markdown(
-        f"On **{len(result.rows)} images**: clean accuracy {clean:.1%}. Click a cell to"
-        " see the images whose prediction flipped, original and perturbed."
+        f"On **{fmt.plural(len(result.rows), 'image')}**: clean accuracy {clean:.1%}. Click a"
+        " cell to see the images whose prediction flipped, original and perturbed."
     )
+    bar = st.container()  # the copy-link, filled once every choice of the page is known
+    # the clicked cell and the choices below are in the URL: a copied link reopens them
+    cells = [f"{p}:{s}" for p, s in zip(summ["perturbation"], summ["severity"], strict=True)]
+    cell = links.choice_param("cell", cells, default="")
     ver = st.session_state.setdefault("rb_ver", 0)
     ev = st.plotly_chart(
         figures.robustness_grid_figure(summ),
@@ -65,21 +70,33 @@ def render(run: Run) -> None:
     )
     pts = ui.clicked_points(ev)
     if pts:
-        cell = summ.iloc[pts[0]]
-        st.session_state["rb_cell"] = (cell["perturbation"], int(cell["severity"]))
+        st.session_state["rb_ver"] = ver + 1
+        st.query_params["cell"] = cells[pts[0]]
+        st.rerun()
     c1, c2 = st.columns(2)
     c1.plotly_chart(figures.robustness_curves_figure(summ, clean_accuracy=clean), key="rb_curves")
     with c2:
         pc = result.per_class
-        name = st.selectbox("Per class under", list(result.perturbations), key="rb_pc")
+        links.choice_param("under", list(result.perturbations), default=result.perturbations[0])
+        name = st.selectbox(
+            "Per class under", list(result.perturbations), key="under", bind="query-params"
+        )
         view = pc[pc["perturbation"] == name].pivot_table(
             index="class_name", columns="severity", values="accuracy"
         )
         st.dataframe(view.style.format("{:.0%}"), key="rb_pc_tbl")
         _fragile(run, result, name)
-    _by_slice(run, result)
-    if "rb_cell" in st.session_state:
-        _flipped(run, result, *st.session_state["rb_cell"])
+    picked = _by_slice(run, result)
+    if cell:
+        perturbation, severity = cell.rsplit(":", 1)
+        _flipped(run, result, perturbation, int(severity))
+    with bar:
+        nav.copy_link(
+            "robustness",
+            cell=cell or None,
+            under=name if name != result.perturbations[0] else None,
+            by_slice=picked,
+        )
 
 
 def _fragile(run: Run, result, perturbation: str) -> None:
@@ -95,12 +112,14 @@ def _fragile(run: Run, result, perturbation: str) -> None:
         sel = save_selection(run.path, group[schema.SAMPLE_ID])
         nav.link(
             "gallery",
-            f"severity {sev}: {len(group)} image{'s' if len(group) != 1 else ''} first become wrong",
+            f"severity {sev}: {fmt.plural(len(group), 'image')} first"
+            f" {'becomes' if len(group) == 1 else 'become'} wrong",
             ImageQuery(sel=sel),
         )
 
 
-def _by_slice(run: Run, result) -> None:
+def _by_slice(run: Run, result) -> str | None:
+    """The extra drop inside a chosen slice; returns the chosen slice when not the first."""
     from analysis.stats import robustness as rb
     from analysis.stats.slices import spec_from_json
 
@@ -113,14 +132,17 @@ def _by_slice(run: Run, result) -> None:
                 choices.setdefault(str(desc), str(spec))
     if not choices:
         st.caption("This run has no slices.")
-        return
-    pick = st.selectbox("Slice", list(choices), key="rb_slice")
+        return None
+    first = next(iter(choices))
+    links.choice_param("by_slice", list(choices), default=first)
+    pick = st.selectbox("Slice", list(choices), key="by_slice", bind="query-params")
     t = rb.slice_vs_rest(result, run, spec_from_json(choices[pick]))
     n_in, n_out = int(t["n_in"].max()), int(t["n_out"].max())
     st.caption(
-        f"Extra accuracy drop inside *{pick}* ({n_in} images) compared with the other"
-        f" {n_out} images, each against its own clean accuracy: positive = the slice suffers more."
-        " Small slices have wide intervals; hover the heat map cells above for the overall numbers."
+        f"Extra accuracy drop inside *{ui.safe(pick)}* ({fmt.plural(n_in, 'image')}) compared"
+        f" with the other {fmt.plural(n_out, 'image')}, each against its own clean accuracy:"
+        " positive = the slice suffers more. Small slices have wide intervals; hover the heat"
+        " map cells above for the overall numbers."
     )
     view = t.pivot_table(
         index=rb.PERTURBATION, columns=rb.SEVERITY, values="extra_drop", sort=False
@@ -143,7 +165,9 @@ def _by_slice(run: Run, result) -> None:
                 for _, r in sig.head(6).iterrows()
             )
             st.markdown(f"Significantly worse inside the slice: {cells}.")
-    nav.link("gallery", f"Open the {n_in} images of this slice →", ImageQuery(slice=choices[pick]))
+    what = "the image" if n_in == 1 else f"the {n_in:,} images"
+    nav.link("gallery", f"Open {what} of this slice →", ImageQuery(slice=choices[pick]))
+    return pick if pick != first else None
 
 
 def _flipped(run: Run, result, perturbation: str, severity: int) -> None:
@@ -154,12 +178,14 @@ def _flipped(run: Run, result, perturbation: str, severity: int) -> None:
     f = rb.flips(result, perturbation, severity)
     f = f[f["pred"] != f["clean_pred"]]
     names = run.class_names
-    st.subheader(f"{len(f)} images flipped under {perturbation}, severity {severity}")
+    st.subheader(f"{fmt.plural(len(f), 'image')} flipped under {perturbation}, severity {severity}")
     if f.empty:
         return
     s = run.samples
     sel = save_selection(run.path, f["sample_id"])
-    nav.link("gallery", "Open them in the gallery →", ImageQuery(sel=sel))
+    nav.link(
+        "gallery", f"Open {'it' if len(f) == 1 else 'them'} in the gallery →", ImageQuery(sel=sel)
+    )
     prep = Preprocessing.from_dict(run.manifest["preprocessing"])
     for _, r in f.head(8).iterrows():
         row = s.iloc[int(r["row"])]
@@ -167,11 +193,11 @@ def _flipped(run: Run, result, perturbation: str, severity: int) -> None:
             row[schema.PATH], prep, perturbation, severity, seed=int(result.settings.get("seed", 0))
         )
         c = st.columns([1, 1, 3])
-        c[0].image(orig, caption=f"original: {names[int(r['clean_pred'])]}", width=150)
-        c[1].image(pert, caption=f"perturbed: {names[int(r['pred'])]}", width=150)
+        c[0].image(orig, caption=f"original: {ui.safe(names[int(r['clean_pred'])])}", width=150)
+        c[1].image(pert, caption=f"perturbed: {ui.safe(names[int(r['pred'])])}", width=150)
         with c[2]:
             st.markdown(
-                f"given **{names[int(r['label'])]}** ·"
+                f"given **{ui.safe(names[int(r['label'])])}** ·"
                 f" {'became wrong' if r['became_wrong'] else 'changed'}"
             )
             nav.link(

@@ -5,19 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis import schema
-from analysis.present import figures
+from analysis.present import formatting as fmt
 from analysis.present.query import ImageQuery
 from analysis.store.runstore import Run
+from dashboard import charts, data, links, nav
 from dashboard import components as ui
-from dashboard import data, nav
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def _by_value(path: str, column: str):
-    from analysis.stats.slices import error_rate_by_value
-
-    run = data.get_run(path)
-    return error_rate_by_value(run.samples, column, class_names=run.class_names)
 
 
 def render(run: Run) -> None:
@@ -27,22 +19,33 @@ def render(run: Run) -> None:
         " when a one-sided Fisher test says it is worse than the rest after"
         " Benjamini–Hochberg correction over every slice tested (5% false discovery rate)."
     )
-    path = str(run.path)
-    overall = 1.0 - float(run.samples[schema.CORRECT].mean())
+    path, stamp = str(run.path), run.manifest["created"]  # figures shared by every session
     found = data.table(path, schema.DISCOVERED)
     single = data.table(path, schema.SLICES)
-    tab_d, tab_all, tab_col = st.tabs(["Discovered", "All slices", "By column"])
+    # the open tab and column are in the URL (tab=..., column=...): a copied link reopens them
+    tabs = ["Discovered", "All slices", "By column"]
+    links.choice_param("tab", tabs, default=tabs[0])
+    bar = st.container()  # above the tabs, filled once the widgets know their values
+    tab_d, tab_all, tab_col = st.tabs(tabs, key="tab", bind="query-params")
     with tab_d:
         if found is None:
-            st.info(f"Slice discovery did not run: {run.sections.get('discovered_slices', {})}")
+            why = run.sections.get("discovered_slices", {}).get("error", "no result")
+            st.info(f"Slice discovery did not run: {ui.safe(why)}")
         elif found.empty:
             st.success("No combination of up to 3 conditions is significantly worse than the rest.")
         else:
+            tested = found.attrs.get("n_tested")
             st.markdown(
-                f"**{len(found)} slices** survive the correction"
-                f" ({found.attrs.get('n_tested', 'all')} candidates tested). Click one."
+                f"**{fmt.plural(len(found), 'slice')}**"
+                f" {'survives' if len(found) == 1 else 'survive'} the correction"
+                f" ({'all candidates' if tested is None else fmt.plural(tested, 'candidate')}"
+                " tested). Click one."
             )
-            _slice_list(found, overall, key="disc")
+            _slice_list(
+                found,
+                charts.slice_intervals(path, stamp, schema.DISCOVERED, None, False)[0],
+                key="disc",
+            )
     with tab_all:
         if single is None or single.empty:
             st.info("No slices were computed for this run.")
@@ -50,16 +53,18 @@ def render(run: Run) -> None:
             sources = sorted(single["source"].unique())
             chosen = st.multiselect("Sources", sources, default=sources, key="sl_sources")
             only_sig = st.toggle("Significant only", value=False, key="sl_sig")
-            view = single[single["source"].isin(chosen)]
-            if only_sig:
-                view = view[view["significant"].astype(bool)]
-            st.caption(f"{len(view)} of {len(single)} slices")
+            shown = None if chosen == sources else tuple(chosen)
+            fig, view = charts.slice_intervals(path, stamp, schema.SLICES, shown, only_sig)
+            st.caption(f"{len(view):,} of {fmt.plural(len(single), 'slice')}")
             own = view["model_output"].astype(bool) if "model_output" in view else None
             if own is None or not own.any():
-                _slice_list(view.reset_index(drop=True), overall, key="all")
+                _slice_list(view, fig, key="all")
             else:
                 if (~own).any():
-                    _slice_list(view[~own].reset_index(drop=True), overall, key="all")
+                    part = charts.slice_intervals(
+                        path, stamp, schema.SLICES, shown, only_sig, False
+                    )
+                    _slice_list(part[1], part[0], key="all")
                 else:
                     st.info("No slice on the inputs here; see those on the model's output below.")
                 st.subheader("Defined by the model's own output")
@@ -68,18 +73,20 @@ def render(run: Run) -> None:
                     " predicted-class slice restates that class's precision), so never raised"
                     " as a weak slice."
                 )
-                _slice_list(view[own].reset_index(drop=True), overall, key="own")
+                part = charts.slice_intervals(path, stamp, schema.SLICES, shown, only_sig, True)
+                _slice_list(part[1], part[0], key="own")
     with tab_col:
         cols = [
             c
             for c in [*run.metadata_columns, *run.property_columns, schema.CLUSTER]
             if c in run.samples.columns
         ]
-        col = st.selectbox("Column", cols, key="sl_col")
+        links.choice_param("column", cols, default=cols[0] if cols else "")
+        col = st.selectbox("Column", cols, key="column", bind="query-params")
         if col:
-            vals = _by_value(path, col)
+            fig, vals = charts.value_errors(path, stamp, col)
             ev = st.plotly_chart(
-                figures.value_error_figure(vals, column=col, overall_error=overall),
+                fig,
                 key=f"val_{col}",
                 on_select="rerun",
                 selection_mode="points",
@@ -90,11 +97,16 @@ def render(run: Run) -> None:
                 if isinstance(spec, str) and spec:
                     nav.go("gallery", ImageQuery(slice=spec))
             st.dataframe(vals.drop(columns=["spec"]), hide_index=True)
-    nav.copy_link("slices")
+    with bar:
+        tab, column = st.session_state.get("tab"), st.session_state.get("column")
+        nav.copy_link(
+            "slices",
+            tab=tab if tab != tabs[0] else None,
+            column=column if tab == tabs[2] and column != (cols[0] if cols else None) else None,
+        )
 
 
-def _slice_list(df, overall: float, *, key: str) -> None:
-    fig = figures.slice_interval_figure(df, overall_error=overall)
+def _slice_list(df, fig, *, key: str) -> None:
     ver = st.session_state.setdefault(f"{key}_figver", 0)
     ev = st.plotly_chart(
         fig,

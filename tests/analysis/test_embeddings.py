@@ -390,24 +390,39 @@ def test_cluster_table_numbers_on_a_hand_made_table():
     assert first[E.DOMINANT_PRED_SHARE] == pytest.approx(23 / 30)
     assert (first[E.TOP_ERROR_PRED], first[E.TOP_ERROR_PRED_NAME]) == (1, "star")
     assert first[E.TOP_ERROR_PRED_SHARE] == pytest.approx(20 / 30)
-    assert first[E.DESCRIPTION] == "mostly cross (90%), 67% predicted star"
+    assert first[E.DESCRIPTION] == "mostly cross (90%); 67% wrong, most often predicted as star"
     tiny = table.iloc[1]
     assert tiny[E.ERROR_RATE] == 1.0 and tiny[E.ERROR_RATE_LOW] == pytest.approx(0.3424, abs=1e-4)
-    assert tiny[E.DESCRIPTION] == "mostly circle (100%), 100% predicted cross"
+    assert tiny[E.DESCRIPTION] == "mostly circle (100%); 100% wrong, most often predicted as cross"
     clean = table.iloc[2]
     assert clean[E.ERRORS] == 0 and clean[E.ERROR_RATE_LOW] == pytest.approx(0.0)
     assert (clean[E.TOP_ERROR_PRED], clean[E.TOP_ERROR_PRED_NAME]) == (-1, "")
     assert clean[E.DESCRIPTION] == "mostly circle (100%), no errors"
-    assert table.iloc[3][E.DESCRIPTION] == "unclustered: mostly star (100%), 100% predicted circle"
+    assert table.iloc[3][E.DESCRIPTION] == (
+        "unclustered: mostly star (100%); 100% wrong, most often predicted as circle"
+    )
 
 
 def test_cluster_table_mixed_cluster_and_ties():
     rows = [(0, 0, 0), (0, 1, 1), (0, 2, 2), (0, 2, 0)]  # labels 0,1,2,2: circle 50%
     table = E.cluster_table(_samples(rows), class_names=NAMES)
-    assert table.iloc[0][E.DESCRIPTION] == "mostly circle (50%), 25% predicted cross"
+    assert (
+        table.iloc[0][E.DESCRIPTION]
+        == "mostly circle (50%); 25% wrong, most often predicted as cross"
+    )
     rows = [(0, 0, 0), (0, 1, 1), (0, 2, 2)]  # a three-way tie: lowest class index
     table = E.cluster_table(_samples(rows), class_names=NAMES)
     assert table.iloc[0][E.DESCRIPTION] == "mixed, largest cross (33%), no errors"
+
+
+def test_cluster_description_when_errors_are_predicted_as_its_own_class():
+    """19 crosses and one star predicted cross: 'mostly cross (95%), 5% predicted cross' read as
+    a contradiction; the wrong ones are the other classes."""
+    rows = [(0, 0, 0)] * 19 + [(0, 1, 0)]
+    table = E.cluster_table(_samples(rows), class_names=NAMES)
+    assert table.iloc[0][E.DESCRIPTION] == (
+        "mostly cross (95%); 5% wrong, mostly other classes predicted as cross"
+    )
 
 
 def test_cluster_table_round_trips_through_parquet(tmp_path):

@@ -70,6 +70,10 @@ def test_wheel_ships_the_page_modules(tmp_path):
     shipped = sorted(p.relative_to(REPO).as_posix() for p in templates.rglob("*") if p.is_file())
     assert len(shipped) > 10 and "analysis/present/report/templates/report.html.j2" in shipped
     assert [t for t in shipped if t not in names] == []
+    # the safe Streamlit settings read next to app.py, and the local page icon
+    assert (
+        "dashboard/.streamlit/config.toml" in names and "dashboard/static/errorscope.png" in names
+    )
     assert "analysis/data_issues/label_precision.json" in names  # quoted by the dashboard
     assert not any(n.startswith(("sample_data/", "tests/")) for n in names)
 

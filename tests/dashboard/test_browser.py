@@ -73,7 +73,7 @@ def test_confusion_cell_to_gallery_to_detail_with_cams(page, app_url, sample_run
     point.nth(int(t) * k + int(p)).click(force=True)
     page.wait_for_url(re.compile(r"/gallery\?"), timeout=60_000)
     _settled(page)
-    count = page.get_by_text(re.compile(r"[\d,]+ images match")).first
+    count = page.get_by_text(re.compile(r"[\d,]+ images? match")).first
     count.wait_for()
     shown = int(re.search(r"([\d,]+) images", count.inner_text()).group(1).replace(",", ""))
     assert shown == expected, f"gallery shows {shown}, cell ({names[t]}, {names[p]}) has {expected}"

@@ -17,7 +17,7 @@ from .conftest import OUT
 from .test_browser import _settled, _shot
 
 pytestmark = pytest.mark.browser
-COUNT = re.compile(r"([\d,]+) images match")
+COUNT = re.compile(r"([\d,]+) images? match")
 
 
 def _gallery_count(page) -> int:
@@ -132,12 +132,12 @@ def test_robustness_cell_reaches_flipped_images(page, app_url, sample_run):
     k = int(np.argmax(summ["flipped"].to_numpy()))
     point = page.locator(".js-plotly-plot").first.locator(".scatterlayer .trace path.point")
     point.nth(k).click(force=True)
-    head = page.get_by_text(re.compile(r"\d+ images flipped under"))
+    head = page.get_by_text(re.compile(r"\d+ images? flipped under"))
     head.wait_for(timeout=60_000)
     n = int(re.match(r"(\d+)", head.inner_text()).group(1))
     assert n == int(summ["flipped"].iloc[k])
     _shot(page, "10_robustness_flips")
-    page.get_by_text("Open them in the gallery").click()
+    page.get_by_text(re.compile("Open (them|it) in the gallery")).click()
     page.wait_for_url(re.compile(r"/gallery\?"), timeout=60_000)
     _settled(page)
     assert _gallery_count(page) == n

@@ -14,7 +14,7 @@ Escaping, the one rule: the environment autoescapes every template whatever its 
 templates here and in any added later. Nothing is marked safe except the Plotly figures, which
 Plotly serialises itself: its JSON writes ``<``, ``>`` and ``/`` as ``\\u003c``, ``\\u003e``,
 ``\\u002f``, so no string can close the ``<script>`` it sits in. Strings handed to Plotly are
-escaped once, for Plotly: it renders labels as pseudo-HTML, so ``&``, ``<`` and ``>`` become
+escaped once, for Plotly, by the figure builders (:func:`analysis.present.figures.plotly_text`): it renders labels as pseudo-HTML, so ``&``, ``<`` and ``>`` become
 entities, which it decodes for display; quotes are left as they are, because Plotly does not
 decode ``&quot;`` (a class named ``say "hi"`` would read ``say &quot;hi&quot;`` on the chart).
 """
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import html
 import io
 import re
 from collections.abc import Callable, Sequence
@@ -91,11 +90,6 @@ def environment():
     import jinja2
 
     return make_environment(jinja2.PackageLoader(__package__, "templates"))
-
-
-def plotly_text(x: Any) -> str:
-    """A data string for a Plotly label: ``&``, ``<``, ``>`` as entities (Plotly decodes them)."""
-    return html.escape(str(x), quote=False)
 
 
 # ==============================================================================================
@@ -209,7 +203,7 @@ def _classes(report: Report, run: Run, fig: _Figures) -> dict | None:
     pc = report.per_class
     if pc is None or not len(pc):
         return None
-    names = [plotly_text(n) for n in report.class_names]
+    names = list(report.class_names)  # the figure builders escape text for Plotly
     support = pc["support"].to_numpy(dtype=np.int64)
     errors = support - pc["tp"].to_numpy(dtype=np.int64)
     distribution = fig(figures.class_distribution_figure(support, errors, names))
@@ -230,7 +224,7 @@ def _confusions(report: Report, run: Run, fig: _Figures) -> dict | None:
     out: dict[str, Any] = {"figure": None, "n_shown": 0, "n_classes": 0, "table": None}
     if cm is not None and cm.size:
         idx = _figure_classes(cm)
-        names = [plotly_text(report.class_names[i]) for i in idx]
+        names = [report.class_names[i] for i in idx]
         out.update(
             figure=fig(figures.confusion_figure(cm[np.ix_(idx, idx)], names)),
             n_shown=len(idx),
@@ -259,8 +253,7 @@ def _slice_section(table: pd.DataFrame | None, csv_name: str, intro: str, report
     out: dict[str, Any] = {"intro": intro, "figure": None, "table": None, "more": ""}
     if len(table):
         shown = table.head(tb.MAX_ROWS)
-        labelled = shown.assign(description=[plotly_text(d) for d in shown["description"]])
-        chart = figures.slice_interval_figure(labelled, overall_error=report.overall_error)
+        chart = figures.slice_interval_figure(shown, overall_error=report.overall_error)
         chart.update_layout(margin=dict(t=36))  # room for the "overall" label on top
         out.update(
             figure=fig(chart),

@@ -1,0 +1,146 @@
+"""A meeting is several people: page-ready times in real Chromium for 1 and for 6 concurrent
+browser sessions on one dashboard process, on a synthetic run of ``--n`` images (made as
+bench_dashboard.py makes them).
+
+A page is ready when Streamlit has finished its run and drawn every element (no running
+indicator, no stale element, no loading skeleton), measured from the navigation. Each session is
+its own browser context (a new Streamlit session) and walks the same pages: Overview, Gallery
+(wrong only), Confusion, Slices, Embeddings, an image's detail page, Data issues. One session
+walks them first to warm the process (as the person who opens the dashboard does); then one
+session walks them ``--rounds`` times alone, then six sessions walk them at the same time.
+
+Goal (issue 11 §4): six sessions take no more than twice as long per page as one.
+
+    .venv/bin/python bench/bench_sessions.py [--n 20000] [--rounds 2] [--sessions 6]
+        -> bench/results/sessions.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("ERRORSCOPE_NO_PROGRESS", "1")
+
+from bench._browser import CHROMIUM, CHROMIUM_ARGS, READY, start_dashboard, stop  # noqa: E402
+
+OUT = ROOT / "bench" / "results"
+
+
+def pages(run_id: str, sample_id: str) -> list[tuple[str, str]]:
+    return [
+        ("overview", f"/?run={run_id}"),
+        ("gallery", f"/gallery?correct=wrong&run={run_id}"),
+        ("confusion", f"/confusion?run={run_id}"),
+        ("slices", f"/slices?run={run_id}"),
+        ("embeddings", f"/embeddings?run={run_id}"),
+        ("detail", f"/detail?sample={sample_id}&correct=wrong&run={run_id}"),
+        ("data_issues", f"/data_issues?run={run_id}"),
+    ]
+
+
+async def walk(browser, url: str, todo, rounds: int) -> list[tuple[str, float]]:
+    """One session (a browser context) visiting every page ``rounds`` times."""
+    ctx = await browser.new_context(viewport={"width": 1500, "height": 1000})
+    page = await ctx.new_page()
+    page.set_default_timeout(600_000)
+    out = []
+    try:
+        for r in range(rounds):
+            for i, (name, path) in enumerate(todo):
+                t = time.perf_counter()
+                await page.goto(url + path)
+                await page.wait_for_function(READY, timeout=600_000)
+                # a session's first page also downloads Streamlit's JavaScript: kept apart
+                out.append(("first_open" if r == i == 0 else name, time.perf_counter() - t))
+    finally:
+        await ctx.close()
+    return out
+
+
+async def run_bench(url: str, todo, *, rounds: int, sessions: int) -> dict:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            await walk(browser, url, todo, 1)  # the first person opens it: caches fill
+            one = await walk(browser, url, todo, rounds)
+            many = await asyncio.gather(
+                *(walk(browser, url, todo, rounds) for _ in range(sessions))
+            )
+        finally:
+            await browser.close()
+    return {"one": one, "many": [x for s in many for x in s]}
+
+
+def _summary(times: list[tuple[str, float]]) -> dict:
+    """Medians over every page visit but each session's first (which also loads the app)."""
+    by_page: dict[str, list[float]] = {}
+    for name, t in times:
+        by_page.setdefault(name, []).append(t)
+    pages_only = [t for name, t in times if name != "first_open"]
+    return {
+        "median_s": round(statistics.median(pages_only), 3),
+        "p90_s": round(statistics.quantiles(pages_only, n=10)[-1], 3),
+        "max_s": round(max(pages_only), 3),
+        "per_page_median_s": {k: round(statistics.median(v), 3) for k, v in by_page.items()},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=20_000)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--sessions", type=int, default=6)
+    args = ap.parse_args()
+    from analysis import schema
+    from bench.bench_dashboard import make_run
+
+    runs = OUT / "synthetic-runs"
+    t = time.perf_counter()
+    make_run(args.n, runs)
+    print(f"synthetic run of {args.n:,} images made in {time.perf_counter() - t:.1f} s")
+    from analysis.store.runstore import open_run
+
+    run = open_run(runs / f"synthetic-{args.n}")
+    s = run.samples
+    sid = s.loc[~s[schema.CORRECT], schema.SAMPLE_ID].iloc[0]
+    todo = pages(run.run_id, sid)
+    proc, url = start_dashboard(runs, log=OUT / "sessions-dashboard.log")
+    load_before = os.getloadavg()
+    try:
+        times = asyncio.run(run_bench(url, todo, rounds=args.rounds, sessions=args.sessions))
+    finally:
+        stop(proc)
+    res = {
+        "n_images": args.n,
+        "rounds": args.rounds,
+        "sessions": args.sessions,
+        "one_session": _summary(times["one"]),
+        f"{args.sessions}_sessions": _summary(times["many"]),
+        "load_avg_before": load_before,
+        "load_avg_after": os.getloadavg(),
+        "cpu_count": os.cpu_count(),
+        "note": "one 2-core machine runs the dashboard and every Chromium renderer, shared with"
+        " other jobs: the ratio, measured in the same run, is the number to read",
+    }
+    res["ratio_median"] = round(
+        res[f"{args.sessions}_sessions"]["median_s"] / res["one_session"]["median_s"], 2
+    )
+    out = OUT / "sessions.json"
+    out.write_text(json.dumps(res, indent=2))
+    print(json.dumps(res, indent=2))
+    print("written", out)
+
+
+if __name__ == "__main__":
+    main()
