@@ -27,6 +27,8 @@ METRICS = "metrics.json"  # headline metrics with intervals, per-class table, co
 CAMS_DIR = "cams"  # cached CAM maps, <sample_id>__<method>__<layer>__<class>.npy
 THUMBS_DIR = "thumbs"  # cached JPEG thumbnails, <sample_id>.jpg
 ROBUSTNESS_DIR = "robustness"
+TRIAGE = "triage.parquet"  # one row per (failure group, candidate cause): analysis.triage.table
+TRIAGE_INFO = "triage.json"  # what triage used: settings, representation and shortcut tables
 
 # Core columns of samples.parquet (one row per analysed image, in probs.npy order)
 SAMPLE_ID = "sample_id"  # stable id: "s" + 12 hex of sha1(path relative to the data root)
@@ -96,3 +98,4 @@ SUGGESTED_LABEL = "suggested_label"  # int, the model's best other class
 DUPLICATE_OF = "duplicate_of"  # sample_id of a within-set near-duplicate, or None
 LEAK_OF = "leak_of"  # relpath of the reference image this one leaks from, or None
 LEAK_SIMILARITY = "leak_similarity"
+REFERENCE_DISTANCE = "reference_distance"  # cosine distance to the nearest reference image

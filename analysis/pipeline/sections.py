@@ -37,6 +37,7 @@ class SectionContext:
     cfg: object
     progress: Callable
     new_columns: dict = field(default_factory=dict)
+    status: dict = field(default_factory=dict)  # section -> its manifest entry, so far
 
     @property
     def labels(self) -> np.ndarray:
@@ -199,6 +200,47 @@ def _outliers(ctx: SectionContext):
 
 OUTLIER_SUMMARY = schema.OUTLIER_SUMMARY
 
+
+def _triage(ctx: SectionContext):
+    """Root-cause triage of every failure group, from what the sections above stored."""
+    import numpy as np
+
+    from ..store.selections import save_selection
+    from ..triage.inputs import TriageInputs
+    from ..triage.table import triage
+
+    def table(name):
+        p = ctx.writer.tmp / name
+        return pd.read_parquet(p) if p.exists() else None
+
+    inputs = TriageInputs(
+        samples=ctx.samples_with_new(),
+        class_names=ctx.class_names,
+        metadata_columns=ctx.metadata_columns,
+        property_columns=[c for c in schema.PROPERTY_COLUMNS if c in ctx.samples.columns],
+        reference=ctx.reference,
+        embeddings=None if ctx.embeddings is None else np.asarray(ctx.embeddings),
+        reference_embeddings=ctx.reference_embeddings if ctx.reference is not None else None,
+        slices=table(schema.SLICES),
+        discovered=table(schema.DISCOVERED),
+        seed=ctx.cfg.seed,
+        missing={
+            k: v.get("error") or v.get("reason") or v.get("status")
+            for k, v in ctx.status.items()
+            if v.get("status") != "ok"
+        },
+    )
+    result = triage(
+        inputs,
+        save_selection=lambda ids: save_selection(ctx.writer.tmp, ids),
+        outliers=table(schema.OUTLIERS),
+    )
+    ctx.writer.write_table(schema.TRIAGE, result.table)
+    ctx.writer.write_json(schema.TRIAGE_INFO, result.info)
+    if result.distance is not None:
+        ctx.new_columns[schema.REFERENCE_DISTANCE] = result.distance.astype(np.float32)
+
+
 SECTIONS: dict[str, Callable[[SectionContext], str | None]] = {
     "metrics": _metrics,
     "embedding_map": _embedding_map,
@@ -207,6 +249,7 @@ SECTIONS: dict[str, Callable[[SectionContext], str | None]] = {
     "label_issues": _label_issues,
     "duplicates": _duplicates,
     "outliers": _outliers,
+    "triage": _triage,
 }
 
 
@@ -242,6 +285,7 @@ def run_sections(
         cfg,
         progress,
     )
+    ctx.status = sections
     for name, fn in SECTIONS.items():
         with section(name, sections, timings, progress) as entry:
             skipped = fn(ctx)
