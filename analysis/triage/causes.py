@@ -45,7 +45,7 @@ import pandas as pd
 
 from .. import schema
 from ..stats.slices import SliceSpec, fisher_worse_p, spec_from_json
-from .estimate import Attribution, composition, mixture, within
+from .estimate import Attribution, _fisher, composition, mixture, within
 from .evidence import (
     QUALITY_TYPES,
     UNDER_FACTOR,
@@ -160,11 +160,15 @@ def _estimate(
     comparison: np.ndarray,
     *,
     event: np.ndarray | None = None,
+    strata: bool = True,
 ) -> Attribution:
-    """Composition for slices, classes and clusters; within-group for confusion pairs."""
+    """Composition for slices, classes and clusters (effect measured within true classes unless
+    ``strata`` is False); within-group for confusion pairs."""
     ev = g.event if event is None else event
-    if g.kind == "confusion":
+    if g.kind == "confusion" and int((g.rows & comparison & ~cause).sum()) >= 10:
         return within(g.rows, cause, comparison, ev, seed=ctx.seed)
+    # a pair whose images all carry the cause (its class is rare in training) is compared with
+    # the other classes: its events beyond their rate of going to b
     return composition(
         g.rows,
         g.baseline,
@@ -173,12 +177,14 @@ def _estimate(
         ev,
         cost=g.cost_kind,
         cost_event=g.event,
+        strata=None if strata is False else ctx.label,
+        effect_on_all=g.kind == "error_cluster",
         seed=ctx.seed,
     )
 
 
 def _separable_note(att: Attribution) -> str:
-    if att.parts.get("estimator") == "composition" and not att.parts.get("separable", True):
+    if att.parts.get("estimator") == "composition" and att.parts.get("coincide", False):
         return (
             " Nearly all of these images are in this group, so the data cannot separate the"
             " cause from the group itself"
@@ -262,7 +268,12 @@ def under_represented(ctx: Context, g: FailureGroup) -> list[Finding]:
     for key in candidates:
         r = by_spec.loc[key]
         mask = predicate_mask(ctx.samples, key)
-        att = _estimate(ctx, g, mask, ~mask)
+        by_class = str(r["column"]) == schema.LABEL
+        if g.kind == "confusion" and by_class:
+            # a rare class spreads its errors over every class; why its images go to b in
+            # particular is the pair's question (overlap, shortcut, labels), not its rarity
+            continue
+        att = _estimate(ctx, g, mask, ~mask, strata=not by_class)
         p = max(float(r["p_value"]), att.p_value) if np.isfinite(att.p_value) else math.nan
         need = _collect_size(r, n_ref)
         images = g.rows & mask
@@ -610,30 +621,50 @@ def unfamiliar(ctx: Context, g: FailureGroup) -> list[Finding]:
         return _not_tested("unfamiliar", "embeddings of both sets (a model with a linear head)")
     far = ctx.far
     att = _estimate(ctx, g, far, ~far)
+    # A model's errors lie far from its training images whatever their cause (the features of
+    # a mistake sit between classes), so any group with more errors holds more far images.
+    # The test asks the group's *correctly classified* images instead: if the group's inputs
+    # are unlike training, those are far too.
+    ok = ~ctx.wrong
+    base = g.baseline & ok
+    k_g, n_g = int((g.rows & ok & far).sum()), int((g.rows & ok).sum())
+    k_b, n_b = int((base & far).sum()), int(base.sum())
+    p_ok = _fisher(k_g, n_g, k_g + k_b, n_g + n_b) if n_g and n_b else math.nan
+    f_g = k_g / n_g if n_g else math.nan
+    f_b = k_b / n_b if n_b else math.nan
     d = ctx.distances.distance
-    med_g = float(np.median(d[g.rows])) if g.n else math.nan
-    med_ok = float(np.median(d[~ctx.wrong])) if (~ctx.wrong).any() else math.nan
+    med_g = float(np.median(d[g.rows & ok])) if n_g else math.nan
+    med_b = float(np.median(d[base])) if n_b else math.nan
     images = g.rows & far
     n_img = int(images.sum())
     pa = att.parts
     evidence = (
-        f"{n_img} of the group's images lie farther from every reference image than"
-        f" {UNFAMILIAR_QUANTILE:.0%} of correctly classified images do (cosine distance >"
-        f" {ctx.far_threshold:.3f}; median {med_g:.3f} in the group, {med_ok:.3f} for correct"
-        f" images); they fail at {ctx.pct(pa.get('rate_cause', math.nan))} against"
-        f" {ctx.pct(pa.get('rate_comparison', math.nan))}." + _separable_note(att)
+        f"{ctx.pct(f_g)} of the group's correctly classified images lie farther from every"
+        f" reference image than {UNFAMILIAR_QUANTILE:.0%} of correct images of their class do"
+        f" (cosine distance, median cut {ctx.far_threshold:.3f}), against {ctx.pct(f_b)}"
+        f" elsewhere; its {n_img} far images"
+        f" fail at {ctx.pct(pa.get('rate_cause', math.nan))} against"
+        f" {ctx.pct(pa.get('rate_comparison', math.nan))}."
     )
     return [
         Finding(
             "unfamiliar",
             detail="far from the reference set",
-            statistic=med_g / med_ok if med_ok else math.nan,
-            statistic_name="median nearest-reference distance, group / correct images",
-            p_value=att.p_value,
+            statistic=med_g / med_b if med_b else math.nan,
+            statistic_name="median nearest-reference distance of correct images, group / rest",
+            p_value=p_ok,
             attribution=att,
             evidence=evidence,
             numbers=_att_numbers(att)
-            | {"threshold": ctx.far_threshold, "median_group": med_g, "median_correct": med_ok},
+            | {
+                "threshold": ctx.far_threshold,
+                "median_group": med_g,
+                "median_elsewhere": med_b,
+                "far_correct_group": k_g,
+                "correct_group": n_g,
+                "far_correct_elsewhere": k_b,
+                "correct_elsewhere": n_b,
+            },
             images=images,
             recommendation="collect training images like {0}: nothing like them is in training",
             links=[(f"these {n_img}", images)],

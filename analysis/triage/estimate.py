@@ -86,6 +86,13 @@ def _fisher(k: int, n: int, big_k: int, big_n: int) -> float:
     return float(fisher_worse_p(int(k), int(n), int(big_k), int(big_n)))
 
 
+def _count(shape: tuple[int, ...], *index: np.ndarray) -> np.ndarray:
+    """Counts of index tuples into an int64 array of ``shape`` (``np.add.at`` by ``bincount``,
+    many times faster on 10^5 rows)."""
+    flat = np.ravel_multi_index(tuple(np.asarray(i, dtype=np.int64) for i in index), shape)
+    return np.bincount(flat, minlength=int(np.prod(shape))).reshape(shape).astype(np.int64)
+
+
 def _ratio(a, b):
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
@@ -116,20 +123,58 @@ def _interval(stat, table: np.ndarray, seed: int) -> tuple[float, float, float]:
 #              event (0 / 1), cost event (0 / 1)]
 
 
+def _stratified_delta(where: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Mean over strata of rate(cause) - rate(comparison), weighted by ``weight``.
+
+    ``where``: [b, cause (0 cmp, 1 cause), event, stratum]; ``weight``: [b, stratum]. Strata
+    without rows on both sides do not count.
+    """
+    n_a = where[:, 1].sum(axis=1)
+    n_c = where[:, 0].sum(axis=1)
+    ok = (n_a > 0) & (n_c > 0)
+    diff = np.where(ok, _ratio(where[:, 1, 1], n_a) - _ratio(where[:, 0, 1], n_c), 0.0)
+    w = np.where(ok, weight, 0.0)
+    return _ratio((diff * w).sum(axis=1), w.sum(axis=1))
+
+
+def _mantel_haenszel_p(where: np.ndarray) -> float:
+    """One-sided Cochran-Mantel-Haenszel test (continuity-corrected) that the cause's rows have
+    more events than the comparison rows within strata; ``where``: [cause, event, stratum]."""
+    from scipy.stats import norm
+
+    a = where[1, 1].astype(np.float64)
+    n1 = where[1].sum(axis=0).astype(np.float64)
+    n0 = where[0].sum(axis=0).astype(np.float64)
+    m1 = (where[1, 1] + where[0, 1]).astype(np.float64)
+    big = n1 + n0
+    use = (n1 > 0) & (n0 > 0) & (big > 1)
+    if not use.any():
+        return 1.0
+    a, n1, n0, m1, big = a[use], n1[use], n0[use], m1[use], big[use]
+    m0 = big - m1
+    expected = n1 * m1 / big
+    var = n1 * n0 * m1 * m0 / (big * big * (big - 1))
+    v = float(var.sum())
+    if v <= 0:
+        return 1.0
+    z = (float(a.sum() - expected.sum()) - 0.5) / math.sqrt(v)
+    return float(norm.sf(z))
+
+
 def _composition_stat(separable: bool, cost_kind: str):
+    # t: [b, region, cause (0 cmp, 1 cause, 2 neither), event, cost event, stratum]
     def stat(t: np.ndarray) -> np.ndarray:
         t = t.astype(np.float64)
-        n_g = t[:, 1].sum(axis=(1, 2, 3))
-        n_b = t[:, 0].sum(axis=(1, 2, 3))
-        e_g = t[:, 1, :, :, 1].sum(axis=(1, 2))  # cost events
-        e_b = t[:, 0, :, :, 1].sum(axis=(1, 2))
-        n_ga = t[:, 1, 1].sum(axis=(1, 2))
-        t = t.sum(axis=4)  # [b, region, cause, event]
-        p_ba = _ratio(t[:, 0, 1].sum(axis=1), n_b)
+        n_g = t[:, 1].sum(axis=(1, 2, 3, 4))
+        n_b = t[:, 0].sum(axis=(1, 2, 3, 4))
+        e_g = t[:, 1, :, :, 1].sum(axis=(1, 2, 3))  # cost events
+        e_b = t[:, 0, :, :, 1].sum(axis=(1, 2, 3))
+        n_ga = t[:, 1, 1].sum(axis=(1, 2, 3))
+        t = t.sum(axis=4)  # [b, region, cause, event, stratum]
+        p_ba = _ratio(t[:, 0, 1].sum(axis=(1, 2)), n_b)
         where = t[:, 0] if separable else t[:, 0] + t[:, 1]
-        delta = _ratio(where[:, 1, 1], where[:, 1].sum(axis=1)) - _ratio(
-            where[:, 0, 1], where[:, 0].sum(axis=1)
-        )
+        weight = t[:, 1, 1].sum(axis=1) if separable else where[:, 1].sum(axis=1)
+        delta = _stratified_delta(where[:, :2], weight)
         explained = delta * (n_ga - n_g * p_ba)
         cost = e_g - n_g * _ratio(e_b, n_b) if cost_kind == "excess" else e_g
         return _share(explained, cost)
@@ -146,7 +191,9 @@ def composition(
     *,
     cost: str = "excess",
     cost_event: np.ndarray | None = None,
+    strata: np.ndarray | None = None,
     min_outside: float = MIN_OUTSIDE,
+    effect_on_all: bool = False,
     seed: int = 0,
 ) -> Attribution:
     """Composition share of a group's excess errors explained by a cause (module docstring).
@@ -168,36 +215,62 @@ def composition(
     cost_event : bool [N], optional, keyword-only
         The group's failure when the cause explains one kind of it (``event``: "predicted as
         the shortcut's class", ``cost_event``: any error). Default ``event``.
+    strata : int [N], optional, keyword-only
+        The effect is measured within strata (the true class): ``delta`` is the mean of the
+        within-stratum differences, weighted by the group's cause rows, and ``p_effect`` a
+        one-sided Cochran-Mantel-Haenszel test. A cause whose images are of an easier or harder
+        class mix than the comparison rows is then not taken for an effect (metadata often
+        correlates with the class: a site that sees more of a hard class).
     min_outside : float, keyword-only
         Fraction of the cause's rows (among group and baseline) that must be in the baseline,
         with at least 10 rows, for ``delta`` to be measured there (``parts["separable"]``).
+    effect_on_all : bool, keyword-only
+        Measure ``delta`` on every row even when the baseline could show it: for a group whose
+        membership depends on the model's errors (an embedding cluster gathers what the model
+        predicts alike), the rows outside it are selected by their errors too.
     """
     group, baseline, cause, comparison, event = (
         np.asarray(a, dtype=bool) for a in (group, baseline, cause, comparison, event)
     )
+    n = len(group)
     cost_ev = event if cost_event is None else np.asarray(cost_event, dtype=bool)
+    st = np.zeros(n, dtype=np.int64) if strata is None else np.asarray(strata, dtype=np.int64)
+    _, st = np.unique(st, return_inverse=True) if n else (None, st)
+    k = int(st.max()) + 1 if n else 1
     comparison = comparison & ~cause
     cat = np.where(cause, 1, np.where(comparison, 0, 2))
-    full = np.zeros((2, 3, 2, 2), dtype=np.int64)
-    for region, m in ((1, group), (0, baseline & ~group)):
-        np.add.at(full, (region, cat[m], event[m].astype(np.int64), cost_ev[m].astype(np.int64)), 1)
-    table = full.sum(axis=3)
+    keep = group | (baseline & ~group)
+    full = _count(
+        (2, 3, 2, 2, k),
+        group[keep].astype(np.int64),
+        cat[keep],
+        event[keep],
+        cost_ev[keep],
+        st[keep],
+    )
+    table = full.sum(axis=3)  # [region, cause, event, stratum]
     n_cause_out = int(table[0, 1].sum())
     n_cause = n_cause_out + int(table[1, 1].sum())
     n_cmp_out = int(table[0, 0].sum())
     separable = n_cause_out >= max(10, min_outside * n_cause) and n_cmp_out >= 10 and n_cause > 0
+    coincide = not separable
+    separable = separable and not effect_on_all
     n_g, n_b = int(table[1].sum()), int(table[0].sum())
     n_ga = int(table[1, 1].sum())
     # enrichment: the group holds more of the cause's rows than chance (hypergeometric)
     p_enrich = _fisher(n_ga, n_g, n_cause, n_g + n_b)
-    where = table[0] if separable else table[0] + table[1]
-    ca, cc = where[1], where[0]
-    p_effect = _fisher(int(ca[1]), int(ca.sum()), int(ca[1] + cc[1]), int(ca.sum() + cc.sum()))
+    where = table[0] if separable else table[0] + table[1]  # [cause, event, stratum]
+    ca, cc = where[1].sum(axis=1), where[0].sum(axis=1)
+    if k == 1:
+        p_effect = _fisher(int(ca[1]), int(ca.sum()), int(ca[1] + cc[1]), int(ca.sum() + cc.sum()))
+    else:
+        p_effect = _mantel_haenszel_p(where[:2])
+    weight = table[1, 1].sum(axis=0) if separable else where[1].sum(axis=0)
+    delta = float(_stratified_delta(where[None, :2], weight[None])[0])
     rate_cause = float(ca[1] / ca.sum()) if ca.sum() else math.nan
     rate_cmp = float(cc[1] / cc.sum()) if cc.sum() else math.nan
     p_b = float(table[0, 1].sum() / n_b) if n_b else math.nan
     extra = n_ga - n_g * p_b if n_b else math.nan
-    delta = rate_cause - rate_cmp
     explained = delta * extra
     e_g = int(full[1, :, :, 1].sum())
     e_b = int(full[0, :, :, 1].sum())
@@ -213,6 +286,8 @@ def composition(
         parts={
             "estimator": "composition",
             "separable": bool(separable),
+            "coincide": bool(coincide),
+            "stratified": k > 1,
             "p_enrich": p_enrich,
             "p_effect": p_effect,
             "n_group": n_g,
@@ -220,9 +295,13 @@ def composition(
             "share_group_cause": n_ga / n_g if n_g else math.nan,
             "share_baseline_cause": p_b,
             "extra": float(extra),
+            "n_cause_images": int(ca.sum()),
+            "events_cause_images": int(ca[1]),
+            "n_comparison_images": int(cc.sum()),
+            "events_comparison_images": int(cc[1]),
             "rate_cause": rate_cause,
             "rate_comparison": rate_cmp,
-            "delta": float(delta),
+            "delta": delta,
             "n_cause": n_cause,
             "n_cause_outside": n_cause_out,
             "cost": float(cost_value),
@@ -251,9 +330,8 @@ def within(
         np.asarray(a, dtype=bool) for a in (group, cause, comparison, event)
     )
     comparison = comparison & ~cause
-    table = np.zeros((3, 2), dtype=np.int64)
     cat = np.where(cause, 1, np.where(comparison, 0, 2))
-    np.add.at(table, (cat[group], event[group].astype(np.int64)), 1)
+    table = _count((3, 2), cat[group], event[group])
 
     def stat(t: np.ndarray) -> np.ndarray:
         t = t.astype(np.float64)
@@ -314,9 +392,8 @@ def mixture(
     group, baseline, event, flag = (
         np.asarray(a, dtype=bool) for a in (group, baseline, event, flag)
     )
-    table = np.zeros((2, 2, 2), dtype=np.int64)
-    for region, m in ((1, group), (0, baseline & ~group)):
-        np.add.at(table, (region, event[m].astype(np.int64), (flag & event)[m].astype(int)), 1)
+    keep = group | (baseline & ~group)
+    table = _count((2, 2, 2), group[keep], event[keep], (flag & event)[keep])
 
     def stat(t: np.ndarray) -> np.ndarray:
         t = t.astype(np.float64)

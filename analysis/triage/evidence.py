@@ -51,9 +51,10 @@ from ..stats.slices import (
 UNDER_FACTOR = 0.25  # under-represented: reference share below this fraction of its target
 SHORTCUT_LIFT = 2.0  # P(v | k) / P(v | not k) in the reference
 SHORTCUT_MIN = 10  # reference images of k with v
-MAX_REFERENCE = 20_000  # reference rows searched for distances (a seeded sample above this)
-MAX_DIM = 64  # embedding dimensions kept (PCA) for the distance search
+MAX_REFERENCE = 4_000  # reference rows searched for distances (a seeded sample above this)
+MAX_DIM = 32  # embedding dimensions kept (PCA) for the distance search
 K_MIX = 10  # neighbours per reference image for class mixing
+MIX_PER_CLASS = 400  # reference images per class whose neighbours are counted
 UNFAMILIAR_QUANTILE = 0.95  # "far": beyond this quantile of correct images' distances
 EXIF_COLUMN = getattr(schema, "EXIF_ORIENTATION", "exif_orientation")
 
@@ -202,6 +203,25 @@ def _vocabulary(
     return [p for p in parts if p.source != "pred"]
 
 
+def _reference_counts(ref: pd.DataFrame, part: Partition) -> list[int]:
+    """Reference rows satisfying each predicate of a partition (-1: the reference lacks the
+    column). Equality partitions are counted in one pass (string comparisons per value cost
+    seconds at 10^5 rows)."""
+    col = part.column
+    if col not in ref.columns:
+        return [-1] * len(part.predicates)
+    if all(p.op == "==" for p in part.predicates):
+        counts = ref[col].value_counts(dropna=True)
+        return [int(counts.get(p.value, 0)) for p in part.predicates]
+    out = []
+    for p in part.predicates:
+        try:
+            out.append(int(apply_slice(ref, SliceSpec((p,))).sum()))
+        except (ValueError, TypeError):
+            out.append(-1)
+    return out
+
+
 def representation_table(
     samples: pd.DataFrame,
     reference: pd.DataFrame,
@@ -240,12 +260,7 @@ def representation_table(
         categorical = part.source in ("metadata", "label") and all(
             p.op == "==" for p in part.predicates
         )
-        ref_counts = []
-        for p in part.predicates:
-            try:
-                ref_counts.append(int(apply_slice(ref, SliceSpec((p,))).sum()))
-            except (ValueError, TypeError):
-                ref_counts.append(-1)
+        ref_counts = _reference_counts(ref, part)
         valid = [c for c in ref_counts if c >= 0]
         typical = float(np.median(valid)) / m if (categorical and valid) else math.nan
         eval_counts = np.bincount(part.codes[part.codes >= 0], minlength=len(part.predicates))
@@ -320,8 +335,9 @@ def shortcut_candidates(
     cells = []  # (partition, value, class, n_vk, n_v)
     for j, part in enumerate(parts):
         valid = part.codes >= 0
-        table = np.zeros((len(part.predicates), c), dtype=np.int64)
-        np.add.at(table, (part.codes[valid], label[valid]), 1)
+        table = np.bincount(
+            part.codes[valid] * c + label[valid], minlength=len(part.predicates) * c
+        ).reshape(len(part.predicates), c)
         n_v = table.sum(axis=1)
         for v, k in zip(*np.nonzero(table >= SHORTCUT_MIN), strict=True):
             if 0 < n_k[k] < m:
@@ -367,17 +383,23 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
+def _orthonormal(y: np.ndarray) -> np.ndarray:
+    """Orthonormal columns spanning ``y`` (n x k, k small) by Cholesky QR: two matrix products
+    and a k x k factorisation, where LAPACK's Householder QR crawls on a busy machine."""
+    g = (y.T @ y).astype(np.float64)
+    g += np.eye(len(g)) * 1e-9 * max(float(np.trace(g)), 1e-12)
+    chol = np.linalg.cholesky(g)
+    return (y @ np.linalg.inv(chol).T).astype(np.float32)
+
+
 def _top_axes(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     """float32 [D, k]: the top-k principal axes of centred rows ``x`` by a randomised range
-    finder with two power iterations (Halko, Martinsson & Tropp 2011): O(n D k), where a full
-    decomposition costs O(D^3) and takes seconds at D = 1024 on a busy machine."""
+    finder with one power iteration (Halko, Martinsson & Tropp 2011): O(n D k), where a full
+    decomposition costs O(D^3)."""
     omega = rng.standard_normal((x.shape[1], k + 10)).astype(np.float32)
-    y = x @ omega
-    for _ in range(2):
-        y, _ = np.linalg.qr(y)
-        y = x @ (x.T @ y)
-    q, _ = np.linalg.qr(y)
-    _, _, vt = np.linalg.svd(q.T @ x, full_matrices=False)
+    q = _orthonormal(x @ omega)
+    q = _orthonormal(x @ (x.T @ q))
+    _, _, vt = np.linalg.svd((q.T @ x).astype(np.float64), full_matrices=False)
     return vt[:k].T.astype(np.float32)
 
 
@@ -393,10 +415,11 @@ class Distances:
     ref_rows : int64 [M']
         Reference rows searched (all, or a seeded sample of :data:`MAX_REFERENCE`).
     mixing : int64 [C, C]
-        ``mixing[a, b]``: reference images of class ``a`` (among ``ref_rows``) with at least
-        one class-``b`` image among their :data:`K_MIX` nearest reference neighbours.
+        ``mixing[a, b]``: of the (at most :data:`MIX_PER_CLASS`) reference images of class
+        ``a`` queried, those with at least one class-``b`` image among their :data:`K_MIX`
+        nearest reference neighbours (searched among ``ref_rows``).
     ref_class_n : int64 [C]
-        Reference images per class among ``ref_rows``.
+        Reference images queried per class.
     dims : int
         Dimensions searched (after PCA when the embeddings had more than :data:`MAX_DIM`).
     """
@@ -415,54 +438,65 @@ def reference_distances(
     n_classes: int,
     *,
     seed: int = 0,
-    block: int = 2048,
+    block: int = 8192,
 ) -> Distances:
     """Nearest-reference cosine distance per evaluation image, and reference class mixing.
 
     Exact search by blocked matrix products on L2-normalised rows, after a PCA to at most
     :data:`MAX_DIM` dimensions fitted on the reference (a distance both sets see the same way);
-    above :data:`MAX_REFERENCE` reference rows a seeded sample of that many is searched. Both
-    caps keep the cost below a few seconds at 100,000 x 100,000; distances are compared only
-    with each other (correct against wrong images), so the cap shifts them all alike.
+    above :data:`MAX_REFERENCE` reference rows (or 20 per class, when that is more, up to
+    20,000) a seeded sample is searched. The caps keep the cost to seconds at 100,000 x
+    100,000 (an exact search of every reference row would take minutes); distances are only
+    compared with each other (a group's correct images against other correct images of their
+    class), so the sample shifts them all alike, and a region the sample misses entirely holds
+    too few training images to matter.
     """
     rng = np.random.default_rng(seed)
     m = len(reference_embeddings)
+    cap = int(min(max(MAX_REFERENCE, 20 * n_classes), 20_000))
     ref_rows = np.arange(m)
-    if m > MAX_REFERENCE:
-        ref_rows = np.sort(rng.choice(m, MAX_REFERENCE, replace=False))
-    r = _unit(np.asarray(reference_embeddings, dtype=np.float32)[ref_rows])
-    e = _unit(np.asarray(embeddings, dtype=np.float32))
+    if m > cap:
+        ref_rows = np.sort(rng.choice(m, cap, replace=False))
+    r = _unit(np.asarray(reference_embeddings[ref_rows], dtype=np.float32))
     dims = r.shape[1]
+    mean = basis = None
     if dims > MAX_DIM and len(r) > MAX_DIM:
         mean = r.mean(axis=0)
-        fit = r[rng.choice(len(r), min(len(r), 5000), replace=False)] - mean
+        fit = r[rng.choice(len(r), min(len(r), 2000), replace=False)] - mean
         basis = _top_axes(fit, MAX_DIM, rng)
         r = _unit((r - mean) @ basis)
-        e = _unit((e - mean) @ basis)
         dims = MAX_DIM
-    dist = np.empty(len(e), dtype=np.float32)
-    for s in range(0, len(e), block):
-        sim = e[s : s + block] @ r.T
-        dist[s : s + block] = 1.0 - sim.max(axis=1)
+    rt = np.ascontiguousarray(r.T)
+    n = len(embeddings)
+    dist = np.empty(n, dtype=np.float32)
+    for s in range(0, n, block):
+        e = _unit(np.asarray(embeddings[s : s + block], dtype=np.float32))
+        if basis is not None:
+            e = _unit((e - mean) @ basis)
+        dist[s : s + block] = 1.0 - (e @ rt).max(axis=1)
     labels = np.asarray(reference_labels, dtype=np.int64)[ref_rows]
+    # class mixing from at most MIX_PER_CLASS query images per class (all of a rare class):
+    # shares per class need no more, and the k-NN of every reference image would cost O(M^2)
+    queries = np.concatenate(
+        [rng.permutation(np.flatnonzero(labels == c))[:MIX_PER_CLASS] for c in range(n_classes)]
+    ).astype(np.int64)
     mixing = np.zeros((n_classes, n_classes), dtype=np.int64)
     k = min(K_MIX, len(r) - 1)
-    if k >= 1:
+    if k >= 1 and len(queries):
         step = max(1, (1 << 22) // max(len(r), 1))
-        for s in range(0, len(r), step):
-            sim = r[s : s + step] @ r.T
-            sim[np.arange(sim.shape[0]), np.arange(s, s + sim.shape[0])] = -np.inf
+        for s in range(0, len(queries), step):
+            q = queries[s : s + step]
+            sim = r[q] @ rt
+            sim[np.arange(len(q)), q] = -np.inf  # not its own neighbour
             nb = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-            nb_labels = labels[nb]
-            own = labels[s : s + step]
-            present = np.zeros((len(own), n_classes), dtype=bool)
-            np.put_along_axis(present, nb_labels, True, axis=1)
-            np.add.at(mixing, own, present.astype(np.int64))
+            present = np.zeros((len(q), n_classes), dtype=bool)
+            np.put_along_axis(present, labels[nb], True, axis=1)
+            np.add.at(mixing, labels[q], present.astype(np.int64))
     return Distances(
         distance=np.clip(dist, 0.0, 2.0),
         ref_rows=ref_rows,
         mixing=mixing,
-        ref_class_n=np.bincount(labels, minlength=n_classes),
+        ref_class_n=np.bincount(labels[queries], minlength=n_classes),
         dims=int(dims),
     )
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .. import schema
-from ..stats.slices import apply_slice, bh_adjust, fisher_worse_p, spec_from_json, spec_to_json
+from ..stats.slices import apply_slice, bh_adjust, spec_from_json, spec_to_json
 from .causes import (
     CAUSE_WORDS,
     CAUSES,
@@ -28,6 +28,7 @@ from .causes import (
     label_noise_overall,
     leakage,
 )
+from .estimate import _mantel_haenszel_p
 from .evidence import (
     UNFAMILIAR_QUANTILE,
     predicate_mask,
@@ -191,16 +192,12 @@ def build_context(inputs: TriageInputs, *, alpha: float = ALPHA, outliers=None) 
         masks = [predicate_mask(s, k) for k in shortcuts["spec"]]
         act = []
         for m, k in zip(masks, shortcuts["cls"].to_numpy(np.int64), strict=True):
+            # active: other classes' images with the value are predicted k more, class by class
             other = label != k
-            a, c = m & other, ~m & other
-            tot = a | c
-            p = fisher_worse_p(
-                int((a & (pred == k)).sum()),
-                int(a.sum()),
-                int((tot & (pred == k)).sum()),
-                int(tot.sum()),
-            )
-            act.append(bool(a.any() and c.any() and p < alpha))
+            where = np.zeros((2, 2, inputs.n_classes), dtype=np.int64)
+            np.add.at(where, (m[other].astype(int), (pred == k)[other].astype(int),
+                              label[other]), 1)  # fmt: skip
+            act.append(bool(_mantel_haenszel_p(where) < alpha))
         active = np.asarray(act, dtype=bool)
     distances = far = None
     thr = math.nan
@@ -217,10 +214,7 @@ def build_context(inputs: TriageInputs, *, alpha: float = ALPHA, outliers=None) 
             inputs.n_classes,
             seed=inputs.seed,
         )
-        ok = ~wrong
-        base = distances.distance[ok] if ok.any() else distances.distance
-        thr = float(np.quantile(base, UNFAMILIAR_QUANTILE)) if len(base) else math.nan
-        far = distances.distance > thr
+        thr, far = _far(distances.distance, label, ~wrong, inputs.n_classes)
         # "unfamiliar" is what no measured property explains: an image of an under-represented
         # value, or a degraded one, is left to that cause (whose action names what to do)
         for _, m in under:
@@ -259,6 +253,22 @@ def build_context(inputs: TriageInputs, *, alpha: float = ALPHA, outliers=None) 
         alpha=alpha,
         seed=inputs.seed,
     )
+
+
+def _far(d: np.ndarray, label: np.ndarray, ok: np.ndarray, n_classes: int):
+    """(median threshold, bool [N]): beyond the :data:`UNFAMILIAR_QUANTILE` of the distances of
+    correctly classified images *of the same class* (a class with fewer than 20 correct images
+    uses every correct image). Classes differ in how densely training covers them (a rare class
+    has fewer neighbours), so one global cut would call a rare class unfamiliar."""
+    base = d[ok] if ok.any() else d
+    glob = float(np.quantile(base, UNFAMILIAR_QUANTILE)) if len(base) else math.nan
+    thr = np.full(n_classes, glob)
+    for c in range(n_classes):
+        dc = d[ok & (label == c)]
+        if len(dc) >= 20:
+            thr[c] = float(np.quantile(dc, UNFAMILIAR_QUANTILE))
+    per_row = thr[np.clip(label, 0, n_classes - 1)]
+    return float(np.nanmedian(thr)), d > per_row
 
 
 # ------------------------------------------------------------------------------------- table
