@@ -76,7 +76,7 @@ def score_world(cw, table) -> dict:
 
     s = cw.world.samples
     groups = []
-    for key, g in table[table["group_kind"] != "whole_set"].groupby("group_key", sort=False):
+    for _key, g in table[table["group_kind"] != "whole_set"].groupby("group_key", sort=False):
         first = g.iloc[0]
         rows, within = _group_rows(s, first)
         claimed = set(g.loc[g["status"] == "significant", "cause"])
@@ -114,7 +114,7 @@ def score_world(cw, table) -> dict:
                 "supported": [c in match[2] for c in sorted(match[1])] if match else [],
             }
         )  # fmt: skip
-    for first, rows, within, claimed, truth in groups:
+    for _first, _rows, _within, claimed, truth in groups:
         for c in claimed:
             out["claims"].append({"cause": c, "supported": c in truth})
     _ = np

@@ -123,6 +123,14 @@ def _shares_bar(fig, col: int, names, values, colours):
 
 def cause_figure(row):
     """The evidence of one triage row as a small chart (None when it has no numbers)."""
+    fig = _cause_figure(row)
+    if fig is not None:
+        fig.update_layout(margin=dict(l=10, r=10, t=44, b=10))
+        fig.update_annotations(font_size=12)
+    return fig
+
+
+def _cause_figure(row):
     from plotly.subplots import make_subplots
 
     num = _numbers(row)
@@ -177,12 +185,12 @@ def cause_figure(row):
         )
         return _layout(fig, height=260)
     if est == "composition":
-        right = "their error rate" + ("" if num.get("separable", True) else " (all images)")
+        right = "error rate" + ("" if num.get("separable", True) else " (all images)")
         fig = make_subplots(
             rows=1,
             cols=2,
-            subplot_titles=["images with the cause", right],
-            horizontal_spacing=0.18,
+            subplot_titles=["share with the cause", right],
+            horizontal_spacing=0.2,
         )
         _shares_bar(
             fig,

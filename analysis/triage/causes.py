@@ -187,7 +187,7 @@ def _separable_note(att: Attribution) -> str:
     if att.parts.get("estimator") == "composition" and att.parts.get("coincide", False):
         return (
             " Nearly all of these images are in this group, so the data cannot separate the"
-            " cause from the group itself"
+            " cause from the group itself."
         )
     return ""
 
