@@ -11,6 +11,7 @@ from analysis.present.query import ImageQuery
 from analysis.store.runstore import Run
 from dashboard import components as ui
 from dashboard import nav
+from dashboard.views import triage_lead
 
 ICONS = {
     "high": ":red[:material/error:]",
@@ -63,6 +64,7 @@ def render(run: Run) -> None:
     left, right = st.columns([3, 2], gap="large")
     with left:
         st.subheader("What to look at")
+        triage_lead.render(run)
         if not found:
             st.success("No warnings: no weak class, slice, label or leakage problem was detected.")
         for f in found:
