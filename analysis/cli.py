@@ -342,7 +342,9 @@ def _triage(args) -> int:
         print()
         print(t[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     if args.csv:
-        t.to_csv(args.csv, index=False)
+        from .triage.plan import csv_text
+
+        Path(args.csv).write_text(csv_text(t))
         print(f"\ntriage table written to {args.csv}")
     return 0
 

@@ -445,20 +445,38 @@ _AUGMENT = {
     "overexposed": "augment with brightening (brightness factor up to {level})",
     "low_contrast": "augment with contrast reduction (factor down to {level})",
     "blurry": "augment with Gaussian blur up to σ = {level} px at 224 px",
-    "noisy": "augment with Gaussian noise up to σ = {level} (and blur: noise hides it)",
+    "noisy": "augment with Gaussian noise up to σ = {level} ([0, 1] units)",
     "odd_size": "resize consistently and augment with rescaling (down to 1/{level})",
     "exif_rotated": "apply the EXIF orientation when loading (or augment with rotations)",
 }
 
 
-def robustness_check(ctx: Context, g: FailureGroup, qtype: str) -> tuple[float, dict] | None:
-    """Whether the perturbation matching ``qtype`` breaks the model on images outside the group.
+_PERTURBATION_WORDS = {
+    "gaussian_blur": "Gaussian blur",
+    "motion_blur": "motion blur",
+    "gaussian_noise": "Gaussian noise",
+    "brightness_down": "darkening",
+    "brightness_up": "brightening",
+    "contrast": "contrast reduction",
+    "downscale": "downscaling",
+    "rotation": "rotation",
+}
+
+
+def robustness_check(
+    ctx: Context, g: FailureGroup, qtype: str, name: str | None = None
+) -> tuple[float, dict] | None:
+    """Whether the perturbation matching ``qtype`` hurts the model on images outside the group.
 
     Returns ``(p_value, numbers)`` or None when no stored robustness run has a matching
-    perturbation. ``p_value`` is the one-sided exact McNemar test (images right when clean that
-    become wrong against wrong ones that become right) on the images outside the group at the
-    severity matching the group's measured level; where the level cannot be measured, at the
-    first severity whose accuracy falls to the group's, Bonferroni-corrected over the severities.
+    perturbation. Per severity, the one-sided exact McNemar test on the images outside the
+    group (right when clean and wrong when perturbed, against the reverse). ``p_value``: at the
+    severity whose parameter is closest to the group's measured level (noise sigma, brightness
+    or contrast ratio), when it can be measured and the perturbation is the type's own; else the
+    smallest over the severities, Bonferroni-corrected (blur cannot be measured under sensor
+    noise, so a noisy group is checked against the blur curve as a whole). ``numbers`` also say
+    from which severity the perturbation hurts (``hurts_from``: p < 0.05) and from which it
+    brings the images down to the group's own accuracy (``breaks_at``).
     """
     from scipy.stats import binom
 
@@ -466,8 +484,9 @@ def robustness_check(ctx: Context, g: FailureGroup, qtype: str) -> tuple[float, 
     q = QUALITY_TYPES[qtype]
     if res is None:
         return None
-    name = next((p for p in q.perturbations if p in res.perturbations), None)
     if name is None:
+        name = next((p for p in q.perturbations if p in res.perturbations), None)
+    if name is None or name not in res.perturbations:
         return None
     from ..stats.robustness import PERTURBATIONS
 
@@ -476,9 +495,7 @@ def robustness_check(ctx: Context, g: FailureGroup, qtype: str) -> tuple[float, 
     outside = ~g.rows[rows]
     i = res.perturbations.index(name)
     clean_ok = res.clean_pred == res.labels
-    group_acc = 1.0 - g.events / g.n if g.kind != "confusion" else math.nan
-    if g.kind != "confusion":
-        group_acc = float(1.0 - (g.rows & ctx.wrong).sum() / max(g.n, 1))
+    group_acc = float(1.0 - (g.rows & ctx.wrong).sum() / max(g.n, 1))
     curve = []
     for j, sev in enumerate(res.severities):
         pred = res.predictions[i, j].astype(np.int64)
@@ -498,32 +515,48 @@ def robustness_check(ctx: Context, g: FailureGroup, qtype: str) -> tuple[float, 
                 "p": p,
             }
         )
-    breaks_at = next(
-        (c["severity"] for c in curve if np.isfinite(group_acc) and c["accuracy"] <= group_acc),
-        None,
-    )
+    breaks_at = next((c["severity"] for c in curve if c["accuracy"] <= group_acc), None)
+    hurts_from = next((c["severity"] for c in curve if c["p"] < ctx.alpha), None)
     level = _level(ctx, g, qtype)
     if level is not None and name == q.perturbations[0]:
         j = int(np.argmin([abs(c["parameter"] - level) for c in curve]))
-        p_check = curve[j]["p"]
-        matched = curve[j]["severity"]
+        p_check, matched = curve[j]["p"], curve[j]["severity"]
     else:
-        matched = breaks_at
-        p_check = (
-            min(1.0, curve[[c["severity"] for c in curve].index(breaks_at)]["p"] * len(curve))
-            if breaks_at is not None
-            else 1.0
-        )
+        j = int(np.argmin([c["p"] for c in curve]))
+        p_check, matched = min(1.0, curve[j]["p"] * len(curve)), curve[j]["severity"]
     return p_check, {
         "perturbation": name,
         "parameter": PERTURBATIONS[name].parameter,
         "curve": curve,
         "group_accuracy": group_acc,
         "breaks_at": breaks_at,
+        "hurts_from": hurts_from,
         "matched_severity": matched,
         "measured_level": level,
         "p_robustness": p_check,
     }
+
+
+def _param_at(rob: dict, severity: int) -> float:
+    return next(c["parameter"] for c in rob["curve"] if c["severity"] == severity)
+
+
+def _robustness_sentence(ctx: Context, rob: dict) -> str:
+    return (
+        f" Robustness run: {rob['perturbation']} "
+        + (
+            f"lowers the accuracy of images outside the group from severity {rob['hurts_from']}"
+            if rob["hurts_from"] is not None
+            else "does not lower the accuracy of images outside the group"
+        )
+        + (
+            f" and brings it to the group's {ctx.pct(rob['group_accuracy'])} from severity"
+            f" {rob['breaks_at']}"
+            if rob["breaks_at"] is not None
+            else f", never to the group's {ctx.pct(rob['group_accuracy'])}"
+        )
+        + f" (McNemar p {rob['p_robustness']:.2g} at severity {rob['matched_severity']})."
+    )
 
 
 def _level(ctx: Context, g: FailureGroup, qtype: str) -> float | None:
@@ -550,25 +583,27 @@ def image_quality(ctx: Context, g: FailureGroup) -> list[Finding]:
             continue
         p = att.p_value
         numbers = _att_numbers(att)
-        check = robustness_check(ctx, g, name)
-        rob_text = ""
+        checks = [robustness_check(ctx, g, name, pert) for pert in q.perturbations]
+        checks = [c for c in checks if c is not None]
+        # the perturbation that reproduces the measured degradation can veto the cause; the
+        # others (blur for a noisy group: noise hides blur) are evidence only
+        check = next((c for c in checks if c[1]["perturbation"] == q.perturbations[0]), None)
         level_text = ""
         if check is not None:
-            p_rob, rob = check
-            p = max(p, p_rob)
-            numbers["robustness"] = rob
-            if rob["breaks_at"] is not None:
-                level_text = f"{rob['curve'][rob['breaks_at'] - 1]['parameter']:g}"
-            rob_text = (
-                f" Robustness run: {rob['perturbation']} makes images outside the group fail"
-                + (
-                    f" like the group's ({ctx.pct(rob['group_accuracy'])} accuracy) from"
-                    f" severity {rob['breaks_at']}"
-                    if rob["breaks_at"] is not None
-                    else " less than the group fails at every severity"
+            p = max(p, check[0])
+        if checks:
+            numbers["robustness"] = (check or checks[0])[1]
+            numbers["robustness_other"] = [c[1] for c in checks if c is not check]
+            top = (check or checks[0])[1]
+            if check is not None and (top["breaks_at"] or top["hurts_from"]):
+                sev = top["breaks_at"] or top["hurts_from"]
+                level_text = f"{_param_at(top, sev):g}"
+            rob_text = "".join(_robustness_sentence(ctx, c[1]) for c in checks)
+            if check is None:
+                rob_text += (
+                    f" (No {q.perturbations[0]} run, which would reproduce the measured"
+                    " degradation, to confirm it.)"
                 )
-                + f" (McNemar p {rob['p_robustness']:.2g} at severity {rob['matched_severity']})."
-            )
         else:
             rob_text = (
                 " No robustness run with "
@@ -593,6 +628,18 @@ def image_quality(ctx: Context, g: FailureGroup) -> list[Finding]:
             lv = _level(ctx, g, name)
             level_text = f"{lv:.2g}" if lv is not None else ""
         action = _AUGMENT[name].format(level=level_text or "the group's level")
+        for _, rob in checks:
+            top = rob["breaks_at"] or rob["hurts_from"]
+            if not top:
+                continue
+            words = _PERTURBATION_WORDS.get(rob["perturbation"], rob["perturbation"])
+            if rob["perturbation"] != q.perturbations[0]:
+                action += f" and {words} up to {_param_at(rob, top):g} ({rob['parameter']})"
+            action += (
+                f" ({words} makes other images fail like these from severity {rob['breaks_at']})"
+                if rob["breaks_at"]
+                else f" ({words} hurts other images from severity {rob['hurts_from']})"
+            )
         out.append(
             Finding(
                 "image_quality",

@@ -119,6 +119,19 @@ def action_plan(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=PLAN_COLUMNS)
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(df: pd.DataFrame) -> str:
+    """CSV of a table whose text may come from the data (class names, metadata values): a cell
+    a spreadsheet would run as a formula is prefixed with a quote (OWASP CSV injection)."""
+
+    def safe(x):
+        return "'" + x if isinstance(x, str) and x.startswith(_FORMULA_START) else x
+
+    return df.map(safe).to_csv(index=False)
+
+
 def not_tested(table: pd.DataFrame) -> list[str]:
     """ "unfamiliar inputs: not tested, needs ..." once per (cause, need)."""
     if table is None or table.empty:

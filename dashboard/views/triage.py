@@ -83,7 +83,7 @@ def render(run: Run) -> None:
         st.caption(f":material/block: {ui.safe(line)}")
     st.download_button(
         "Download the action plan (CSV)",
-        plan.action_plan(t).to_csv(index=False).encode(),
+        plan.csv_text(plan.action_plan(t)).encode(),
         file_name=f"{run.run_id}-action-plan.csv",
         mime="text/csv",
     )

@@ -379,3 +379,72 @@ def test_a_group_given_by_hand_is_triaged():
     )
     t = triage(w, groups=[g]).table
     assert _claimed(t, "night by hand") == {"under_represented"}
+
+
+def test_the_triage_columns_are_the_documented_ones():
+    from analysis.schema import TRIAGE_COLUMNS as DOCUMENTED
+
+    assert TRIAGE_COLUMNS == list(DOCUMENTED)
+
+
+def test_plan_csv_defuses_formulas_from_the_data():
+    from analysis.triage.plan import csv_text
+
+    df = pd.DataFrame({"group": ["=HYPERLINK(1)", "camera is a", "-2+3"], "n": [1, 2, 3]})
+    text = csv_text(df)
+    assert "'=HYPERLINK(1)" in text and "'-2+3" in text and ",camera is a," not in text
+    assert "camera is a" in text
+
+
+def _robustness(w: TriageInputs, *, breaks: bool):
+    """A stored-robustness stand-in: gaussian_noise flips clean-correct images outside the noisy
+    camera from severity 2 on (``breaks``) or never."""
+    import pandas as pd
+
+    from analysis.stats.robustness import RobustnessResult
+
+    s = w.samples
+    rows = np.arange(len(s))
+    labels = s[schema.LABEL].to_numpy()
+    clean = s[schema.PRED].to_numpy()
+    sev = (1, 2, 3, 4, 5)
+    preds = np.repeat(clean[None, None, :], len(sev), axis=1).astype(np.int32)
+    if breaks:
+        rng = np.random.default_rng(0)
+        for j, frac in enumerate((0.0, 0.3, 0.5, 0.7, 0.8)):
+            flip = rng.random(len(s)) < frac
+            preds[0, j, flip] = (labels[flip] + 1) % 4
+    return RobustnessResult(
+        key="k1",
+        perturbations=("gaussian_noise",),
+        severities=sev,
+        rows=rows,
+        sample_ids=s[schema.SAMPLE_ID].to_numpy(),
+        labels=labels,
+        clean_pred=clean,
+        predictions=preds,
+        summary=pd.DataFrame(),
+        per_class=pd.DataFrame(),
+    )
+
+
+@pytest.mark.parametrize("breaks", [True, False])
+def test_a_robustness_run_confirms_or_vetoes_image_quality(breaks):
+    from dataclasses import replace
+
+    w = _world()
+    t = triage(replace(w, robustness=_robustness(w, breaks=breaks))).table
+    row = t[
+        (t["group"] == "camera is c") & (t["cause"] == "image_quality") & (t["detail"] == "noisy")
+    ]
+    row = row.iloc[0]
+    rob = json.loads(row["numbers"])["robustness"]
+    assert rob["perturbation"] == "gaussian_noise"
+    # the camera's noise (12-25 grey levels) is the parameter closest to severity 2 or 3
+    assert rob["matched_severity"] in (2, 3)
+    assert "Robustness run: gaussian_noise" in row["evidence"]
+    if breaks:
+        assert row["status"] == "significant" and rob["breaks_at"] in (2, 3)
+        assert "augment with Gaussian noise up to σ = " in row["recommendation"]
+    else:
+        assert row["status"] == "not significant" and rob["breaks_at"] is None
