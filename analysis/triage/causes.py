@@ -403,6 +403,8 @@ def shortcut(ctx: Context, g: FailureGroup) -> list[Finding]:
             )
             + _separable_note(att)
         )
+        cam_note, cam_numbers = _cam_support(ctx, images)
+        evidence += cam_note
         out.append(
             Finding(
                 "shortcut",
@@ -420,7 +422,8 @@ def shortcut(ctx: Context, g: FailureGroup) -> list[Finding]:
                     "ref_p_v_given_k": float(row["ref_p_v_given_k"]),
                     "ref_p_v_given_not_k": float(row["ref_p_v_given_not_k"]),
                     "lift": float(row["lift"]),
-                },
+                }
+                | cam_numbers,
                 images=images,
                 recommendation=(
                     f"break the shortcut: {kname} images show {row['description']} in"
@@ -435,6 +438,33 @@ def shortcut(ctx: Context, g: FailureGroup) -> list[Finding]:
             )
         )
     return out
+
+
+def _cam_support(ctx: Context, images: np.ndarray) -> tuple[str, dict]:
+    """Supporting CAM evidence (:mod:`.cam_mass`): where the model looked for these images
+    against correctly classified ones, from the maps already cached; never part of the test."""
+    from .cam_mass import has_object_geometry, object_mass
+
+    inp = ctx.inputs
+    if inp.run_dir is None or not has_object_geometry(ctx.samples):
+        return "", {}
+    prep = inp.preprocessing or {}
+    m_err, n_err = object_mass(inp.run_dir, ctx.samples, images, prep)
+    m_ok, n_ok = object_mass(inp.run_dir, ctx.samples, ~ctx.wrong, prep)
+    numbers = {"cam_object_mass": m_err, "cam_maps": n_err, "cam_object_mass_correct": m_ok,
+               "cam_maps_correct": n_ok}  # fmt: skip
+    if n_err == 0:
+        return (
+            " CAMs (supporting): none cached for these images yet (open them on the image"
+            " detail page).",
+            numbers,
+        )
+    return (
+        f" CAMs (supporting, not part of the test): {ctx.pct(m_err)} of the predicted class's"
+        f" map lies on the object for the {n_err} of these images with a cached map, against"
+        f" {ctx.pct(m_ok)} for {n_ok} correctly classified images.",
+        numbers,
+    )
 
 
 # --------------------------------------------------------------------------- image quality

@@ -43,6 +43,9 @@ class TriageInputs:
         Section -> why it is absent (a failed section), for "not tested" lines.
     exif_transposed : bool
         The run applied EXIF orientation before the model (then no image counts as rotated).
+    run_dir, preprocessing : str, dict or None
+        Where cached CAMs are (``<run>/cams/``) and how images were resized and cropped, for the
+        CAM mass on the object that supports a shortcut (:mod:`.cam_mass`).
     """
 
     samples: pd.DataFrame
@@ -59,6 +62,8 @@ class TriageInputs:
     seed: int = 0
     missing: dict = field(default_factory=dict)
     exif_transposed: bool = False
+    run_dir: str | None = None
+    preprocessing: dict | None = None
 
     def __post_init__(self) -> None:
         s = self.samples
@@ -127,4 +132,6 @@ class TriageInputs:
             seed=int((run.manifest.get("config") or {}).get("seed", 0) or 0),
             missing=missing,
             exif_transposed=bool((run.manifest.get("preprocessing") or {}).get("exif_transpose")),
+            run_dir=str(run.path),
+            preprocessing=dict(run.manifest.get("preprocessing") or {}),
         )

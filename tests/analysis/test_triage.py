@@ -448,3 +448,34 @@ def test_a_robustness_run_confirms_or_vetoes_image_quality(breaks):
         assert "augment with Gaussian noise up to σ = " in row["recommendation"]
     else:
         assert row["status"] == "not significant" and rob["breaks_at"] is None
+
+
+def test_cam_mass_on_the_object_reads_cached_maps(tmp_path):
+    from analysis.triage.cam_mass import object_mass
+
+    cams = tmp_path / schema.CAMS_DIR
+    cams.mkdir()
+    s = pd.DataFrame(
+        {
+            schema.SAMPLE_ID: ["a", "b", "c"],
+            schema.PRED: [1, 1, 0],
+            schema.WIDTH: [224.0, 224.0, 224.0],
+            schema.HEIGHT: [224.0, 224.0, 224.0],
+            "shape_cx": [56.0, 56.0, 56.0],
+            "shape_cy": [56.0, 56.0, 56.0],
+            "shape_r": [30.0, 30.0, 30.0],
+        }
+    )
+    yy, xx = np.mgrid[0:56, 0:56] + 0.5
+    # images are 224 px, the model saw 112 (no crop), the CAM is 56 x 56: the object's centre
+    # (56, 56) in the image is (14, 14) on the map, its radius 30 px is 7.5 map pixels
+    on = (((xx - 14) ** 2 + (yy - 14) ** 2) <= 7.5**2).astype(np.float16)
+    np.save(cams / "a__gradcam__layer4__1.npy", on)
+    np.save(cams / "b__gradcam__layer4__1.npy", (1 - on).astype(np.float16))
+    np.save(cams / "c__gradcam__layer4__1.npy", on)  # not its predicted class: ignored
+    prep = {"resize": 112, "crop": None}
+    m, n = object_mass(tmp_path, s, np.array([True, False, False]), prep)
+    assert n == 1 and m == pytest.approx(1.0)
+    m, n = object_mass(tmp_path, s, np.array([False, True, True]), prep)
+    assert n == 1 and m == pytest.approx(0.0)
+    assert object_mass(tmp_path, s.drop(columns=["shape_r"]), np.ones(3, bool), prep)[1] == 0
