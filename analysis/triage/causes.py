@@ -253,7 +253,7 @@ def under_represented(ctx: Context, g: FailureGroup) -> list[Finding]:
     rep = ctx.representation
     if rep is None or rep.empty:
         return _not_tested("under_represented", "metadata, classes or properties in both sets")
-    by_spec = rep.set_index("spec")
+    by_spec = rep.drop_duplicates("spec").set_index("spec")
     candidates: list[str] = []
     for p in g.spec.predicates:
         key = _one(p)
@@ -265,6 +265,15 @@ def under_represented(ctx: Context, g: FailureGroup) -> list[Finding]:
             candidates.append(key)
     out = []
     n_ref = len(ctx.inputs.reference)
+    if not candidates:
+        return [
+            Finding(
+                "under_represented",
+                detail="no under-represented value",
+                evidence="None of the group's conditions, and no value of the run, has less than"
+                f" {UNDER_FACTOR:.0%} of its target share of the reference set.",
+            )
+        ]
     for key in candidates:
         r = by_spec.loc[key]
         mask = predicate_mask(ctx.samples, key)
@@ -352,6 +361,16 @@ def shortcut(ctx: Context, g: FailureGroup) -> list[Finding]:
         return _not_tested("shortcut", "metadata or image properties in the reference set")
     out = []
     label, pred = ctx.label, ctx.pred
+    if ctx.shortcuts.empty:
+        return [
+            Finding(
+                "shortcut",
+                detail="no candidate shortcut",
+                evidence="The reference set associates no metadata value or property bin with a"
+                " class strongly enough to be a shortcut (Fisher, BH, P(v | k) at least twice"
+                " P(v | other classes)).",
+            )
+        ]
     for i, row in ctx.shortcuts.iterrows():
         v = ctx.shortcut_masks[i]
         if not _relevant_shortcut(g, row, v):
@@ -437,6 +456,16 @@ def shortcut(ctx: Context, g: FailureGroup) -> list[Finding]:
                 ],
             )
         )
+    if not out:
+        names = ", ".join(dict.fromkeys(ctx.shortcuts["description"].astype(str).head(3)))
+        return [
+            Finding(
+                "shortcut",
+                detail="no candidate shortcut for this group",
+                evidence=f"The reference's candidate shortcuts ({names}) do not bear on this"
+                " group: none of its conditions or classes.",
+            )
+        ]
     return out
 
 

@@ -39,7 +39,9 @@ pair's error count); NaN where the cost is not positive.
 
 from __future__ import annotations
 
+import contextvars
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,9 +108,27 @@ def _share(explained, cost):
     return np.clip(s, 0.0, 1.0)
 
 
+_INTERVALS = contextvars.ContextVar("triage_intervals", default=True)
+
+
+@contextmanager
+def point_estimates():
+    """Within the block the estimators skip the bootstrap (interval NaN): triage tests every
+    hypothesis first and bootstraps only the shares it reports as claimed."""
+    token = _INTERVALS.set(False)
+    try:
+        yield
+    finally:
+        _INTERVALS.reset(token)
+
+
 def _interval(stat, table: np.ndarray, seed: int) -> tuple[float, float, float]:
     if table.sum() == 0:
         return math.nan, math.nan, math.nan
+    if not _INTERVALS.get():
+        with np.errstate(invalid="ignore", divide="ignore"):
+            value = float(np.asarray(stat(table[None])).reshape(-1)[0])
+        return value, math.nan, math.nan
     import warnings
 
     with warnings.catch_warnings():

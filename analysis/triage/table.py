@@ -28,7 +28,7 @@ from .causes import (
     label_noise_overall,
     leakage,
 )
-from .estimate import _mantel_haenszel_p
+from .estimate import _mantel_haenszel_p, point_estimates
 from .evidence import (
     UNFAMILIAR_QUANTILE,
     predicate_mask,
@@ -411,13 +411,14 @@ def triage(
     select = make_selector(s, save_selection)
     rows: list[dict] = []
     found: list[Finding] = []
-    for rank, g in enumerate(groups, start=1):
-        rec = group_record(g) | {GROUP_RANK: rank}
-        rec[GROUP_QUERY] = json.dumps(_spec_query(s, rec[GROUP_EVENT_SPEC], select))
-        for fn in CAUSES.values():
-            for f in fn(ctx, g):
-                rows.append(_row(rec, f, len(found)))
-                found.append(f)
+    with point_estimates():  # intervals only for what is claimed, below
+        for rank, g in enumerate(groups, start=1):
+            rec = group_record(g) | {GROUP_RANK: rank}
+            rec[GROUP_QUERY] = json.dumps(_spec_query(s, rec[GROUP_EVENT_SPEC], select))
+            for fn in CAUSES.values():
+                for f in fn(ctx, g):
+                    rows.append(_row(rec, f, len(found)))
+                    found.append(f)
     whole = [f for f in (label_noise_overall(ctx), leakage(ctx)) if f is not None]
     if whole:
         flagged = next((f for f in whole if f.cause == "label_noise"), None)
@@ -428,6 +429,7 @@ def triage(
             rows.append(_row(rec, f, len(found)))
             found.append(f)
     table = _finish(rows, groups, alpha, whole_cost=rec[GROUP_COST] if whole else None)
+    table = _intervals(table, found, ctx, groups)
     table = _link(table, found, select)
     info = {
         "alpha": alpha,
@@ -452,6 +454,33 @@ def triage(
     return TriageResult(
         table=table, info=info, distance=None if ctx.distances is None else ctx.distances.distance
     )
+
+
+def _intervals(
+    t: pd.DataFrame, found: list[Finding], ctx: Context, groups: list[FailureGroup]
+) -> pd.DataFrame:
+    """Bootstrap the shares of the claimed rows: each claimed (group, cause) is estimated again
+    with its interval (the same arithmetic, so the point value does not move)."""
+    if "_i" not in t.columns or not len(t):
+        return t
+    t = t.copy()
+    by_key = {g.key: g for g in groups}
+    claimed = t[t[STATUS] == "significant"]
+    for (key, cause), rows in claimed.groupby([GROUP_KEY, CAUSE], sort=False):
+        g = by_key.get(key)
+        if g is None or cause not in CAUSES:
+            continue
+        fresh = {f.detail: f for f in CAUSES[cause](ctx, g)}
+        for pos in rows.index:
+            f = fresh.get(t.at[pos, DETAIL])
+            if f is None or f.attribution is None:
+                continue
+            att = f.attribution
+            t.at[pos, SHARE] = float(att.share)
+            t.at[pos, SHARE_LOW] = float(att.share_low)
+            t.at[pos, SHARE_HIGH] = float(att.share_high)
+            found[int(t.at[pos, "_i"])] = f
+    return t
 
 
 def _link(t: pd.DataFrame, found: list[Finding], select: Selector) -> pd.DataFrame:

@@ -51,7 +51,14 @@ def _load(path: str, stamp: str, rob: str, review_key: str, _state):
 def render(run: Run) -> None:
     st.title("Triage")
     state, review_key = _review_state(run)
-    result = _load(str(run.path), run.manifest["created"], _robustness_key(run), review_key, state)
+    try:
+        result = _load(
+            str(run.path), run.manifest["created"], _robustness_key(run), review_key, state
+        )
+    except Exception as e:  # a broken stored table or a bug: say it, keep the page
+        st.error(f"Triage could not be computed for this run: {ui.safe(type(e).__name__)}:"
+                 f" {ui.safe(e)}")  # fmt: skip
+        return
     t, info = result.table, result.info
     st.caption(
         "Why each failure happens and what to do. Groups (weak classes, confusion pairs,"
