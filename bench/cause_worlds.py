@@ -12,15 +12,16 @@ embeddings. This module adds:
   plant                     mechanism
   ========================  ===================================================================
   :class:`UnderRepresented` the value is 3-20% as common in the reference as in evaluation (or a
-                            class is that rare in training); its images fail more
+                            class is that rare in training); its images fail more (error odds
+                            x1.5-10, as for every plant below that raises errors)
   :class:`Shortcut`         in the reference, class k carries the value 60-90% of the time
                             (others 2-10%); in evaluation the value is independent of the class,
-                            and non-k images with it are predicted k
+                            and 8-60% of non-k images with it are predicted k
   :class:`Quality`          the value's images are degraded (noise sigma 8-30 grey levels, or
                             brightness below 0.15) in both sets, and fail more
-  :class:`Unfamiliar`       the value's evaluation images sit in a region of the embedding space
-                            no reference image occupies, and fail more
-  :class:`LabelNoise`       10-35% of the value's given labels are flipped (the model predicts the
+  :class:`Unfamiliar`       the value's evaluation images are shifted 3-9 noise radii away in the
+                            embedding space, where no reference image is, and fail more
+  :class:`LabelNoise`       5-35% of the value's given labels are flipped (the model predicts the
                             true class); flipped images are flagged as suspected label errors
                             75% of the time, other errors 15-35%
   :class:`Overlapping`      classes a and b sit close together in the embedding space (both
@@ -110,7 +111,7 @@ class UnderRepresented:
     kind: str = "under_represented"
 
     def before(self, draft: Draft, rng: np.random.Generator) -> None:
-        ratio = _log_uniform(rng, 3.0, 10.0)
+        ratio = _log_uniform(rng, 1.5, 10.0)
         factor = _log_uniform(rng, 0.03, 0.2)
         if self.by_class and len(draft.class_names) >= 3:
             k = int(rng.integers(len(draft.class_names)))
@@ -127,7 +128,7 @@ class UnderRepresented:
                 )
             )
             return
-        col, v, mask = _new_column(draft, rng, "site", rng.uniform(0.06, 0.25))
+        col, v, mask = _new_column(draft, rng, "site", rng.uniform(0.03, 0.25))
         excess = _raise_odds(draft, mask, ratio)
         draft.planted.append(
             _planted(self.kind, col, v, mask, excess, draft.class_names, ref_factor=factor)
@@ -147,7 +148,7 @@ class Shortcut:
     def before(self, draft: Draft, rng: np.random.Generator) -> None:
         col, v, mask = _new_column(draft, rng, "background", rng.uniform(0.12, 0.3))
         k = int(rng.integers(len(draft.class_names)))
-        self._state.update(col=col, v=v, mask=mask, k=k, q=rng.uniform(0.25, 0.6))
+        self._state.update(col=col, v=v, mask=mask, k=k, q=rng.uniform(0.08, 0.6))
 
     def after(self, draft: Draft, rng: np.random.Generator) -> None:
         st = self._state
@@ -199,7 +200,7 @@ class Quality:
             x = np.maximum(x, 0.22)
             x[mask] = rng.uniform(0.04, 0.15, int(mask.sum()))
         s[prop] = x
-        excess = _raise_odds(draft, mask, _log_uniform(rng, 3.0, 10.0))
+        excess = _raise_odds(draft, mask, _log_uniform(rng, 1.5, 10.0))
         draft.planted.append(
             _planted(self.kind, col, v, mask, excess, draft.class_names, type=which, prop=prop)
         )
@@ -215,8 +216,8 @@ class Unfamiliar:
     kind: str = "unfamiliar"
 
     def before(self, draft: Draft, rng: np.random.Generator) -> None:
-        col, v, mask = _new_column(draft, rng, "firmware", rng.uniform(0.06, 0.2))
-        excess = _raise_odds(draft, mask, _log_uniform(rng, 3.0, 10.0))
+        col, v, mask = _new_column(draft, rng, "firmware", rng.uniform(0.04, 0.2))
+        excess = _raise_odds(draft, mask, _log_uniform(rng, 1.5, 10.0))
         direction = rng.normal(size=EMB_DIM)
         draft.planted.append(
             _planted(
@@ -226,7 +227,7 @@ class Unfamiliar:
                 mask,
                 excess,
                 draft.class_names,
-                offset=(direction / np.linalg.norm(direction) * 9.0).tolist(),
+                offset=(direction / np.linalg.norm(direction) * rng.uniform(3.0, 9.0)).tolist(),
             )
         )
 
@@ -236,14 +237,14 @@ class Unfamiliar:
 
 @dataclass
 class LabelNoise:
-    """10-35% of the value's labels are flipped; the model predicts the true class."""
+    """5-35% of the value's labels are flipped; the model predicts the true class."""
 
     kind: str = "label_noise"
     _state: dict = field(default_factory=dict)
 
     def before(self, draft: Draft, rng: np.random.Generator) -> None:
         col, v, mask = _new_column(draft, rng, "annotator", rng.uniform(0.08, 0.3))
-        self._state.update(col=col, v=v, mask=mask, rate=rng.uniform(0.1, 0.35))
+        self._state.update(col=col, v=v, mask=mask, rate=rng.uniform(0.05, 0.35))
 
     def after(self, draft: Draft, rng: np.random.Generator) -> None:
         st = self._state
@@ -274,7 +275,7 @@ class Overlapping:
             return
         a, b = (int(x) for x in rng.choice(c, 2, replace=False))
         mask = draft.true_label == a
-        ratio = _log_uniform(rng, 3.0, 8.0)
+        ratio = _log_uniform(rng, 1.5, 8.0)
         excess = _raise_odds(draft, mask, ratio)
         self._state.update(a=a, b=b, mask=mask, excess=excess)
 

@@ -21,7 +21,8 @@
   of class against every categorical metadata value and every property bin (reference quantiles):
   a value ``v`` is a candidate shortcut to class ``k`` when, in the reference, ``k`` is
   significantly more frequent with ``v`` than without it (one-sided Fisher exact, BH over every
-  cell) and ``P(v | k) >= 2 * P(v | not k)`` with at least 10 reference images of ``k`` with ``v``.
+  cell), ``P(v | k) >= 2 * P(v | not k)``, ``v`` is on at least a quarter of ``k``'s reference
+  images (a value on 4% of a class cannot teach it much) and at least 10 of them.
 - **Nearest-reference distance** (:func:`reference_distances`): cosine distance of each
   evaluation image to its nearest reference image in the model's embedding space, and the
   reference images' own k nearest neighbours (for overlapping classes).
@@ -50,6 +51,7 @@ from ..stats.slices import (
 
 UNDER_FACTOR = 0.25  # under-represented: reference share below this fraction of its target
 SHORTCUT_LIFT = 2.0  # P(v | k) / P(v | not k) in the reference
+SHORTCUT_SHARE = 0.25  # P(v | k): the value is on at least a quarter of k's training images
 SHORTCUT_MIN = 10  # reference images of k with v
 MAX_REFERENCE = 4_000  # reference rows searched for distances (a seeded sample above this)
 MAX_DIM = 32  # embedding dimensions kept (PCA) for the distance search
@@ -371,7 +373,11 @@ def shortcut_candidates(
     out = pd.DataFrame(rows)
     # every cell screened counts towards the correction, strong or not
     out["p_adj"] = bh_adjust(out["p_value"].to_numpy(), n_tests=len(out))
-    keep = (out["p_adj"] < alpha) & (out["lift"] >= SHORTCUT_LIFT)
+    keep = (
+        (out["p_adj"] < alpha)
+        & (out["lift"] >= SHORTCUT_LIFT)
+        & (out["ref_p_v_given_k"] >= SHORTCUT_SHARE)
+    )
     return out.loc[keep, cols].sort_values("lift", ascending=False).reset_index(drop=True)
 
 
