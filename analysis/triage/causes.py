@@ -21,10 +21,11 @@ shortcut           the reference associates a value with a class; here images wi
 image_quality      the group holds more degraded images than the rest and degraded images fail
                    more; a robustness run, when there is one, must show the matching
                    perturbation breaking the model at the group's measured level
-unfamiliar         the group holds more images far from every reference image (beyond the 95th
-                   percentile of correctly classified images' distance) and those fail more;
-                   images of an under-represented value are left to that cause (its action,
-                   collecting more of a named value, is the more precise one)
+unfamiliar         the group's correctly classified images lie far from every reference image
+                   (beyond the 95th percentile of the distances of correct images of their
+                   class) more often than elsewhere; images of an under-represented value,
+                   degraded images and images that break an active shortcut are left to those
+                   causes (their actions name what to do)
 overlapping        (confusion pairs) the two classes are mixed among each other's nearest
                    reference neighbours, and the pair's errors have low margins; annotators'
                    "ambiguous" tags, when reviewed, are shown as support

@@ -216,11 +216,16 @@ def build_context(inputs: TriageInputs, *, alpha: float = ALPHA, outliers=None) 
         )
         thr, far = _far(distances.distance, label, ~wrong, inputs.n_classes)
         # "unfamiliar" is what no measured property explains: an image of an under-represented
-        # value, or a degraded one, is left to that cause (whose action names what to do)
+        # value, a degraded one, or one that breaks an active shortcut is left to that cause
+        # (whose action names what to do)
         for _, m in under:
             far &= ~m
         for m in quality.values():
             far &= ~m
+        if shortcuts is not None:  # images that break an active shortcut are rare in training
+            for m, k, on in zip(masks, shortcuts["cls"].to_numpy(np.int64), active, strict=True):
+                if on:
+                    far &= ~((m & (label != k)) | (~m & (label == k)))
     confirmed, cleared, ambiguous, reviewed = _review_masks(s, inputs.review, inputs.class_names)
     noise = None
     if schema.IS_LABEL_ISSUE in s.columns:
