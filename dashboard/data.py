@@ -77,3 +77,11 @@ def outliers(path: str) -> pd.DataFrame | None:
 @st.cache_data(show_spinner=False, max_entries=32)
 def table(path: str, name: str) -> pd.DataFrame | None:
     return get_run(path).table(name)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def label_words(path: str):
+    """The run's suspected-label-error sentences (analysis.present.label_words), cached."""
+    from analysis.present.label_words import label_issue_summary
+
+    return label_issue_summary(get_run(path))

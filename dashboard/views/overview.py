@@ -75,6 +75,11 @@ def render(run: Run) -> None:
                 elif f.page != "overview":
                     nav.link(f.page, "Open →")
         st.subheader("Most frequent confusions")
+        st.caption(
+            "A pair is marked when the true class's images are predicted as that class more"
+            " often than other classes' images are (one-sided Fisher test, Benjamini-Hochberg"
+            " over every pair of classes)."
+        )
         if pairs.empty:
             st.caption("No errors.")
         for _, r in pairs.iterrows():
@@ -82,7 +87,9 @@ def render(run: Run) -> None:
             nav.link(
                 "gallery",
                 f"{int(r['count'])} {run.class_names[t]} predicted as {run.class_names[p]}"
-                f" ({r['share_of_true_class']:.0%} of {run.class_names[t]})",
+                f" ({r['share_of_true_class']:.0%} of {run.class_names[t]}, 95% CI"
+                f" {r['rate_low']:.0%}-{r['rate_high']:.0%}"
+                f"{'; more than other classes, adjusted p ' + format(r['p_adj'], '.2g') if r['significant'] else ''})",
                 ImageQuery(true=(t,), pred=(p,)),
             )
     with right:
