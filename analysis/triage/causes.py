@@ -13,7 +13,9 @@ cause              evidence
 label_noise        the group's errors are suspected (or reviewed, confirmed) label errors more
                    often than errors elsewhere; suspected label errors that a shortcut explains
                    (an image with the shortcut's value predicted as its class) are left to the
-                   shortcut: the model's confidence there comes from the shortcut, not the image
+                   shortcut: the model's confidence there comes from the shortcut, not the image;
+                   for a slice or class, those on a significant confusion pair are left to the
+                   pair (a systematic confusion and a wrong label look alike to the model)
 under_represented  the group's value is rare in the reference set (see :mod:`.evidence`), and
                    the group's errors sit on its images
 shortcut           the reference associates a value with a class; here images with the value
@@ -129,6 +131,8 @@ class Context:
     reviewed: np.ndarray | None
     alpha: float = 0.05
     seed: int = 0
+    confirmed: np.ndarray | None = None  # reviewed: the label is wrong
+    pair_errors: np.ndarray | None = None  # errors on a significant confusion pair (a group)
 
     @property
     def samples(self) -> pd.DataFrame:
@@ -204,6 +208,14 @@ def label_noise(ctx: Context, g: FailureGroup) -> list[Finding]:
             "the label-issues section" + (f" (it did not run: {why})" if why else ""),
         )
     flag = ctx.label_noise
+    if g.kind != "confusion" and ctx.pair_errors is not None:
+        # a confident error on a pair the model systematically confuses is as much the model's
+        # confusion as a wrong label: the pair is triaged on its own, and its flags are no
+        # evidence that this slice or class is mislabelled (a reviewed decision still is)
+        keep = ~ctx.pair_errors
+        if ctx.confirmed is not None:
+            keep |= ctx.confirmed
+        flag = flag & keep
     ev = np.where(g.rows, g.event, ctx.wrong)  # the group's failures against errors elsewhere
     att = mixture(g.rows, g.baseline, ev, flag, cost=g.cost_kind, seed=ctx.seed)
     p = att.parts

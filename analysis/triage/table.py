@@ -253,6 +253,7 @@ def build_context(inputs: TriageInputs, *, alpha: float = ALPHA, outliers=None) 
         far=far,
         far_threshold=thr,
         label_noise=noise,
+        confirmed=confirmed,
         ambiguous=ambiguous,
         reviewed=reviewed,
         alpha=alpha,
@@ -413,6 +414,9 @@ def triage(
         groups = failure_groups(
             s, class_names=inputs.class_names, slices=inputs.slices, discovered=inputs.discovered
         )
+    pairs = [g for g in groups if g.kind == "confusion"]
+    if pairs:
+        ctx.pair_errors = np.logical_or.reduce([g.rows & g.event for g in pairs])
     select = make_selector(s, save_selection)
     rows: list[dict] = []
     found: list[Finding] = []
