@@ -344,6 +344,15 @@ def under_represented(ctx: Context, g: FailureGroup) -> list[Finding]:
                 ],
             )
         )
+    if not out:
+        return [
+            Finding(
+                "under_represented",
+                detail="no under-represented value",
+                evidence="No value of the pair's images is under-represented in the reference"
+                " set (a rare class is its weak-class group's question, not the pair's).",
+            )
+        ]
     return out
 
 
