@@ -9,6 +9,7 @@ The subpackages are layers, bottom first; a module imports only its own layer an
     loading/               datasets, images, models -> the one batched pass
     stats/                 metrics, intervals, slices, discovery, compare, drift, robustness
     data_issues/ explain/  label errors, duplicates, outliers | CAMs, layers, embedding map
+    triage/                root causes of every failure group, with shares and actions
     pipeline/ present/     analyze() runs it all | findings, figures, report
     cli                    the ``errorscope`` command
 

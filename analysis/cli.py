@@ -5,6 +5,7 @@ errorscope analyze --predictions P.csv --data D
 errorscope sample                 analyse the bundled sample (once; reused afterwards)
 errorscope runs                   list runs
 errorscope report RUN [--format html|md|csv] [--out DIR]
+errorscope triage RUN [--all] [--json]   the action plan: why each failure happens, what to do
 errorscope dashboard [--address A] open the dashboard on 127.0.0.1 (A: open it on a network)
 """
 
@@ -150,6 +151,16 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", help="output folder (default: <run>/report)")
     rp.add_argument("--runs-dir", help="runs folder (default: $ERRORSCOPE_RUNS_DIR or ./runs)")
     rp.add_argument("--title", help="report title")
+
+    tr = sub.add_parser(
+        "triage", help="print the action plan: the causes of each failure group and what to do"
+    )
+    tr.add_argument("run", help="run folder, or a run id under --runs-dir")
+    tr.add_argument("--runs-dir", help="runs folder (default: $ERRORSCOPE_RUNS_DIR or ./runs)")
+    tr.add_argument(
+        "--all", action="store_true", help="every hypothesis tested, not only the claimed ones"
+    )
+    tr.add_argument("--csv", help="also write the full triage table to this CSV file")
 
     rb = sub.add_parser("robustness", help="accuracy under perturbations at 5 severities")
     rb.add_argument("run", help="run folder, or a run id under --runs-dir")
@@ -328,6 +339,8 @@ def _dispatch(args) -> int:
         ):
             print(f)
         return 0
+    if args.cmd == "triage":
+        return _triage(args)
     if args.cmd == "robustness":
         from .stats.robustness import PERTURBATIONS, estimate_cost, run_robustness
 
@@ -360,6 +373,31 @@ def _dispatch(args) -> int:
             print(warning, file=sys.stderr, flush=True)
         os.execvpe(cmd[0], cmd, env)
     raise RunError(f"unknown command {args.cmd}")
+
+
+def _triage(args) -> int:
+    """Print the action plan (recomputed when robustness runs or reviews arrived since)."""
+    from .store.review import ReviewStore, default_db_path
+    from .triage.plan import plan_text
+    from .triage.runs import load_triage
+
+    run = _open(args.run, args.runs_dir)
+    db = default_db_path(run.path.parent)
+    state = ReviewStore(db).state() if db.exists() else None
+    result = load_triage(run, review=state)
+    t = result.table
+    print(f"Action plan for run {run.run_id} ({run.manifest.get('n_samples', '?')} images)\n")
+    print(plan_text(t, result.info), end="")
+    if args.all and len(t):
+        cols = ["group_rank", "group", "cause", "detail", "status", "p_adj", "share"]
+        print()
+        print(t[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    if args.csv:
+        from .triage.plan import csv_text
+
+        Path(args.csv).write_text(csv_text(t))
+        print(f"\ntriage table written to {args.csv}")
+    return 0
 
 
 def _open(name: str, runs_dir: str | None):

@@ -29,6 +29,8 @@ METRICS = "metrics.json"  # headline metrics with intervals, per-class table, co
 CAMS_DIR = "cams"  # cached CAM maps, <sample_id>__<method>__<layer>__<class>.npy
 THUMBS_DIR = "thumbs"  # cached JPEG thumbnails, <sample_id>.jpg
 ROBUSTNESS_DIR = "robustness"
+TRIAGE = "triage.parquet"  # one row per (failure group, candidate cause): analysis.triage.table
+TRIAGE_INFO = "triage.json"  # what triage used: settings, representation and shortcut tables
 
 # Core columns of samples.parquet (one row per analysed image, in probs.npy order)
 SAMPLE_ID = "sample_id"  # stable id: "s" + 12 hex of sha1(path relative to the data root)
@@ -103,3 +105,47 @@ SUGGESTED_LABEL = "suggested_label"  # int, the model's best other class
 DUPLICATE_OF = "duplicate_of"  # sample_id of a within-set near-duplicate, or None
 LEAK_OF = "leak_of"  # relpath of the reference image this one leaks from, or None
 LEAK_SIMILARITY = "leak_similarity"
+# cosine distance to the nearest reference image in the model's embedding space (PCA'd, a
+# sample of at most 4,000-20,000 reference images searched; written by the triage section)
+REFERENCE_DISTANCE = "reference_distance"
+
+# Columns of triage.parquet, one row per (failure group, candidate cause, variant) tested, in
+# the order analysis.triage.table writes them (TRIAGE_COLUMNS there is checked against this).
+TRIAGE_COLUMNS = {
+    "group_rank": "1 = the group that costs the most errors (the whole set ranks by its suspected"
+    " label errors)",
+    "group_key": "stable id of the group: kind + slice spec, or confusion:a->b",
+    "group_kind": "weak_class, confusion, slice, discovered, error_cluster or whole_set",
+    "group": "the group in words ('lighting is night', 'given star predicted as cross')",
+    "group_n": "images in the group (a pair: images of its given class)",
+    "group_errors": "its failures (a pair: images of a predicted b)",
+    "group_expected": "failures expected at the rate of the rows it is compared with",
+    "group_cost": "errors it costs: excess errors, errors - expected (a pair: its images)",
+    "group_p_adj": "the adjusted p-value that made it a failure group",
+    "group_spec": "slice spec JSON of the group's rows",
+    "group_event_spec": "slice spec JSON of its failing images",
+    "group_also": "JSON list: near-copies of the group merged into it (Jaccard >= 0.9)",
+    "group_query": "JSON: gallery query parameters of the group's failing images",
+    "cause": "label_noise, under_represented, shortcut, image_quality, unfamiliar,"
+    " overlapping, leakage or none",
+    "cause_label": "the cause in words",
+    "detail": "the variant tested: a quality type, 'value → class', an under-represented value",
+    "status": "significant, not significant, not tested, found (a whole-set data issue) or none",
+    "statistic": "the cause's test statistic (see statistic_name)",
+    "statistic_name": "what the statistic is",
+    "p_value": "one-sided p-value of the cause's test",
+    "p_adj": "Benjamini-Hochberg adjusted over every (group, cause, variant) tested",
+    "significant": "p_adj < alpha (0.05)",
+    "share": "share of the group's cost the cause accounts for, [0, 1] (read with significant)",
+    "share_low": "95% row-bootstrap interval of share",
+    "share_high": "",
+    "explained": "errors accounted for (unclipped estimate)",
+    "evidence": "the evidence in one paragraph, with its numbers",
+    "numbers": "JSON: the numbers behind the evidence (charts read them)",
+    "n_images": "images behind the finding",
+    "query": "JSON: gallery query parameters of those images (claimed rows)",
+    "recommendation": "the action, its numbers as {0}, {1}, ...",
+    "links": "JSON list of {text, query}: each number of the recommendation and its images",
+    "action": "relabel, collect, break_shortcut, augment, review_definition, deduplicate, model",
+    "needs": "for a cause not tested: what the run lacks",
+}

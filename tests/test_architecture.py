@@ -26,10 +26,11 @@ RANKS = {
     "stats": 3,
     "data_issues": 4,
     "explain": 4,
-    "pipeline": 5,
-    "present": 5,
-    "cli": 6,
-    "__init__": 6,
+    "triage": 5,
+    "pipeline": 6,
+    "present": 6,
+    "cli": 7,
+    "__init__": 7,
 }
 
 

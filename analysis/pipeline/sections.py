@@ -49,6 +49,7 @@ class SectionContext:
     model: object = None  # the classifier (None for a predictions-file run or a refresh)
     prep: object = None  # its Preprocessing
     pass_seconds: float = 0.0  # how long the model pass took (budgets of optional work)
+    status: dict = field(default_factory=dict)  # section -> its manifest entry, so far
 
     @property
     def labels(self) -> np.ndarray:
@@ -307,6 +308,47 @@ def _outliers(ctx: SectionContext):
 
 OUTLIER_SUMMARY = schema.OUTLIER_SUMMARY
 
+
+def _triage(ctx: SectionContext):
+    """Root-cause triage of every failure group, from what the sections above stored."""
+    import numpy as np
+
+    from ..store.selections import save_selection
+    from ..triage.inputs import TriageInputs
+    from ..triage.table import triage
+
+    def table(name):
+        p = ctx.writer.tmp / name
+        return pd.read_parquet(p) if p.exists() else None
+
+    inputs = TriageInputs(
+        samples=ctx.samples_with_new(),
+        class_names=ctx.class_names,
+        metadata_columns=ctx.metadata_columns,
+        property_columns=[c for c in schema.PROPERTY_COLUMNS if c in ctx.samples.columns],
+        reference=ctx.reference,
+        embeddings=None if ctx.embeddings is None else np.asarray(ctx.embeddings),
+        reference_embeddings=ctx.reference_embeddings if ctx.reference is not None else None,
+        slices=table(schema.SLICES),
+        discovered=table(schema.DISCOVERED),
+        seed=ctx.cfg.seed,
+        missing={
+            k: v.get("error") or v.get("reason") or v.get("status")
+            for k, v in ctx.status.items()
+            if v.get("status") != "ok"
+        },
+    )
+    result = triage(
+        inputs,
+        save_selection=lambda ids: save_selection(ctx.writer.tmp, ids),
+        outliers=table(schema.OUTLIERS),
+    )
+    ctx.writer.write_table(schema.TRIAGE, result.table)
+    ctx.writer.write_json(schema.TRIAGE_INFO, result.info)
+    if result.distance is not None:
+        ctx.new_columns[schema.REFERENCE_DISTANCE] = result.distance.astype(np.float32)
+
+
 SECTIONS: dict[str, Callable[[SectionContext], str | None]] = {
     "metrics": _metrics,
     "embedding_map": _embedding_map,
@@ -315,7 +357,8 @@ SECTIONS: dict[str, Callable[[SectionContext], str | None]] = {
     "duplicates": _duplicates,  # before label_issues: a near-copy's label is evidence there
     "label_issues": _label_issues,
     "outliers": _outliers,
-    "cams": _cams,
+    "cams": _cams,  # before triage: its shortcut rows read the cached maps
+    "triage": _triage,
 }
 
 #: section -> the sections whose samples columns it reads (recomputing one recomputes these)
@@ -324,6 +367,8 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "discovered_slices": ("embedding_map",),
     "label_issues": ("duplicates",),  # a near-copy's label in the reference set is evidence
     "cams": ("label_issues",),  # the review queue opens suspected label errors first
+    # every section above: triage weighs what they all found
+    "triage": tuple(SECTIONS)[:-1],
 }
 
 
@@ -340,6 +385,7 @@ def run_sections(
 
     writer, progress = ctx.writer, ctx.progress
     wanted = set(SECTIONS if only is None else only)
+    ctx.status = sections
     for name, fn in SECTIONS.items():
         if name not in wanted:
             continue

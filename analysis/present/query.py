@@ -7,7 +7,6 @@ builds an ImageQuery; the gallery, the review queue and the report read it back.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -16,6 +15,9 @@ import numpy as np
 import pandas as pd
 
 from .. import schema
+
+# re-exported: pages import them from here
+from ..store.selections import SELECTIONS_DIR, load_selection, save_selection  # noqa: F401
 
 SORT_KEYS = {
     "loss": "highest loss first (most confidently wrong)",
@@ -58,8 +60,6 @@ ISSUES = {
     "duplicate": "near-duplicates inside the set",
     "exif": "carry an EXIF rotation tag",
 }
-
-SELECTIONS_DIR = "selections"
 
 
 @dataclass(frozen=True)
@@ -448,26 +448,7 @@ def issue_mask(samples: pd.DataFrame, issue: str, outliers: pd.DataFrame | None)
     return np.zeros(n, bool)
 
 
-# -- explicit selections (lasso, review queues) ------------------------------------------------
-def save_selection(run_dir: str | Path, sample_ids) -> str:
-    """Store a set of sample ids in the run's cache; returns its short content id for URLs."""
-    ids = sorted(set(map(str, sample_ids)))
-    sel_id = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:12]
-    d = Path(run_dir) / SELECTIONS_DIR
-    d.mkdir(parents=True, exist_ok=True)
-    p = d / f"{sel_id}.json"
-    if not p.exists():
-        tmp = p.with_suffix(f".{np.random.randint(1 << 30)}.tmp")
-        tmp.write_text(json.dumps(ids))
-        tmp.replace(p)
-    return sel_id
-
-
-def load_selection(run_dir: str | Path, sel_id: str) -> list[str] | None:
-    if not sel_id.isalnum():
-        return None
-    p = Path(run_dir) / SELECTIONS_DIR / f"{sel_id}.json"
-    return json.loads(p.read_text()) if p.exists() else None
+# -- explicit selections (lasso, review queues): stored by analysis.store.selections
 
 
 @dataclass(frozen=True)

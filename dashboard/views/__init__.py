@@ -34,6 +34,7 @@ class View:
 
 VIEWS = [
     View("overview", "Overview", ":material/dashboard:", "Analysis"),
+    View("triage", "Triage", ":material/healing:", "Analysis"),
     View("confusion", "Confusion", ":material/grid_on:", "Analysis"),
     View("slices", "Slices", ":material/filter_alt:", "Analysis"),
     View("embeddings", "Embeddings", ":material/scatter_plot:", "Analysis"),

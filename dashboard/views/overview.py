@@ -13,7 +13,7 @@ from analysis.present.query import ImageQuery
 from analysis.store.runstore import Run
 from dashboard import charts, nav
 from dashboard import components as ui
-from dashboard.views import run_banner
+from dashboard.views import run_banner, triage_lead
 
 ICONS = {
     "high": ":red[:material/error:]",
@@ -94,6 +94,7 @@ def render(run: Run) -> None:
     left, right = st.columns([3, 2], gap="large")
     with left:
         st.subheader("What to look at")
+        triage_lead.render(run)
         if not found:
             st.success("No warnings: no weak class, slice, label or leakage problem was detected.")
         for f in found:
