@@ -24,6 +24,8 @@ DUPLICATES = "duplicates.parquet"  # pairs: within-eval near-duplicates and eval
 OUTLIERS = "outliers.parquet"  # one row per (sample, outlier type)
 OUTLIER_SUMMARY = "outlier_summary.parquet"  # one row per outlier type: counts, error rates
 METRICS = "metrics.json"  # headline metrics with intervals, per-class table, confusion
+HIERARCHY = "class_hierarchy.json"  # the --class-hierarchy file, checked (analysis.stats.hierarchy)
+HIERARCHY_METRICS = "hierarchy_metrics.parquet"  # per (level, superclass): metrics with intervals
 CAMS_DIR = "cams"  # cached CAM maps, <sample_id>__<method>__<layer>__<class>.npy
 THUMBS_DIR = "thumbs"  # cached JPEG thumbnails, <sample_id>.jpg
 ROBUSTNESS_DIR = "robustness"
@@ -96,3 +98,6 @@ SUGGESTED_LABEL = "suggested_label"  # int, the model's best other class
 DUPLICATE_OF = "duplicate_of"  # sample_id of a within-set near-duplicate, or None
 LEAK_OF = "leak_of"  # relpath of the reference image this one leaks from, or None
 LEAK_SIMILARITY = "leak_similarity"
+# With a class hierarchy, per level L (1 = coarsest): "superclass_L" (the given label's group
+# name) and "pred_superclass_L" (the prediction's); see analysis.stats.hierarchy.level_column.
+SUPERCLASS_PREFIX = "superclass_"

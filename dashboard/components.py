@@ -84,6 +84,27 @@ def image_grid(
             st.caption(f"conf {row[schema.CONFIDENCE]:.2f} · loss {row[schema.LOSS]:.2f}")
 
 
+def url_param(name: str, default: str = "") -> str:
+    """A view setting from the URL (what a pasted link reopens), or ``default``."""
+    return str(st.query_params.get(name, default))
+
+
+def url_choice(name: str, options, default):
+    """:func:`url_param` if it is one of ``options`` (a mangled link falls back), else default."""
+    value = url_param(name, str(default))
+    return value if value in [str(o) for o in options] else default
+
+
+def sync_param(name: str, value, default) -> None:
+    """Mirror a view setting into the URL, left out when it is the default (short links)."""
+    value, default = str(value), str(default)
+    if value == default:
+        if name in st.query_params:
+            del st.query_params[name]
+    elif st.query_params.get(name) != value:
+        st.query_params[name] = value
+
+
 def safe(text) -> str:
     """Escape data-derived text for markdown/HTML (class names, metadata, notes)."""
     return html.escape(str(text), quote=False)

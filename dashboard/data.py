@@ -82,3 +82,28 @@ def table(path: str, name: str) -> pd.DataFrame | None:
 @st.cache_data(show_spinner=False, max_entries=32)
 def json_file(path: str, name: str):
     return get_run(path).json(name)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _metrics(path: str, stamp: int):
+    from analysis.present.findings import load_metrics
+
+    return load_metrics(get_run(path))
+
+
+def metrics(run: Run):
+    """The run's MetricsSummary, parsed once per process (a 1,000-class metrics.json holds a
+    million-cell confusion matrix); never mutate it."""
+    return _metrics(str(run.path), (Path(run.path) / "manifest.json").stat().st_mtime_ns)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _hierarchy(path: str, stamp: int):
+    from analysis.present.classes import load_hierarchy
+
+    return load_hierarchy(get_run(path))
+
+
+def hierarchy(run: Run):
+    """The run's ClassHierarchy or None."""
+    return _hierarchy(str(run.path), (Path(run.path) / "manifest.json").stat().st_mtime_ns)

@@ -37,6 +37,7 @@ class SectionContext:
     cfg: object
     progress: Callable
     new_columns: dict = field(default_factory=dict)
+    hierarchy: object = None  # analysis.stats.hierarchy.ClassHierarchy or None
 
     @property
     def labels(self) -> np.ndarray:
@@ -80,10 +81,34 @@ def _embedding_map(ctx: SectionContext):
     return None
 
 
+def _hierarchy(ctx: SectionContext):
+    """Superclass columns per level (slices and the Confusion page read them), the checked
+    hierarchy, and per-superclass metrics with intervals."""
+    if ctx.hierarchy is None:
+        return "no class hierarchy given (--class-hierarchy)"
+    from ..stats.hierarchy import hierarchy_metrics
+
+    h = ctx.hierarchy
+    preds = ctx.samples[schema.PRED].to_numpy()
+    ctx.new_columns.update(h.columns(ctx.labels, preds))
+    ctx.writer.write_json(schema.HIERARCHY, h.to_dict())
+    table = hierarchy_metrics(ctx.labels, preds, h, seed=ctx.cfg.seed)
+    ctx.writer.write_table(schema.HIERARCHY_METRICS, table)
+    return None
+
+
+def _superclass_columns(ctx: SectionContext) -> list[str]:
+    from ..stats.hierarchy import level_column
+
+    h = ctx.hierarchy
+    cols = [] if h is None else [level_column(lv) for lv in range(1, h.depth + 1)]
+    return [c for c in cols if c in ctx.new_columns]
+
+
 def _slice_args(ctx: SectionContext) -> dict:
     cluster = schema.CLUSTER if schema.CLUSTER in ctx.new_columns else None
     return dict(
-        metadata_columns=ctx.metadata_columns,
+        metadata_columns=[*ctx.metadata_columns, *_superclass_columns(ctx)],
         property_columns=schema.PROPERTY_COLUMNS,
         cluster_column=cluster,
         class_names=ctx.class_names,
@@ -201,6 +226,7 @@ OUTLIER_SUMMARY = schema.OUTLIER_SUMMARY
 
 SECTIONS: dict[str, Callable[[SectionContext], str | None]] = {
     "metrics": _metrics,
+    "class_hierarchy": _hierarchy,
     "embedding_map": _embedding_map,
     "slices": _slices,
     "discovered_slices": _discovery,
@@ -226,6 +252,7 @@ def run_sections(
     progress: Callable,
     signatures=None,
     reference_signatures=None,
+    hierarchy=None,
 ) -> dict:
     """Run every registered section; returns the new samples columns they produced."""
     ctx = SectionContext(
@@ -241,6 +268,7 @@ def run_sections(
         reference_signatures,
         cfg,
         progress,
+        hierarchy=hierarchy,
     )
     for name, fn in SECTIONS.items():
         with section(name, sections, timings, progress) as entry:

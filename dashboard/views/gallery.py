@@ -21,13 +21,13 @@ ORDERS = ("highest first", "lowest first")
 MAX_LISTED = 50
 
 
-def _filter_kinds(s: pd.DataFrame, cols: list[str]) -> dict[str, str]:
+def _filter_kinds(s: pd.DataFrame, cols: list[str], listed=()) -> dict[str, str]:
     kinds = {}
     for c in cols:
         n = s[c].nunique(dropna=True)
         if pd.api.types.is_numeric_dtype(s[c]) and n > 12:
             kinds[c] = "range"
-        elif n <= MAX_LISTED:
+        elif n <= MAX_LISTED or c in listed:  # superclasses: a searchable list, never free text
             kinds[c] = "value"
         else:
             kinds[c] = "text"
@@ -83,7 +83,9 @@ def render(run: Run) -> None:
     names = run.class_names
     s = run.samples
     incoming = ImageQuery.from_params(st.query_params.to_dict())
-    kinds = _filter_kinds(s, [c for c in run.metadata_columns if c in s.columns])
+    kinds = _filter_kinds(
+        s, [c for c in run.filter_columns if c in s.columns], listed=run.superclass_columns
+    )
     widget_keys = [*KEYS, *(f"g_where_{c}" for c in kinds)]
     if st.session_state.get("g_last") != incoming.to_params() or any(
         k not in st.session_state for k in widget_keys
