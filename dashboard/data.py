@@ -79,11 +79,6 @@ def table(path: str, name: str) -> pd.DataFrame | None:
     return get_run(path).table(name)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def json_file(path: str, name: str):
-    return get_run(path).json(name)
-
-
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _metrics(path: str, stamp: int):
     from analysis.present.findings import load_metrics

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from analysis import schema
 from analysis.present import figures
 from analysis.present.classes import MANY_CLASSES
 from analysis.present.findings import findings, load_metrics, top_confusion_pairs
@@ -120,4 +119,3 @@ def render(run: Run) -> None:
                 for n in notes:
                     st.caption(n)
     nav.link("gallery", "Browse all misclassified images →", ImageQuery(correct="wrong"))
-    _ = schema  # columns are addressed through analysis functions

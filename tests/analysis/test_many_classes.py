@@ -52,9 +52,9 @@ def test_the_hierarchy_is_recorded_stored_and_sliced(thousand_class_run) -> None
 
 
 def test_changing_the_hierarchy_file_makes_another_run(thousand_class_run, tmp_path) -> None:
-    from analysis.pipeline.engine import AnalysisConfig, run_id_for
     from analysis.loading.datasets import load_image_set
     from analysis.loading.models import default_preprocessing
+    from analysis.pipeline.engine import AnalysisConfig, run_id_for
 
     run, world, paths = thousand_class_run
     cfg = AnalysisConfig(data=str(paths["data"]), predictions=str(paths["predictions"]))

@@ -7,13 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis import schema
 from analysis.present import classes as cv
 from analysis.present.findings import load_metrics
 
-from .conftest import APP
-
-ROUTES = "routes/{}.py"
+from .conftest import APP, assert_on_page, open_page
 
 
 def _app(run):
@@ -35,7 +32,8 @@ def _open(at, page: str, **params):
     at.run()
     for key, value in params.items():
         at.query_params[key] = value
-    at.switch_page(ROUTES.format(page)).run()
+    open_page(at, page).run()
+    assert_on_page(at, page)
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     return at
@@ -112,8 +110,7 @@ def test_class_search_focuses_one_class(at, thousand_class_run) -> None:
     assert any(run.class_names[target][:20] in c.value for c in at.caption)
 
 
-def test_per_class_table_sorted_worst_first_searched_and_paged(at, thousand_class_run) -> None:
-    run = thousand_class_run[0]
+def test_per_class_table_sorted_worst_first_searched_and_paged(at) -> None:
     at = _open(at, "confusion")
     tables = [d.value for d in at.dataframe]
     per_class = next(t for t in tables if "recall 95% CI" in t.columns)
@@ -153,11 +150,12 @@ def test_slices_page_lists_superclass_slices(at) -> None:
     assert any(s.str.startswith("superclass_").any() for s in slices), slices
 
 
-def test_every_page_renders_fast_enough_to_use(at, thousand_class_run) -> None:
+def test_every_page_renders_without_an_error_box(at) -> None:
     from dashboard.views import VIEWS
 
     at.run()
     for v in VIEWS:
-        at.switch_page(ROUTES.format(v.url)).run()
+        open_page(at, v.url).run()
+        assert_on_page(at, v.url)
         assert not at.exception, (v.url, [e.value for e in at.exception])
-    assert schema.PROBS  # the run is the 1,000-class one
+        assert not at.error, (v.url, [e.value for e in at.error])
