@@ -126,7 +126,7 @@ def confusion_figure(
         type="category",
         categoryorder="array",
         categoryarray=short,
-        tickangle=-45 if k > 8 else 0,
+        tickangle=-45 if k > 8 or max(map(len, short), default=0) > 12 else 0,
     )
     fig.update_yaxes(
         title="given label",

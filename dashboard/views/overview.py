@@ -9,6 +9,7 @@ import streamlit as st
 from analysis.present import figures
 from analysis.present.classes import MANY_CLASSES
 from analysis.present.findings import findings, load_metrics, top_confusion_pairs
+from analysis.present.formatting import short_name
 from analysis.present.query import ImageQuery
 from analysis.store.runstore import Run
 from dashboard import components as ui
@@ -85,10 +86,11 @@ def render(run: Run) -> None:
             st.caption("No errors.")
         for _, r in pairs.iterrows():
             t, p = int(r["true"]), int(r["pred"])
+            given, pred = (short_name(run.class_names[c], 28) for c in (t, p))
             nav.link(
                 "gallery",
-                f"{int(r['count'])} {run.class_names[t]} predicted as {run.class_names[p]}"
-                f" ({r['share_of_true_class']:.0%} of {run.class_names[t]})",
+                f"{int(r['count'])} {given} predicted as {pred}"
+                f" ({r['share_of_true_class']:.0%} of {given})",
                 ImageQuery(true=(t,), pred=(p,)),
             )
     with right:

@@ -46,7 +46,11 @@ def test_overview_shows_metrics_with_intervals(app_test, sample_run):
 def test_confusion_page_renders(app_test):
     at = _open(app_test, "confusion")
     assert at.title[0].value == "Confusion"
-    assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 6
+    # the per-class table (one row per class of the 6) and the top confusion pairs
+    per_class = [d.value for d in at.dataframe if "recall 95% CI" in d.value.columns]
+    assert len(per_class) == 1 and len(per_class[0]) == 6
+    pairs = [d.value for d in at.dataframe if "rate 95% CI" in d.value.columns]
+    assert len(pairs) == 1 and pairs[0]["images"].is_monotonic_decreasing
 
 
 def test_gallery_filters_change_counts(app_test, sample_run):
