@@ -73,7 +73,6 @@ def test_thousand_classes_overview_and_confusion(thousand_class_run, page, app_u
 def test_thousand_classes_search_and_superclass(thousand_class_run, page, app_url) -> None:
     run = thousand_class_run[0]
     m = load_metrics(run)
-    names = run.class_names
     target = int(np.argmax(m.confusion.sum(1) - np.diag(m.confusion)))
     _goto_run(page, f"{app_url}/confusion?run={run.run_id}&view=class&cls={target}", run)
     page.locator(".js-plotly-plot").first.wait_for()
