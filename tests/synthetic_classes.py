@@ -58,18 +58,22 @@ def many_class_world(
     intended = np.repeat(np.arange(k), sizes)
     n = intended.size
     group = np.arange(k) // group_size
-    # logits: a pull to the intended class, a weaker one to its look-alikes, noise elsewhere
-    logits = rng.normal(0.0, 1.0, size=(n, k)).astype(np.float32)
-    strength = rng.uniform(0.3, 1.3, size=n).astype(np.float32) * separation
-    logits[np.arange(n), intended] += strength
-    mates = group[intended][:, None] == group[None, :]
-    logits += np.where(mates, 0.35 * strength[:, None], 0.0).astype(np.float32)
-    probs = _softmax(logits)
-    # the true class is drawn from the probabilities: calibrated by construction
-    u = rng.random(n, dtype=np.float32)[:, None]
-    true = np.minimum((np.cumsum(probs, axis=1) < u).sum(axis=1), k - 1).astype(np.int64)
-    if temperature != 1.0:
-        probs = _softmax(logits * np.float32(temperature))
+    probs = np.empty((n, k), dtype=np.float32)
+    true = np.empty(n, dtype=np.int64)
+    step = max(1, (1 << 23) // k)  # rows at a time: 100k x 1,000 stays a few hundred MB
+    for a in range(0, n, step):
+        rows = intended[a : a + step]
+        m = rows.size
+        # logits: a pull to the intended class, a weaker one to its look-alikes, noise elsewhere
+        z = rng.normal(0.0, 1.0, size=(m, k)).astype(np.float32)
+        strength = rng.uniform(0.3, 1.3, size=m).astype(np.float32) * np.float32(separation)
+        z[np.arange(m), rows] += strength
+        z += (group[rows][:, None] == group[None, :]) * (0.35 * strength)[:, None]
+        p = _softmax(z)
+        # the true class is drawn from the probabilities: calibrated by construction
+        u = rng.random(m, dtype=np.float32)[:, None]
+        true[a : a + step] = np.minimum((np.cumsum(p, axis=1) < u).sum(axis=1), k - 1)
+        probs[a : a + step] = p if temperature == 1.0 else _softmax(z * np.float32(temperature))
     given = true.copy()
     flip = rng.random(n) < noise
     near = rng.random(n) < 0.5

@@ -8,6 +8,7 @@ import streamlit as st
 from analysis import schema
 from analysis.present import figures
 from analysis.present import formatting as fmt
+from analysis.present.classes import MATRIX_MAX, largest_noise_entries
 from analysis.present.query import ImageQuery
 from analysis.store.runstore import Run
 from dashboard import components as ui
@@ -80,7 +81,38 @@ def _label_errors(run: Run) -> None:
         with st.expander(
             "Estimated noise matrix: how often each true class was labelled as another"
         ):
-            st.plotly_chart(figures.noise_matrix_figure(noise, names), key="noise")
+            if len(names) <= MATRIX_MAX:
+                st.plotly_chart(figures.noise_matrix_figure(noise, names), key="noise")
+            else:
+                _noise_entries(noise, names)
+
+
+def _noise_entries(noise, names: list[str]) -> None:
+    """The noise matrix's largest off-diagonal entries (a 1,000 x 1,000 picture says nothing)."""
+    top = largest_noise_entries(noise, k=50)
+    st.caption(
+        f"The {len(top)} largest of {len(names) ** 2 - len(names):,} off-diagonal entries."
+        " Click a row for the suspected label errors given that label and predicted as the"
+        " estimated true class."
+    )
+    table = pd.DataFrame(
+        {
+            "true class (estimated)": [names[i] for i in top["true"]],
+            "labelled as": [names[i] for i in top["given"]],
+            "P(labelled as | true)": top["rate"],
+        }
+    )
+    row = ui.clickable_table(
+        table,
+        key="noise_tbl",
+        column_config={
+            "P(labelled as | true)": st.column_config.NumberColumn(format="percent"),
+        },
+    )
+    if row is not None:
+        r = top.iloc[row]
+        q = ImageQuery(true=(int(r["given"]),), pred=(int(r["true"]),), issue="label")
+        nav.go("gallery", q)
 
 
 def _duplicates(run: Run) -> None:
