@@ -229,7 +229,9 @@ def pages_part(path: Path, repeats: int) -> dict:
     return out
 
 
-def browser_part(path: Path, repeats: int) -> dict:
+def browser_part(path: Path, small: Path, repeats: int) -> dict:
+    """Chromium load times of the Confusion page at 1,000 classes (``path``) and, as the
+    baseline measured in the same browser on the same server, at 10 classes (``small``)."""
     import socket
     import urllib.request
 
@@ -269,6 +271,7 @@ def browser_part(path: Path, repeats: int) -> dict:
             page = b.new_context(viewport={"width": 1500, "height": 1400}).new_page()
             page.set_default_timeout(180_000)
             for name, url in (
+                ("confusion, 10 classes (baseline)", f"{base}/confusion?run={small.name}"),
                 ("confusion", f"{base}/confusion?run={path.name}"),
                 ("confusion, one class", f"{base}/confusion?run={path.name}&view=class&cls=3"),
                 ("confusion, level 2", f"{base}/confusion?run={path.name}&level=2"),
@@ -310,7 +313,7 @@ def main() -> None:
     res["pages_s"] = pages_part(big[1000], max(3, args.repeats))
     if not args.skip_browser:
         print("confusion page in chromium")
-        res["chromium"] = browser_part(big[1000], max(3, args.repeats))
+        res["chromium"] = browser_part(big[1000], big[10], max(3, args.repeats))
     res["load_avg"] = os.getloadavg()
     res["machine"] = "2-core development machine, shared with other jobs (times are upper bounds)"
     out = ROOT / "bench" / "results" / "many_classes.json"

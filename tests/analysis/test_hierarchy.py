@@ -149,3 +149,42 @@ def test_hierarchy_metrics_match_sklearn_on_mapped_labels() -> None:
             # the superclass is right at least as often as the exact class
             assert rows["recall"][gi] >= rows[H.CLASS_ACCURACY][gi]
     assert table[table[H.LEVEL] == 1][H.N_CLASSES].tolist() == [4, 2]
+
+
+def test_cli_takes_a_hierarchy_and_refuses_a_bad_one_before_the_pass(tmp_path, capsys) -> None:
+    from analysis import schema
+    from analysis.cli import main
+    from analysis.store.runstore import list_runs, open_run
+    from tests.synthetic_classes import many_class_world, write_predictions_inputs
+
+    world = many_class_world(12, 3, seed=3, group_size=4, kingdoms=2)
+    paths = write_predictions_inputs(tmp_path / "in", world)
+    base = [
+        "analyze",
+        "--data",
+        str(paths["data"]),
+        "--predictions",
+        str(paths["predictions"]),
+        "--classes",
+        str(paths["classes"]),
+        "--resize",
+        "16",
+        "--no-crop",
+        "--workers",
+        "0",
+        "--no-umap",
+        "--out",
+        str(tmp_path / "runs"),
+    ]
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f'"{world.names[0]}",a\na,b\nb,a\n')  # names with commas are quoted
+    assert main([*base, "--class-hierarchy", str(bad)]) == 2
+    assert "cycle a -> b -> a" in capsys.readouterr().err
+    assert not list_runs(tmp_path / "runs")  # refused before anything was written
+    assert main([*base, "--class-hierarchy", str(paths["hierarchy"])]) == 0
+    (info,) = list_runs(tmp_path / "runs")
+    run = open_run(info["path"])
+    assert run.manifest["inputs"]["class_hierarchy"]["name"] == "hierarchy.csv"
+    assert run.sections["class_hierarchy"]["status"] == "ok"
+    assert run.table(schema.HIERARCHY_METRICS)["level"].max() == 2
+    assert {"superclass_1", "pred_superclass_2"} <= set(run.samples.columns)
