@@ -50,6 +50,14 @@ def render(run: Run) -> None:
     if st.query_params.get("b") != b_id:
         st.query_params["b"] = b_id
     b_path = runs[ids.index(b_id)]["path"]
+    other = data.get_run(b_path).class_names
+    if other != run.class_names:  # both comparisons need one class list (they raise otherwise)
+        st.info(
+            f"Run B has other classes than this run ({len(other):,} vs"
+            f" {len(run.class_names):,}, or in another order): models and image sets are"
+            " compared on the same class list. Pick another run B."
+        )
+        return
     kind, res = _compare(str(run.path), b_path)
     if kind == "models":
         _models(run, res)
