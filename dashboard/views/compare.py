@@ -102,10 +102,14 @@ def _models(run: Run, res) -> None:
         else:
             st.markdown(label)
     st.subheader("Per class")
-    st.caption("Click a class to open its images that changed between A and B.")
-    row = ui.clickable_table(res.per_class, key="cmp_class", column_config=_COLUMNS)
+    st.caption(
+        "Largest drop from A to B first. Click a class to open its images that changed between"
+        " A and B."
+    )
+    per_class = res.per_class.sort_values(["delta", "class"], kind="stable")
+    row = ui.clickable_table(per_class, key="cmp_class", column_config=_COLUMNS)
     if row is not None:
-        cls = int(res.per_class.iloc[row]["class"])
+        cls = int(per_class.iloc[row]["class"])
         ids = res.changed_images(cls=cls, cells=(REGRESSION, FIX))
         if ids:
             nav.go("gallery", ImageQuery(sel=save_selection(run.path, ids)))
