@@ -51,6 +51,7 @@ def _label_errors(run: Run) -> None:
         " on the model's own training data it would miss most errors, because a model fits its"
         " training labels."
     )
+    _trust(run)
     nav.link(
         "gallery",
         "Open all suspected label errors in the gallery →",
@@ -85,6 +86,18 @@ def _label_errors(run: Run) -> None:
                 st.plotly_chart(figures.noise_matrix_figure(noise, names), key="noise")
             else:
                 _noise_entries(noise, names)
+
+
+def _trust(run: Run) -> None:
+    """How far to trust the flags: the noise-rate bound and thin per-class thresholds."""
+    from analysis.present.label_trust import label_trust
+
+    trust = label_trust(run)
+    if trust is None or not trust.sentences:
+        return
+    with st.container(border=True):
+        for sentence in trust.sentences:
+            st.markdown(f":orange[:material/help:] {ui.safe(sentence)}")
 
 
 def _noise_entries(noise, names: list[str]) -> None:

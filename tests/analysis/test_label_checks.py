@@ -70,3 +70,16 @@ def test_threshold_check_marks_classes_with_too_few_images() -> None:
     assert np.isnan(t[lc.THRESHOLD][3]) and np.isnan(t[lc.THRESHOLD_LOW][0])
     with pytest.raises(ValueError, match=r"labels must be in 0..3"):
         lc.threshold_check([4], [0.5], n_classes=4)
+
+
+def test_run_words_for_the_thousand_class_run(thousand_class_run) -> None:
+    from analysis.present.label_trust import label_trust
+
+    run, world, _ = thousand_class_run
+    trust = label_trust(run)
+    # 2 images a class: most thresholds rest on too few images, and the words say how many
+    assert trust.n_too_few > 500 and f"{trust.n_too_few:,} of 1,000 classes" in trust.sentences[-1]
+    flagged = run.samples["is_label_issue"].to_numpy(bool)
+    assert trust.flagged_in_too_few <= flagged.sum()
+    if trust.check.verdict == lc.IMPLAUSIBLE:
+        assert "At most about" in trust.noise_sentence
