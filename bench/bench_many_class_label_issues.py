@@ -7,7 +7,9 @@ problems come from ``tests/synthetic_classes.py`` (probabilities drawn first, tr
 sampled from them, so "calibrated" is exact; flips half to a look-alike, half anywhere). For
 each problem: the model's error rate, the flip rate, the rows flagged and their share, the
 precision and recall of the flags against the known flips, the detector's own estimate of the
-noise rate, and (where the detector reports it) how it judged that estimate. Seeds are fixed;
+noise rate, and the checks of ``analysis/data_issues/label_checks.py``: the noise rate the
+model's confidence can explain, its verdict, and the share of classes whose threshold rests on
+too few images. Seeds are fixed;
 the numbers are the README's table. Not used by any test: defaults are chosen on these worlds,
 the tests use others.
 
@@ -25,9 +27,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from analysis.data_issues import label_checks as lc  # noqa: E402
 from analysis.data_issues import label_issues as li  # noqa: E402
 from tests.synthetic_classes import many_class_world  # noqa: E402
 
@@ -61,9 +66,14 @@ def measure(k: int, per_class: int, noise: float, model: str, seed: int = 0) -> 
         "estimated_noise_rate": round(est.num_label_issues / n, 4),
         "seconds": round(seconds, 2),
     }
-    judge = getattr(li, "noise_rate_check", None)  # the honesty check, where it exists
-    if judge is not None:
-        out["check"] = judge(w.given, w.probs, est)
+    pred = w.probs.argmax(axis=1)
+    chk = lc.noise_rate_check(pred == w.given, w.probs.max(axis=1), flagged)
+    out["verdict"] = chk.verdict
+    out["noise_bound"] = round(chk.bound_high, 4)
+    out["max_real_share"] = None if chk.max_real_share is None else round(chk.max_real_share, 3)
+    true_prob = w.probs[np.arange(n), w.given]
+    thr = lc.threshold_check(w.given, true_prob, n_classes=k)
+    out["classes_too_few_for_threshold"] = round(float(thr[lc.TOO_FEW].mean()), 3)
     return out
 
 
@@ -81,7 +91,9 @@ def main() -> None:
         print(
             f"{k:>5} cls {per:>3}/cls noise {noise:.2f} {model:>13}: err {r['model_error_rate']:.1%}"
             f" flagged {r['flagged']:>6} ({r['flagged_share']:.1%}) real flips {r['real_flips_flagged']:>5}"
-            f" precision {r['precision']} recall {r['recall']} est.noise {r['estimated_noise_rate']:.1%}",
+            f" precision {r['precision']} recall {r['recall']} est.noise {r['estimated_noise_rate']:.1%}"
+            f" bound {r['noise_bound']:.1%} {r['verdict']} max real {r['max_real_share']}"
+            f" thin thresholds {r['classes_too_few_for_threshold']:.0%}",
             flush=True,
         )
     out = ROOT / "bench" / "results" / "many_class_label_issues.json"
