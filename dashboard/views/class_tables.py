@@ -126,7 +126,7 @@ def per_class(per_class_df: pd.DataFrame, names: list[str], *, top_k: dict) -> N
     page = 1
     if n_pages > 1:
         page = int(
-            st.number_input(
+            st.columns([1, 3])[0].number_input(
                 f"Page (of {n_pages}, {PER_PAGE} classes each)",
                 1,
                 n_pages,
