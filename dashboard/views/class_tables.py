@@ -4,6 +4,7 @@ its images."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -24,8 +25,9 @@ URL_KEYS = ("norm", "level", "group", "view", "n", "cls", "pq", "sort", "order",
 PCT = {"format": "percent", "min_value": 0, "max_value": 1}
 
 
-def pairs(cm, names: list[str]) -> None:
-    """The largest (given, predicted) pairs with count, rate and interval; click opens them."""
+def pairs(cm, names: list[str], *, focus: int | None = None) -> None:
+    """The largest (given, predicted) pairs with count, rate and interval; click opens them.
+    With a searched class (``focus``) and no text typed, the pairs it takes part in."""
     st.subheader("Top confusion pairs")
     text = st.text_input(
         "Find a class",
@@ -35,6 +37,9 @@ def pairs(cm, names: list[str]) -> None:
     )
     ui.sync_param("pq", text, "")
     found = cv.find_classes(names, text) if text.strip() else None
+    if found is None and focus is not None:
+        found = np.array([focus])
+        st.caption(f"Pairs with {names[focus]} (type a name to search others).")
     if found is not None and not found.size:
         st.info(f"No class name contains {text!r}.")
         return

@@ -91,7 +91,8 @@ def render(run: Run) -> None:
         st.session_state["cm_ver"] = ver + 1
         nav.go("gallery", view.cell_query(*cell))
     if level == CLASSES:
-        class_tables.pairs(m.confusion, names)
+        focus = int(view.ids[view.focus]) if view.focus is not None else None
+        class_tables.pairs(m.confusion, names, focus=focus)
         class_tables.per_class(m.per_class, names, top_k=m.top_k)
     else:
         class_tables.superclasses(run, int(level))

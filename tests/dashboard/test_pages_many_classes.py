@@ -108,6 +108,9 @@ def test_class_search_focuses_one_class(at, thousand_class_run) -> None:
     partners = cv.class_matrix(m.confusion, run.class_names, focus=target).ids
     assert list(partners[:1]) == [target]
     assert any(run.class_names[target][:20] in c.value for c in at.caption)
+    pairs = next(d.value for d in at.dataframe if "rate 95% CI" in d.value.columns)
+    name = run.class_names[target]
+    assert len(pairs) and ((pairs["given"] == name) | (pairs["predicted"] == name)).all()
 
 
 def test_per_class_table_sorted_worst_first_searched_and_paged(at) -> None:
