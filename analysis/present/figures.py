@@ -15,6 +15,13 @@ ERR_COLOUR = "#e76f51"
 ACCENT = "#264653"
 FONT = dict(family="Inter, Helvetica, Arial, sans-serif", size=13)
 MAX_CLASS_BARS = 30  # one bar per class up to this many classes; beyond, the worst ones
+# confusion grid colours on [-1, 1]: the diagonal teal, errors orange, opacity by value
+_CONFUSION_SCALE = [
+    [0.0, "rgba(42,157,143,1)"],
+    [0.5, "rgba(42,157,143,0)"],
+    [0.5, "rgba(231,111,81,0)"],
+    [1.0, "rgba(231,111,81,1)"],
+]
 
 
 def _layout(fig, *, height: int | None = None, title: str | None = None):
@@ -83,38 +90,48 @@ def confusion_figure(
     # past a handful of classes most off-diagonal cells are empty: leave them blank so the
     # errors stand out (their hover still says 0 images)
     blank = off & (counts == 0) & (k > 8)
-    text = [
-        "" if b else (("" if np.isnan(v) else f"{v:.0%}") if normalize else f"{c}")
-        for v, c, b in zip(vals, counts, blank, strict=True)
-    ]
-    # diagonal in teal, errors in orange: a click target per cell
+    text = np.array(
+        [
+            "" if b else (("" if np.isnan(v) else f"{v:.0%}") if normalize else f"{c}")
+            for v, c, b in zip(vals, counts, blank, strict=True)
+        ],
+        dtype=object,
+    )
+    # diagonal in teal, errors in orange, opacity by value: one number per cell on a two-tone
+    # scale (diagonal in [-1, -0.15], errors in [0.08, 1]); per-cell colour strings made Plotly
+    # validate each of them and cost ~10x the whole figure
     finite = np.nan_to_num(vals)
     scale_max = finite[off].max() if off.any() and finite[off].max() > 0 else 1.0
     diag_max = finite[~off].max() if (~off).any() and finite[~off].max() > 0 else 1.0
-    alpha = np.where(
-        off, 0.08 + 0.92 * np.minimum(1.0, finite / scale_max), 0.15 + 0.85 * finite / diag_max
+    colour = np.where(
+        off,
+        0.08 + 0.92 * np.minimum(1.0, finite / scale_max),
+        -(0.15 + 0.85 * finite / diag_max),
     )
-    colours = [
-        f"rgba(231,111,81,{a:.3f})" if o else f"rgba(42,157,143,{a:.3f})"
-        for a, o in zip(alpha, off, strict=True)
-    ]
-    full = [str(n) for n in class_names]
-    short = short_names(full)
+    full = np.asarray([str(n) for n in class_names], dtype=object)
+    short = np.asarray(short_names(full), dtype=object)
+    hover = np.char.add(
+        np.char.add("given <b>", full[t].astype(str)),
+        np.char.add("</b> → predicted <b>", np.char.add(full[p].astype(str), "</b>")),
+    ).astype(object)
     fig = go.Figure(
         go.Scatter(
-            x=[short[i] for i in p],
-            y=[short[i] for i in t],
+            x=short[p],
+            y=short[t],
             mode="markers+text" if show_text else "markers",
             marker=dict(
-                symbol="square", size=size, color=colours, line=dict(width=1, color="white")
+                symbol="square",
+                size=size,
+                color=colour,
+                cmin=-1.0,
+                cmax=1.0,
+                colorscale=_CONFUSION_SCALE,
+                line=dict(width=1, color="white"),
             ),
             text=text if show_text else None,
             textfont=dict(size=max(9, min(14, size // 3)), color="#1d3557"),
             customdata=np.stack([ids[t], ids[p], counts], axis=1),
-            hovertext=[
-                f"given <b>{full[a]}</b> → predicted <b>{full[b]}</b>"
-                for a, b in zip(t, p, strict=True)
-            ],
+            hovertext=hover,
             hovertemplate="%{hovertext}<br>%{customdata[2]} images<extra>click to open</extra>",
         )
     )
@@ -125,7 +142,7 @@ def confusion_figure(
         zeroline=False,
         type="category",
         categoryorder="array",
-        categoryarray=short,
+        categoryarray=list(short),
         tickangle=-45 if k > 8 or max(map(len, short), default=0) > 12 else 0,
     )
     fig.update_yaxes(
@@ -134,7 +151,7 @@ def confusion_figure(
         zeroline=False,
         type="category",
         categoryorder="array",
-        categoryarray=short[::-1],
+        categoryarray=list(short[::-1]),
     )
     if focus is not None and 0 <= focus < k:
         line = dict(color=ACCENT, width=2)
@@ -152,8 +169,10 @@ def per_class_figure(per_class: pd.DataFrame, class_names: list[str]):
 
     from .formatting import short_names
 
-    full = [str(class_names[int(c)]) for c in per_class["class"]]
-    names = short_names(full)
+    full = np.asarray([str(class_names[int(c)]) for c in per_class["class"]], dtype=object)
+    names = np.asarray(
+        short_names(full), dtype=object
+    )  # arrays: Plotly validates lists item by item
     fig = go.Figure()
     for metric, colour in (("precision", "#457b9d"), ("recall", ERR_COLOUR), ("f1", ACCENT)):
         v = per_class[metric].to_numpy(float)
@@ -250,8 +269,8 @@ def class_distribution_figure(
             recall = np.where(support > 0, 1 - errors / np.maximum(support, 1), np.inf)
         idx = np.lexsort((np.arange(k), -support, recall))[:max_bars]
         title = f"The {max_bars} classes with the lowest recall (of {k:,})"
-    full = [str(class_names[i]) for i in idx]
-    names = short_names(full)
+    full = np.asarray([str(class_names[i]) for i in idx], dtype=object)
+    names = np.asarray(short_names(full), dtype=object)
     fig = go.Figure()
     for label, values, colour in (
         ("correct", support[idx] - errors[idx], OK_COLOUR),

@@ -95,11 +95,15 @@ def most_confused_classes(cm: Any, n: int) -> np.ndarray:
     """
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise ValueError(f"n must be an int >= 1, got {n!r}")
-    top = confusion_pairs(cm)  # largest first, ties by rate, then ids
-    pairs = np.stack([top[TRUE].to_numpy(), top[PRED].to_numpy()], axis=1).ravel()
-    _, first = np.unique(pairs, return_index=True)
-    taken = pairs[np.sort(first)]
-    return taken[: int(n)].astype(np.int64)
+    t, p, *_ = _ordered_pairs(_check_cm(cm))
+    taken: dict[int, None] = {}
+    for a, b in zip(t.tolist(), p.tolist(), strict=True):  # n <= a few dozen: stops early
+        taken.setdefault(a)
+        if len(taken) < n:
+            taken.setdefault(b)
+        if len(taken) >= n:
+            break
+    return np.fromiter(taken, dtype=np.int64, count=len(taken))[: int(n)]
 
 
 def class_partners(cm: Any, c: int, n: int) -> np.ndarray:
@@ -132,6 +136,25 @@ def submatrix(cm: Any, classes: Any) -> np.ndarray:
     return a[np.ix_(idx, idx)]
 
 
+def _ordered_pairs(a: np.ndarray, classes: Any = None) -> tuple[np.ndarray, ...]:
+    """(true, pred, count, support, n_pred, rate) of every off-diagonal cell with a count,
+    largest count first, then highest rate, then lower ids (``classes``: involving these)."""
+    flat = np.flatnonzero(a)
+    k = a.shape[0]
+    t, p = np.divmod(flat, k)
+    keep = t != p
+    if classes is not None:
+        wanted = np.asarray(classes)
+        keep &= np.isin(t, wanted) | np.isin(p, wanted)
+    t, p = t[keep], p[keep]
+    counts = a.ravel()[flat[keep]]
+    support = a.sum(axis=1)[t]
+    n_pred = a.sum(axis=0)[p]
+    rate = counts / support  # support >= count > 0
+    order = np.lexsort((p, t, -rate, -counts))
+    return t[order], p[order], counts[order], support[order], n_pred[order], rate[order]
+
+
 def confusion_pairs(
     cm: Any, *, k: int | None = None, confidence: float = 0.95, classes: Any = None
 ) -> pd.DataFrame:
@@ -160,21 +183,13 @@ def confusion_pairs(
     a = _check_cm(cm)
     if k is not None and (isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1):
         raise ValueError(f"k must be an int >= 1 or None, got {k!r}")
-    off = _off(a)
-    t, p = np.nonzero(off)
-    if classes is not None:
-        keep = np.isin(t, np.asarray(classes)) | np.isin(p, np.asarray(classes))
-        t, p = t[keep], p[keep]
-    counts = off[t, p]
-    support = a.sum(axis=1)[t]
-    n_pred = a.sum(axis=0)[p]
-    rate = counts / support  # support >= count > 0
-    order = np.lexsort((p, t, -rate, -counts))
+    t, p, counts, support, n_pred, rate = _ordered_pairs(a, classes)
     if k is not None:
-        order = order[: int(k)]
-    t, p, counts, support, n_pred, rate = (x[order] for x in (t, p, counts, support, n_pred, rate))
+        t, p, counts, support, n_pred, rate = (
+            x[: int(k)] for x in (t, p, counts, support, n_pred, rate)
+        )
     low, high = wilson_interval(counts, support, confidence=confidence)
-    total_errors = max(int(off.sum()), 1)
+    total_errors = max(int(a.sum() - np.trace(a)), 1)
     return pd.DataFrame(
         {
             TRUE: t.astype(np.int64),

@@ -25,7 +25,7 @@ URL_KEYS = ("norm", "level", "group", "view", "n", "cls", "pq", "sort", "order",
 PCT = {"format": "percent", "min_value": 0, "max_value": 1}
 
 
-def pairs(cm, names: list[str], *, focus: int | None = None) -> None:
+def pairs(run: Run, names: list[str], *, focus: int | None = None) -> None:
     """The largest (given, predicted) pairs with count, rate and interval; click opens them.
     With a searched class (``focus``) and no text typed, the pairs it takes part in."""
     st.subheader("Top confusion pairs")
@@ -43,7 +43,7 @@ def pairs(cm, names: list[str], *, focus: int | None = None) -> None:
     if found is not None and not found.size:
         st.info(f"No class name contains {text!r}.")
         return
-    table = cv.pair_table(cm, names, classes=found, k=PAIRS_SHOWN)
+    table = data.pair_table(run, classes=found, k=PAIRS_SHOWN)
     if table.empty:
         st.caption("No errors." if found is None else "No errors involve these classes.")
         return

@@ -72,7 +72,7 @@ def render(run: Run) -> None:
                 or CLASSES
             )
         ui.sync_param("level", level, CLASSES)
-    view = _matrix_view(run, m.confusion, names, hier, level)
+    view = _matrix_view(run, names, hier, level)
     if view.note:
         st.caption(view.note)
     st.caption("Click a cell to open its images.")
@@ -92,7 +92,7 @@ def render(run: Run) -> None:
         nav.go("gallery", view.cell_query(*cell))
     if level == CLASSES:
         focus = int(view.ids[view.focus]) if view.focus is not None else None
-        class_tables.pairs(m.confusion, names, focus=focus)
+        class_tables.pairs(run, names, focus=focus)
         class_tables.per_class(m.per_class, names, top_k=m.top_k)
     else:
         class_tables.superclasses(run, int(level))
@@ -103,7 +103,7 @@ def render(run: Run) -> None:
     nav.copy_link("confusion", **{p: st.query_params.get(p) for p in class_tables.URL_KEYS})
 
 
-def _matrix_view(run: Run, cm, names: list[str], hier, level: str) -> cv.MatrixView:
+def _matrix_view(run: Run, names: list[str], hier, level: str) -> cv.MatrixView:
     """Read the view controls for ``level`` and return the part of the matrix to draw."""
     k = len(names)
     if level != CLASSES:
@@ -118,10 +118,10 @@ def _matrix_view(run: Run, cm, names: list[str], hier, level: str) -> cv.MatrixV
         )
         ui.sync_param("group", pick, "")
         if pick:
-            return cv.drill_down(cm, hier, lv, groups.index(pick))
-        return cv.level_matrix(cm, hier, lv)
+            return data.matrix_view(run, level=lv, group=groups.index(pick), n=cv.SUBMATRIX_DEFAULT)
+        return data.matrix_view(run, level=lv, n=cv.SUBMATRIX_DEFAULT)
     if k <= cv.MATRIX_MAX:
-        return cv.class_matrix(cm, names)
+        return data.matrix_view(run, n=cv.SUBMATRIX_DEFAULT)
     c1, c2 = st.columns([2, 3])
     with c1:
         mode = (
@@ -158,6 +158,6 @@ def _matrix_view(run: Run, cm, names: list[str], hier, level: str) -> cv.MatrixV
         )
         ui.sync_param("cls", -1 if chosen is None else chosen, -1)
         if chosen is not None:
-            return cv.class_matrix(cm, names, n=n, focus=int(chosen))
+            return data.matrix_view(run, n=n, focus=int(chosen))
         st.caption("Pick a class to see its row and column; until then, the most confused.")
-    return cv.class_matrix(cm, names, n=n)
+    return data.matrix_view(run, n=n)
