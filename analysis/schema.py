@@ -19,7 +19,9 @@ SLICES = "slices.parquet"  # one row per single-predicate slice (see analysis.st
 DISCOVERED = "discovered_slices.parquet"  # conjunctions found by analysis.stats.discovery
 CLUSTERS = "clusters.parquet"  # one row per embedding cluster
 LABEL_ISSUES = "label_issues.parquet"  # ranked suspected label errors
-NOISE_MATRIX = "noise_matrix.npy"  # float64 [C, C], [i, j] = P(given label i | true label j)
+NOISE_MATRIX = "noise_matrix.npy"  # float64 [C, C], [i, j] = P(given label i | true label j);
+# written up to 256 classes (analysis.pipeline.sections.DENSE_NOISE_MAX)
+NOISE_ENTRIES = "noise_entries.parquet"  # its non-zero off-diagonal entries: given, true, rate
 DUPLICATES = "duplicates.parquet"  # pairs: within-eval near-duplicates and eval<->reference leakage
 OUTLIERS = "outliers.parquet"  # one row per (sample, outlier type)
 OUTLIER_SUMMARY = "outlier_summary.parquet"  # one row per outlier type: counts, error rates

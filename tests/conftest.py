@@ -69,25 +69,13 @@ def planted():
 
 
 @pytest.fixture(scope="session")
-def thousand_class_run(sample_run, tmp_path_factory):
+def thousand_class_run(tmp_path_factory):
     """A 1,000-class predictions-mode run with a two-level class hierarchy (issue 17): 2,000
-    tiny images, 5% flipped labels, ImageNet-like long names. Written beside the sample run so
-    the browser tests' dashboard lists both."""
-    from analysis.pipeline.engine import AnalysisConfig, analyze
-    from tests.synthetic_classes import many_class_world, write_predictions_inputs
+    tiny images, 5% flipped labels, ImageNet-like long names. In its own runs folder (the
+    sample's tests open the newest run of theirs)."""
+    from tests.synthetic_classes import analyze_world, many_class_world
 
     world = many_class_world(1000, 2, seed=0, noise=0.05)
-    paths = write_predictions_inputs(tmp_path_factory.mktemp("thousand"), world)
-    run = analyze(
-        AnalysisConfig(
-            data=str(paths["data"]),
-            predictions=str(paths["predictions"]),
-            classes=str(paths["classes"]),
-            class_hierarchy=str(paths["hierarchy"]),
-            resize=16,
-            no_crop=True,
-            num_workers=0,
-        ),
-        runs_dir=sample_run.path.parent,
-    )
+    root = tmp_path_factory.mktemp("thousand")
+    run, paths = analyze_world(world, root / "inputs", root / "runs")
     return run, world, paths

@@ -130,3 +130,23 @@ def write_predictions_inputs(root: Path, world: World, *, image_px: int = 8) -> 
         "classes": root / "classes.txt",
         "hierarchy": root / "hierarchy.csv",
     }
+
+
+def analyze_world(world: World, root: Path, runs_dir: Path, *, hierarchy: bool = True):
+    """``errorscope analyze`` in predictions mode on ``world``'s files (tiny images, 16 px)."""
+    from analysis.pipeline.engine import AnalysisConfig, analyze
+
+    paths = write_predictions_inputs(root, world)
+    run = analyze(
+        AnalysisConfig(
+            data=str(paths["data"]),
+            predictions=str(paths["predictions"]),
+            classes=str(paths["classes"]),
+            class_hierarchy=str(paths["hierarchy"]) if hierarchy else None,
+            resize=16,
+            no_crop=True,
+            num_workers=0,
+        ),
+        runs_dir=runs_dir,
+    )
+    return run, paths

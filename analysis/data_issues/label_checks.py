@@ -34,7 +34,7 @@ import pandas as pd
 
 from ..stats.intervals import wilson_interval
 
-__all__ = ["NoiseRateCheck", "noise_rate_check", "threshold_check"]
+__all__ = ["NoiseRateCheck", "noise_entries", "noise_rate_check", "threshold_check"]
 
 IMPLAUSIBLE = "implausible"
 INDISTINGUISHABLE = "indistinguishable"
@@ -181,5 +181,33 @@ def threshold_check(
             THRESHOLD_LOW: np.clip(mean - half, 0.0, 1.0),
             THRESHOLD_HIGH: np.clip(mean + half, 0.0, 1.0),
             TOO_FEW: too_few,
+        }
+    )
+
+
+def noise_entries(noise: np.ndarray) -> pd.DataFrame:
+    """The non-zero off-diagonal entries of an estimated noise matrix, largest first.
+
+    ``noise[i, j]`` is P(given label i | true label j) (``schema.NOISE_MATRIX``); at most one
+    entry per image is non-zero, so this table grows with the images, not with classes squared.
+
+    Returns
+    -------
+    DataFrame with ``given, true, rate`` (rate = noise[given, true]), ties by (given, true).
+    """
+    z = np.asarray(noise, dtype=np.float64)
+    if z.ndim != 2 or z.shape[0] != z.shape[1]:
+        raise ValueError(f"noise must be a square (C, C) matrix, got shape {z.shape}")
+    flat = np.nan_to_num(z).ravel()
+    idx = np.flatnonzero(flat > 0)
+    given, true = np.divmod(idx, z.shape[1])
+    keep = given != true
+    idx, given, true = idx[keep], given[keep], true[keep]
+    order = np.lexsort((idx, -flat[idx]))
+    return pd.DataFrame(
+        {
+            "given": given[order].astype(np.int64),
+            "true": true[order].astype(np.int64),
+            "rate": flat[idx[order]],
         }
     )

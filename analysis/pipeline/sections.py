@@ -83,9 +83,8 @@ def _embedding_map(ctx: SectionContext):
 
 def _hierarchy(ctx: SectionContext):
     """Superclass columns per level (slices and the Confusion page read them), the checked
-    hierarchy, and per-superclass metrics with intervals."""
-    if ctx.hierarchy is None:
-        return "no class hierarchy given (--class-hierarchy)"
+    hierarchy, and per-superclass metrics with intervals. Runs only with a hierarchy
+    (:data:`OPTIONAL`)."""
     from ..stats.hierarchy import hierarchy_metrics
 
     h = ctx.hierarchy
@@ -136,11 +135,24 @@ def _label_issues(ctx: SectionContext):
     probs = np.asarray(ctx.probs, dtype=np.float64)
     table = find_label_issues(ctx.labels, probs, class_names=ctx.class_names)
     ctx.writer.write_table(schema.LABEL_ISSUES, table)
-    ctx.writer.write_array(schema.NOISE_MATRIX, estimate_noise_matrix(ctx.labels, probs))
+    _write_noise(ctx, estimate_noise_matrix(ctx.labels, probs))
     by_row = table.set_index("index").sort_index()
     ctx.new_columns[schema.LABEL_ISSUE_SCORE] = by_row["label_quality"].to_numpy(np.float32)
     ctx.new_columns[schema.IS_LABEL_ISSUE] = by_row["is_label_issue"].to_numpy(bool)
     ctx.new_columns[schema.SUGGESTED_LABEL] = by_row["suggested_label"].to_numpy(np.int64)
+
+
+#: Classes up to which the noise matrix is also stored whole (8 bytes x classes^2: 8 MB at
+#: 1,000 classes, 800 MB at 10,000); its non-zero entries are always stored.
+DENSE_NOISE_MAX = 256
+
+
+def _write_noise(ctx: SectionContext, noise: np.ndarray) -> None:
+    from ..data_issues.label_checks import noise_entries
+
+    ctx.writer.write_table(schema.NOISE_ENTRIES, noise_entries(noise))
+    if noise.shape[0] <= DENSE_NOISE_MAX:
+        ctx.writer.write_array(schema.NOISE_MATRIX, noise)
 
 
 def phash_distance(a, b) -> np.ndarray:
@@ -224,6 +236,11 @@ def _outliers(ctx: SectionContext):
 
 OUTLIER_SUMMARY = schema.OUTLIER_SUMMARY
 
+#: Sections that run only when their input was given (not recorded at all otherwise).
+OPTIONAL: dict[str, Callable[[SectionContext], bool]] = {
+    "class_hierarchy": lambda ctx: ctx.hierarchy is not None,
+}
+
 SECTIONS: dict[str, Callable[[SectionContext], str | None]] = {
     "metrics": _metrics,
     "class_hierarchy": _hierarchy,
@@ -271,6 +288,8 @@ def run_sections(
         hierarchy=hierarchy,
     )
     for name, fn in SECTIONS.items():
+        if name in OPTIONAL and not OPTIONAL[name](ctx):
+            continue
         with section(name, sections, timings, progress) as entry:
             skipped = fn(ctx)
             if isinstance(skipped, str):

@@ -226,30 +226,15 @@ def load_hierarchy(run: Run) -> ClassHierarchy | None:
     return None if d is None else ClassHierarchy.from_dict(d)
 
 
-def largest_noise_entries(noise: np.ndarray, *, k: int = 50) -> pd.DataFrame:
-    """The ``k`` largest off-diagonal entries of an estimated noise matrix, largest first.
+def largest_noise_entries(noise, *, k: int = 50) -> pd.DataFrame:
+    """The ``k`` largest off-diagonal entries of an estimated noise matrix (a ``(C, C)`` array,
+    or the table :func:`noise_entries` made of it), largest first: at hundreds of classes the
+    matrix is unreadable as a picture; these rows are what it says."""
+    from ..data_issues.label_checks import noise_entries
 
-    ``noise[i, j]`` is P(given label i | true label j) (``schema.NOISE_MATRIX``). At hundreds of
-    classes the matrix is unreadable as a picture; these rows are what it says.
-
-    Returns
-    -------
-    DataFrame with ``given, true, rate`` (rate = noise[given, true]); zero entries left out.
-    """
-    z = np.asarray(noise, dtype=np.float64).copy()
-    if z.ndim != 2 or z.shape[0] != z.shape[1]:
-        raise ValueError(f"noise must be a square (C, C) matrix, got shape {z.shape}")
-    np.fill_diagonal(z, 0.0)
-    z = np.nan_to_num(z)
-    flat = z.ravel()
-    if flat.size > k:  # everything at least as large as the k-th largest, ties included
-        cut = flat[np.argpartition(-flat, k - 1)[k - 1]]
-        top = np.flatnonzero(flat >= cut)
-    else:
-        top = np.arange(flat.size)
-    top = top[flat[top] > 0]
-    top = top[np.lexsort((top, -flat[top]))][:k]  # largest first, ties by (given, true)
-    given, true = np.divmod(top, z.shape[1])
-    return pd.DataFrame(
-        {"given": given.astype(np.int64), "true": true.astype(np.int64), "rate": flat[top]}
+    table = noise if isinstance(noise, pd.DataFrame) else noise_entries(noise)
+    return (
+        table.sort_values(["rate", "given", "true"], ascending=[False, True, True])
+        .head(k)
+        .reset_index(drop=True)
     )

@@ -77,15 +77,18 @@ def _label_errors(run: Run) -> None:
             sample=sid,
             origin="data_issues",
         )
-    noise = run.array(schema.NOISE_MATRIX)
-    if noise is not None:
+    noise = run.array(schema.NOISE_MATRIX) if len(names) <= MATRIX_MAX else None
+    entries = None if noise is not None else data.table(str(run.path), schema.NOISE_ENTRIES)
+    if noise is None and entries is None and (dense := run.array(schema.NOISE_MATRIX)) is not None:
+        entries = dense  # a run written before noise_entries.parquet existed
+    if noise is not None or entries is not None:
         with st.expander(
             "Estimated noise matrix: how often each true class was labelled as another"
         ):
-            if len(names) <= MATRIX_MAX:
+            if noise is not None:
                 st.plotly_chart(figures.noise_matrix_figure(noise, names), key="noise")
             else:
-                _noise_entries(noise, names)
+                _noise_entries(entries, names)
 
 
 def _trust(run: Run) -> None:
@@ -104,7 +107,8 @@ def _noise_entries(noise, names: list[str]) -> None:
     """The noise matrix's largest off-diagonal entries (a 1,000 x 1,000 picture says nothing)."""
     top = largest_noise_entries(noise, k=50)
     st.caption(
-        f"The {len(top)} largest of {len(names) ** 2 - len(names):,} off-diagonal entries."
+        f"The {len(top)} largest non-zero off-diagonal entries"
+        f" ({len(names) ** 2 - len(names):,} in all)."
         " Click a row for the suspected label errors given that label and predicted as the"
         " estimated true class."
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis import schema
-from analysis.present.query import ImageQuery, load_selection
+from analysis.present.query import P_RUN, ImageQuery, load_selection
 from analysis.store.runstore import Run
 from dashboard import nav
 from dashboard.views import cam_panel, review_panel
@@ -89,7 +89,7 @@ def _start_or_resume(run: Run, db) -> None:
                 reviewer=who,
                 query=q.to_params(),
             )
-            st.query_params.clear()
+            st.query_params.from_dict({P_RUN: run.run_id})  # the queue's run, nothing else
             _goto(queue.id, 0)
         return
     st.caption(

@@ -18,16 +18,54 @@ from .test_browser import _settled, _shot
 pytestmark = pytest.mark.browser
 
 
+@pytest.fixture(scope="module")
+def app_url(thousand_class_run):
+    """A real `streamlit run dashboard/app.py` on the 1,000-class run's folder."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from .conftest import APP, OUT, REPO, _free_port
+
+    port = _free_port()
+    env = dict(os.environ, ERRORSCOPE_RUNS_DIR=str(thousand_class_run[0].path.parent))
+    OUT.mkdir(exist_ok=True)
+    with open(OUT / "streamlit_1000_classes.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", APP, "--server.port", str(port)]
+            + ["--server.headless", "true", "--server.address", "127.0.0.1"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:  # poll the health endpoint: wait on state, not on a fixed sleep
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("streamlit did not start; see streamlit_1000_classes.log")
+            time.sleep(0.2)
+        yield url
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def _goto_run(page, url: str, run) -> None:
-    """Open ``url``; the dashboard lists runs through a 10 s cache, so a run written after the
-    server started may take a moment to appear: reload until the sidebar shows it."""
-    for _ in range(40):
-        page.goto(url)
-        _settled(page)
-        if page.get_by_text("1,000 classes").count() or page.get_by_text("1000 classes").count():
-            return
-        page.wait_for_timeout(500)
-    raise AssertionError(f"run {run.run_id} never appeared in the dashboard")
+    page.goto(url)
+    _settled(page)
+    assert page.get_by_text(re.compile(r"1,?000 classes")).count(), f"not on run {run.run_id}"
 
 
 def _click_cell_and_count(page, view: cv.MatrixView, i: int, j: int) -> int:

@@ -13,7 +13,10 @@ from .conftest import assert_on_page, open_page
 
 def _open(at, page, **params):
     at.run()
-    params.setdefault("run", at.query_params["run"][0] if at.query_params.get("run") else None)
+    # AppTest keeps a value set as a string as a string (its [0] was the id's first letter, so
+    # these tests silently opened the newest run, which was the sample only while it was alone)
+    run = at.query_params.get("run")
+    params.setdefault("run", run[0] if isinstance(run, list) else run)
     params = {k: v for k, v in params.items() if v is not None}
     for k, v in params.items():
         at.query_params[k] = v

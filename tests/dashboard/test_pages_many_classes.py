@@ -153,12 +153,18 @@ def test_slices_page_lists_superclass_slices(at) -> None:
     assert any(s.str.startswith("superclass_").any() for s in slices), slices
 
 
-def test_every_page_renders_without_an_error_box(at) -> None:
+def test_every_page_renders_without_an_error_box(at, thousand_class_run, tmp_path) -> None:
     from dashboard.views import VIEWS
+    from tests.synthetic_classes import analyze_world, many_class_world
 
+    # a second run with other classes beside it: Compare must say so, not raise
+    world = many_class_world(3, 4, seed=5, group_size=3)
+    analyze_world(world, tmp_path, thousand_class_run[0].path.parent, hierarchy=False)
     at.run()
     for v in VIEWS:
         open_page(at, v.url).run()
         assert_on_page(at, v.url)
         assert not at.exception, (v.url, [e.value for e in at.exception])
         assert not at.error, (v.url, [e.value for e in at.error])
+        if v.url == "compare":
+            assert any("other classes than this run" in i.value for i in at.info)
