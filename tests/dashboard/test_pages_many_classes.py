@@ -159,12 +159,16 @@ def test_every_page_renders_without_an_error_box(at, thousand_class_run, tmp_pat
 
     # a second run with other classes beside it: Compare must say so, not raise
     world = many_class_world(3, 4, seed=5, group_size=3)
-    analyze_world(world, tmp_path, thousand_class_run[0].path.parent, hierarchy=False)
+    other, _ = analyze_world(world, tmp_path, thousand_class_run[0].path.parent, hierarchy=False)
     at.run()
     for v in VIEWS:
         open_page(at, v.url).run()
         assert_on_page(at, v.url)
         assert not at.exception, (v.url, [e.value for e in at.exception])
         assert not at.error, (v.url, [e.value for e in at.error])
-        if v.url == "compare":
-            assert any("other classes than this run" in i.value for i in at.info)
+    at.query_params["b"] = other.run_id
+    open_page(at, "compare").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("other classes than this run" in i.value for i in at.info), [
+        i.value for i in at.info
+    ]
