@@ -142,3 +142,11 @@ def pair_table(run: Run, *, classes=None, k: int):
     """The top confusion pairs (optionally involving ``classes``), cached."""
     key = None if classes is None else tuple(int(c) for c in classes)
     return _pair_table(str(run.path), _stamp(run), key, k)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def label_words(path: str):
+    """The run's suspected-label-error sentences (analysis.present.label_words), cached."""
+    from analysis.present.label_words import label_issue_summary
+
+    return label_issue_summary(get_run(path))

@@ -71,6 +71,8 @@ SUMMARY_COLUMNS = [
     "rest_low",
     "rest_high",
     "p_value",
+    "p_adj",
+    "significant",
 ]
 
 
@@ -473,8 +475,10 @@ def outlier_summary(
     pd.DataFrame
         One row per type, columns :data:`SUMMARY_COLUMNS`: ``n`` flagged images, ``n_errors``,
         ``error_rate`` with its Wilson interval (``error_low``, ``error_high``), the same for the
-        other images (``rest_*``), and the two-sided p-value of Fisher's exact test of the 2x2
-        table (flagged vs rest x error vs correct). Undefined rates and p-values are NaN.
+        other images (``rest_*``), the one-sided Fisher exact p-value of "this type's images are
+        misclassified more often than the others" (the slices' test), ``p_adj``
+        Benjamini-Hochberg over the types that have images and a rest, and ``significant``
+        (``p_adj < 0.05``). Undefined rates and p-values are NaN.
     """
     if not isinstance(table, pd.DataFrame) or not isinstance(outliers, pd.DataFrame):
         raise TypeError(
@@ -499,18 +503,16 @@ def outlier_summary(
 
 
 def _summary_core(table, outliers, names: list[str], confidence: float) -> pd.DataFrame:
-    from scipy.stats import fisher_exact
+    from ..stats.class_flags import worse_than_rest
 
     error = ~table[schema.CORRECT].to_numpy(dtype=bool)
-    rows = []
+    rows, counts = [], []
     for name in names:
         flagged = table.index.isin(outliers.loc[outliers[TYPE] == name, INDEX])
         n, e = int(flagged.sum()), int(error[flagged].sum())
         rn, re = int((~flagged).sum()), int(error[~flagged].sum())
         lo, hi = wilson_interval(np.array([e, re]), np.array([n, rn]), confidence=confidence)
-        p = math.nan
-        if n and rn:
-            p = float(fisher_exact([[e, n - e], [re, rn - re]]).pvalue)
+        counts.append((n, e, rn))
         rows.append(
             [
                 name,
@@ -523,7 +525,19 @@ def _summary_core(table, outliers, names: list[str], confidence: float) -> pd.Da
                 re / rn if rn else math.nan,
                 lo[1],
                 hi[1],
-                p,
+                math.nan,
+                math.nan,
+                False,
             ]
         )
+    tested = [i for i, (n, _, rn) in enumerate(counts) if n and rn]
+    if tested:
+        test = worse_than_rest(
+            [counts[i][0] for i in tested],
+            [counts[i][1] for i in tested],
+            total=len(error),
+            total_errors=int(error.sum()),
+        )
+        for k, i in enumerate(tested):
+            rows[i][-3:] = [float(test.p_value[k]), float(test.p_adj[k]), bool(test.significant[k])]
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

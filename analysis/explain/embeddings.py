@@ -121,6 +121,10 @@ TOP_ERROR_PRED_NAME = "top_error_pred_name"  # "" if no errors
 TOP_ERROR_PRED_SHARE = "top_error_pred_share"  # its share of the whole cluster, [0, 1]
 DESCRIPTION = "description"  # e.g. "mostly cross (90%), 41% predicted star"
 
+P_VALUE = "p_value"  # one-sided Fisher: the cluster's images err more than the rest
+P_ADJ = "p_adj"  # Benjamini-Hochberg over the clusters (not over -1, unclustered)
+SIGNIFICANT = "significant"  # p_adj < 0.05: an error cluster
+
 CLUSTER_TABLE_COLUMNS = [
     CLUSTER,
     SIZE,
@@ -138,6 +142,9 @@ CLUSTER_TABLE_COLUMNS = [
     TOP_ERROR_PRED_NAME,
     TOP_ERROR_PRED_SHARE,
     DESCRIPTION,
+    P_VALUE,
+    P_ADJ,
+    SIGNIFICANT,
 ]
 
 
@@ -661,6 +668,7 @@ def _empty_cluster_table() -> pd.DataFrame:
         DOMINANT_PRED_NAME: "object",
         TOP_ERROR_PRED_NAME: "object",
         DESCRIPTION: "object",
+        SIGNIFICANT: "bool",
     }
     return pd.DataFrame(
         {c: pd.Series([], dtype=dtypes.get(c, "float64")) for c in CLUSTER_TABLE_COLUMNS}
@@ -695,7 +703,10 @@ def cluster_table(
         it in words: ``"mostly cross (90%), 41% predicted star"``. Rows are sorted worst first
         by the interval's *lower* bound, so that a cluster of 2 images with 2 errors does not top
         a cluster of 200 with 120; then by error rate, then size. Cluster ``-1`` (unclustered)
-        comes last whatever its numbers.
+        comes last whatever its numbers. ``p_value`` is the one-sided Fisher exact test of "this
+        cluster's images are misclassified more often than the rest" (the slices' test),
+        ``p_adj`` Benjamini-Hochberg over the clusters, ``significant`` ``p_adj < 0.05``; NaN /
+        False for ``-1``.
     """
     if not isinstance(samples, pd.DataFrame):
         raise TypeError(f"samples must be a pandas DataFrame, got {type(samples).__name__}")
@@ -785,6 +796,21 @@ def _cluster_table_core(
     low, high = wilson_interval(table[ERRORS].to_numpy(), table[SIZE].to_numpy())
     table[ERROR_RATE_LOW] = np.asarray(low, dtype=np.float64)
     table[ERROR_RATE_HIGH] = np.asarray(high, dtype=np.float64)
+    from ..stats.class_flags import worse_than_rest
+
+    real = (table[CLUSTER] != -1).to_numpy()
+    table[P_VALUE], table[P_ADJ], table[SIGNIFICANT] = np.nan, np.nan, False
+    if real.any():
+        test = worse_than_rest(
+            table.loc[real, SIZE].to_numpy(),
+            table.loc[real, ERRORS].to_numpy(),
+            total=int(clusters.size),
+            total_errors=int((~correct).sum()),
+        )
+        table.loc[real, P_VALUE] = test.p_value
+        table.loc[real, P_ADJ] = test.p_adj
+        table.loc[real, SIGNIFICANT] = test.significant
+    table[SIGNIFICANT] = table[SIGNIFICANT].astype(bool)
     table["_noise"] = table[CLUSTER] == -1
     table = table.sort_values(
         ["_noise", ERROR_RATE_LOW, ERROR_RATE, SIZE, CLUSTER],

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .. import schema
+from ..checks import row_losses
 from .images import ImageReadError, decode_image
 from .models import Preprocessing, find_head
 
@@ -528,14 +529,14 @@ def prediction_columns(probs: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
     else:
         margin = np.ones(n)
     true_p = p[np.arange(n), labels] if n else np.zeros(0)
-    eps = 1e-12
+    eps = 1e-12  # entropy only: 0 log 0 = 0
     return pd.DataFrame(
         {
             schema.PRED: pred.astype(np.int64),
             schema.CONFIDENCE: p.max(axis=1) if n else np.zeros(0),
             schema.TRUE_PROB: true_p,
             schema.MARGIN: margin,
-            schema.LOSS: -np.log(np.clip(true_p, eps, 1.0)),
+            schema.LOSS: row_losses(probs, labels),  # the log-loss metric's own clipping
             schema.ENTROPY: -(p * np.log(np.clip(p, eps, 1.0))).sum(axis=1),
             schema.CORRECT: pred == labels,
         }

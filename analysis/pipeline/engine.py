@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .. import schema
+from ..checks import PROB_ROW_SUM_ATOL
 from ..loading.datasets import ImageSet, load_image_set, read_class_file
 from ..loading.inference import PassResult, Progress, prediction_columns, run_pass, softmax
 from ..loading.models import Preprocessing, default_preprocessing, load_model
@@ -562,7 +563,7 @@ def _probs_from_file(path: str, table: pd.DataFrame, class_names: list[str]):
     if not np.isfinite(probs).all() or (probs < 0).any():
         raise ValueError(f"predictions file {p} has negative or non-finite probabilities")
     sums = probs.sum(axis=1)
-    if np.abs(sums - 1).max() > 1e-3:
+    if np.abs(sums - 1).max() > PROB_ROW_SUM_ATOL:
         if (probs > 1).any():  # logits rather than probabilities
             probs = softmax(probs)
             notes.append("predictions look like logits (values > 1): softmax applied")

@@ -37,6 +37,7 @@ class SectionContext:
     cfg: object
     progress: Callable
     new_columns: dict = field(default_factory=dict)
+    leak_pairs: pd.DataFrame | None = None  # the duplicates section's eval -> reference pairs
     hierarchy: object = None  # analysis.stats.hierarchy.ClassHierarchy or None
 
     @property
@@ -133,9 +134,13 @@ def _label_issues(ctx: SectionContext):
     from ..data_issues.label_issues import estimate_noise_matrix, find_label_issues
 
     probs = np.asarray(ctx.probs, dtype=np.float64)
-    table = find_label_issues(ctx.labels, probs, class_names=ctx.class_names)
+    labels = ctx.labels
+    table = find_label_issues(labels, probs, class_names=ctx.class_names)
+    evidence = _label_evidence(ctx, table)
+    if evidence:
+        table = find_label_issues(labels, probs, class_names=ctx.class_names, **evidence)
     ctx.writer.write_table(schema.LABEL_ISSUES, table)
-    _write_noise(ctx, estimate_noise_matrix(ctx.labels, probs))
+    _write_noise(ctx, estimate_noise_matrix(labels, probs))
     by_row = table.set_index("index").sort_index()
     ctx.new_columns[schema.LABEL_ISSUE_SCORE] = by_row["label_quality"].to_numpy(np.float32)
     ctx.new_columns[schema.IS_LABEL_ISSUE] = by_row["is_label_issue"].to_numpy(bool)
@@ -153,6 +158,43 @@ def _write_noise(ctx: SectionContext, noise: np.ndarray) -> None:
     ctx.writer.write_table(schema.NOISE_ENTRIES, noise_entries(noise))
     if noise.shape[0] <= DENSE_NOISE_MAX:
         ctx.writer.write_array(schema.NOISE_MATRIX, noise)
+
+
+#: Nearest reference images whose labels are weighed against a suspected label error.
+LABEL_NEIGHBOURS = 10
+
+
+def _label_evidence(ctx: SectionContext, table: pd.DataFrame) -> dict:
+    """Evidence from the labelled reference set for the rows the probabilities flag: the labels
+    of their nearest reference images in embedding space and of their near-copy there.
+
+    Only the flagged rows are looked up: the evidence can only unflag or re-rank them, and the
+    search then costs (flagged x reference) instead of (N x reference).
+    """
+    ref = ctx.reference
+    if ref is None or schema.LABEL not in ref.columns or not len(ref):
+        return {}
+    n = len(ctx.samples)
+    ref_labels = ref[schema.LABEL].to_numpy(np.int64)
+    flagged = np.sort(table.loc[table["is_label_issue"].to_numpy(bool), "index"].to_numpy())
+    out: dict = {}
+    if ctx.embeddings is not None and ctx.reference_embeddings is not None and flagged.size:
+        from ..explain.embeddings import NeighbourIndex
+
+        k = min(LABEL_NEIGHBOURS, len(ref))
+        index = NeighbourIndex(np.asarray(ctx.reference_embeddings, dtype=np.float32))
+        rows, _ = index.query(np.asarray(ctx.embeddings, dtype=np.float32)[flagged], k=k)
+        nb = np.full((n, k), -1, dtype=np.int64)
+        nb[flagged] = np.where(rows >= 0, ref_labels[np.maximum(rows, 0)], -1)
+        out["neighbour_labels"] = nb
+    pairs = ctx.leak_pairs
+    if pairs is not None and len(pairs):
+        leak = pairs[pairs["scope"] == "leak"].sort_values("similarity", ascending=False)
+        best = leak.drop_duplicates("i")
+        copies = np.full(n, -1, dtype=np.int64)
+        copies[best["i"].to_numpy(int)] = ref_labels[best["j"].to_numpy(int)]
+        out["copy_labels"] = copies
+    return out
 
 
 def phash_distance(a, b) -> np.ndarray:
@@ -213,6 +255,7 @@ def _duplicates(ctx: SectionContext):
         pairs["model_similarity"] = np.where(leak, (e[i] * r[jl]).sum(1), (e[i] * e[jw]).sum(1))
     pairs = pairs.sort_values("similarity", ascending=False).reset_index(drop=True)
     ctx.writer.write_table(schema.DUPLICATES, pairs)
+    ctx.leak_pairs = pairs
     cols = partner_columns(
         pairs, s[schema.SAMPLE_ID].tolist(), None if ref is None else ref[schema.RELPATH].tolist()
     )
@@ -247,8 +290,8 @@ SECTIONS: dict[str, Callable[[SectionContext], str | None]] = {
     "embedding_map": _embedding_map,
     "slices": _slices,
     "discovered_slices": _discovery,
+    "duplicates": _duplicates,  # before label_issues: a near-copy's label is evidence there
     "label_issues": _label_issues,
-    "duplicates": _duplicates,
     "outliers": _outliers,
 }
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from .. import schema
@@ -43,52 +42,48 @@ def load_metrics(run: Run):
 
 
 def top_confusion_pairs(run: Run, k: int = 8) -> pd.DataFrame:
-    """The k most frequent (given, predicted) error pairs with counts and their image query."""
-    from ..stats.metrics import top_confusions
+    """The k most frequent (given, predicted) error pairs: count, share of the given class with
+    its 95% Wilson interval (``rate_low``, ``rate_high``), and whether the pair is significantly
+    more frequent than the other classes' images are predicted as that class
+    (:func:`analysis.stats.class_flags.confusion_pairs`, BH over every ordered pair)."""
+    from ..stats.class_flags import confusion_pairs
 
+    cols = ["true", "pred", "count", "share_of_true_class", "rate_low", "rate_high"]
+    cols += ["p_adj", "significant"]
     s = run.samples
     if s.empty:
-        return pd.DataFrame(columns=["true", "pred", "count", "share_of_true_class"])
-    return top_confusions(
-        s[schema.LABEL].to_numpy(), s[schema.PRED].to_numpy(), n_classes=run.n_classes, k=k
+        return pd.DataFrame(columns=cols)
+    pairs = confusion_pairs(
+        s[schema.LABEL].to_numpy(), s[schema.PRED].to_numpy(), n_classes=len(run.class_names)
     )
+    pairs = pairs.sort_values(["count", "rate"], ascending=False, kind="mergesort").head(k)
+    pairs = pairs.rename(columns={"rate": "share_of_true_class"})
+    return pairs[cols].reset_index(drop=True)
 
 
 def findings(run: Run) -> list[Finding]:
     """Every warning of the run, most important first."""
     out: list[Finding] = []
-    names = run.class_names
     s = run.samples
     m = load_metrics(run)
     if m is not None and m.imbalance:
         out.append(Finding("imbalance", "medium", m.imbalance, page="confusion"))
-    if m is not None and len(m.per_class):
-        pc = m.per_class
-        rec = pc["recall"].to_numpy(float)
-        if np.isfinite(rec).any():
-            worst = int(np.nanargmin(rec))
-            acc = m.accuracy.value
-            if rec[worst] < acc - 0.15:
-                out.append(
-                    Finding(
-                        "weak_class",
-                        "high",
-                        f"Class {names[worst]!r} has recall {rec[worst]:.0%} "
-                        f"({int(pc['support'].iloc[worst])} images) against {acc:.0%} overall",
-                        query=ImageQuery(true=(worst,), correct="wrong"),
-                    )
-                )
+    if len(s) and {schema.LABEL, schema.PRED} <= set(s.columns):
+        out += _weak_class_findings(run)
     if schema.IS_LABEL_ISSUE in s.columns:
-        n = int(s[schema.IS_LABEL_ISSUE].fillna(False).sum())
-        if n:
+        from .label_words import label_issue_summary
+
+        words = label_issue_summary(run)
+        if words is not None and words.n_flagged:
+            likely = words.expected is not None and words.expected.pooled >= 0.5
             out.append(
                 Finding(
                     "label_issues",
-                    "high",
-                    f"{n} images ({n / len(s):.1%}) look mislabelled: the model gives their label"
-                    " a low probability and prefers another class",
+                    "high" if likely else "medium",
+                    f"{words.headline} {words.expectation}",
                     page="data_issues",
                     query=ImageQuery(issue="label", sort="label_quality", desc=False),
+                    extra={"ranking": words.ranking},
                 )
             )
     if schema.LEAK_OF in s.columns:
@@ -116,6 +111,8 @@ def findings(run: Run) -> list[Finding]:
         sig = slices[slices["significant"].astype(bool)]
         if "gap" in sig.columns:
             sig = sig[sig["gap"] > 0]
+        if "model_output" in sig.columns:  # "predicted class is 9" restates the confusion matrix
+            sig = sig[~sig["model_output"].astype(bool)]
         for _, row in sig.head(3).iterrows():
             out.append(
                 Finding(
@@ -129,15 +126,20 @@ def findings(run: Run) -> list[Finding]:
                 )
             )
     clusters = run.table(schema.CLUSTERS)
-    if clusters is not None and not clusters.empty:
-        c = clusters.iloc[0]
-        if c.get("error_rate", 0) > (1 - (m.accuracy.value if m else 1)) * 1.5:
+    if clusters is not None and not clusters.empty and "significant" in clusters.columns:
+        worst = clusters[clusters["significant"].astype(bool)]
+        if len(worst):
+            c = worst.iloc[0]  # sorted by the interval's lower bound: the surest worst first
+            rest = _rest_rate(int(c["errors"]), int(c["size"]), s)
             out.append(
                 Finding(
                     "error_cluster",
                     "medium",
-                    f"Embedding cluster {int(c['cluster'])} ({int(c['size'])} images,"
-                    f" {c.get('description', '')}) has error rate {c['error_rate']:.0%}",
+                    f"Embedding cluster {int(c['cluster'])} ({_n_images(int(c['size']))},"
+                    f" {c.get('description', '')}) has error rate {c['error_rate']:.0%}"
+                    f" (95% CI {c['error_rate_low']:.0%}-{c['error_rate_high']:.0%}) against"
+                    f" {rest:.0%} elsewhere (adjusted p {c['p_adj']:.2g}; {len(worst)} of"
+                    f" {int((clusters['cluster'] != -1).sum())} clusters significantly worse)",
                     query=ImageQuery(cluster=int(c["cluster"])),
                 )
             )
@@ -188,6 +190,53 @@ def _outside_findings(run: Run) -> list[Finding]:
                 f" (inputs.{key}.outside_folder)",
                 page="overview",
                 extra={"paths": paths, "n": n},
+            )
+        )
+    return out
+
+
+def _n_images(n: int) -> str:
+    return "1 image" if n == 1 else f"{n:,} images"
+
+
+def _rest_rate(errors: int, n: int, samples: pd.DataFrame) -> float:
+    total = len(samples)
+    total_errors = int((~samples[schema.CORRECT].astype(bool)).sum())
+    return (total_errors - errors) / (total - n) if total > n else float("nan")
+
+
+#: Weak classes raised on the Overview (the rest are on the Confusion page's per-class table).
+MAX_WEAK_CLASSES = 3
+
+
+def weak_class_table(run: Run) -> pd.DataFrame:
+    """:func:`analysis.stats.class_flags.weak_classes` for the run (recall with interval, the
+    one-sided test against the other classes, Benjamini-Hochberg over the classes)."""
+    from ..stats.class_flags import weak_classes
+
+    s = run.samples
+    return weak_classes(
+        s[schema.LABEL].to_numpy(), s[schema.PRED].to_numpy(), n_classes=len(run.class_names)
+    )
+
+
+def _weak_class_findings(run: Run) -> list[Finding]:
+    names = run.class_names
+    table = weak_class_table(run)
+    weak = table[table["significant"].astype(bool)]
+    out = []
+    for _, r in weak.head(MAX_WEAK_CLASSES).iterrows():
+        k = int(r["class"])
+        out.append(
+            Finding(
+                "weak_class",
+                "high",
+                f"Class {names[k]!r} has recall {r['recall']:.0%} (95% CI"
+                f" {r['recall_low']:.0%}-{r['recall_high']:.0%}, {_n_images(int(r['support']))})"
+                f" against {r['rest_recall']:.0%} for the other classes (adjusted p"
+                f" {r['p_adj']:.2g})",
+                query=ImageQuery(true=(k,), correct="wrong"),
+                extra={"class": k, "significant_classes": int(len(weak))},
             )
         )
     return out

@@ -262,9 +262,13 @@ def apply_query(
     idx = np.flatnonzero(mask)
     key = samples[q.sort].to_numpy()[idx] if q.sort in samples.columns else None
     if key is not None:
-        order = np.argsort(key, kind="stable")
-        if q.desc:
-            order = order[::-1]
+        if q.desc and np.issubdtype(key.dtype, np.number):
+            # stable descending: ties (e.g. losses clipped at the dtype's epsilon) keep row order
+            order = np.argsort(-key.astype(np.float64), kind="stable")
+        else:
+            order = np.argsort(key, kind="stable")
+            if q.desc:
+                order = order[::-1]
         idx = idx[order]
     return idx.astype(np.int64)
 

@@ -216,6 +216,7 @@ class Report:
     relabel: pd.DataFrame
     failures: pd.DataFrame
     notes: tuple[str, ...] = ()
+    label_words: str = ""  # label_words.label_issue_summary: expectation and ranking, plain words
 
     __hash__ = None  # type: ignore[assignment]  # holds DataFrames
 
@@ -309,6 +310,7 @@ def _build_core(run: Run, state: pd.DataFrame | None, title: str | None, k: int)
         if table is None:
             notes.append(_missing_note(run, name))
     label_issues = _guard(notes, "The label-issue table", lambda: _label_issues(run, notes))
+    label_words = _guard(notes, "The label-issue words", lambda: _label_words(run), default="")
     data_issues = _guard(
         notes,
         "The data-issue summary",
@@ -380,7 +382,23 @@ def _build_core(run: Run, state: pd.DataFrame | None, title: str | None, k: int)
         relabel=relabel,
         failures=failures,
         notes=tuple(notes),
+        label_words=label_words,
     )
+
+
+def _label_words(run: Run) -> str:
+    from .label_words import label_issue_summary
+
+    words = label_issue_summary(run)
+    return "" if words is None or not words.n_flagged else f"{words.expectation} {words.ranking}"
+
+
+def _outlier_verdict(r) -> str:
+    """A type's test in words: one-sided, corrected over the types (older runs: the raw p)."""
+    if "p_adj" not in r or pd.isna(r["p_adj"]):
+        return f"p {fmt.p_value(r['p_value'])}"
+    word = "significantly worse" if bool(r.get("significant", False)) else "not significantly worse"
+    return f"{word} (adjusted p {fmt.p_value(r['p_adj'])})"
 
 
 def _missing_note(run: Run, name: str) -> str:
@@ -476,6 +494,8 @@ def _weak_slices(run: Run) -> pd.DataFrame | None:
     if table is None:
         return None
     weak = table[table[SIGNIFICANT].astype(bool) & (table[GAP] > 0)]
+    if "model_output" in weak.columns:  # slices on the model's own output are not weak slices
+        weak = weak[~weak["model_output"].astype(bool)]
     return weak.reset_index(drop=True)
 
 
@@ -490,6 +510,8 @@ def _top_slice(discovered: pd.DataFrame | None, slices: pd.DataFrame | None):
         if table is None or table.empty:
             continue
         sig = table[table["significant"].astype(bool) & (table["gap"] > 0)]
+        if "model_output" in sig.columns:
+            sig = sig[~sig["model_output"].astype(bool)]
         if len(sig):
             return str(sig["spec"].iloc[0]), str(sig["description"].iloc[0])
     return None
@@ -577,7 +599,8 @@ def _data_issues(run: Run, notes: list[str]) -> pd.DataFrame:
                 else (
                     f"error rate {fmt.pct(r['error_rate'])}"
                     f" ({fmt.interval(r['error_low'], r['error_high'])}) vs"
-                    f" {fmt.pct(r['rest_error_rate'])} elsewhere, p {fmt.p_value(r['p_value'])}"
+                    f" {fmt.pct(r['rest_error_rate'])} elsewhere,"
+                    f" {_outlier_verdict(r)}"
                 )
             )
             rows.append((f"outlier: {r['type']}", int(r["n"]), detail))
@@ -1268,6 +1291,8 @@ def _html_core(report: Report, run: Run) -> str:
         shown = report.label_issues.head(MAX_HTML_ROWS)
         header, rows = _label_issue_rows(shown)
         body += "<h3>Suspected label errors, most suspicious first</h3>"
+        if report.label_words:
+            body += f'<p class="caption">{_e(report.label_words)}</p>'
         body += _html_table(header, rows, numeric=(3,))
         more = _more(len(report.label_issues), len(shown), "label_issues")
         if more:
@@ -1424,6 +1449,7 @@ def to_markdown(report: Report) -> str:
             shown = report.label_issues.head(MAX_HTML_ROWS)
             blocks += [
                 "### Suspected label errors",
+                *([_md(report.label_words)] if report.label_words else []),
                 _md_table(*_label_issue_rows(shown)),
                 _md(_more(len(report.label_issues), len(shown), "label_issues")),
             ]

@@ -75,6 +75,7 @@ from analysis.stats.intervals import wilson_interval
 
 from .. import schema
 from .slices import (
+    MAX_SHARE,
     SLICE_COLUMNS,
     Partition,
     SliceSpec,
@@ -85,6 +86,7 @@ from .slices import (
     _partitions,
     _table,
     bh_adjust,
+    is_testable_size,
 )
 
 __all__ = ["DEPTH", "DISCOVERY_COLUMNS", "SCORE", "discover_slices"]
@@ -133,6 +135,9 @@ def discover_slices(
     error_weight: float = 0.95,
     model_outputs: bool = False,
     rank_by: str = "excess_errors",
+    containment: float = CONTAINED_REDUNDANT,
+    max_share: float = MAX_SHARE,
+    pieces: str = "drop",
 ) -> pd.DataFrame:
     """Conjunctions of up to ``max_depth`` predicates with significantly more errors.
 
@@ -163,6 +168,17 @@ def discover_slices(
     rank_by : {"excess_errors", "sliceline"}
         Order of the findings (and of the near-copy step): the errors a slice adds beyond the
         rest's rate (default), or SliceLine's ``score``.
+    containment : float
+        In (0, 1]: a slice with at least this share of its rows inside a better-ranked reported
+        slice is a piece of it (kept only when it explains it; step 3 of the module docstring).
+        Above 1 turns the rule off.
+    pieces : {"drop", "keep"}
+        What happens to such a piece when it does not explain the broader slice: dropped (it
+        leads to the same images), or kept beside it as a finding of its own.
+    max_share : float
+        Candidates holding more than this share of the rows, or leaving fewer than
+        ``min_support`` outside, are not slices: not tested, not counted, not reported (they
+        still combine into smaller conjunctions).
 
     Returns
     -------
@@ -184,6 +200,7 @@ def discover_slices(
         min_support=min_support,
         alpha=alpha,
         n_bins=n_bins,
+        max_share=max_share,
     )
     for name, value, low, high in (
         ("max_depth", max_depth, 1, MAX_DEPTH),
@@ -216,6 +233,12 @@ def discover_slices(
     )
     if rank_by not in ("excess_errors", "sliceline"):
         raise ValueError(f"rank_by must be 'excess_errors' or 'sliceline', got {rank_by!r}")
+    if isinstance(containment, bool) or not isinstance(containment, numbers.Real):
+        raise TypeError(f"containment must be a float, got {type(containment).__name__}")
+    if not float(containment) > 0.0:
+        raise ValueError(f"containment must be > 0 (above 1 turns it off), got {containment!r}")
+    if pieces not in ("drop", "keep"):
+        raise ValueError(f"pieces must be 'drop' or 'keep', got {pieces!r}")
     if not model_outputs:
         parts = [p for p in parts if p.source not in ("pred", "cluster")]
     return _discover_core(
@@ -227,6 +250,9 @@ def discover_slices(
         top_k=int(top_k),
         error_weight=float(error_weight),
         rank_by=rank_by,
+        containment=float(containment),
+        max_share=float(max_share),
+        pieces=pieces,
     )
 
 
@@ -361,6 +387,9 @@ def _discover_core(
     top_k: int,
     error_weight: float,
     rank_by: str = "excess_errors",
+    containment: float = CONTAINED_REDUNDANT,
+    max_share: float = MAX_SHARE,
+    pieces: str = "drop",
 ) -> pd.DataFrame:
     error = inputs.error
     total, total_errors = len(error), int(error.sum())
@@ -377,7 +406,12 @@ def _discover_core(
     n = np.concatenate([b["n"] for b in found.blocks]).astype(np.int64)
     e = np.concatenate([b["e"] for b in found.blocks]).astype(np.int64)
     depth = np.asarray([len(found.combo[j]) for j in block_of], dtype=np.int64)
+    # slices of (nearly) every row are no slices: out of the family before anything is tested
+    sized = is_testable_size(n, total, min_support=min_support, max_share=max_share)
+    block_of, row_in_block, n, e, depth = (a[sized] for a in (block_of, row_in_block, n, e, depth))
     m = len(n)
+    if not m:
+        return _empty(n_skipped=skipped)
 
     # 1. every candidate against the rest; BH over all m of them
     p_value = _fisher_core(e, n, np.full(m, total_errors), np.full(m, total), upper_only=True)
@@ -444,7 +478,7 @@ def _discover_core(
             if inter / (size + int(kept.sum()) - inter) >= JACCARD_REDUNDANT:
                 skip = True
                 break
-            if inter / size >= CONTAINED_REDUNDANT:
+            if inter / size >= containment:
                 inside.append(slot)
                 # a piece of a reported slice replaces it when it is worse and what is left of
                 # the broader slice without it is no longer clearly worse than the rows outside
@@ -457,8 +491,10 @@ def _discover_core(
                 low, _ = wilson_interval(rest_e, rest_n) if rest_n else (0.0, 0.0)
                 outside = (total_errors - kept_e) / max(total - kept_n, 1)
                 explained &= bool(rate[i] > rate[k] and low <= outside)
-        if skip or (inside and not explained):
+        if skip or (inside and not explained and pieces == "drop"):
             continue
+        if not explained:
+            inside = []  # kept beside the slices it is a piece of
         for slot in sorted(inside, reverse=True):
             del chosen[slot], masks[slot]
         chosen.append(int(i))

@@ -35,7 +35,9 @@ Embedding drift (:data:`EMBEDDING_METHODS`, rows of ``DriftReport.embedding``):
   bandwidth) on PCA-50 of a subsample, with a permutation p-value; flagged when ``p < alpha``.
 
 ``DriftReport.slices`` lists the single-predicate slices (metadata, image-property bins, true
-and predicted class) whose share of the set or error rate moved most from A to B.
+and predicted class) whose share of the set or error rate moved from A to B: tested (two-sided
+Fisher exact on the share and on the error rate, Benjamini-Hochberg over the slices; ``moved``),
+moved slices first, then by how much they moved.
 """
 
 from __future__ import annotations
@@ -127,6 +129,9 @@ ERROR_RATE_B = "error_rate_b"
 ERROR_DELTA = "error_delta"  # error_rate_b - error_rate_a
 ERROR_DELTA_LOW = "error_delta_low"  # Newcombe's hybrid score interval (independent samples)
 ERROR_DELTA_HIGH = "error_delta_high"
+SHARE_P_ADJ = "share_p_adj"  # two-sided Fisher exact: the share changed; BH over the slices
+ERROR_P_ADJ = "error_p_adj"  # two-sided Fisher exact: the error rate changed; BH over the slices
+MOVED = "moved"  # either adjusted p < alpha
 SLICE_COLUMNS = [
     SOURCE,
     COLUMN,
@@ -142,6 +147,9 @@ SLICE_COLUMNS = [
     ERROR_DELTA,
     ERROR_DELTA_LOW,
     ERROR_DELTA_HIGH,
+    SHARE_P_ADJ,
+    ERROR_P_ADJ,
+    MOVED,
 ]
 
 
@@ -680,12 +688,11 @@ def _newcombe_independent(
 def _empty_slices() -> pd.DataFrame:
     text = {SOURCE, COLUMN, SPEC, DESCRIPTION}
     ints = {N_A, N_B}
-    return pd.DataFrame(
-        {
-            c: pd.Series(dtype=object if c in text else "int64" if c in ints else "float64")
-            for c in SLICE_COLUMNS
-        }
-    )
+
+    def dtype(c):
+        return object if c in text else "int64" if c in ints else bool if c == MOVED else "float64"
+
+    return pd.DataFrame({c: pd.Series(dtype=dtype(c)) for c in SLICE_COLUMNS})
 
 
 def _slice_shift(
@@ -698,8 +705,12 @@ def _slice_shift(
     n_bins: int,
     min_support: int,
     predictions: bool,
+    alpha: float = 0.05,
 ) -> pd.DataFrame:
-    """Share and error rate of every single-predicate slice of the pooled sets, in A and B."""
+    """Share and error rate of every single-predicate slice of the pooled sets, in A and B, and
+    whether each moved: two-sided Fisher exact tests of the share and of the error rate,
+    Benjamini-Hochberg over the slices (``moved``: either adjusted p < ``alpha``); moved slices
+    first, then by how much the share and the error rate changed."""
     from .slices import SOURCE_CLUSTER, SOURCE_PRED, describe, slice_partitions, spec_to_json
     from .slices import SliceSpec as Spec
 
@@ -748,10 +759,37 @@ def _slice_shift(
     t[ERROR_DELTA] = t[ERROR_RATE_B] - t[ERROR_RATE_A]
     low, high = _newcombe_independent(e_a, n_a, e_b, n_b)
     t[ERROR_DELTA_LOW], t[ERROR_DELTA_HIGH] = low, high
+    from .slices import bh_adjust
+
+    share_p = _fisher_two_sided(n_b, na + nb, n_a + n_b, nb)
+    error_p = _fisher_two_sided(e_b, n_a + n_b, e_a + e_b, n_b)
+    t[SHARE_P_ADJ] = bh_adjust(share_p) if len(t) else share_p
+    t[ERROR_P_ADJ] = bh_adjust(error_p) if len(t) else error_p
+    t[MOVED] = (t[SHARE_P_ADJ] < alpha) | (t[ERROR_P_ADJ] < alpha)
     order = np.lexsort(
-        (-t[ERROR_DELTA].abs().fillna(0).to_numpy(), -t[SHARE_DELTA].abs().fillna(0).to_numpy())
+        (
+            -t[ERROR_DELTA].abs().fillna(0).to_numpy(),
+            -t[SHARE_DELTA].abs().fillna(0).to_numpy(),
+            ~t[MOVED].to_numpy(),
+        )
     )
     return t.iloc[order].reset_index(drop=True)[SLICE_COLUMNS]
+
+
+def _fisher_two_sided(x, total, successes, draws) -> np.ndarray:
+    """Two-sided Fisher exact p by doubling the smaller one-sided tail (capped at 1): for each
+    row, ``X ~ Hypergeometric(total, successes, draws)`` observed at ``x``."""
+    from .slices import _fisher_core
+
+    x, total, successes, draws = np.broadcast_arrays(
+        *(np.asarray(a, dtype=np.int64) for a in (x, total, successes, draws))
+    )
+    if not x.size:
+        return np.zeros(0)
+    upper = _fisher_core(x, draws, successes, total)  # P(X >= x)
+    # P(X <= x) = P(Y >= draws - x) with Y the count of the other kind among the draws
+    lower = _fisher_core(draws - x, draws, total - successes, total)
+    return np.minimum(1.0, 2.0 * np.minimum(upper, lower))
 
 
 def drift_report(
@@ -955,6 +993,7 @@ def drift_report(
             n_bins=slice_bins,
             min_support=int(min_support),
             predictions=bool(predictions),
+            alpha=float(alpha),
         )
     else:
         slices = _empty_slices()

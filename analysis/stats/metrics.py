@@ -56,7 +56,13 @@ import numpy as np
 import pandas as pd
 
 from analysis import schema
-from analysis.checks import check_bootstrap, check_confidence, check_int
+from analysis.checks import (
+    PROB_ROW_SUM_ATOL,
+    check_bootstrap,
+    check_confidence,
+    check_int,
+    row_losses,
+)
 from analysis.stats.intervals import (
     Estimate,
     UndefinedMetricWarning,
@@ -134,7 +140,7 @@ IMBALANCE_MAX_RATIO = 5.0
 IMBALANCE_MAX_GAP = 0.05
 
 # probabilities: each row must sum to 1 within this absolute tolerance (float32 softmax is ~1e-6)
-PROB_SUM_ATOL = 1e-3
+PROB_SUM_ATOL = PROB_ROW_SUM_ATOL  # one tolerance for every module (analysis.checks)
 
 _CHUNK_CELLS = 1 << 22  # cells of a multinomial draw matrix materialised at once
 # _count_replicates draws rows instead of cells once the table has more than one non-zero cell
@@ -921,8 +927,7 @@ def log_loss(
 
 
 def _row_losses(x: ClassificationInputs) -> np.ndarray:
-    p = x.probs[np.arange(x.n), x.y_true]
-    return -np.log(np.clip(p, x.eps, 1.0 - x.eps))
+    return row_losses(x.probs, x.y_true, eps=x.eps)
 
 
 def _mean_statistic(values: np.ndarray, *_: np.ndarray) -> np.ndarray:

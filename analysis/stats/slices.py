@@ -22,6 +22,14 @@ unrelated values that nobody can act on, and a value too rare to test is simply 
 
 A row whose value is missing (NaN / None) satisfies no predicate, not even ``!=``: "camera is not
 cam_c" does not include images with no camera recorded.
+
+Slices that say nothing are not slices. A slice is a comparison of its rows with the rest, so
+both sides need ``min_support`` rows, and a slice holding more than :data:`MAX_SHARE` (90%) of the
+images is not tested or reported: "width is 100" on 618 of 619 images says only that one image
+is different (:func:`is_testable_size`). Slices defined by the model's own output (the predicted
+class, the embedding cluster) are marked ``model_output``: "predicted class is 9" restates that
+class's precision and an error cluster is worse partly by construction, so they are shown apart
+from conditions on the inputs and never raised as a weak slice.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from ..checks import check_int
 from .intervals import wilson_interval
 
 __all__ = [
+    "MAX_SHARE",
     "OPS",
     "SLICE_COLUMNS",
     "Partition",
@@ -54,6 +63,8 @@ __all__ = [
     "describe",
     "error_rate_by_value",
     "fisher_worse_p",
+    "is_model_output",
+    "is_testable_size",
     "slice_partitions",
     "spec_from_json",
     "spec_to_json",
@@ -88,6 +99,7 @@ SIGNIFICANT = "significant"  # p_adj < alpha
 ACCURACY = "accuracy"  # 1 - error_rate
 MACRO_F1 = "macro_f1"  # macro F1 over the classes present in the slice (true or predicted)
 TOP_CONFUSION = "top_confusion"  # most frequent "true -> predicted (count)"; missing if none
+MODEL_OUTPUT = "model_output"  # defined by the model's own output (predicted class, cluster)
 VALUE = "value"  # error_rate_by_value: the value or bin, in words
 
 SLICE_COLUMNS = [
@@ -109,6 +121,7 @@ SLICE_COLUMNS = [
     ACCURACY,
     MACRO_F1,
     TOP_CONFUSION,
+    MODEL_OUTPUT,
 ]
 VALUE_COLUMNS = [
     VALUE,
@@ -126,6 +139,10 @@ VALUE_COLUMNS = [
 CONFIDENCE = 0.95  # of the error-rate intervals
 _URL_SAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 TAIL_SHARE = 0.10  # extreme tails of image properties: lowest / highest 10%
+#: A slice holding more than this share of the rows is not a slice (see the module docstring).
+MAX_SHARE = 0.9
+#: Sources defined by the model's own output, not by a condition on the inputs.
+MODEL_OUTPUT_SOURCES = (SOURCE_PRED, SOURCE_CLUSTER)
 _MIN_DIGITS = 3  # significant digits of bin edges (more only where 3 would merge edges)
 
 # Words for the low and high end of a numeric column, for readable bin names.
@@ -572,6 +589,30 @@ def _fisher_core(
     return np.clip(p, 0.0, 1.0)
 
 
+def is_testable_size(
+    n: Any, total: int, *, min_support: int, max_share: float = MAX_SHARE
+) -> np.ndarray:
+    """Which slice sizes make a slice: ``n`` and the rest ``total - n`` both hold at least
+    ``min_support`` rows, and ``n <= max_share * total``.
+
+    Parameters
+    ----------
+    n : int or array-like of int
+        Rows of each slice.
+    total : int
+        Rows of the table.
+    min_support : int, keyword-only
+    max_share : float, keyword-only
+        Largest share of the rows a slice may hold (default :data:`MAX_SHARE`).
+
+    Returns
+    -------
+    ndarray of bool, the shape of ``n``
+    """
+    n = np.asarray(n)
+    return (n >= min_support) & (total - n >= min_support) & (n <= max_share * total)
+
+
 def bh_adjust(p_values: Any, *, n_tests: int | None = None) -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values (step-up false-discovery-rate control).
 
@@ -686,6 +727,7 @@ def _check_inputs(
     min_support: Any,
     alpha: Any,
     n_bins: Any,
+    max_share: Any = MAX_SHARE,
 ) -> tuple[_Inputs, tuple[str, ...], tuple[str, ...]]:
     """Validate the arguments shared by compute_slices and discover_slices."""
     if not isinstance(samples, pd.DataFrame):
@@ -728,6 +770,10 @@ def _check_inputs(
         raise TypeError(f"alpha must be a float in (0, 1), got {type(alpha).__name__}")
     if not 0.0 < float(alpha) < 1.0:
         raise ValueError(f"alpha must be in (0, 1) (e.g. 0.05), got {alpha!r}")
+    if isinstance(max_share, bool) or not isinstance(max_share, numbers.Real):
+        raise TypeError(f"max_share must be a float in (0, 1], got {type(max_share).__name__}")
+    if not 0.0 < float(max_share) <= 1.0:
+        raise ValueError(f"max_share must be in (0, 1] (e.g. {MAX_SHARE}), got {max_share!r}")
     names: tuple[str, ...] | None = None
     if class_names is not None:
         if isinstance(class_names, str) or not isinstance(class_names, Iterable):
@@ -1025,7 +1071,10 @@ def _empty_table(columns: list[str]) -> pd.DataFrame:
     ints = {N, ERRORS, "depth"}
     text = {SOURCE, COLUMN, SPEC, DESCRIPTION, TOP_CONFUSION, VALUE}
     data = {
-        c: np.array([], dtype="int64" if c in ints else bool if c == SIGNIFICANT else "float64")
+        c: np.array(
+            [],
+            dtype="int64" if c in ints else bool if c in (SIGNIFICANT, MODEL_OUTPUT) else "float64",
+        )
         for c in columns
     }
     return pd.DataFrame(data).astype({c: "str" for c in columns if c in text})
@@ -1058,8 +1107,14 @@ def _table(
         SIGNIFICANT: np.asarray(p_adj, dtype=np.float64) < alpha,
         MACRO_F1: [q[0] for q in quality],
         TOP_CONFUSION: [q[1] for q in quality],
+        MODEL_OUTPUT: np.array([is_model_output(src) for src in sources], dtype=bool),
     }
     return pd.DataFrame(data)[SLICE_COLUMNS]
+
+
+def is_model_output(source: str) -> bool:
+    """Whether a slice's ``source`` ("+"-joined for conjunctions) uses the model's own output."""
+    return any(part in MODEL_OUTPUT_SOURCES for part in str(source).split("+"))
 
 
 def compute_slices(
@@ -1072,6 +1127,7 @@ def compute_slices(
     min_support: int = 20,
     alpha: float = 0.05,
     n_bins: int = 5,
+    max_share: float = MAX_SHARE,
 ) -> pd.DataFrame:
     """Every single-predicate slice, its error rate with interval, and whether it is worse.
 
@@ -1089,16 +1145,19 @@ def compute_slices(
     class_names : list of str or None, keyword-only
         Names of classes ``0..C-1`` for descriptions and ``top_confusion``.
     min_support : int
-        Slices with fewer rows are neither tested nor reported (nor is a slice of every row).
+        Slices with fewer rows, or whose rest has fewer rows, are neither tested nor reported.
     alpha : float
         False-discovery rate for ``significant``.
     n_bins : int
         Quantile bins per numeric column.
+    max_share : float
+        Slices holding more than this share of the rows are neither tested nor reported (a
+        slice of nearly every image says nothing; see :func:`is_testable_size`).
 
     Returns
     -------
     DataFrame, one row per slice, columns :data:`SLICE_COLUMNS`
-        Sorted significant first, then by ``gap`` (largest first), then ``p_value``.
+        ``model_output`` marks slices on the predicted class or the cluster. Sorted significant first, then by ``gap`` (largest first), then ``p_value``.
         ``attrs["n_tested"]`` is the number of slices tested. An empty table (no rows, or no
         slice with ``min_support`` rows) has the same columns and no rows.
 
@@ -1127,6 +1186,7 @@ def compute_slices(
         min_support=min_support,
         alpha=alpha,
         n_bins=n_bins,
+        max_share=max_share,
     )
     return _compute_slices_core(
         samples,
@@ -1137,6 +1197,7 @@ def compute_slices(
         min_support=int(min_support),
         alpha=float(alpha),
         n_bins=int(n_bins),
+        max_share=float(max_share),
     )
 
 
@@ -1150,6 +1211,7 @@ def _compute_slices_core(
     min_support: int,
     alpha: float,
     n_bins: int,
+    max_share: float = MAX_SHARE,
 ) -> pd.DataFrame:
     total = len(samples)
     if total == 0:
@@ -1171,7 +1233,8 @@ def _compute_slices_core(
         valid = part.codes >= 0
         n_k = np.bincount(part.codes[valid], minlength=k)
         e_k = np.bincount(part.codes[valid & error], minlength=k)
-        for j in np.flatnonzero((n_k >= min_support) & (n_k < total)):
+        sized = is_testable_size(n_k, total, min_support=min_support, max_share=max_share)
+        for j in np.flatnonzero(sized):
             specs.append(SliceSpec((part.predicates[j],)))
             sources.append(part.source)
             masks.append(part.codes == j)

@@ -38,13 +38,15 @@ def _label_errors(run: Run) -> None:
     names = run.class_names
     flagged = issues[issues["is_label_issue"].astype(bool)]
     ref = run.manifest["inputs"].get("reference")
-    st.markdown(
-        f"**{len(flagged)} images** ({fmt.pct(len(flagged) / max(1, len(issues)))}) look"
-        " mislabelled by confident learning (Northcutt et al., 2021): of the images of their"
-        " labelled class, they are among the estimated number of label errors both by the lowest"
-        " probability for the given label and by the largest margin towards another class."
-        " Ranked by label quality, the model's probability for the given label (low = suspicious)."
-    )
+    words = data.label_words(str(run.path))
+    if words is not None:
+        st.markdown(f"**{words.headline}**")
+        st.markdown(words.expectation)
+        st.caption(
+            f"{words.ranking} Found by confident learning (Northcutt et al., 2021): per class,"
+            " the estimated number of label errors with the largest margin towards another"
+            " class."
+        )
     st.caption(
         "Confident learning needs held-out predictions. These are the model's predictions on the"
         f" evaluation set{' (the reference set ' + ref['name'] + ' is assumed to be the training set)' if ref else ''};"
@@ -65,6 +67,11 @@ def _label_errors(run: Run) -> None:
             "given": [names[i] for i in show["given_label"]],
             "suggested": [names[i] for i in show["suggested_label"]],
             "label quality": show["label_quality"].round(3),
+            **(
+                {"neighbours with its label": show["neighbour_agreement"].round(2)}
+                if "neighbour_agreement" in show and show["neighbour_agreement"].notna().any()
+                else {}
+            ),
             "why": show["reason"],
         }
     )

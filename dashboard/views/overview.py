@@ -82,6 +82,11 @@ def render(run: Run) -> None:
                 elif f.page != "overview":
                     nav.link(f.page, "Open →")
         st.subheader("Most frequent confusions")
+        st.caption(
+            "A pair is marked when the true class's images are predicted as that class more"
+            " often than other classes' images are (one-sided Fisher test, Benjamini-Hochberg"
+            " over every pair of classes)."
+        )
         if pairs.empty:
             st.caption("No errors.")
         for _, r in pairs.iterrows():
@@ -90,7 +95,9 @@ def render(run: Run) -> None:
             nav.link(
                 "gallery",
                 f"{int(r['count'])} {given} predicted as {pred}"
-                f" ({r['share_of_true_class']:.0%} of {given})",
+                f" ({r['share_of_true_class']:.0%} of {given}, 95% CI"
+                f" {r['rate_low']:.0%}-{r['rate_high']:.0%}"
+                f"{'; more than other classes, adjusted p ' + format(r['p_adj'], '.2g') if r['significant'] else ''})",
                 ImageQuery(true=(t,), pred=(p,)),
             )
     with right:

@@ -132,6 +132,20 @@ def _by_slice(run: Run, result) -> None:
         view.style.format("{:+.0%}").background_gradient(cmap="RdBu_r", vmin=-0.5, vmax=0.5),
         key="rb_slice_tbl",
     )
+    if "significant" in t.columns:
+        sig = t[t["significant"].astype(bool)]
+        if sig.empty:
+            st.caption(
+                "No cell is significantly worse inside the slice (one-sided Fisher test on the"
+                " share of correctly classified images each perturbation breaks, BH over the cells)."
+            )
+        else:
+            cells = ", ".join(
+                f"{r[rb.PERTURBATION]} {int(r[rb.SEVERITY])} ({r['break_in']:.0%} vs"
+                f" {r['break_out']:.0%} broken, adjusted p {r['p_adj']:.2g})"
+                for _, r in sig.head(6).iterrows()
+            )
+            st.markdown(f"Significantly worse inside the slice: {cells}.")
     nav.link("gallery", f"Open the {n_in} images of this slice →", ImageQuery(slice=choices[pick]))
 
 

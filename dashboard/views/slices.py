@@ -54,7 +54,21 @@ def render(run: Run) -> None:
             if only_sig:
                 view = view[view["significant"].astype(bool)]
             st.caption(f"{len(view)} of {len(single)} slices")
-            _slice_list(view.reset_index(drop=True), overall, key="all")
+            own = view["model_output"].astype(bool) if "model_output" in view else None
+            if own is None or not own.any():
+                _slice_list(view.reset_index(drop=True), overall, key="all")
+            else:
+                if (~own).any():
+                    _slice_list(view[~own].reset_index(drop=True), overall, key="all")
+                else:
+                    st.info("No slice on the inputs here; see those on the model's output below.")
+                st.subheader("Defined by the model's own output")
+                st.caption(
+                    "Predicted class and embedding cluster: worse partly by construction (a"
+                    " predicted-class slice restates that class's precision), so never raised"
+                    " as a weak slice."
+                )
+                _slice_list(view[own].reset_index(drop=True), overall, key="own")
     with tab_col:
         cols = [
             c

@@ -176,6 +176,63 @@ def test_every_method_returns_a_map_in_unit_range(models, arch, method):
     assert not flat  # some class has a map that says something
 
 
+def _hand_cam(model, x, layer_name: str, target: int, method: str) -> np.ndarray:
+    """The CAM papers' formulas written out with autograd, independently of pytorch-grad-cam:
+    activations A [K, h, w] of the layer and gradients G of the target logit with respect to
+    them; Grad-CAM w_k = mean(G_k) (Selvaraju et al. 2017), HiResCAM sum_k G_k * A_k (Draelos &
+    Carin 2020), XGradCAM w_k = sum(G_k * A_k) / sum(A_k) (Fu et al. 2020), LayerCAM
+    sum_k relu(G_k) * A_k (Jiang et al. 2021); then ReLU, min-max scaling, a bilinear resize to
+    the input and min-max scaling again (the library's documented post-processing)."""
+    import cv2
+
+    saved = {}
+    module = model.get_submodule(layer_name)
+    handle = module.register_forward_hook(lambda m, i, o: saved.__setitem__("a", o))
+    try:
+        logits = model(x.unsqueeze(0))
+    finally:
+        handle.remove()
+    a = saved["a"]
+    (g,) = torch.autograd.grad(logits[0, target], a)
+    a, g = a[0].detach().double(), g[0].double()
+    if method == "gradcam":
+        cam = (g.mean(dim=(1, 2))[:, None, None] * a).sum(0)
+    elif method == "hirescam":
+        cam = (g * a).sum(0)
+    elif method == "xgradcam":
+        w = (g * a).sum(dim=(1, 2)) / (a.sum(dim=(1, 2)) + 1e-7)
+        cam = (w[:, None, None] * a).sum(0)
+    else:  # layercam
+        cam = (torch.relu(g) * a).sum(0)
+
+    def scale(m):
+        m = m - m.min()
+        return m / (1e-7 + m.max())
+
+    # the library scales the layer's map, resizes it, and scales the result again
+    up = cv2.resize(np.float32(scale(torch.relu(cam).numpy())), tuple(x.shape[-2:][::-1]))
+    return scale(np.maximum(up, 0))
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v3_small"])
+@pytest.mark.parametrize("method", ["gradcam", "hirescam", "xgradcam", "layercam"])
+def test_maps_equal_the_formulas_written_out(models, arch, method):
+    """Not only a value range: on real (random) networks the map is the method's formula."""
+    from analysis.explain.layers import default_layer
+
+    model, size = models[arch]
+    torch.manual_seed(2)
+    x = torch.randn(3, size, size)
+    layer = default_layer(model, size).name
+    for target in range(3):
+        got = compute_cam(model, x, target_class=target, method=method)
+        ref = _hand_cam(model.eval(), x, layer, target, method)
+        if ref.max() <= 0:  # nothing supports the class: the module returns zeros
+            assert np.all(got == 0)
+            continue
+        np.testing.assert_allclose(got, np.clip(ref, 0, 1), atol=2e-4)
+
+
 def test_same_map_inside_inference_mode_and_no_grad(models):
     model, size = models["resnet18"]
     x = torch.randn(3, size, size)

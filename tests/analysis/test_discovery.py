@@ -120,7 +120,11 @@ def test_planted_slice_is_the_top_discovery(seed: int) -> None:
     assert top["column"] == "a & b"
     assert bool(top["significant"])
     assert top["error_rate_low"] > 0.1  # clearly above the 10% elsewhere
-    assert (out["score"].diff().dropna() <= 1e-12).all()  # best score first
+    # ranked by excess errors (the default): errors beyond the rest's rate, most first
+    excess = out["errors"] - out["n"] * out["rest_error_rate"]
+    assert (excess.diff().dropna() <= 1e-9).all(), excess.tolist()
+    by_score = discover_slices(df, **PLANTED_KW, rank_by="sliceline")
+    assert (by_score["score"].diff().dropna() <= 1e-12).all()  # SliceLine: best score first
     for _, row in out.iterrows():  # every row is what its spec selects
         mask = apply_slice(df, spec_from_json(row["spec"]))
         assert mask.sum() == row["n"]
@@ -161,6 +165,8 @@ def test_counts_every_size_feasible_candidate_and_bh_over_all_of_them() -> None:
             ]
             if size < 15 or any(size >= int(p.sum()) for p in parents):
                 continue
+            if total - size < 15 or size > 0.9 * total:  # no slice of (nearly) every row
+                continue
             specs.append(SliceSpec(tuple(p for p, _, _ in combo)))
             n.append(size)
             e.append(int(error[mask].sum()))
@@ -175,32 +181,44 @@ def test_counts_every_size_feasible_candidate_and_bh_over_all_of_them() -> None:
         assert row["p_adj"] == pytest.approx(p_adj[spec_from_json(row["spec"])], rel=1e-9)
 
 
-def test_null_data_gives_no_significant_slice() -> None:
-    """100 seeded data sets where errors depend on nothing.
+#: Null data sets per test: under the complete null, Benjamini-Hochberg at alpha promises that
+#: anything is flagged in at most alpha of them (Simes; tests positively dependent).
+N_NULL = 400
+ALPHA = 0.05
 
-    discover_slices: nothing in at least 95 of 100 (here 1 of 100; 1 of 1,000 in a longer run).
-    compute_slices: BH over its ~45 single slices. Under the complete null BH flags anything
-    exactly when Simes' test rejects, which happens with probability about alpha, not less
-    (measured 55 of 1,100 = 5.0%; here 5 of 100, and 5 of 100 with single or discovered). The
-    issue's criterion (nothing in at least 95 of 100) is asserted literally on these fixed
-    seeds: the outcome is deterministic, so a change that makes the table flag noise more often
-    fails here. It sits on BH's expected rate, though: a change of seeds alone would fail about
-    4 in 10 times, which is why the seeds are fixed. Without the correction most data sets flag
-    something (81 of 100; checked, so the test has teeth).
+
+def _binomial_bound(n: int, p: float, tail: float = 1e-3) -> int:
+    """The count of n Bernoulli(p) trials exceeded with probability at most ``tail``."""
+    from scipy.stats import binom
+
+    return int(binom.ppf(1 - tail, n, p))
+
+
+def test_null_data_gives_no_significant_slice() -> None:
+    """What the README promises: where errors depend on no column, a run flags any slice at all
+    in at most alpha = 5% of data sets, for the single-slice table and for discovery alike.
+
+    Tested on N_NULL seeded null data sets against the binomial bound: the count must not
+    exceed what a true rate of exactly 5% exceeds with probability 0.1%, so the test fails when
+    the rate is clearly above the promise (at 10% it fails in about 9 of 10 seed blocks), not on
+    an unlucky block of seeds. The long version (1,000 random null worlds of bench/worlds.py,
+    with Clopper-Pearson intervals) is in bench/bench_discovery.py. Without the correction most
+    data sets flag something (checked, so the test has teeth).
     """
     discovered = single = uncorrected = 0
-    for seed in range(100):
+    for seed in range(N_NULL):
         df = null_table(seed)
         singles = compute_slices(df, **NULL_KW)
         found = discover_slices(df, **NULL_KW)
         discovered += len(found) > 0
         single += bool(singles["significant"].any())
-        uncorrected += bool((singles["p_value"] < 0.05).any())
+        uncorrected += bool((singles["p_value"] < ALPHA).any())
         assert singles.attrs["n_tested"] >= 30 and found.attrs["n_tested"] >= 1000
-    assert discovered <= 5
-    assert single <= 5
-    assert discovered + single <= 10
-    assert uncorrected >= 50
+    bound = _binomial_bound(N_NULL, ALPHA)
+    print(f"null: discovery {discovered}, single {single}, uncorrected {uncorrected} of {N_NULL}")
+    assert discovered <= bound, (discovered, bound)
+    assert single <= bound, (single, bound)
+    assert uncorrected > 2 * bound
 
 
 def test_min_support_is_respected() -> None:

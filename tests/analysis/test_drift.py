@@ -214,7 +214,12 @@ def test_slice_error_rates_that_moved():
     assert cam["error_delta"] == pytest.approx(cam["error_rate_b"] - cam["error_rate_a"])
     assert cam["error_delta_low"] > 0.5 and cam["error_delta_high"] <= 1.0
     assert s["error_delta"].idxmax() == "camera is c"
-    assert (np.diff(rep.slices["share_delta"].abs().to_numpy()) <= 1e-12).all()  # sorted
+    # sorted: the slices that moved (tested) first, then by how much the share changed
+    moved = rep.slices["moved"].to_numpy()
+    assert not (np.diff(moved.astype(int)) > 0).any()
+    for flag in (True, False):
+        shift = rep.slices.loc[moved == flag, "share_delta"].abs().to_numpy()
+        assert (np.diff(shift) <= 1e-12).all()
 
 
 def test_report_round_trips_through_json():
@@ -304,3 +309,37 @@ def test_real_darkened_copies_are_flagged(image_folder, tmp_path):
     assert rep2.embedding.empty and "different models" in rep2.warnings[0]
     assert "pred" not in set(rep2.features["feature"])  # would measure the models
     assert rep2.flagged_features == []  # same images
+
+
+def test_moved_slices_are_tested_two_sided_with_bh():
+    """A slice 'moved' when its share or its error rate changed by a two-sided Fisher exact
+    test (doubled smaller tail), BH over the slices; moved slices come first."""
+    from scipy.stats import false_discovery_control, hypergeom
+
+    from analysis.stats.drift import _fisher_two_sided
+
+    rng = np.random.default_rng(3)
+
+    def table(n, p_c, err_c):
+        cam = np.where(rng.random(n) < p_c, "c", "a")
+        wrong = rng.random(n) < np.where(cam == "c", err_c, 0.1)
+        label = rng.integers(0, 3, n)
+        return pd.DataFrame(
+            {"camera": cam, "label": label, "pred": np.where(wrong, (label + 1) % 3, label),
+             "correct": ~wrong}
+        )  # fmt: skip
+
+    a, b = table(1500, 0.2, 0.1), table(1500, 0.4, 0.3)
+    rep = drift_report(a, b, metadata_columns=["camera"], predictions=False)
+    s = rep.slices.set_index("description")
+    assert bool(s.loc["camera is c", "moved"]) and s["moved"].iloc[:1].all()
+    # by hand: share of camera c in B given the pooled count, doubled smaller tail
+    na, nb = len(a), len(b)
+    k_a, k_b = int((a.camera == "c").sum()), int((b.camera == "c").sum())
+    dist = hypergeom(na + nb, k_a + k_b, nb)
+    by_hand = min(1.0, 2 * min(dist.sf(k_b - 1), dist.cdf(k_b)))
+    assert _fisher_two_sided(np.array([k_b]), na + nb, k_a + k_b, nb)[0] == pytest.approx(by_hand)
+    raw = _fisher_two_sided(s["n_b"].to_numpy(), na + nb, (s["n_a"] + s["n_b"]).to_numpy(), nb)
+    np.testing.assert_allclose(s["share_p_adj"], false_discovery_control(raw, method="bh"))
+    same = drift_report(a, table(1500, 0.2, 0.1), metadata_columns=["camera"], predictions=False)
+    assert not same.slices["moved"].any()

@@ -65,6 +65,7 @@ def test_wheel_ships_the_page_modules(tmp_path):
     for v in VIEWS:  # what each page's callable imports
         assert f"{v.module.replace('.', '/')}.py" in names, v.module
     assert "dashboard/app.py" in names and "dashboard/views/overview.py" in names
+    assert "analysis/data_issues/label_precision.json" in names  # quoted by the dashboard
     assert not any(n.startswith(("sample_data/", "tests/")) for n in names)
 
 

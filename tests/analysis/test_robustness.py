@@ -25,12 +25,13 @@ from analysis.stats.robustness import (
     SUMMARY_FILE,
     N,
     RobustnessResult,
+    accuracy_rises,
     apply_perturbation,
     estimate_cost,
     first_flip_severity,
     flips,
     fragile_images,
-    is_monotone_within_interval,
+    is_monotone,
     list_robustness,
     load_robustness,
     make_perturb,
@@ -431,38 +432,110 @@ def test_slice_vs_rest_and_fragile_images():
     assert f["sample_id"].tolist() == ["s0", "s1", "s4"]
 
 
-def _summary(acc_by_severity, n=100, clean=None):
+def _paired(clean_right, sev_right):
+    """A one-perturbation result from per-image right/wrong at clean and each severity."""
+    labels = np.zeros(len(clean_right), dtype=np.int64)
+    as_pred = lambda r: np.where(np.asarray(r, bool), 0, 1)  # noqa: E731
+    preds = np.stack([as_pred(r) for r in sev_right])[None]
+    return _result(preds, labels, as_pred(clean_right), severities=range(1, len(sev_right) + 1))
+
+
+def test_accuracy_rises_is_a_paired_test():
+    """60% -> 75% on the same 100 images, 15 gained and none lost: the two Wilson intervals
+    overlap (the old unpaired check called it noise), the paired test calls it a rise."""
+    from scipy.stats import binomtest
+
     from analysis.stats.intervals import wilson_interval
 
-    correct = np.round(np.asarray(acc_by_severity) * n)
-    low, high = wilson_interval(correct, n)
-    return pd.DataFrame(
-        {
-            "perturbation": "blur",
-            "severity": np.arange(1, len(correct) + 1),
-            N: n,
-            "correct": correct,
-            ACCURACY: correct / n,
-            LOW: low,
-            HIGH: high,
-            "clean_correct": round((clean if clean is not None else acc_by_severity[0]) * n),
-        }
+    clean = np.arange(100) < 60
+    sev1 = np.arange(100) < 75
+    res = _paired(clean, [sev1])
+    _, hi0 = wilson_interval(60, 100)
+    lo1, _ = wilson_interval(75, 100)
+    assert lo1 <= hi0  # the intervals overlap
+    r = accuracy_rises(res, "blur")
+    assert r[["from_severity", "to_severity", "gained", "lost"]].values.tolist() == [[0, 1, 15, 0]]
+    assert r["p_value"].iloc[0] == pytest.approx(
+        binomtest(15, 15, 0.5, alternative="greater").pvalue
     )
+    assert not is_monotone(res, "blur")
+    assert is_monotone(res, "blur", include_clean=False)  # one severity: nothing to compare
 
 
-def test_is_monotone_within_interval():
-    assert is_monotone_within_interval(_summary([0.9, 0.8, 0.6, 0.4, 0.2]), "blur")
-    assert is_monotone_within_interval(_summary([0.8, 0.83, 0.6]), "blur")  # overlap: noise
-    assert not is_monotone_within_interval(_summary([0.5, 0.6, 0.7, 0.8, 0.9]), "blur")
-    assert not is_monotone_within_interval(_summary([0.3, 0.9]), "blur")
-    # a slow creep that no adjacent pair shows, but the first and last do
-    creep = _summary([0.50, 0.58, 0.66, 0.74, 0.82], n=100)
-    assert not is_monotone_within_interval(creep, "blur")
-    # the clean point counts as severity 0 unless told otherwise
-    after_clean = _summary([0.9, 0.88], clean=0.5)
-    assert not is_monotone_within_interval(after_clean, "blur")
-    assert is_monotone_within_interval(after_clean, "blur", include_clean=False)
-    with pytest.raises(ValueError, match="perturbation 'fog' is not in summary"):
-        is_monotone_within_interval(_summary([0.9]), "fog")
-    with pytest.raises(ValueError, match="summary is missing column"):
-        is_monotone_within_interval(pd.DataFrame({"perturbation": []}), "blur")
+def test_accuracy_rises_holm_over_pairs_and_noise_is_not_a_rise():
+    from scipy.stats import binomtest
+
+    rng = np.random.default_rng(0)
+    clean = rng.random(200) < 0.8
+    sevs = [clean.copy() for _ in range(3)]
+    for k, s in enumerate(sevs):  # accuracy falls: each severity loses more than it gains
+        s[rng.choice(200, 20 + 10 * k, replace=False)] = False
+        s[rng.choice(200, 6, replace=False)] = True
+    res = _paired(clean, sevs)
+    r = accuracy_rises(res, "blur")
+    assert len(r) == 6  # pairs of {clean, 1, 2, 3}
+    for _, row in r.iterrows():
+        g, lo = int(row["gained"]), int(row["lost"])
+        expected = binomtest(g, g + lo, 0.5, alternative="greater").pvalue if g + lo else 1.0
+        assert row["p_value"] == pytest.approx(expected)
+    # Holm by its definition: the k-th smallest p times (m - k + 1), running maximum, capped at 1
+    p = r["p_value"].to_numpy()
+    order = np.argsort(p, kind="stable")
+    holm = np.empty_like(p)
+    running = 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (len(p) - k) * p[i]))
+        holm[i] = running
+    np.testing.assert_allclose(r["p_adj"], holm)
+    assert is_monotone(res, "blur")
+    # a steady creep upwards is found from the first to the last severity
+    creep = [np.arange(200) < 120 + 12 * k for k in range(1, 4)]
+    assert not is_monotone(_paired(np.arange(200) < 120, creep), "blur")
+
+
+def test_accuracy_rises_skips_unreadable_images_and_validates():
+    labels = np.zeros(4, dtype=np.int64)
+    preds = np.array([[[0, 0, -1, 1]]])  # image 2 unreadable at severity 1
+    res = _result(preds, labels, np.array([1, 1, 1, 1]), severities=(1,))
+    r = accuracy_rises(res, "blur")
+    assert r.iloc[0]["n"] == 3 and r.iloc[0]["gained"] == 2 and r.iloc[0]["lost"] == 0
+    with pytest.raises(ValueError, match="perturbation 'fog' is not in result"):
+        accuracy_rises(res, "fog")
+    with pytest.raises(TypeError, match="result must be a RobustnessResult"):
+        accuracy_rises(pd.DataFrame(), "blur")
+
+
+def test_slice_vs_rest_tests_whether_the_slice_suffers_more():
+    """Breaks among the images right when clean, inside vs outside, one-sided Fisher (scipy),
+    BH over the cells."""
+    from scipy.stats import false_discovery_control, fisher_exact
+
+    from analysis.stats.robustness import slice_vs_rest
+    from analysis.stats.slices import Predicate, SliceSpec
+
+    n = 200
+    labels = np.zeros(n, dtype=np.int64)
+    clean = np.zeros(n, dtype=np.int64)
+    clean[:20] = 1  # 20 wrong when clean
+    inside = np.arange(n) % 4 == 0  # 50 images
+    sev1 = clean.copy()
+    sev1[inside & (np.arange(n) >= 20)] = 1  # breaks every clean-right image in the slice
+    sev2 = clean.copy()
+    sev2[np.arange(20, 60)] = 1  # breaks 40 images regardless of the slice
+    res = _result(np.stack([sev1, sev2])[None], labels, clean, severities=(1, 2))
+    samples = pd.DataFrame({"camera": np.where(inside, "c", "a")})
+    t = slice_vs_rest(res, samples, SliceSpec((Predicate("camera", "==", "c"),)))
+    ps = []
+    for _, r in t.iterrows():
+        pred = (sev1, sev2)[int(r["severity"]) - 1]
+        right = clean == labels
+        broke = right & (pred != labels)
+        table = [
+            [int((broke & inside).sum()), int((right & inside & ~broke).sum())],
+            [int((broke & ~inside).sum()), int((right & ~inside & ~broke).sum())],
+        ]
+        assert r["p_value"] == pytest.approx(fisher_exact(table, alternative="greater").pvalue)
+        ps.append(r["p_value"])
+    np.testing.assert_allclose(t["p_adj"], false_discovery_control(ps, method="bh"))
+    assert t["significant"].tolist() == [True, False]
+    assert t["break_in"].iloc[0] == 1.0 and t["break_out"].iloc[0] == 0.0

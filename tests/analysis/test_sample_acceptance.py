@@ -180,18 +180,30 @@ def test_review_survives_reanalysis(sample_run, tmp_path):
 
 
 def test_robustness_on_the_sample(sample_run, planted):
-    """Stated relation: cam_c's images are already blurred (planted failure 2), so extra blur
-    costs the sharp cameras more accuracy than cam_c, which has less left to lose. And accuracy
-    does not rise with severity for blur and noise beyond what the 95% intervals allow."""
-    from analysis.stats.robustness import is_monotone_within_interval, per_slice, run_robustness
+    """Stated relations: cam_c's images are already blurred (planted failure 2), so extra blur
+    costs the sharp cameras more accuracy than cam_c, which has less left to lose. Accuracy does
+    not rise with noise, nor from one blur severity to a stronger one: no paired test (the same
+    images at two severities, one-sided exact McNemar, Holm over the pairs) finds a rise. A mild
+    blur can beat the clean images, and the paired test sees it (measured: 16 images gained, 3
+    lost at severity 1): cam_c's images are noisy too, and blur removes noise. So any images a
+    blur gains over the clean ones must come mostly from cam_c."""
+    from analysis.stats.robustness import accuracy_rises, is_monotone, per_slice, run_robustness
     from analysis.stats.slices import Predicate, SliceSpec
 
     res = run_robustness(
         sample_run, perturbations=["gaussian_blur", "gaussian_noise"], subset=600, seed=0
     )
-    for name in ("gaussian_blur", "gaussian_noise"):
-        assert is_monotone_within_interval(res.summary, name), res.summary
+    assert is_monotone(res, "gaussian_noise"), res.summary
+    assert is_monotone(res, "gaussian_blur", include_clean=False), res.summary
     cam = next(w for w in planted["weak_slices"] if w["column"] == "camera")
+    rises = accuracy_rises(res, "gaussian_blur")
+    from_clean = rises[(rises["from_severity"] == 0) & (rises["p_adj"] < 0.05)]
+    on_cam = (sample_run.samples[cam["column"]] == cam["value"]).to_numpy()[res.rows]
+    pi = res.perturbations.index("gaussian_blur")
+    clean_right = res.clean_pred == res.labels
+    for sev in from_clean["to_severity"]:
+        gained = (res.predictions[pi, res.severities.index(int(sev))] == res.labels) & ~clean_right
+        assert on_cam[gained].mean() >= 2 * on_cam.mean(), (sev, on_cam[gained].mean())
     blurry = per_slice(res, sample_run, SliceSpec((Predicate("camera", "==", cam["value"]),)))
     sharp = per_slice(res, sample_run, SliceSpec((Predicate("camera", "!=", cam["value"]),)))
 

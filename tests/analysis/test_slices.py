@@ -474,6 +474,55 @@ def test_compute_slices_skips_a_slice_of_every_row() -> None:
     assert "width is 224" not in set(out["description"])
 
 
+def test_a_slice_of_nearly_every_row_says_nothing() -> None:
+    """The real-photo case: "width is 100" held 618 of 619 images. A slice needs min_support
+    rows on both sides of its comparison and at most MAX_SHARE (90%) of the rows."""
+    from analysis.stats.slices import MAX_SHARE, is_testable_size
+
+    rng = np.random.default_rng(0)
+    n = 619
+    df = pd.DataFrame(
+        {
+            "width": np.where(np.arange(n) == 0, 3024, 100),
+            "site": np.where(np.arange(n) < 580, "s1", "s2"),  # 94% / 6%
+            schema.LABEL: rng.integers(0, 3, n),
+        }
+    )
+    df[schema.PRED] = df[schema.LABEL]
+    df.loc[df.index[::4], schema.PRED] = (df[schema.LABEL] + 1) % 3
+    df[schema.CORRECT] = df[schema.LABEL] == df[schema.PRED]
+    out = compute_slices(
+        df, metadata_columns=["width", "site"], property_columns=[], class_names=NAMES
+    )
+    described = set(out["description"])
+    assert "width is 100" not in described and "width is 3024" not in described
+    assert "site is s1" not in described and "site is s2" in described  # 39 rows, rest 580
+    assert (out["share"] <= MAX_SHARE).all()
+    assert (len(df) - out["n"] >= 20).all()
+    everything = compute_slices(
+        df, metadata_columns=["site"], property_columns=[], class_names=NAMES, max_share=1.0
+    )
+    assert "site is s1" in set(everything["description"])  # the rule, not the data, drops it
+    np.testing.assert_array_equal(
+        is_testable_size([10, 20, 500, 581, 600], 619, min_support=20),
+        [False, True, True, False, False],
+    )
+
+
+def test_slices_on_the_model_output_are_marked() -> None:
+    df = random_table()
+    out = compute_slices(
+        df,
+        metadata_columns=["camera"],
+        property_columns=[schema.BRIGHTNESS],
+        cluster_column=schema.CLUSTER,
+        class_names=NAMES,
+    )
+    expected = out["source"].isin(["pred", "cluster"])
+    np.testing.assert_array_equal(out["model_output"].to_numpy(), expected.to_numpy())
+    assert out["model_output"].any() and not out["model_output"].all()
+
+
 def test_partitions_agree_with_apply_slice() -> None:
     df = random_table(seed=7)
     parts = slice_partitions(
