@@ -131,16 +131,21 @@ def _discovery(ctx: SectionContext):
 
 
 def _label_issues(ctx: SectionContext):
-    from ..data_issues.label_issues import estimate_noise_matrix, find_label_issues
+    from ..data_issues.label_issues import estimate_noise, find_label_issues
 
-    probs = np.asarray(ctx.probs, dtype=np.float64)
+    # float32 as stored: a float64 copy of 100k x 1,000 probabilities is 800 MB; the estimate
+    # is made once and shared by both passes and the noise matrix
+    probs = np.asarray(ctx.probs)
     labels = ctx.labels
-    table = find_label_issues(labels, probs, class_names=ctx.class_names)
+    est = estimate_noise(labels, probs)
+    table = find_label_issues(labels, probs, class_names=ctx.class_names, estimate=est)
     evidence = _label_evidence(ctx, table)
     if evidence:
-        table = find_label_issues(labels, probs, class_names=ctx.class_names, **evidence)
+        table = find_label_issues(
+            labels, probs, class_names=ctx.class_names, estimate=est, **evidence
+        )
     ctx.writer.write_table(schema.LABEL_ISSUES, table)
-    _write_noise(ctx, estimate_noise_matrix(labels, probs))
+    _write_noise(ctx, est.noise_matrix)
     by_row = table.set_index("index").sort_index()
     ctx.new_columns[schema.LABEL_ISSUE_SCORE] = by_row["label_quality"].to_numpy(np.float32)
     ctx.new_columns[schema.IS_LABEL_ISSUE] = by_row["is_label_issue"].to_numpy(bool)

@@ -46,6 +46,18 @@ class LabelTrust:
     def sentences(self) -> list[str]:
         return [s for s in (self.noise_sentence, self.threshold_sentence) if s]
 
+    @property
+    def short(self) -> str:
+        """One clause for the Overview: only when the flags are implausibly many."""
+        c = self.check
+        if c.verdict != lc.IMPLAUSIBLE:
+            return ""
+        return (
+            f"That is implausibly many: the model's own confidence explains at most"
+            f" {c.bound_high:.1%} label noise, so at most about {c.max_real_share:.0%} of the"
+            " flags can be real label errors."
+        )
+
 
 def _noise_sentence(c: lc.NoiseRateCheck) -> str:
     said = (

@@ -82,4 +82,8 @@ def test_run_words_for_the_thousand_class_run(thousand_class_run) -> None:
     flagged = run.samples["is_label_issue"].to_numpy(bool)
     assert trust.flagged_in_too_few <= flagged.sum()
     if trust.check.verdict == lc.IMPLAUSIBLE:
+        from analysis.present.findings import findings
+
         assert "At most about" in trust.noise_sentence
+        (found,) = [f for f in findings(run) if f.kind == "label_issues"]
+        assert "implausibly many" in found.message and found.severity == "medium"
