@@ -79,7 +79,10 @@ def image_grid(
             ok = bool(row[schema.CORRECT])
             st.image(path, width="stretch")
             mark = ":green[:material/check_circle:]" if ok else ":red[:material/cancel:]"
-            label = f"{mark} {names[row[schema.LABEL]]} → {names[row[schema.PRED]]}"
+            # long class names ("n01440764 tench, Tinca tinca") shortened: the detail page
+            # they open has them whole
+            given, pred = (fmt.short_name(names[row[c]], 22) for c in (schema.LABEL, schema.PRED))
+            label = f"{mark} {given} → {pred}"
             nav.link("detail", label, query, sample=row[schema.SAMPLE_ID], origin=origin)
             st.caption(f"conf {row[schema.CONFIDENCE]:.2f} · loss {row[schema.LOSS]:.2f}")
 
