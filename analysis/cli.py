@@ -86,6 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--arch", help="torchvision architecture of a state_dict, e.g. resnet18")
     a.add_argument("--classes", help="text file with one class name per line (model output order)")
     a.add_argument(
+        "--class-hierarchy",
+        metavar="FILE",
+        help="optional superclasses: a CSV/TSV 'class,parent' per line (any depth) or a JSON"
+        " object {class: parent}; adds per-superclass confusion, metrics and slices",
+    )
+    a.add_argument(
         "--trust-checkpoint",
         action="store_true",
         help="allow unpickling a full nn.Module (runs code from the file!)",
@@ -267,6 +273,7 @@ def _dispatch(args) -> int:
             reference=args.reference,
             arch=args.arch,
             classes=args.classes,
+            class_hierarchy=args.class_hierarchy,
             trust_checkpoint=args.trust_checkpoint,
             resize=args.resize,
             crop=args.crop,

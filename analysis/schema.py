@@ -21,11 +21,15 @@ SLICES = "slices.parquet"  # one row per single-predicate slice (see analysis.st
 DISCOVERED = "discovered_slices.parquet"  # conjunctions found by analysis.stats.discovery
 CLUSTERS = "clusters.parquet"  # one row per embedding cluster
 LABEL_ISSUES = "label_issues.parquet"  # ranked suspected label errors
-NOISE_MATRIX = "noise_matrix.npy"  # float64 [C, C], [i, j] = P(given label i | true label j)
+NOISE_MATRIX = "noise_matrix.npy"  # float64 [C, C], [i, j] = P(given label i | true label j);
+# written up to 256 classes (analysis.pipeline.sections.DENSE_NOISE_MAX)
+NOISE_ENTRIES = "noise_entries.parquet"  # its non-zero off-diagonal entries: given, true, rate
 DUPLICATES = "duplicates.parquet"  # pairs: within-eval near-duplicates and eval<->reference leakage
 OUTLIERS = "outliers.parquet"  # one row per (sample, outlier type)
 OUTLIER_SUMMARY = "outlier_summary.parquet"  # one row per outlier type: counts, error rates
 METRICS = "metrics.json"  # headline metrics with intervals, per-class table, confusion
+HIERARCHY = "class_hierarchy.json"  # the --class-hierarchy file, checked (analysis.stats.hierarchy)
+HIERARCHY_METRICS = "hierarchy_metrics.parquet"  # per (level, superclass): metrics with intervals
 CAMS_DIR = "cams"  # cached CAM maps, <sample_id>__<method>__<layer>__<class>.npy
 THUMBS_DIR = "thumbs"  # cached JPEG thumbnails, <sample_id>.jpg
 ROBUSTNESS_DIR = "robustness"
@@ -149,3 +153,6 @@ TRIAGE_COLUMNS = {
     "action": "relabel, collect, break_shortcut, augment, review_definition, deduplicate, model",
     "needs": "for a cause not tested: what the run lacks",
 }
+# With a class hierarchy, per level L (1 = coarsest): "superclass_L" (the given label's group
+# name) and "pred_superclass_L" (the prediction's); see analysis.stats.hierarchy.level_column.
+SUPERCLASS_PREFIX = "superclass_"

@@ -89,9 +89,35 @@ def image_grid(
             ok = bool(row[schema.CORRECT])
             st.image(path, width="stretch")
             mark = ":green[:material/check_circle:]" if ok else ":red[:material/cancel:]"
-            label = f"{mark} {safe(names[row[schema.LABEL]])} → {safe(names[row[schema.PRED]])}"
+            # long class names ("n01440764 tench, Tinca tinca") shortened: the detail page
+            # they open has them whole
+            given, pred = (
+                safe(fmt.short_name(names[row[c]], 22)) for c in (schema.LABEL, schema.PRED)
+            )
+            label = f"{mark} {given} → {pred}"
             nav.link("detail", label, query, sample=row[schema.SAMPLE_ID], origin=origin)
             st.caption(f"conf {row[schema.CONFIDENCE]:.2f} · loss {row[schema.LOSS]:.2f}")
+
+
+def url_param(name: str, default: str = "") -> str:
+    """A view setting from the URL (what a pasted link reopens), or ``default``."""
+    return str(st.query_params.get(name, default))
+
+
+def url_choice(name: str, options, default):
+    """:func:`url_param` if it is one of ``options`` (a mangled link falls back), else default."""
+    value = url_param(name, str(default))
+    return value if value in [str(o) for o in options] else default
+
+
+def sync_param(name: str, value, default) -> None:
+    """Mirror a view setting into the URL, left out when it is the default (short links)."""
+    value, default = str(value), str(default)
+    if value == default:
+        if name in st.query_params:
+            del st.query_params[name]
+    elif st.query_params.get(name) != value:
+        st.query_params[name] = value
 
 
 # every ASCII punctuation character: CommonMark lets each be backslash-escaped, and each can

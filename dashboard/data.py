@@ -83,6 +83,71 @@ def table(path: str, name: str) -> pd.DataFrame | None:
     return get_run(path).table(name)
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _metrics(path: str, stamp: int):
+    from analysis.present.findings import load_metrics
+
+    return load_metrics(get_run(path))
+
+
+def metrics(run: Run):
+    """The run's MetricsSummary, parsed once per process (a 1,000-class metrics.json holds a
+    million-cell confusion matrix); never mutate it."""
+    return _metrics(str(run.path), (Path(run.path) / "manifest.json").stat().st_mtime_ns)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _hierarchy(path: str, stamp: int):
+    from analysis.present.classes import load_hierarchy
+
+    return load_hierarchy(get_run(path))
+
+
+def hierarchy(run: Run):
+    """The run's ClassHierarchy or None."""
+    return _hierarchy(str(run.path), (Path(run.path) / "manifest.json").stat().st_mtime_ns)
+
+
+def _stamp(run: Run) -> int:
+    return (Path(run.path) / "manifest.json").stat().st_mtime_ns
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _matrix_view(path: str, stamp: int, level: int | None, group: int | None, n: int, focus):
+    from analysis.present import classes as cv
+
+    run = get_run(path)
+    cm = _metrics(path, stamp).confusion
+    if level is None:
+        return cv.class_matrix(cm, run.class_names, n=n, focus=focus)
+    h = _hierarchy(path, stamp)
+    if group is None:
+        return cv.level_matrix(cm, h, level, n=n)
+    return cv.drill_down(cm, h, level, group, n=n)
+
+
+def matrix_view(
+    run: Run, *, level: int | None = None, group: int | None = None, n: int, focus=None
+):
+    """The part of the confusion matrix to draw (analysis.present.classes), cached per view:
+    at 1,000 classes choosing it scans a million cells."""
+    return _matrix_view(str(run.path), _stamp(run), level, group, n, focus)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _pair_table(path: str, stamp: int, classes: tuple | None, k: int):
+    from analysis.present.classes import pair_table
+
+    cm = _metrics(path, stamp).confusion
+    return pair_table(cm, get_run(path).class_names, classes=classes, k=k)
+
+
+def pair_table(run: Run, *, classes=None, k: int):
+    """The top confusion pairs (optionally involving ``classes``), cached."""
+    key = None if classes is None else tuple(int(c) for c in classes)
+    return _pair_table(str(run.path), _stamp(run), key, k)
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
 def label_words(path: str):
     """The run's suspected-label-error sentences (analysis.present.label_words), cached."""

@@ -78,3 +78,16 @@ def planted():
     import json
 
     return json.loads((REPO / "sample_data" / "planted.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def thousand_class_run(tmp_path_factory):
+    """A 1,000-class predictions-mode run with a two-level class hierarchy (issue 17): 2,000
+    tiny images, 5% flipped labels, ImageNet-like long names. In its own runs folder (the
+    sample's tests open the newest run of theirs)."""
+    from tests.synthetic_classes import analyze_world, many_class_world
+
+    world = many_class_world(1000, 2, seed=0, noise=0.05)
+    root = tmp_path_factory.mktemp("thousand")
+    run, paths = analyze_world(world, root / "inputs", root / "runs")
+    return run, world, paths

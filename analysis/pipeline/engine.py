@@ -63,6 +63,7 @@ class AnalysisConfig:
     max_file_bytes: int | None = None
     exif_transpose: bool | None = None
     labels_are: str | None = None
+    class_hierarchy: str | None = None
 
     def fingerprint_dict(self) -> dict:
         """The parts of the config that change results (not device or worker count)."""
@@ -73,6 +74,7 @@ class AnalysisConfig:
             "predictions",
             "reference",
             "classes",
+            "class_hierarchy",  # its content goes into the run id instead (see analyze)
             "device",
             "num_workers",
             "batch_size",
@@ -313,19 +315,21 @@ def run_id_for(
     ref_fp: str | None,
     pred_sha: str | None,
     prep: Preprocessing,
+    *,
+    hierarchy_sha: str | None = None,
 ) -> str:
-    payload = json.dumps(
-        {
-            "config": cfg.fingerprint_dict(),
-            "data": data.fingerprint(),
-            "model": model_sha,
-            "predictions": pred_sha,
-            "reference": ref_fp,
-            "prep": prep.to_dict(),
-            "schema": schema.SCHEMA_VERSION,
-        },
-        sort_keys=True,
-    )
+    fields = {
+        "config": cfg.fingerprint_dict(),
+        "data": data.fingerprint(),
+        "model": model_sha,
+        "predictions": pred_sha,
+        "reference": ref_fp,
+        "prep": prep.to_dict(),
+        "schema": schema.SCHEMA_VERSION,
+    }
+    if hierarchy_sha:  # only when given, so runs without one keep their ids
+        fields["class_hierarchy"] = hierarchy_sha
+    payload = json.dumps(fields, sort_keys=True)
     digest = hashlib.sha256(payload.encode()).hexdigest()[:10]
     data_name = Path(cfg.data).stem or "data"
     model_name = (
@@ -370,10 +374,22 @@ def analyze(
         if cfg.reference
         else None
     )
+    hierarchy = hierarchy_file = None
+    if cfg.class_hierarchy:  # checked before the pass: a bad file fails in seconds, not hours
+        from ..stats.hierarchy import file_fingerprint, load_hierarchy
+
+        hierarchy = load_hierarchy(cfg.class_hierarchy, data.class_names)
+        hierarchy_file = {**file_fingerprint(cfg.class_hierarchy), "depth": hierarchy.depth}
     model_sha = sha256_file(cfg.model) if cfg.model else None
     pred_sha = sha256_file(cfg.predictions) if cfg.predictions else None
     run_id = run_id_for(
-        cfg, data, model_sha, reference.fingerprint() if reference else None, pred_sha, prep
+        cfg,
+        data,
+        model_sha,
+        reference.fingerprint() if reference else None,
+        pred_sha,
+        prep,
+        hierarchy_sha=hierarchy_file["sha256"] if hierarchy_file else None,
     )
     final = Path(runs_dir) / run_id
     if not force and (final / schema.MANIFEST).exists():
@@ -417,6 +433,8 @@ def analyze(
             device=_device(cfg.device),
         )
     warnings_: list[str] = list(data.warnings)
+    if hierarchy is not None:
+        warnings_ += list(hierarchy.warnings)
 
     with RunWriter(runs_dir, run_id) as w:
         thumbs = w.tmp / schema.THUMBS_DIR
@@ -468,6 +486,7 @@ def analyze(
             model=loaded.model if loaded is not None else None,
             prep=prep,
             pass_seconds=float(timings.get("pass", 0.0)),
+            hierarchy=hierarchy,
         )
         outputs = run_sections(ctx, sections=sections, timings=timings)
         samples = with_section_columns(samples, outputs)
@@ -490,6 +509,13 @@ def analyze(
             timings,
             warnings_,
         )
+        manifest["inputs"]["class_hierarchy"] = hierarchy_file
+        manifest["hierarchy_columns"] = [
+            c
+            for c in extra_cols
+            if c.startswith(schema.SUPERCLASS_PREFIX)
+            or c.startswith("pred_" + schema.SUPERCLASS_PREFIX)
+        ]
         path = w.commit(manifest, replace=force)
     say(f"run {run_id} written", 1.0)
     return open_run(path)

@@ -79,6 +79,7 @@ def refresh(run: Run, stale: Staleness, cfg, *, progress: Progress | None = None
             cfg=cfg,
             progress=say,
             outputs=keep,
+            hierarchy=_stored_hierarchy(run),
         )
         outputs = run_sections(ctx, sections=entries, timings=timings, only=stale.sections)
         if stale.sections or gone:
@@ -107,3 +108,15 @@ def refresh(run: Run, stale: Staleness, cfg, *, progress: Progress | None = None
         path = w.commit(manifest, replace=True)
     say(f"run {run.run_id} refreshed ({', '.join(stale.sections) or 'caches only'})", 1.0)
     return open_run(path)
+
+
+def _stored_hierarchy(run: Run):
+    """The class hierarchy the run was analysed with (its checked copy), or None."""
+    import json
+
+    p = run.path / schema.HIERARCHY
+    if not p.is_file():
+        return None
+    from ..stats.hierarchy import ClassHierarchy
+
+    return ClassHierarchy.from_dict(json.loads(p.read_text()))

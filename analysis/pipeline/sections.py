@@ -50,6 +50,7 @@ class SectionContext:
     prep: object = None  # its Preprocessing
     pass_seconds: float = 0.0  # how long the model pass took (budgets of optional work)
     status: dict = field(default_factory=dict)  # section -> its manifest entry, so far
+    hierarchy: object = None  # analysis.stats.hierarchy.ClassHierarchy or None
 
     @property
     def labels(self) -> np.ndarray:
@@ -105,10 +106,33 @@ def _embedding_map(ctx: SectionContext):
     return None
 
 
+def _hierarchy(ctx: SectionContext):
+    """Superclass columns per level (slices and the Confusion page read them), the checked
+    hierarchy, and per-superclass metrics with intervals. Runs only with a hierarchy
+    (:data:`OPTIONAL`)."""
+    from ..stats.hierarchy import hierarchy_metrics
+
+    h = ctx.hierarchy
+    preds = ctx.samples[schema.PRED].to_numpy()
+    ctx.new_columns.update(h.columns(ctx.labels, preds))
+    ctx.writer.write_json(schema.HIERARCHY, h.to_dict())
+    table = hierarchy_metrics(ctx.labels, preds, h, seed=ctx.cfg.seed)
+    ctx.writer.write_table(schema.HIERARCHY_METRICS, table)
+    return None
+
+
+def _superclass_columns(ctx: SectionContext) -> list[str]:
+    from ..stats.hierarchy import level_column
+
+    h = ctx.hierarchy
+    cols = [] if h is None else [level_column(lv) for lv in range(1, h.depth + 1)]
+    return [c for c in cols if c in ctx.outputs.get("class_hierarchy", {})]
+
+
 def _slice_args(ctx: SectionContext) -> dict:
     cluster = schema.CLUSTER if schema.CLUSTER in ctx.outputs.get("embedding_map", {}) else None
     return dict(
-        metadata_columns=ctx.metadata_columns,
+        metadata_columns=[*ctx.metadata_columns, *_superclass_columns(ctx)],
         property_columns=schema.PROPERTY_COLUMNS,
         cluster_column=cluster,
         class_names=ctx.class_names,
@@ -131,16 +155,21 @@ def _discovery(ctx: SectionContext):
 
 
 def _label_issues(ctx: SectionContext):
-    from ..data_issues.label_issues import estimate_noise_matrix, find_label_issues
+    from ..data_issues.label_issues import estimate_noise, find_label_issues
 
-    probs = np.asarray(ctx.probs, dtype=np.float64)
+    # float32 as stored: a float64 copy of 100k x 1,000 probabilities is 800 MB; the estimate
+    # is made once and shared by both passes and the noise matrix
+    probs = np.asarray(ctx.probs)
     labels = ctx.labels
-    table = find_label_issues(labels, probs, class_names=ctx.class_names)
+    est = estimate_noise(labels, probs)
+    table = find_label_issues(labels, probs, class_names=ctx.class_names, estimate=est)
     evidence = _label_evidence(ctx, table)
     if evidence:
-        table = find_label_issues(labels, probs, class_names=ctx.class_names, **evidence)
+        table = find_label_issues(
+            labels, probs, class_names=ctx.class_names, estimate=est, **evidence
+        )
     ctx.writer.write_table(schema.LABEL_ISSUES, table)
-    ctx.writer.write_array(schema.NOISE_MATRIX, estimate_noise_matrix(labels, probs))
+    _write_noise(ctx, est.noise_matrix)
     by_row = table.set_index("index").sort_index()
     ctx.new_columns[schema.LABEL_ISSUE_SCORE] = by_row["label_quality"].to_numpy(np.float32)
     ctx.new_columns[schema.IS_LABEL_ISSUE] = by_row["is_label_issue"].to_numpy(bool)
@@ -188,6 +217,19 @@ def _cams(ctx: SectionContext):
 def _decode_limits(cfg) -> dict:
     """The pass's file limits (see :func:`analysis.loading.images.run_decode_limits`)."""
     return {k: int(getattr(cfg, k)) for k in ("max_pixels", "max_file_bytes") if getattr(cfg, k, 0)}
+
+
+#: Classes up to which the noise matrix is also stored whole (8 bytes x classes^2: 8 MB at
+#: 1,000 classes, 800 MB at 10,000); its non-zero entries are always stored.
+DENSE_NOISE_MAX = 256
+
+
+def _write_noise(ctx: SectionContext, noise: np.ndarray) -> None:
+    from ..data_issues.label_checks import noise_entries
+
+    ctx.writer.write_table(schema.NOISE_ENTRIES, noise_entries(noise))
+    if noise.shape[0] <= DENSE_NOISE_MAX:
+        ctx.writer.write_array(schema.NOISE_MATRIX, noise)
 
 
 #: Nearest reference images whose labels are weighed against a suspected label error.
@@ -348,9 +390,14 @@ def _triage(ctx: SectionContext):
     if result.distance is not None:
         ctx.new_columns[schema.REFERENCE_DISTANCE] = result.distance.astype(np.float32)
 
+#: Sections that run only when their input was given (not recorded at all otherwise).
+OPTIONAL: dict[str, Callable[[SectionContext], bool]] = {
+    "class_hierarchy": lambda ctx: ctx.hierarchy is not None,
+}
 
 SECTIONS: dict[str, Callable[[SectionContext], str | None]] = {
     "metrics": _metrics,
+    "class_hierarchy": _hierarchy,
     "embedding_map": _embedding_map,
     "slices": _slices,
     "discovered_slices": _discovery,
@@ -363,8 +410,9 @@ SECTIONS: dict[str, Callable[[SectionContext], str | None]] = {
 
 #: section -> the sections whose samples columns it reads (recomputing one recomputes these)
 NEEDS: dict[str, tuple[str, ...]] = {
-    "slices": ("embedding_map",),  # the cluster column is a slice source
-    "discovered_slices": ("embedding_map",),
+    # the cluster column and the superclass columns are slice sources
+    "slices": ("embedding_map", "class_hierarchy"),
+    "discovered_slices": ("embedding_map", "class_hierarchy"),
     "label_issues": ("duplicates",),  # a near-copy's label in the reference set is evidence
     "cams": ("label_issues",),  # the review queue opens suspected label errors first
     # every section above: triage weighs what they all found
@@ -387,7 +435,7 @@ def run_sections(
     wanted = set(SECTIONS if only is None else only)
     ctx.status = sections
     for name, fn in SECTIONS.items():
-        if name not in wanted:
+        if name not in wanted or (name in OPTIONAL and not OPTIONAL[name](ctx)):
             continue
         ctx.current = name
         ctx.outputs[name] = {}

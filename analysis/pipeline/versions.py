@@ -159,7 +159,7 @@ class Staleness:
 
 def staleness(manifest: dict) -> Staleness:
     """Compare a run's manifest with the code installed now."""
-    from .sections import NEEDS, SECTIONS
+    from .sections import NEEDS, OPTIONAL, SECTIONS
 
     versions = manifest.get("versions") or {}
     if versions.get("pass_code") != _current_pass():
@@ -169,6 +169,8 @@ def staleness(manifest: dict) -> Staleness:
     recorded = manifest.get("sections") or {}
     stale: list[str] = []
     for name in SECTIONS:
+        if name in OPTIONAL and name not in recorded:
+            continue  # not asked for when the run was made (a refresh has not its input either)
         code = (recorded.get(name) or {}).get("code")
         if code != _current_section(name) or any(n in stale for n in NEEDS.get(name, ())):
             stale.append(name)

@@ -50,6 +50,14 @@ def categorical(axis: dict | None = None, *, categories=None) -> dict:
         if len(cats) <= MAX_LABELLED:
             out.update(tickmode="array", tickvals=cats, ticktext=cats)
     return out
+MAX_CLASS_BARS = 30  # one bar per class up to this many classes; beyond, the worst ones
+# confusion grid colours on [-1, 1]: the diagonal teal, errors orange, opacity by value
+_CONFUSION_SCALE = [
+    [0.0, "rgba(42,157,143,1)"],
+    [0.5, "rgba(42,157,143,0)"],
+    [0.5, "rgba(231,111,81,0)"],
+    [1.0, "rgba(231,111,81,1)"],
+]
 
 
 def _layout(fig, *, height: int | None = None, title: str | None = None):
@@ -64,22 +72,40 @@ def _layout(fig, *, height: int | None = None, title: str | None = None):
     return fig
 
 
-def confusion_figure(cm: np.ndarray, class_names: list[str], *, normalize: str | None = None):
+def confusion_figure(
+    cm: np.ndarray,
+    class_names: list[str],
+    *,
+    normalize: str | None = None,
+    class_ids: np.ndarray | None = None,
+    focus: int | None = None,
+):
     """Confusion matrix as a grid of square markers (clickable in Streamlit, unlike a heatmap).
 
     Parameters
     ----------
-    cm : int [K, K]
-        Counts, rows = true class, columns = predicted class.
+    cm : int [k, k]
+        Counts, rows = true class, columns = predicted class (the whole matrix, or a
+        sub-matrix of a larger one: then rows and columns are the classes ``class_ids``).
+    class_names : list of str, length k
+        Names of the k rows / columns shown (shortened on the axes, whole on hover).
     normalize : {None, "true", "pred"}
         Colour and text by counts, row shares (recall view) or column shares (precision view).
+        Shares of a sub-matrix are of the row's (column's) total inside the sub-matrix.
+    class_ids : int [k], optional
+        The class (or superclass) id of each row / column: what a click opens. Default 0..k-1.
+    focus : int, optional
+        Position of a row / column to outline (a searched class).
 
-    Each point's ``customdata`` is ``[true, pred, count]``.
+    Each point's ``customdata`` is ``[true id, pred id, count]``.
     """
     import plotly.graph_objects as go
 
+    from .formatting import short_names
+
     cm = np.asarray(cm, dtype=float)
     k = cm.shape[0]
+    ids = np.arange(k) if class_ids is None else np.asarray(class_ids, dtype=np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
         if normalize == "true":
             shown = cm / cm.sum(axis=1, keepdims=True)
@@ -91,60 +117,98 @@ def confusion_figure(cm: np.ndarray, class_names: list[str], *, normalize: str |
     t, p = t.ravel(), p.ravel()
     vals = shown[t, p]
     counts = cm[t, p].astype(int)
-    text = [
-        ("" if np.isnan(v) else f"{v:.0%}") if normalize else f"{c}"
-        for v, c in zip(vals, counts, strict=True)
-    ]
-    # diagonal in teal, errors in orange: a click target per cell
+    # one cell's side in pixels: text only where it fits, markers fill the cell
+    height = int(max(320, min(1000, 26 * k + 200)))
+    cell = (height - 170) / max(k, 1)
+    size = max(6, min(64, int(cell * 0.92)))
+    show_text = cell >= 20
     off = t != p
-    scale_max = np.nanmax(vals[off]) if off.any() and np.nanmax(vals[off]) > 0 else 1.0
-    colours = []
-    for v, is_off in zip(np.nan_to_num(vals), off, strict=True):
-        if is_off:
-            a = 0.08 + 0.92 * min(1.0, v / scale_max)
-            colours.append(f"rgba(231,111,81,{a:.3f})")
-        else:
-            diag_max = np.nanmax(vals[~off]) if (~off).any() else 1.0
-            a = 0.15 + 0.85 * (v / diag_max if diag_max else 0)
-            colours.append(f"rgba(42,157,143,{a:.3f})")
-    size = max(18, min(64, int(560 / max(k, 1))))
-    names = _texts(class_names)
+    # past a handful of classes most off-diagonal cells are empty: leave them blank so the
+    # errors stand out (their hover still says 0 images)
+    blank = off & (counts == 0) & (k > 8)
+    text = np.array(
+        [
+            "" if b else (("" if np.isnan(v) else f"{v:.0%}") if normalize else f"{c}")
+            for v, c, b in zip(vals, counts, blank, strict=True)
+        ],
+        dtype=object,
+    )
+    # diagonal in teal, errors in orange, opacity by value: one number per cell on a two-tone
+    # scale (diagonal in [-1, -0.15], errors in [0.08, 1]); per-cell colour strings made Plotly
+    # validate each of them and cost ~10x the whole figure
+    finite = np.nan_to_num(vals)
+    scale_max = finite[off].max() if off.any() and finite[off].max() > 0 else 1.0
+    diag_max = finite[~off].max() if (~off).any() and finite[~off].max() > 0 else 1.0
+    colour = np.where(
+        off,
+        0.08 + 0.92 * np.minimum(1.0, finite / scale_max),
+        -(0.15 + 0.85 * finite / diag_max),
+    )
+    raw = [str(n) for n in class_names]
+    full = np.asarray(_texts(raw), dtype=object)
+    short = np.asarray(_texts(short_names(raw)), dtype=object)
+    hover = np.char.add(
+        np.char.add("given <b>", full[t].astype(str)),
+        np.char.add("</b> → predicted <b>", np.char.add(full[p].astype(str), "</b>")),
+    ).astype(object)
     fig = go.Figure(
         go.Scatter(
-            x=[names[i] for i in p],
-            y=[names[i] for i in t],
-            mode="markers+text",
+            x=short[p],
+            y=short[t],
+            mode="markers+text" if show_text else "markers",
             marker=dict(
-                symbol="square", size=size, color=colours, line=dict(width=1, color="white")
+                symbol="square",
+                size=size,
+                color=colour,
+                cmin=-1.0,
+                cmax=1.0,
+                colorscale=_CONFUSION_SCALE,
+                line=dict(width=1, color="white"),
             ),
-            text=text,
+            text=text if show_text else None,
             textfont=dict(size=max(9, min(14, size // 3)), color="#1d3557"),
-            customdata=np.stack([t, p, counts], axis=1),
-            hovertemplate=(
-                "given <b>%{y}</b> → predicted <b>%{x}</b><br>%{customdata[2]} images"
-                "<extra>click to open</extra>"
-            ),
+            customdata=np.stack([ids[t], ids[p], counts], axis=1),
+            hovertext=hover,
+            hovertemplate="%{hovertext}<br>%{customdata[2]} images<extra>click to open</extra>",
         )
     )
     fig.update_xaxes(
         categorical(
-            dict(title="predicted", side="top", showgrid=False, zeroline=False), categories=names
+            dict(
+                title="predicted",
+                side="top",
+                showgrid=False,
+                zeroline=False,
+                tickangle=-45 if k > 8 or max(map(len, short), default=0) > 12 else 0,
+            ),
+            categories=list(short),
         )
     )
     fig.update_yaxes(
         categorical(
-            dict(title="given label", showgrid=False, zeroline=False), categories=names[::-1]
+            dict(title="given label", showgrid=False, zeroline=False), categories=list(short[::-1])
         )
     )
-    side = max(320, min(760, 70 * k + 120))
-    return _layout(fig, height=side)
+    if focus is not None and 0 <= focus < k:
+        line = dict(color=ACCENT, width=2)
+        row = k - 1 - focus  # the y axis runs top to bottom
+        fig.add_shape(type="rect", x0=-0.5, x1=k - 0.5, y0=row - 0.5, y1=row + 0.5, line=line)
+        fig.add_shape(type="rect", x0=focus - 0.5, x1=focus + 0.5, y0=-0.5, y1=k - 0.5, line=line)
+    return _layout(fig, height=height)
 
 
 def per_class_figure(per_class: pd.DataFrame, class_names: list[str]):
-    """Precision, recall and F1 per class with 95% intervals as error bars."""
+    """Precision, recall and F1 per class with 95% intervals as error bars, one group of bars
+    per row of ``per_class`` in its order (pass a page of rows, not a thousand classes); names
+    are shortened on the axis and whole on hover."""
     import plotly.graph_objects as go
 
-    names = [plotly_text(class_names[int(c)]) for c in per_class["class"]]
+    from .formatting import short_names
+
+    raw = [str(class_names[int(c)]) for c in per_class["class"]]
+    full = np.asarray(_texts(raw), dtype=object)
+    # arrays: Plotly validates lists item by item
+    names = np.asarray(_texts(short_names(raw)), dtype=object)
     fig = go.Figure()
     for metric, colour in (("precision", "#457b9d"), ("recall", ERR_COLOUR), ("f1", ACCENT)):
         v = per_class[metric].to_numpy(float)
@@ -164,11 +228,14 @@ def per_class_figure(per_class: pd.DataFrame, class_names: list[str]):
                 thickness=1.2,
                 width=3,
             ),
-            hovertemplate=f"{metric} %{{x:.1%}}<extra>%{{y}}</extra>",
+            hovertext=full,
+            customdata=np.stack([lo, hi], axis=1),
+            hovertemplate=f"{metric} %{{x:.1%}} (95% CI %{{customdata[0]:.1%}}–"
+            "%{customdata[1]:.1%})<extra>%{hovertext}</extra>",
         )
     fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.1))
     fig.update_xaxes(range=[0, 1.02], tickformat=".0%", gridcolor="#eee")
-    fig.update_yaxes(categorical(dict(autorange="reversed"), categories=names))
+    fig.update_yaxes(categorical(dict(autorange="reversed"), categories=list(names)))
     return _layout(fig, height=max(260, 60 * len(names) + 60))
 
 
@@ -211,20 +278,56 @@ def reliability_figure(bins: pd.DataFrame):
     return _layout(fig, height=340)
 
 
-def class_distribution_figure(support: np.ndarray, errors: np.ndarray, class_names: list[str]):
-    """Images per class, split into correct and wrong."""
+def class_distribution_figure(
+    support: np.ndarray,
+    errors: np.ndarray,
+    class_names: list[str],
+    *,
+    max_bars: int = MAX_CLASS_BARS,
+):
+    """Images per class, split into correct and wrong.
+
+    Up to ``max_bars`` classes every class is drawn in class order; beyond that (bars would be
+    hair-thin and most names hidden) only the ``max_bars`` classes with the lowest recall,
+    worst first, and the title says so. Names are shortened on the axis, whole on hover.
+    """
     import plotly.graph_objects as go
+
+    from .formatting import short_names
 
     support = np.asarray(support, int)
     errors = np.asarray(errors, int)
-    names = _texts(class_names)
+    k = support.size
+    idx = np.arange(k)
+    title = None
+    if k > max_bars:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            recall = np.where(support > 0, 1 - errors / np.maximum(support, 1), np.inf)
+        idx = np.lexsort((np.arange(k), -support, recall))[:max_bars]
+        title = f"The {max_bars} classes with the lowest recall (of {k:,})"
+    raw = [str(class_names[i]) for i in idx]
+    full = np.asarray(_texts(raw), dtype=object)
+    names = np.asarray(_texts(short_names(raw)), dtype=object)
     fig = go.Figure()
-    fig.add_bar(x=names, y=support - errors, name="correct", marker_color=OK_COLOUR)
-    fig.add_bar(x=names, y=errors, name="wrong", marker_color=ERR_COLOUR)
+    for label, values, colour in (
+        ("correct", support[idx] - errors[idx], OK_COLOUR),
+        ("wrong", errors[idx], ERR_COLOUR),
+    ):
+        fig.add_bar(
+            x=names,
+            y=values,
+            name=label,
+            marker_color=colour,
+            hovertext=full,
+            customdata=idx,
+            hovertemplate=f"%{{y}} {label}<extra>%{{hovertext}}</extra>",
+        )
     fig.update_layout(barmode="stack", legend=dict(orientation="h", y=1.12))
-    fig.update_xaxes(categorical(categories=names))
+    fig.update_xaxes(
+        categorical(dict(tickangle=-45 if len(idx) > 8 else 0), categories=list(names))
+    )
     fig.update_yaxes(title="images", gridcolor="#eee")
-    return _layout(fig, height=300)
+    return _layout(fig, height=340 if k > max_bars else 300, title=title)
 
 
 def top_k_figure(probs_row: np.ndarray, class_names: list[str], *, label: int, k: int = 5):

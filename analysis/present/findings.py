@@ -146,16 +146,19 @@ def findings(run: Run) -> list[Finding]:
     if len(s) and {schema.LABEL, schema.PRED} <= set(s.columns):
         out += _weak_class_findings(run)
     if schema.IS_LABEL_ISSUE in s.columns:
+        from .label_trust import label_trust
         from .label_words import label_issue_summary
 
         words = label_issue_summary(run)
         if words is not None and words.n_flagged:
             likely = words.expected is not None and words.expected.pooled >= 0.5
+            trust = label_trust(run)  # more flags than the model's confidence allows?
+            short = trust.short if trust is not None else ""
             out.append(
                 Finding(
                     "label_issues",
-                    "high" if likely else "medium",
-                    f"{words.headline} {words.expectation}",
+                    "high" if likely and not short else "medium",
+                    f"{words.headline} {words.expectation}" + (f" {short}" if short else ""),
                     page="data_issues",
                     query=ImageQuery(issue="label", sort="label_quality", desc=False),
                     extra={"ranking": words.ranking},

@@ -48,3 +48,25 @@ def p_value(p) -> str:
     if is_missing(p):
         return "—"
     return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def short_name(name, width: int = 24) -> str:
+    """A class name cut to ``width`` characters with an ellipsis ("n01440764 tench, Tinca…")."""
+    text = str(name)
+    return text if len(text) <= width else text[: max(1, width - 1)] + "…"
+
+
+def short_names(names, width: int = 24) -> list[str]:
+    """:func:`short_name` of each name, kept unique: chart axes are categorical, so two names
+    that shorten alike would merge into one row; a colliding one ends in its position
+    ("…#12")."""
+    names = [str(n) for n in names]
+    out = [short_name(n, width) for n in names]
+    seen: dict[str, int] = {}
+    for s in out:
+        seen[s] = seen.get(s, 0) + 1
+    for i, (n, s) in enumerate(zip(names, out, strict=True)):
+        if seen[s] > 1 and s != n:
+            tag = f"#{i}"
+            out[i] = n[: max(1, width - 1 - len(tag))] + "…" + tag
+    return out

@@ -21,8 +21,17 @@ class, macro)             by every class (so the macro interval keeps the covari
                           cumulative sum over its ranking. That is rows x classes x resamples
                           cells, so the resamples are capped at
                           ``min(n_boot, max(200, 2**29 // (rows x classes)))``: 1000 up to
-                          ~537k rows x classes, 536 for 100k x 10, 200 for 100k x 1000
+                          ~537k rows x classes, 536 for 100k x 10
+many rows x classes       above 2**22 rows x classes (e.g. 100k x 1000): AUC and AP values are
+(one-vs-rest)             the same, counted from each column's sorted values; per-class AUC
+                          keeps DeLong; per-class AP gets Boyd et al.'s logit interval; the
+                          macro AUC / AP intervals treat classes as independent (see
+                          ``_one_vs_rest_sorted``)
 ========================  =====================================================================
+
+The count bootstrap draws cells of the confusion matrix while it has few of them and rows once
+it has more than one non-zero cell per 16 rows (hundreds of classes): the same row bootstrap,
+at a cost independent of the number of classes.
 
 Invalid input (wrong shape or dtype, labels out of range, probabilities that are not
 probabilities) raises ``ValueError``/``TypeError`` naming what was given and what was expected;
@@ -121,6 +130,9 @@ PRED = schema.PRED  # predicted class id
 SHARE_OF_TRUE_CLASS = "share_of_true_class"  # count / support of the true class
 
 NORMALIZE = (None, "true", "pred", "all")
+#: top-k accuracies the summary reports (each when k < n_classes); top-5 is the number people
+#: compare at hundreds of classes (ImageNet's convention)
+TOP_K = (2, 3, 5)
 AVERAGES = ("macro", "weighted")
 
 # imbalance_warning thresholds (see its docstring)
@@ -131,12 +143,19 @@ IMBALANCE_MAX_GAP = 0.05
 PROB_SUM_ATOL = PROB_ROW_SUM_ATOL  # one tolerance for every module (analysis.checks)
 
 _CHUNK_CELLS = 1 << 22  # cells of a multinomial draw matrix materialised at once
+# _count_replicates draws rows instead of cells once the table has more than one non-zero cell
+# per this many rows (a multinomial cell costs about as much as drawing this many rows)
+_ROWS_PER_CELL = 16
+# one_vs_rest_scores switches to its sorted-values path above this many rows x classes (see
+# _one_vs_rest_sorted): the exact shared-resample AP bootstrap costs ~200 x this many cells
+_EXACT_OVR_CELLS = 1 << 22
 # Average precision bootstrap: it touches rows x classes x resamples cells (~3 ns each), so the
 # resamples are capped to keep it to a couple of seconds, but never below a floor under which
 # the 2.5% / 97.5% percentiles would rest on a handful of resamples.
 _AP_BOOT_CELLS = 1 << 29
 _AP_MIN_BOOT = 200
 _SUMMARY_VERSION = 1
+_DENSE_CONFUSION_MAX = 64  # classes up to which metrics.json stores the confusion densely
 
 
 # ==============================================================================================
@@ -146,7 +165,7 @@ _SUMMARY_VERSION = 1
 @dataclass(frozen=True)
 class ClassificationInputs:
     """Validated inputs: ``y_true`` (n,) int64, optional ``y_pred`` (n,) int64, optional
-    ``probs`` (n, K) float64, ``n_classes`` K, and ``eps``: the machine epsilon of the dtype
+    ``probs`` (n, K) float64 (or float32 when given as float32), ``n_classes`` K, and ``eps``: the machine epsilon of the dtype
     ``probs`` came in (used to clip probabilities in the log loss, as scikit-learn does)."""
 
     y_true: np.ndarray
@@ -234,7 +253,9 @@ def check_classification_inputs(
             raise ValueError(f"probs must have n_classes={k} columns, got shape {p_in.shape}")
         if np.issubdtype(p_in.dtype, np.floating):
             eps = float(np.finfo(p_in.dtype).eps)
-        p = p_in.astype(np.float64, copy=False)
+        # float32 stays float32: a run's probs.npy is float32, and at 100k x 1000 classes a
+        # float64 copy would be 800 MB and most of the time spent here
+        p = p_in if p_in.dtype in (np.float32, np.float64) else p_in.astype(np.float64)
         if not np.all(np.isfinite(p)):
             raise ValueError("probs must be finite, got NaN or inf")
         if p.size and (p.min() < -PROB_SUM_ATOL or p.max() > 1 + PROB_SUM_ATOL):
@@ -242,7 +263,7 @@ def check_classification_inputs(
                 f"probs must lie in [0, 1], got values in [{p.min():.4g}, {p.max():.4g}]"
                 " (pass probabilities, not logits)"
             )
-        sums = p.sum(axis=1)
+        sums = p.sum(axis=1, dtype=np.float64)
         bad = np.abs(sums - 1.0) > PROB_SUM_ATOL
         if np.any(bad):
             raise ValueError(
@@ -378,9 +399,22 @@ def _count_replicates(
     n_pred = np.zeros((n_boot, k), dtype=np.int64)
     rng = np.random.default_rng(seed)
     chunk = max(1, _CHUNK_CELLS // max(cells.size, 1))
+    # numpy draws a multinomial one cell after another: with hundreds of classes the table
+    # has tens of thousands of cells and drawing the n rows themselves is several times faster
+    # (the same distribution: the row bootstrap is what the multinomial stands for)
+    by_rows = cells.size > n // _ROWS_PER_CELL
+    if by_rows:
+        row_cell = np.repeat(np.arange(cells.size, dtype=np.int64), flat[cells])
+        chunk = max(1, _CHUNK_CELLS // max(n, cells.size))
     for start in range(0, n_boot, chunk):
         stop = min(n_boot, start + chunk)
-        draws = rng.multinomial(n, p, size=stop - start)
+        if by_rows:
+            b = stop - start
+            idx = rng.integers(0, n, size=(b, n), dtype=np.int32 if n < 2**31 else np.int64)
+            keys = row_cell[idx] + cells.size * np.arange(b)[:, None]
+            draws = np.bincount(keys.ravel(), minlength=b * cells.size).reshape(b, cells.size)
+        else:
+            draws = rng.multinomial(n, p, size=stop - start)
         tp[start:stop, t_cls[diag]] = draws[:, diag]
         n_true[start:stop, t_classes] = np.add.reduceat(draws, t_starts, axis=1)
         n_pred[start:stop, p_classes] = np.add.reduceat(draws[:, p_order], p_starts, axis=1)
@@ -724,15 +758,29 @@ def top_k_accuracy_score(
     return _top_k(x, k, confidence)
 
 
-def _top_k(x: ClassificationInputs, k: int, confidence: float) -> Estimate:
+def _top_k(
+    x: ClassificationInputs, k: int, confidence: float, rank: np.ndarray | None = None
+) -> Estimate:
     if x.n == 0:
         _warn("top-k accuracy of empty input is undefined: NaN")
         return _nan_estimate("wilson", confidence)
-    true_p = x.probs[np.arange(x.n), x.y_true]
-    cls = np.arange(x.n_classes)[None, :]
-    tied_before = (x.probs == true_p[:, None]) & (cls < x.y_true[:, None])
-    rank = (x.probs > true_p[:, None]).sum(axis=1) + tied_before.sum(axis=1)
+    rank = _true_rank(x) if rank is None else rank
     return wilson_estimate(int((rank < k).sum()), x.n, confidence=confidence)
+
+
+def _true_rank(x: ClassificationInputs) -> np.ndarray:
+    """int64 [n]: 0-based rank of each row's true class among its probabilities, ties broken
+    by class index (lower first) as argmax breaks them; in row chunks, so the (n, K)
+    comparisons never materialise whole."""
+    rank = np.empty(x.n, dtype=np.int64)
+    cls = np.arange(x.n_classes)[None, :]
+    step = max(1, _CHUNK_CELLS // max(x.n_classes, 1))
+    for a in range(0, x.n, step):
+        p, y = x.probs[a : a + step], x.y_true[a : a + step]
+        true_p = p[np.arange(len(y)), y][:, None]
+        above = (p > true_p).sum(axis=1)
+        rank[a : a + step] = above + ((p == true_p) & (cls < y[:, None])).sum(axis=1)
+    return rank
 
 
 @dataclass(frozen=True)
@@ -953,12 +1001,14 @@ def _one_vs_rest(
 ) -> OneVsRest:
     k, n = x.n_classes, x.n
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    auc = np.full(k, np.nan)
-    var = np.full(k, np.nan)
-    ap = np.full(k, np.nan)
     n_pos = np.bincount(x.y_true, minlength=k).astype(np.int64)
     defined = (n_pos > 0) & (n_pos < n)
     n_defined = int(defined.sum())
+    if n * n_defined > _EXACT_OVR_CELLS:
+        return _one_vs_rest_sorted(x, confidence, n_pos, defined)
+    auc = np.full(k, np.nan)
+    var = np.full(k, np.nan)
+    ap = np.full(k, np.nan)
     b = _ap_n_boot(n_boot, n, n_defined) if n_defined else 0
     counts = _row_draw_counts(n, b, seed) if b else None
     ap_reps = np.full((b, k), np.nan)
@@ -1015,6 +1065,105 @@ def _one_vs_rest(
             float(np.nanmean(ap)), _nanmean(ap_reps, axis=1), n=n, confidence=confidence
         )
     return OneVsRest(table, macro_auc, macro_ap, b)
+
+
+def _one_vs_rest_sorted(
+    x: ClassificationInputs, confidence: float, n_pos: np.ndarray, defined: np.ndarray
+) -> OneVsRest:
+    """One-vs-rest scores for many rows x classes, from each column's sorted values.
+
+    The values are exactly the exact path's: a class's AUC and average precision only need,
+    at each distinct score of its positives, how many rows score at or above it, which one
+    sort of the column's values (no row ids: several times cheaper than ``argsort``) and a
+    binary search give; rows below the lowest positive are only counted. Per-class AUC
+    intervals are DeLong's, from the same counts. What changes is the uncertainty that needs
+    rows shared between classes: the macro AUC and AP intervals treat the classes' estimates
+    as independent (variance = sum of the per-class variances / classes^2; with hundreds of
+    classes a row's share in other classes' rankings is a small part of it), and average
+    precision gets Boyd, Eng & Page's logit interval (ECML PKDD 2013: ``logit(AP) +- z /
+    sqrt(m AP (1 - AP))`` for m positives) instead of the row bootstrap, whose cost here would
+    be rows x classes x resamples. ``ap_n_boot`` is 0 and the AP estimates say ``"logit"``.
+    """
+    k, n = x.n_classes, x.n
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    auc, var, ap, ap_var = (np.full(k, np.nan) for _ in range(4))
+    order = np.argsort(x.y_true, kind="stable")
+    starts = np.r_[0, np.cumsum(n_pos)]
+    block = max(1, _CHUNK_CELLS // max(n, 1))
+    for c0 in range(0, k, block):
+        cols = np.ascontiguousarray(x.probs[:, c0 : c0 + block].T)  # a block of columns
+        for j, col in enumerate(cols):
+            c = c0 + j
+            if defined[c]:
+                pos = col[order[starts[c] : starts[c + 1]]]
+                auc[c], var[c], ap[c] = _sorted_column_scores(col, pos)
+    m = n_pos.astype(np.float64)
+    clip = np.clip(ap, 0.5 / np.maximum(m, 1), 1 - 0.5 / np.maximum(m, 1))
+    tau = 1.0 / np.sqrt(m * clip * (1 - clip))
+    eta = np.log(clip / (1 - clip))
+    ap_low, ap_high = 1 / (1 + np.exp(-(eta - z * tau))), 1 / (1 + np.exp(-(eta + z * tau)))
+    ap_var = clip * (1 - clip) / m  # the logit interval's variance, back on the AP scale
+    sd = np.sqrt(var)
+    table = pd.DataFrame(
+        {
+            CLASS: np.arange(k, dtype=np.int64),
+            N_POS: n_pos,
+            ROC_AUC: auc,
+            ROC_AUC_LOW: np.clip(auc - z * sd, 0.0, 1.0),
+            ROC_AUC_HIGH: np.clip(auc + z * sd, 0.0, 1.0),
+            AVERAGE_PRECISION: ap,
+            AVERAGE_PRECISION_LOW: np.where(defined, ap_low, np.nan),
+            AVERAGE_PRECISION_HIGH: np.where(defined, ap_high, np.nan),
+        }
+    )
+    undefined = np.flatnonzero(~defined)
+    if undefined.size:
+        _warn(
+            f"ROC-AUC and average precision are undefined for classes {undefined[:20].tolist()} "
+            "(no positives or no negatives): NaN, left out of macro averages"
+        )
+    n_defined = int(defined.sum())
+
+    def macro(values: np.ndarray, variances: np.ndarray, method: str) -> Estimate:
+        value = float(np.nanmean(values[defined]))
+        half = z * math.sqrt(float(np.nansum(variances[defined]))) / n_defined
+        return Estimate(
+            value, max(0.0, value - half), min(1.0, value + half), method, n, confidence
+        )
+
+    return OneVsRest(table, macro(auc, var, "delong"), macro(ap, ap_var, "logit"), 0)
+
+
+def _sorted_column_scores(col: np.ndarray, pos: np.ndarray) -> tuple[float, float, float]:
+    """(AUC, DeLong variance, average precision) of one class from its column of scores
+    ``col`` (all n rows) and its positives' scores ``pos`` (see :func:`_one_vs_rest_sorted`).
+    Ties count one half in the AUC and form one step of the precision-recall curve, as in
+    scikit-learn."""
+    n, m = col.size, pos.size
+    q = n - m
+    u, cnt = np.unique(pos, return_counts=True)
+    u, cnt = u[::-1], cnt[::-1]  # distinct positive scores, descending
+    at_or_above = col[col >= u[-1]]  # rows below every positive only count
+    srt = np.sort(at_or_above)
+    ranked = at_or_above.size - np.searchsorted(srt, u, side="left")  # rows >= u_g
+    above = at_or_above.size - np.searchsorted(srt, u, side="right")  # rows > u_g
+    tp = np.cumsum(cnt)
+    ap = float(np.sum(cnt / m * tp / ranked))
+    neg_tied = ranked - above - cnt
+    neg_ge = ranked - tp
+    v10 = (q - neg_ge + 0.5 * neg_tied) / q
+    auc = float(np.sum(cnt * v10) / m)
+    if m < 2 or q < 2:
+        return auc, math.nan, ap
+    s10 = float(np.sum(cnt * (v10 - auc) ** 2) / (m - 1))
+    # negatives: above the top positive (V01 = 0), tied with u_g, strictly between u_g and the
+    # next lower positive score (V01 = tp_g / m; below the last one that is 1)
+    neg_gt = above - (tp - cnt)  # negatives strictly above u_g
+    between = np.r_[neg_gt[1:], q] - neg_ge
+    weights = np.r_[neg_gt[0], neg_tied, between]
+    v01 = np.r_[0.0, (tp - 0.5 * cnt) / m, tp / m]
+    s01 = float(np.sum(weights * (v01 - auc) ** 2) / (q - 1))
+    return auc, s10 / m + s01 / q, ap
 
 
 def _auc_delong(positive: np.ndarray, ends: np.ndarray) -> tuple[float, float, np.ndarray]:
@@ -1130,7 +1279,8 @@ class _Ranking:
 class MetricsSummary:
     """Headline metrics of one evaluation, stored in the run's manifest.
 
-    Every scalar is an :class:`Estimate`. ``top_k`` maps k (2 and 3 when ``n_classes`` allows)
+    Every scalar is an :class:`Estimate`. ``top_k`` maps k (2, 3 and 5 when ``n_classes``
+    allows, see :data:`TOP_K`)
     to top-k accuracy. ``per_class`` is :func:`per_class_metrics`' table joined with
     :func:`one_vs_rest_scores`' ``n_pos, roc_auc, roc_auc_low, roc_auc_high,
     average_precision, average_precision_low, average_precision_high`` columns; ``confusion``
@@ -1209,7 +1359,7 @@ class MetricsSummary:
         d.update({f: getattr(self, f).to_dict() for f in self._ESTIMATES})
         d["top_k"] = {str(k): v.to_dict() for k, v in sorted(self.top_k.items())}
         d["per_class"] = _frame_to_dict(self.per_class)
-        d["confusion"] = self.confusion.tolist()
+        d["confusion"] = _confusion_to_json(self.confusion)
         d["reliability"] = _frame_to_dict(self.reliability)
         d["warnings"] = list(self.warnings)
         return d
@@ -1230,10 +1380,36 @@ class MetricsSummary:
             **{f: Estimate.from_dict(d[f]) for f in cls._ESTIMATES},
             top_k={int(key): Estimate.from_dict(v) for key, v in d["top_k"].items()},
             per_class=_frame_from_dict(d["per_class"]),
-            confusion=np.asarray(d["confusion"], dtype=np.int64).reshape(k, k),
+            confusion=_confusion_from_json(d["confusion"], k),
             reliability=_frame_from_dict(d["reliability"]),
             warnings=tuple(d["warnings"]),
         )
+
+
+def _confusion_to_json(cm: np.ndarray) -> list | dict:
+    """The (K, K) counts as nested lists up to ``_DENSE_CONFUSION_MAX`` classes (readable by
+    any tool), beyond that as its non-zero cells ``{"shape", "rows", "cols", "counts"}``: at most
+    one cell per image, so metrics.json grows with the images, not with classes squared (a
+    dense 10,000-class matrix would be 100 million numbers)."""
+    if cm.shape[0] <= _DENSE_CONFUSION_MAX:
+        return cm.tolist()
+    rows, cols = np.nonzero(cm)
+    return {
+        "shape": list(cm.shape),
+        "rows": rows.tolist(),
+        "cols": cols.tolist(),
+        "counts": cm[rows, cols].tolist(),
+    }
+
+
+def _confusion_from_json(d: list | dict, k: int) -> np.ndarray:
+    if isinstance(d, dict):
+        cm = np.zeros(tuple(d["shape"]), dtype=np.int64)
+        cm[np.asarray(d["rows"], dtype=np.int64), np.asarray(d["cols"], dtype=np.int64)] = d[
+            "counts"
+        ]
+        return cm
+    return np.asarray(d, dtype=np.int64).reshape(k, k)
 
 
 def _frame_to_dict(df: pd.DataFrame) -> dict[str, Any]:
@@ -1333,6 +1509,7 @@ def _summary_core(
     per_class = per_class.merge(ovr.per_class, on=CLASS, how="left", validate="one_to_one")
     rows = _calibration_rows(x, n_bins)
     reliability = _reliability_table(*rows[:3], n_bins=n_bins, confidence=confidence)
+    rank = _true_rank(x) if n and k > min(TOP_K) else None
     if n:
         row_est = bootstrap_intervals(
             {"ece": _ece_statistic(n_bins, n), "log_loss": lambda _b, _d, loss: loss.mean(-1)},
@@ -1360,7 +1537,7 @@ def _summary_core(
         "weighted_precision": weighted.precision,
         "weighted_recall": weighted.recall,
         "weighted_f1": weighted.f1,
-        "top_k": {kk: _top_k(x, kk, confidence) for kk in (2, 3) if kk < k},
+        "top_k": {kk: _top_k(x, kk, confidence, rank) for kk in TOP_K if kk < k},
         "ece": row_est["ece"],
         "log_loss": row_est["log_loss"],
         "macro_auc": ovr.macro_roc_auc,

@@ -68,6 +68,17 @@ class Run:
         return list(self.manifest.get("metadata_columns", []))
 
     @property
+    def superclass_columns(self) -> list[str]:
+        """samples columns naming the given / predicted superclass per hierarchy level (empty
+        without ``--class-hierarchy``)."""
+        return list(self.manifest.get("hierarchy_columns", []))
+
+    @property
+    def filter_columns(self) -> list[str]:
+        """Columns an image set can be filtered on besides labels: metadata, then superclasses."""
+        return [*self.metadata_columns, *self.superclass_columns]
+
+    @property
     def property_columns(self) -> list[str]:
         return list(self.manifest.get("property_columns", schema.PROPERTY_COLUMNS))
 

@@ -52,6 +52,14 @@ def render(run: Run) -> None:
     if st.query_params.get("b") != b_id:
         st.query_params["b"] = b_id
     b_path = runs[ids.index(b_id)]["path"]
+    other = data.get_run(b_path).class_names
+    if other != run.class_names:  # both comparisons need one class list (they raise otherwise)
+        st.info(
+            f"Run B has other classes than this run ({len(other):,} vs"
+            f" {len(run.class_names):,}, or in another order): models and image sets are"
+            " compared on the same class list. Pick another run B."
+        )
+        return
     kind, res = _compare(str(run.path), b_path)
     if kind == "models":
         _models(run, res)
@@ -97,10 +105,14 @@ def _models(run: Run, res) -> None:
         else:
             st.markdown(label)
     st.subheader("Per class")
-    st.caption("Click a class to open its images that changed between A and B.")
-    row = ui.clickable_table(res.per_class, key="cmp_class", column_config=_COLUMNS)
+    st.caption(
+        "Largest drop from A to B first. Click a class to open its images that changed between"
+        " A and B."
+    )
+    per_class = res.per_class.sort_values(["delta", "class"], kind="stable")
+    row = ui.clickable_table(per_class, key="cmp_class", column_config=_COLUMNS)
     if row is not None:
-        cls = int(res.per_class.iloc[row]["class"])
+        cls = int(per_class.iloc[row]["class"])
         ids = res.changed_images(cls=cls, cells=(REGRESSION, FIX))
         if ids:
             nav.go("gallery", ImageQuery(sel=save_selection(run.path, ids)))

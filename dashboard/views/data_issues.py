@@ -7,6 +7,7 @@ import streamlit as st
 
 from analysis import schema
 from analysis.present import formatting as fmt
+from analysis.present.classes import MATRIX_MAX, largest_noise_entries
 from analysis.present.query import ImageQuery
 from analysis.store.runstore import Run
 from dashboard import charts, data, links, nav
@@ -59,6 +60,7 @@ def _label_errors(run: Run) -> None:
         " on the model's own training data it would miss most errors, because a model fits its"
         " training labels."
     )
+    _trust(run)
     nav.link(
         "gallery",
         "Open all suspected label errors in the gallery →",
@@ -89,12 +91,59 @@ def _label_errors(run: Run) -> None:
             sample=sid,
             origin="data_issues",
         )
-    noise = charts.noise_matrix(str(run.path), run.manifest["created"])
-    if noise is not None:
+    noise = run.array(schema.NOISE_MATRIX) if len(names) <= MATRIX_MAX else None
+    entries = None if noise is not None else data.table(str(run.path), schema.NOISE_ENTRIES)
+    if noise is None and entries is None and (dense := run.array(schema.NOISE_MATRIX)) is not None:
+        entries = dense  # a run written before noise_entries.parquet existed
+    if noise is not None or entries is not None:
         with st.expander(
             "Estimated noise matrix: how often each true class was labelled as another"
         ):
-            st.plotly_chart(noise, key="noise")
+            if noise is not None:
+                st.plotly_chart(charts.noise_matrix(str(run.path), run.manifest["created"]), key="noise")
+            else:
+                _noise_entries(entries, names)
+
+
+def _trust(run: Run) -> None:
+    """How far to trust the flags: the noise-rate bound and thin per-class thresholds."""
+    from analysis.present.label_trust import label_trust
+
+    trust = label_trust(run)
+    if trust is None or not trust.sentences:
+        return
+    with st.container(border=True):
+        for sentence in trust.sentences:
+            st.markdown(f":orange[:material/help:] {ui.safe(sentence)}")
+
+
+def _noise_entries(noise, names: list[str]) -> None:
+    """The noise matrix's largest off-diagonal entries (a 1,000 x 1,000 picture says nothing)."""
+    top = largest_noise_entries(noise, k=50)
+    st.caption(
+        f"The {len(top)} largest non-zero off-diagonal entries"
+        f" ({len(names) ** 2 - len(names):,} in all)."
+        " Click a row for the suspected label errors given that label and predicted as the"
+        " estimated true class."
+    )
+    table = pd.DataFrame(
+        {
+            "true class (estimated)": [names[i] for i in top["true"]],
+            "labelled as": [names[i] for i in top["given"]],
+            "P(labelled as | true)": top["rate"],
+        }
+    )
+    row = ui.clickable_table(
+        table,
+        key="noise_tbl",
+        column_config={
+            "P(labelled as | true)": st.column_config.NumberColumn(format="percent"),
+        },
+    )
+    if row is not None:
+        r = top.iloc[row]
+        q = ImageQuery(true=(int(r["given"]),), pred=(int(r["true"]),), issue="label")
+        nav.go("gallery", q)
 
 
 def _duplicates(run: Run) -> None:

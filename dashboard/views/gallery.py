@@ -28,12 +28,13 @@ def _filters(path: str, stamp: str) -> dict[str, tuple[str, object]]:
     run = data.get_run(path)
     s = run.samples
     out = {}
-    for c in [c for c in run.metadata_columns if c in s.columns]:
+    listed = set(run.superclass_columns)  # superclasses: a searchable list, never free text
+    for c in [c for c in run.filter_columns if c in s.columns]:
         n = s[c].nunique(dropna=True)
         if pd.api.types.is_numeric_dtype(s[c]) and n > 12:
             x = pd.to_numeric(s[c], errors="coerce")
             out[c] = ("range", (float(x.min()), float(x.max())))
-        elif n <= MAX_LISTED:
+        elif n <= MAX_LISTED or c in listed:
             out[c] = ("value", sorted(s[c].dropna().astype(str).unique().tolist()))
         else:
             out[c] = ("text", None)

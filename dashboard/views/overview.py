@@ -7,8 +7,11 @@ import pandas as pd
 import streamlit as st
 
 from analysis import schema
+from analysis.present import figures
 from analysis.present import formatting as fmt
+from analysis.present.classes import MANY_CLASSES
 from analysis.present.findings import findings, top_confusion_pairs
+from analysis.present.formatting import short_name
 from analysis.present.query import ImageQuery
 from analysis.store.runstore import Run
 from dashboard import charts, nav
@@ -88,8 +91,14 @@ def render(run: Run) -> None:
                 help="Expected calibration error: mean |confidence − accuracy| over bins",
             )
         with cols[4]:
-            k2 = m.top_k.get(2)
-            ui.metric("Top-2 accuracy", k2.to_dict() if k2 else None)
+            # at many classes top-5 is the number people compare (ImageNet's convention)
+            kk = 5 if len(run.class_names) >= MANY_CLASSES and 5 in m.top_k else 2
+            est = m.top_k.get(kk)
+            ui.metric(
+                f"Top-{kk} accuracy",
+                est.to_dict() if est else None,
+                help=f"Share of images whose label is among the model's {kk} most probable classes",
+            )
 
     left, right = st.columns([3, 2], gap="large")
     with left:
@@ -120,7 +129,7 @@ def render(run: Run) -> None:
                 confusion_line(
                     n,
                     int(support[t]),
-                    *(run.class_names[i] for i in (t, p)),
+                    *(short_name(run.class_names[i], 28) for i in (t, p)),
                     low=r.get("rate_low"),
                     high=r.get("rate_high"),
                     p_adj=r.get("p_adj") if bool(r.get("significant", False)) else None,
@@ -134,6 +143,15 @@ def render(run: Run) -> None:
                 charts.class_distribution(str(run.path), run.manifest["created"]),
                 key="class_dist",
             )
+            pc = m.per_class
+            if len(pc) > 1:
+                sup = pc["support"].to_numpy()
+                st.caption(
+                    f"Images per class: {sup.min():,} to {sup.max():,} (median"
+                    f" {int(np.median(sup)):,})."
+                )
+            if len(pc) > figures.MAX_CLASS_BARS:
+                nav.link("confusion", "Every class, sorted and searchable →")
         skipped = run.manifest.get("skipped", [])
         if skipped:
             with st.expander(fmt.plural(len(skipped), "skipped file"), expanded=len(skipped) <= 5):

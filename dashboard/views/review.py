@@ -6,7 +6,7 @@ import streamlit as st
 
 from analysis import schema
 from analysis.present import formatting as fmt
-from analysis.present.query import ImageQuery, load_selection
+from analysis.present.query import P_RUN, ImageQuery, load_selection
 from analysis.store.runstore import Run
 from dashboard import components as ui
 from dashboard import links, nav
@@ -100,7 +100,7 @@ def _start_or_resume(run: Run, db, *, list_only: bool = False) -> None:
                 reviewer=who,
                 query=q.to_params(),
             )
-            st.query_params.clear()
+            st.query_params.from_dict({P_RUN: run.run_id})  # the queue's run, nothing else
             _goto(queue.id, 0)
         return
     st.caption(

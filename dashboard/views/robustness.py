@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from analysis import schema
@@ -84,6 +85,8 @@ def render(run: Run) -> None:
         view = pc[pc["perturbation"] == name].pivot_table(
             index="class_name", columns="severity", values="accuracy"
         )
+        view = view.iloc[np.lexsort((view.mean(axis=1).to_numpy(), view.iloc[:, -1].to_numpy()))]
+        st.caption("Worst class first (accuracy at the highest severity).")
         st.dataframe(view.style.format("{:.0%}"), key="rb_pc_tbl")
         _fragile(run, result, name)
     picked = _by_slice(run, result)

@@ -78,7 +78,12 @@ def render(run: Run) -> None:
     with tab_col:
         cols = [
             c
-            for c in [*run.metadata_columns, *run.property_columns, schema.CLUSTER]
+            for c in [
+                *run.metadata_columns,
+                *(c for c in run.superclass_columns if not c.startswith("pred_")),
+                *run.property_columns,
+                schema.CLUSTER,
+            ]
             if c in run.samples.columns
         ]
         links.choice_param("column", cols, default=cols[0] if cols else "")

@@ -187,7 +187,7 @@ def test_one_obvious_flip_is_flagged_with_reason():
     # four clean cats, four clean dogs, one "cat" that the model is sure is a dog
     probs = np.array([[0.9, 0.1]] * 4 + [[0.2, 0.8]] * 4 + [[0.05, 0.95]])
     labels = np.array([0] * 4 + [1] * 4 + [0])
-    df = find_label_issues(labels, probs, class_names=["cat", "dog"])
+    df = find_label_issues(labels, probs, class_names=["cat", "dog"], shrink_thresholds=False)
     top = df.iloc[0]
     assert top["index"] == 8
     assert bool(top[schema.IS_LABEL_ISSUE])
@@ -196,7 +196,7 @@ def test_one_obvious_flip_is_flagged_with_reason():
     # cat threshold = mean p(cat) over the five examples labelled cat = (4*0.9 + 0.05)/5 = 0.73
     assert top["reason"] == "labelled cat (p 0.05, cat threshold 0.73); model gives dog 0.95"
     assert df[schema.IS_LABEL_ISSUE].sum() == 1
-    est = estimate_noise(labels, probs)
+    est = estimate_noise(labels, probs, shrink_thresholds=False)
     assert est.confident_joint.tolist() == [[4, 1], [0, 4]]
     assert est.num_label_issues == 1
     np.testing.assert_allclose(est.noise_matrix, [[1.0, 0.2], [0.0, 0.8]])
@@ -232,7 +232,7 @@ def test_class_without_labels_is_never_a_confident_target():
 def test_flagged_set_equals_the_paper_definitions(method, problem):
     labels, probs, _, _ = PROBLEMS[problem]()
     expected = ref_flags(labels.tolist(), probs.tolist(), method)
-    df = find_label_issues(labels, probs, method=method)
+    df = find_label_issues(labels, probs, method=method, shrink_thresholds=False)
     got = set(df.loc[df[schema.IS_LABEL_ISSUE], "index"].tolist())
     assert len(expected) > 10  # the problem is not trivial
     assert got == expected
@@ -243,7 +243,7 @@ def test_estimates_equal_the_paper_definitions(problem):
     labels, probs, _, _ = PROBLEMS[problem]()
     c = probs.shape[1]
     t, cj, guess, q, prune = ref_estimate(labels.tolist(), probs.tolist())
-    est = estimate_noise(labels, probs)
+    est = estimate_noise(labels, probs, shrink_thresholds=False)
     above = probs >= est.thresholds
     if problem == "weak":  # the fixture exercises every branch of the confident joint
         assert (above.sum(1) > 1).sum() > 20 and (above.sum(1) == 0).sum() > 20
@@ -255,7 +255,11 @@ def test_estimates_equal_the_paper_definitions(problem):
     np.testing.assert_allclose(est.joint, q, atol=1e-12)
     assert est.prune_counts.tolist() == prune
     off = sum(prune[i][j] for i in range(c) for j in range(c) if i != j)
-    assert est.num_label_issues == off == estimate_num_label_issues(labels, probs)
+    assert (
+        est.num_label_issues
+        == off
+        == estimate_num_label_issues(labels, probs, shrink_thresholds=False)
+    )
 
 
 def test_noise_matrix_columns_sum_to_one_and_track_the_true_noise():
@@ -341,7 +345,7 @@ def test_estimates_match_cleanlab(problem):
     from cleanlab.count import compute_confident_joint, estimate_joint, get_confident_thresholds
 
     labels, probs, _, _ = PROBLEMS[problem]()
-    est = estimate_noise(labels, probs)
+    est = estimate_noise(labels, probs, shrink_thresholds=False)  # the paper's thresholds
     np.testing.assert_allclose(est.thresholds, get_confident_thresholds(labels, probs), rtol=1e-12)
     ours, theirs = est.true_label_guess, _cleanlab_guess(labels, probs)[0]
     differ = ours != theirs
@@ -367,7 +371,8 @@ def test_flags_match_cleanlab(method):
 
     labels, probs, _, _ = noisy_problem()
     theirs = cleanlab_find(labels, probs, filter_by=method, n_jobs=1)
-    ours = find_label_issues(labels, probs, method=method).sort_values("index")
+    ours = find_label_issues(labels, probs, method=method, shrink_thresholds=False)
+    ours = ours.sort_values("index")
     ours = ours[schema.IS_LABEL_ISSUE].to_numpy()
     assert theirs.sum() > 20
     assert (ours != theirs).sum() <= 0.01 * len(labels), (ours.sum(), theirs.sum())
@@ -484,3 +489,52 @@ def test_the_stored_table_is_the_benchmark_family_and_says_weak_models_mislead()
     assert np.all(rows[:, 3] <= rows[:, 2]) and np.all(rows[:, 5] <= rows[:, 4])
     weak, strong = expected_precision(0.7, 0.05), expected_precision(0.96, 0.03)
     assert weak.pooled < 0.5 < strong.pooled
+
+
+# ----------------------------------------------------------------------------- thin thresholds
+
+
+def test_shrunk_thresholds_follow_the_empirical_bayes_formula():
+    rng = np.random.default_rng(3)
+    sizes = np.array([3, 8, 400, 60])
+    labels = np.repeat(np.arange(4), sizes)
+    probs = rng.dirichlet(np.ones(4), size=labels.size)
+    probs[np.arange(labels.size), labels] += rng.uniform(0, 2, labels.size)
+    probs /= probs.sum(axis=1, keepdims=True)
+    own = probs[np.arange(labels.size), labels]
+    means = np.array([own[labels == j].mean() for j in range(4)])
+    within = sum(((own[labels == j] - means[j]) ** 2).sum() for j in range(4)) / (labels.size - 4)
+    se2 = within / sizes
+    tau2 = max(means.var() - se2.mean(), 1e-4)
+    pull = se2 / (se2 + tau2)
+    expected = pull * own.mean() + (1 - pull) * means
+    est = estimate_noise(labels, probs)
+    np.testing.assert_allclose(est.thresholds, expected, rtol=1e-10)
+    # the 400-image class keeps (nearly) its own threshold, the 3-image one moves most
+    assert abs(est.thresholds[2] - means[2]) < 0.01 < abs(est.thresholds[0] - means[0])
+    np.testing.assert_allclose(
+        estimate_noise(labels, probs, shrink_thresholds=False).thresholds, means
+    )
+
+
+def test_shrinking_thin_thresholds_cuts_false_flags_at_many_classes():
+    # 600 classes of 5 images, a calibrated model and no label noise: every flag is false
+    from tests.synthetic_classes import many_class_world
+
+    world = many_class_world(600, 5, seed=21)
+    paper = find_label_issues(world.given, world.probs, shrink_thresholds=False)
+    shrunk = find_label_issues(world.given, world.probs)
+    n_paper = int(paper[schema.IS_LABEL_ISSUE].sum())
+    n_shrunk = int(shrunk[schema.IS_LABEL_ISSUE].sum())
+    assert not world.flipped.any() and n_paper > 0.15 * len(world.given)
+    assert n_shrunk < 0.5 * n_paper, (n_paper, n_shrunk)
+
+
+def test_a_given_estimate_is_reused_and_checked():
+    labels, probs, _, _ = noisy_problem()
+    est = estimate_noise(labels, probs)
+    a = find_label_issues(labels, probs)
+    b = find_label_issues(labels, probs, estimate=est)
+    pd.testing.assert_frame_equal(a, b)
+    with pytest.raises(ValueError, match="estimate is of"):
+        find_label_issues(labels[:-1], probs[:-1], estimate=est)

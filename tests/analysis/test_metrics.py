@@ -760,3 +760,101 @@ def test_top_k_breaks_ties_like_argmax_not_in_the_models_favour():
     probs = np.full((6, 6), 1 / 6)  # an untrained model: every class tied
     assert top_k_accuracy_score(y, probs, k=1).value == accuracy_score(y, probs.argmax(1)).value
     assert top_k_accuracy_score(y, probs, k=2).value == pytest.approx(2 / 6)
+
+
+# ============================================================== many classes (issue 17)
+
+
+def _many_class_problem(seed: int, n: int, k: int, *, ties: bool = False):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, size=n)
+    if ties:  # integer scores: many tied rows, where a counting shortcut would go wrong
+        probs = rng.integers(1, 4, size=(n, k)).astype(float)
+    else:
+        logits = rng.normal(size=(n, k))
+        logits[np.arange(n), y] += 1.5
+        probs = np.exp(logits)
+    return y, probs / probs.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize(("n", "k", "ties"), [(400, 4, True), (3000, 30, False)])
+def test_sorted_one_vs_rest_path_gives_the_exact_values(n: int, k: int, ties: bool) -> None:
+    # the many-classes path counts instead of ranking rows: AUC, its DeLong interval and AP
+    # must equal the exact path's (and so scikit-learn's) to rounding
+    y, probs = _many_class_problem(4, n, k, ties=ties)
+    x = M.check_classification_inputs(y, probs=probs)
+    n_pos = np.bincount(y, minlength=k)
+    exact = M._one_vs_rest(x, 0.95, n_boot=200, seed=0).per_class
+    fast = M._one_vs_rest_sorted(x, 0.95, n_pos, (n_pos > 0) & (n_pos < n)).per_class
+    for col in (M.ROC_AUC, M.ROC_AUC_LOW, M.ROC_AUC_HIGH, M.AVERAGE_PRECISION):
+        np.testing.assert_allclose(fast[col], exact[col], rtol=0, atol=1e-12, err_msg=col)
+    for c in range(k):
+        assert fast[M.ROC_AUC][c] == pytest.approx(skm.roc_auc_score(y == c, probs[:, c]))
+        ref = skm.average_precision_score(y == c, probs[:, c])
+        assert fast[M.AVERAGE_PRECISION][c] == pytest.approx(ref, abs=1e-12)
+
+
+def test_sorted_path_average_precision_interval_is_the_logit_interval() -> None:
+    y, probs = _many_class_problem(5, 3000, 30)
+    x = M.check_classification_inputs(y, probs=probs)
+    n_pos = np.bincount(y, minlength=30)
+    ovr = M._one_vs_rest_sorted(x, 0.95, n_pos, n_pos > 0)
+    ap, m = ovr.per_class[M.AVERAGE_PRECISION], n_pos
+    eta, tau = np.log(ap / (1 - ap)), 1 / np.sqrt(m * ap * (1 - ap))
+    z = 1.959963984540054
+    np.testing.assert_allclose(
+        ovr.per_class[M.AVERAGE_PRECISION_LOW], 1 / (1 + np.exp(-(eta - z * tau)))
+    )
+    np.testing.assert_allclose(
+        ovr.per_class[M.AVERAGE_PRECISION_HIGH], 1 / (1 + np.exp(-(eta + z * tau)))
+    )
+    assert ovr.macro_average_precision.method == "logit" and ovr.ap_n_boot == 0
+    # and it is about as wide as the row bootstrap it replaces (Boyd et al. report coverage
+    # near nominal; here the two agree within 15% in the median)
+    boot = M._one_vs_rest(x, 0.95, n_boot=400, seed=0).per_class
+    ratio = (ovr.per_class[M.AVERAGE_PRECISION_HIGH] - ovr.per_class[M.AVERAGE_PRECISION_LOW]) / (
+        boot[M.AVERAGE_PRECISION_HIGH] - boot[M.AVERAGE_PRECISION_LOW]
+    )
+    assert 0.85 < float(np.median(ratio)) < 1.15, ratio.describe()
+
+
+def test_one_vs_rest_takes_the_sorted_path_only_for_many_rows_times_classes(monkeypatch) -> None:
+    y, probs = _many_class_problem(6, 400, 4)
+    assert M.one_vs_rest_scores(y, probs).macro_average_precision.method == "bootstrap"
+    monkeypatch.setattr(M, "_EXACT_OVR_CELLS", 100)
+    assert M.one_vs_rest_scores(y, probs).macro_average_precision.method == "logit"
+
+
+def test_count_bootstrap_drawing_rows_matches_drawing_cells(monkeypatch) -> None:
+    # with many cells the replicates come from drawing rows: same distribution
+    y, probs = _many_class_problem(7, 2000, 12)
+    pred = probs.argmax(axis=1)
+    monkeypatch.setattr(M, "_ROWS_PER_CELL", 1)  # 2000 rows, < 144 cells: draw cells
+    cells = M.per_class_metrics(y, pred, n_boot=2000, seed=0)
+    monkeypatch.setattr(M, "_ROWS_PER_CELL", 10**9)  # every table counts as "many cells"
+    rows = M.per_class_metrics(y, pred, n_boot=2000, seed=0)
+    assert not rows[M.F1_LOW].equals(cells[M.F1_LOW])  # really the other draw
+    for col in (M.F1_LOW, M.F1_HIGH):
+        np.testing.assert_allclose(rows[col], cells[col], atol=0.02)
+
+
+def test_summary_reports_top_5_with_many_classes() -> None:
+    y, probs = _many_class_problem(8, 1500, 40)
+    s = M.summary(y, probs.astype(np.float32), n_classes=40, n_boot=50)
+    assert sorted(s.top_k) == [2, 3, 5]
+    ref = skm.top_k_accuracy_score(y, probs, k=5, labels=range(40))
+    assert s.top_k[5].value == pytest.approx(ref, abs=1e-12)
+    assert s.top_k[5].low < s.top_k[5].value < s.top_k[5].high
+    assert sorted(M.summary(y % 5, np.eye(5)[y % 5], n_classes=5, n_boot=20).top_k) == [2, 3]
+
+
+def test_large_confusion_is_stored_as_its_nonzero_cells() -> None:
+    y, probs = _many_class_problem(9, 600, 80)
+    s = M.summary(y, probs, n_classes=80, n_boot=20)
+    d = json.loads(json.dumps(s.to_dict(), allow_nan=False))
+    cells = d["confusion"]
+    assert set(cells) == {"shape", "rows", "cols", "counts"} and cells["shape"] == [80, 80]
+    assert len(cells["counts"]) == np.count_nonzero(s.confusion) <= len(y)
+    assert M.MetricsSummary.from_dict(d) == s
+    small = M.summary(y % 5, probs[:, :5] / probs[:, :5].sum(1, keepdims=True), n_classes=5)
+    assert isinstance(small.to_dict()["confusion"], list)  # small matrices stay readable

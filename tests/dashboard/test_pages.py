@@ -14,7 +14,10 @@ from .conftest import assert_on_page, open_page
 
 def _open(at, page, **params):
     at.run()
-    params.setdefault("run", at.query_params["run"][0] if at.query_params.get("run") else None)
+    # AppTest keeps a value set as a string as a string (its [0] was the id's first letter, so
+    # these tests silently opened the newest run, which was the sample only while it was alone)
+    run = at.query_params.get("run")
+    params.setdefault("run", run[0] if isinstance(run, list) else run)
     params = {k: v for k, v in params.items() if v is not None}
     for k, v in params.items():
         at.query_params[k] = v
@@ -60,7 +63,11 @@ def test_overview_shows_metrics_with_intervals(app_test, sample_run):
 def test_confusion_page_renders(app_test):
     at = _open(app_test, "confusion")
     assert at.title[0].value == "Confusion"
-    assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 6
+    # the per-class table (one row per class of the 6) and the top confusion pairs
+    per_class = [d.value for d in at.dataframe if "recall 95% CI" in d.value.columns]
+    assert len(per_class) == 1 and len(per_class[0]) == 6
+    pairs = [d.value for d in at.dataframe if "rate 95% CI" in d.value.columns]
+    assert len(pairs) == 1 and pairs[0]["images"].is_monotonic_decreasing
 
 
 def test_gallery_filters_change_counts(app_test, sample_run):
