@@ -510,12 +510,7 @@ def analyze(
             warnings_,
         )
         manifest["inputs"]["class_hierarchy"] = hierarchy_file
-        manifest["hierarchy_columns"] = [
-            c
-            for c in extra_cols
-            if c.startswith(schema.SUPERCLASS_PREFIX)
-            or c.startswith("pred_" + schema.SUPERCLASS_PREFIX)
-        ]
+        manifest["hierarchy_columns"] = list(outputs.get("class_hierarchy") or {})
         path = w.commit(manifest, replace=force)
     say(f"run {run_id} written", 1.0)
     return open_run(path)

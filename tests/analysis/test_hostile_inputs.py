@@ -270,7 +270,7 @@ def test_images_read_again_later_use_the_runs_limits(image_folder, tiny_resnet, 
     from analysis.present.image_view import model_view
 
     run = analyze(
-        _cfg(image_folder, tiny_resnet, max_file_bytes=123_456, max_pixels=98_765),
+        tiny_config(image_folder, tiny_resnet, max_file_bytes=123_456, max_pixels=98_765),
         runs_dir=tmp_path / "runs",
     )
     assert run_decode_limits(run.manifest) == {"max_pixels": 98_765, "max_file_bytes": 123_456}
