@@ -390,6 +390,7 @@ def _triage(ctx: SectionContext):
     if result.distance is not None:
         ctx.new_columns[schema.REFERENCE_DISTANCE] = result.distance.astype(np.float32)
 
+
 #: Sections that run only when their input was given (not recorded at all otherwise).
 OPTIONAL: dict[str, Callable[[SectionContext], bool]] = {
     "class_hierarchy": lambda ctx: ctx.hierarchy is not None,

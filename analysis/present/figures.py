@@ -50,6 +50,8 @@ def categorical(axis: dict | None = None, *, categories=None) -> dict:
         if len(cats) <= MAX_LABELLED:
             out.update(tickmode="array", tickvals=cats, ticktext=cats)
     return out
+
+
 MAX_CLASS_BARS = 30  # one bar per class up to this many classes; beyond, the worst ones
 # confusion grid colours on [-1, 1]: the diagonal teal, errors orange, opacity by value
 _CONFUSION_SCALE = [

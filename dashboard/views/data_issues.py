@@ -100,7 +100,9 @@ def _label_errors(run: Run) -> None:
             "Estimated noise matrix: how often each true class was labelled as another"
         ):
             if noise is not None:
-                st.plotly_chart(charts.noise_matrix(str(run.path), run.manifest["created"]), key="noise")
+                st.plotly_chart(
+                    charts.noise_matrix(str(run.path), run.manifest["created"]), key="noise"
+                )
             else:
                 _noise_entries(entries, names)
 
