@@ -28,9 +28,9 @@ and by default much of it is compiled again in every new process, for three reas
 
 Two of pynndescent's functions (``nn_descent`` and ``nn_descent_internal``) embed a
 process-specific pointer and can never be cached; they cost 10-20 s in each new process that runs
-NN-descent. To avoid that whenever it is cheap, the k-nearest-neighbour graph of up to
-:data:`EXACT_KNN_MAX` points is computed exactly by scikit-learn (a blocked matrix product) and
-handed to UMAP, and NN-descent only runs for larger sets.
+NN-descent. UMAP never runs it here: its k-nearest-neighbour graph comes from the package's one
+vector-search path, :func:`analysis.stats.neighbours.knn` (faiss), and is handed to UMAP, as are
+the neighbours of the image detail page (:class:`NeighbourIndex`).
 
 Measured on 2 shared cores (bench/bench_umap.py, 512-d, bench/results/umap.json): with an empty
 cache, importing umap took 42 s and the first 10k map 32 s; with the machine's cache, 5.5 s and
@@ -60,7 +60,6 @@ from ..stats.intervals import wilson_interval
 __all__ = [
     "CLUSTERINGS",
     "CLUSTER_TABLE_COLUMNS",
-    "EXACT_KNN_MAX",
     "NeighbourIndex",
     "Neighbours",
     "PROJECTIONS",
@@ -72,8 +71,6 @@ __all__ = [
 
 Progress = Callable[[str], Any]
 
-#: Sets up to this many points get an exact k-NN graph (scikit-learn); larger ones NN-descent.
-EXACT_KNN_MAX = 20_000
 #: Below this many points UMAP and t-SNE are meaningless; PCA is used instead, with a warning.
 MIN_POINTS_NONLINEAR = 20
 #: t-SNE (scikit-learn, Barnes-Hut) takes minutes beyond this; use UMAP.
@@ -296,36 +293,26 @@ def _import_umap(progress: Progress | None = None):
     return umap
 
 
-def _knn_graph(
-    z: np.ndarray, k: int, *, seed: int | None, n_jobs: int, progress: Progress | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """k nearest neighbours of every row, the row itself included: (int32 [N,k], float32 [N,k])."""
+def _knn_graph(z: np.ndarray, k: int, *, seed: int | None, progress: Progress | None):
+    """k nearest neighbours of every row, the row itself included: (int32 [N,k], float32 [N,k]).
+
+    Through the package's one vector-search path (:func:`analysis.stats.neighbours.knn`, exact
+    at the sizes UMAP is fitted on), Euclidean on the PCA-reduced rows as umap-learn would."""
+    from ..stats.neighbours import knn
+
     n = z.shape[0]
-    if n <= EXACT_KNN_MAX:
-        _say(progress, f"finding {k} nearest neighbours of {n:,} points (exact)")
-        from sklearn.neighbors import NearestNeighbors
-
-        dist, idx = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(z).kneighbors(z)
-    else:
-        _say(progress, f"finding {k} nearest neighbours of {n:,} points (NN-descent)")
-        from sklearn.utils import check_random_state
-        from umap.umap_ import nearest_neighbors
-
-        idx, dist, _ = nearest_neighbors(
-            z,
-            k,
-            "euclidean",
-            {},
-            False,
-            check_random_state(seed),
-            low_memory=True,
-            use_pynndescent=True,
-            n_jobs=n_jobs,
-            verbose=False,
-        )
+    res = knn(
+        z,
+        z,  # the set against itself, self-matches kept: UMAP counts a point as its own neighbour
+        k=k,
+        metric="euclidean",
+        seed=0 if seed is None else seed,
+        progress=progress,
+    )
+    _say(progress, f"found {k} nearest neighbours of {n:,} points ({res.method})")
     return (
-        np.ascontiguousarray(idx, dtype=np.int32),
-        np.ascontiguousarray(dist, dtype=np.float32),
+        np.ascontiguousarray(res.indices, dtype=np.int32),
+        np.ascontiguousarray(res.scores, dtype=np.float32),
     )
 
 
@@ -361,7 +348,7 @@ def _project_umap(
         warnings.filterwarnings("ignore", message=r"Cannot cache compiled function")
         warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]")
         warnings.filterwarnings("ignore", message=r"n_jobs value .* overridden")
-        idx, dist = _knn_graph(z, k, seed=seed, n_jobs=n_jobs, progress=progress)
+        idx, dist = _knn_graph(z, k, seed=seed, progress=progress)
         _say(progress, f"optimising the 2-D layout of {n:,} points (UMAP)")
         reducer = umap.UMAP(
             n_neighbors=k,
@@ -836,10 +823,11 @@ def _cluster_table_core(
 class NeighbourIndex:
     """Exact cosine nearest neighbours over a fixed set of embeddings.
 
-    scikit-learn's brute-force :class:`~sklearn.neighbors.NearestNeighbors` (cosine metric) on
-    L2-normalised float32 rows: exact and deterministic, and one query of one image against 10^5
-    references takes a fraction of a second. Build it once per set (the dashboard caches it) and
-    query many times. For all-pairs searches over very large sets, see :mod:`analysis.data_issues.duplicates`.
+    A thin handle on :func:`analysis.stats.neighbours.knn` (exact, faiss): build it once per set
+    (the dashboard caches it) and query many times. Sets up to :data:`CACHE_BYTES` as float32
+    are normalised once and kept; larger ones (a memory-mapped ``embeddings.npy`` of a million
+    images) stay where they are and are read block by block on each query. For runs analysed
+    with the neighbours section the detail page reads stored neighbours instead.
 
     Parameters
     ----------
@@ -847,20 +835,18 @@ class NeighbourIndex:
         The indexed set. Zero rows have similarity 0 to everything.
     """
 
-    #: Queries per block: queries x N <= this many distances (64 MB), on top of scikit-learn's
-    #: own chunking.
+    #: Queries per block: queries x N <= this many similarities (64 MB).
     block_elements = 1 << 24
+    #: Normalised float32 copies up to this size are kept between queries.
+    CACHE_BYTES = 512 << 20
 
     def __init__(self, embeddings: Any) -> None:
-        from sklearn.neighbors import NearestNeighbors
+        from ..stats.neighbours import _check_vectors
 
         self._source = embeddings
-        self._x = _l2_normalise(_check_embeddings(embeddings))
-        self._nn = (
-            NearestNeighbors(metric="cosine", algorithm="brute").fit(self._x)
-            if self._x.shape[0]
-            else None
-        )
+        arr = _check_vectors(embeddings, "embeddings")
+        small = arr.shape[0] * arr.shape[1] * 4 <= self.CACHE_BYTES
+        self._x = _l2_normalise(np.asarray(arr, dtype=np.float32)) if small else arr
 
     def __len__(self) -> int:
         return self._x.shape[0]
@@ -875,7 +861,7 @@ class NeighbourIndex:
         i = _check_int(i, "i", minimum=0)
         if i >= len(self):
             raise ValueError(f"i must be < {len(self)} (the indexed set's size), got {i}")
-        return self._x[i].copy()
+        return _l2_normalise(np.asarray(self._x[i : i + 1], dtype=np.float32))[0]
 
     def query(
         self, vectors: Any, k: int = 10, *, exclude: Any = None
@@ -915,7 +901,7 @@ class NeighbourIndex:
             if ex.size and (ex.min() < -1 or ex.max() >= len(self)):
                 raise ValueError(f"exclude must hold rows in -1..{len(self) - 1}")
             exclude = ex.astype(np.int64)
-        return self._query_core(_l2_normalise(q), k, exclude)
+        return self._query_core(q, k, exclude)
 
     def neighbours_of(self, rows: Any, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Neighbours of indexed rows, each row's self-match excluded; see :meth:`query`."""
@@ -925,36 +911,25 @@ class NeighbourIndex:
         if r.size and (r.min() < 0 or r.max() >= len(self)):
             raise ValueError(f"rows must be in 0..{len(self) - 1}, got [{r.min()}, {r.max()}]")
         k = _check_int(k, "k", minimum=1)
-        return self._query_core(self._x[r], k, r.astype(np.int64))
+        return self._query_core(np.asarray(self._x[r]), k, r.astype(np.int64))
 
     def _query_core(
         self, q: np.ndarray, k: int, exclude: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
+        from ..stats.neighbours import knn
+
         n, size = q.shape[0], len(self)
-        indices = np.full((n, k), -1, dtype=np.int64)
-        sims = np.full((n, k), np.nan, dtype=np.float32)
         if n == 0 or size == 0:
-            return indices, sims
-        # one extra neighbour when a row may be excluded, so k remain after dropping it
-        m = min(size, k + (1 if exclude is not None else 0))
-        block = max(1, self.block_elements // size)
-        for start in range(0, n, block):
-            stop = min(n, start + block)
-            dist, idx = self._nn.kneighbors(q[start:stop], n_neighbors=m)
-            sim = (1.0 - dist).astype(np.float32)
-            if exclude is not None:
-                sim[idx == exclude[start:stop, None]] = -np.inf
-            # most similar first; ties (among the returned rows) to the lower index
-            order = np.lexsort((idx, -sim), axis=1)
-            idx = np.take_along_axis(idx, order, axis=1)
-            sim = np.take_along_axis(sim, order, axis=1)
-            valid = np.isfinite(sim)
-            rank = np.cumsum(valid, axis=1) - 1
-            keep = valid & (rank < k)
-            rows = np.nonzero(keep)[0]
-            indices[start + rows, rank[keep]] = idx[keep]
-            sims[start + rows, rank[keep]] = sim[keep]
-        return indices, sims
+            return np.full((n, k), -1, dtype=np.int64), np.full((n, k), np.nan, dtype=np.float32)
+        res = knn(
+            q,
+            self._x,
+            k=k,
+            exclude=exclude,
+            method="exact",
+            block_rows=max(1, self.block_elements // size),
+        )
+        return res.indices, res.scores
 
 
 @dataclass(frozen=True)
@@ -1018,6 +993,6 @@ def neighbours_for(
     if ref is None:
         r_idx, r_sim = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     else:
-        r_idx, r_sim = ref._query_core(index._x[i : i + 1], k, None)
+        r_idx, r_sim = ref._query_core(index.vector(i)[None, :], k, None)
         r_idx, r_sim = r_idx[0], r_sim[0]
     return Neighbours(i, e_idx[0], e_sim[0], r_idx, r_sim)
