@@ -28,9 +28,11 @@ blocks are converted to float32 one at a time. ``method="ivf"`` builds an invert
 base set: rows (L2-normalised for cosine) are rotated and reduced by PCA to at most
 :data:`IVF_DIMS` dimensions, grouped into ``nlist ~ 4 sqrt(M)`` cells by k-means, and stored as
 4-bit fast-scan product-quantisation codes (:data:`IVF_DIMS` / 4 bytes per vector); each query
-visits its ``nprobe`` nearest cells and the best ``rerank * k`` candidates are re-scored exactly
-from the original vectors, so every returned score is exact and only *which* rows are returned
-can differ from exact search. ``method="auto"`` (the default) searches exactly while
+visits its ``nprobe`` nearest cells and its best ``rerank * k`` candidates are re-scored from a
+float16 copy of the (normalised) rows, the precision a run stores embeddings in: returned scores
+are exact to float16 rounding (~1e-3), and *which* rows are returned can differ from exact
+search. Memory: ``2 * D`` bytes per base row for the copy plus ~40 for the codes (1.5 GB for a
+million 768-d signatures), the queries streamed in blocks. ``method="auto"`` (the default) searches exactly while
 ``queries x base x dims`` stays under :data:`EXACT_MAX_WORK` multiply-adds (about a minute on the
 2-core development machine) and with the index beyond. Its recall against exact search is
 measured in ``bench/bench_duplicates.py`` (results in ``bench/results/duplicates.json``).
@@ -39,11 +41,14 @@ measured in ``bench/bench_duplicates.py`` (results in ``bench/results/duplicates
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from ..checks import check_embeddings
 
 __all__ = [
     "EXACT_MAX_WORK",
@@ -61,7 +66,7 @@ EXACT_MAX_WORK = 1e12
 #: Dimensions the approximate index works in (PCA with a random rotation first when D is larger).
 IVF_DIMS = 128
 #: Cells an approximate query visits, and how many candidates per wanted neighbour are re-scored
-#: exactly. Chosen on synthetic clustered embeddings with planted copies (bench/bench_duplicates.py,
+#: from the float16 copy. Chosen on synthetic clustered embeddings with planted copies (bench/bench_duplicates.py,
 #: not the tests' data): recall of the pairs above 0.95 cosine >= 0.99 there.
 DEFAULT_NPROBE = 16
 DEFAULT_RERANK = 4
@@ -102,19 +107,8 @@ class KNN:
 
 
 def _check_vectors(x: Any, name: str) -> np.ndarray:
-    arr = x if isinstance(x, np.ndarray) else np.asarray(x)
-    if arr.dtype == object or arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
-        raise TypeError(f"{name} must be a real array [N, D], got dtype {arr.dtype}")
-    if np.issubdtype(arr.dtype, np.complexfloating):
-        raise TypeError(f"{name} must be a real array [N, D], got dtype {arr.dtype}")
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D [N, D], got shape {arr.shape}")
-    if arr.shape[0] and arr.shape[1] == 0:
-        raise ValueError(f"{name} must have at least one feature column, got shape {arr.shape}")
-    for s in range(0, arr.shape[0], 1 << 14):  # a float16 memory-map is never copied whole
-        if not np.isfinite(arr[s : s + (1 << 14)]).all():
-            raise ValueError(f"{name} must be finite, got NaN or inf")
-    return arr
+    # no float32 copy: a million float16 rows are checked and read block by block
+    return check_embeddings(x, name, dtype=None)
 
 
 def _check_positive(value: Any, name: str) -> int:
@@ -266,6 +260,9 @@ def _write(out, start: int, idx: np.ndarray, sc: np.ndarray) -> None:
 
 
 def _faiss():
+    # Threads that sleep while they wait: OpenMP's default spinning made an index build 9x
+    # slower on two cores shared with other work (80 s instead of 9 s at 50,000 rows).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import faiss
     except ImportError as exc:  # pragma: no cover - faiss-cpu is a dependency
@@ -317,72 +314,61 @@ _MIN_IVF_BASE = 2_000
 #: Training points per cell (faiss warns below 39) and the cap on the training sample.
 _TRAIN_PER_CELL = 40
 _TRAIN_MAX = 200_000
-_RERANK_ROWS = 1024  # queries whose candidates are gathered and re-scored at a time
 
 
 def _nlist(m: int) -> int:
     return int(max(1, min(round(4 * math.sqrt(m)), m // _TRAIN_PER_CELL, 65_536)))
 
 
-def build_index(b: np.ndarray, *, metric: str, seed: int, block_rows: int, progress=None):
+def build_index(
+    b: np.ndarray, *, metric: str, seed: int, block_rows: int, rerank: int, progress=None
+):
     """An approximate index over ``b`` (see the module docstring): PCA to :data:`IVF_DIMS`
-    when D is larger, an inverted file of ``nlist ~ 4 sqrt(M)`` cells, 4-bit fast-scan PQ."""
+    when D is larger, an inverted file of ``nlist ~ 4 sqrt(M)`` cells, 4-bit fast-scan PQ codes,
+    and a float16 copy of the rows that re-scores ``rerank`` candidates per wanted neighbour."""
     faiss = _faiss()
     m, d = b.shape
     dims = min(d, IVF_DIMS)
     dims -= dims % 2  # two dimensions per 4-bit sub-quantiser
     nlist = _nlist(m)
     pre = f"PCAR{dims}," if dims != d else ""
-    spec = f"{pre}IVF{nlist},PQ{max(1, dims // 2)}x4fs"
-    if dims == 0:
-        spec = f"IVF{nlist},Flat"
-    index = faiss.index_factory(d, spec, faiss.METRIC_L2)  # L2 on unit rows ranks as cosine
-    ivf = faiss.extract_index_ivf(index)
+    spec = f"{pre}IVF{nlist},PQ{max(1, dims // 2)}x4fs" if dims else f"IVF{nlist},Flat"
+    coarse = faiss.index_factory(d, spec, faiss.METRIC_L2)  # L2 on unit rows ranks as cosine
+    ivf = faiss.extract_index_ivf(coarse)
     ivf.cp.seed = int(seed) % (2**31)
+    exact = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_L2)
+    index = faiss.IndexRefine(coarse, exact)
+    index.k_factor = float(rerank)
     rng = np.random.default_rng(seed)
     n_train = min(m, max(_TRAIN_PER_CELL * nlist, 20_000), _TRAIN_MAX)
     rows = np.sort(rng.choice(m, n_train, replace=False)) if n_train < m else slice(0, m)
     if progress is not None:
         progress(f"training an index of {nlist:,} cells on {n_train:,} of {m:,} rows ({spec})")
     index.train(_rows(b, rows, metric))
-    for s in range(0, m, block_rows * 4):
-        index.add(_rows(b, slice(s, min(m, s + block_rows * 4)), metric))
+    step = block_rows * 4
+    for s in range(0, m, step):
+        index.add(_rows(b, slice(s, min(m, s + step)), metric))
         if progress is not None:
-            progress(f"indexed {min(m, s + block_rows * 4):,} of {m:,} rows")
+            progress(f"indexed {min(m, s + step):,} of {m:,} rows")
     return index
 
 
 def _ivf(q, b, *, k, metric, exclude, out, block_rows, nprobe, rerank, seed, progress) -> None:
-    index = build_index(b, metric=metric, seed=seed, block_rows=block_rows, progress=progress)
     faiss = _faiss()
-    ivf = faiss.extract_index_ivf(index)
+    index = build_index(
+        b, metric=metric, seed=seed, block_rows=block_rows, rerank=rerank, progress=progress
+    )
+    ivf = faiss.extract_index_ivf(index.base_index)
     ivf.nprobe = int(min(nprobe, ivf.nlist))
     n, m = q.shape[0], b.shape[0]
-    want = min(m, (k + (1 if exclude is not None else 0)) * rerank)
+    want = min(m, k + (1 if exclude is not None else 0))
     for q0 in range(0, n, block_rows):
         qb = _rows(q, slice(q0, min(n, q0 + block_rows)), metric)
-        _, cand = index.search(qb, want)
-        for r0 in range(0, qb.shape[0], _RERANK_ROWS):
-            c = cand[r0 : r0 + _RERANK_ROWS].astype(np.int64)
-            sc = _rescore(qb[r0 : r0 + _RERANK_ROWS], b, c, metric)
-            ex = None if exclude is None else exclude[q0 + r0 : q0 + r0 + c.shape[0]]
-            idx, s = _select(c, sc, k, metric, ex)
-            _write(out, q0 + r0, idx, s)
+        dist, cand = index.search(qb, want)
+        # squared L2 from the float16 copy: unit rows -> cosine = 1 - d / 2
+        sc = 1.0 - dist / 2.0 if metric == "cosine" else np.sqrt(np.maximum(dist, 0.0))
+        ex = None if exclude is None else exclude[q0 : q0 + qb.shape[0]]
+        idx, s = _select(cand.astype(np.int64), sc.astype(np.float32), k, metric, ex)
+        _write(out, q0, idx, s)
         if progress is not None:
             progress(f"searched {min(n, q0 + block_rows):,} of {n:,} queries")
-
-
-def _rescore(qb: np.ndarray, b: np.ndarray, cand: np.ndarray, metric: str) -> np.ndarray:
-    """Exact scores of each query against its candidate rows (-1 candidates get NaN)."""
-    valid = cand >= 0
-    flat = np.where(valid, cand, 0).ravel()
-    uniq, inv = np.unique(flat, return_inverse=True)  # sorted: a memory-map reads forwards
-    vecs = _rows(b, uniq, metric)[inv].reshape(*cand.shape, -1)
-    if metric == "cosine":
-        sc = np.einsum("qd,qcd->qc", qb, vecs)
-    else:
-        diff = vecs - qb[:, None, :]
-        sc = np.sqrt(np.einsum("qcd,qcd->qc", diff, diff))
-    sc = sc.astype(np.float32)
-    sc[~valid] = np.nan
-    return sc

@@ -115,7 +115,8 @@ def test_inputs_are_not_modified_and_float16_memmaps_work(tmp_path):
 
 def test_ivf_finds_planted_copies_and_its_scores_are_exact():
     """The approximate index on clustered data: every planted copy is found, and what is
-    returned is re-scored exactly (only which rows are found may differ from exact search)."""
+    returned is re-scored from float16 rows (exact to ~1e-3; which rows are found may differ
+    from exact search)."""
     rng = np.random.default_rng(4)
     base = clustered(6000, d=48, seed=5)
     q = clustered(800, d=48, seed=6)
@@ -127,10 +128,12 @@ def test_ivf_finds_planted_copies_and_its_scores_are_exact():
     bn = base / np.linalg.norm(base, axis=1, keepdims=True)
     qn = q / np.linalg.norm(q, axis=1, keepdims=True)
     exact_scores = np.einsum("qd,qkd->qk", qn, bn[res.indices])
-    np.testing.assert_allclose(res.scores, exact_scores, atol=1e-5)
-    assert (np.diff(res.scores, axis=1) <= 1e-7).all()  # nearest first
+    np.testing.assert_allclose(res.scores, exact_scores, atol=2e-3)
+    assert (np.diff(res.scores, axis=1) <= 0).all()  # nearest first
     exact = knn(q, base, k=5, method="exact")
-    recall = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(res.indices, exact.indices)])
+    recall = np.mean(
+        [len(set(a) & set(b)) / 5 for a, b in zip(res.indices, exact.indices, strict=True)]
+    )
     assert recall > 0.9
 
 
