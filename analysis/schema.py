@@ -15,6 +15,8 @@ PROBS = "probs.npy"  # float32 [N, C], row i = samples.parquet row i
 EMBEDDINGS = "embeddings.npy"  # float16 [N, D], penultimate-layer features
 REFERENCE_SAMPLES = "reference.parquet"  # the optional reference (training) set, same core columns
 REFERENCE_EMBEDDINGS = "reference_embeddings.npy"  # float16 [M, D]
+SIGNATURES = "signatures.npy"  # float16 [N, 768] appearance signatures (near-copy search)
+REFERENCE_SIGNATURES = "reference_signatures.npy"  # float16 [M, 768]
 SLICES = "slices.parquet"  # one row per single-predicate slice (see analysis.stats.slices)
 DISCOVERED = "discovered_slices.parquet"  # conjunctions found by analysis.stats.discovery
 CLUSTERS = "clusters.parquet"  # one row per embedding cluster
@@ -25,7 +27,7 @@ OUTLIERS = "outliers.parquet"  # one row per (sample, outlier type)
 OUTLIER_SUMMARY = "outlier_summary.parquet"  # one row per outlier type: counts, error rates
 METRICS = "metrics.json"  # headline metrics with intervals, per-class table, confusion
 CAMS_DIR = "cams"  # cached CAM maps, <sample_id>__<method>__<layer>__<class>.npy
-THUMBS_DIR = "thumbs"  # cached JPEG thumbnails, <sample_id>.jpg
+THUMBS_DIR = "thumbs"  # gallery JPEGs in packs + index.parquet (analysis.store.thumbs)
 ROBUSTNESS_DIR = "robustness"
 
 # Core columns of samples.parquet (one row per analysed image, in probs.npy order)

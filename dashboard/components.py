@@ -51,9 +51,9 @@ def metric(label: str, est: dict | None, *, as_pct: bool = True, help: str | Non
     )
 
 
-def thumb_path(run: Run, sample_id: str) -> str | None:
-    p = run.path / schema.THUMBS_DIR / f"{sample_id}.jpg"
-    return str(p) if p.exists() else None
+def thumbnail(run: Run, key: str) -> bytes | None:
+    """The gallery JPEG of ``key`` (a sample id, ``ref-<sample id>`` for a reference image)."""
+    return run.thumbnail(key)
 
 
 def image_grid(
@@ -75,7 +75,7 @@ def image_grid(
     for k, r in enumerate(rows):
         row = s.iloc[int(r)]
         with grid[k % cols]:
-            path = thumb_path(run, row[schema.SAMPLE_ID]) or row[schema.PATH]
+            path = thumbnail(run, row[schema.SAMPLE_ID]) or row[schema.PATH]
             ok = bool(row[schema.CORRECT])
             st.image(path, width="stretch")
             mark = ":green[:material/check_circle:]" if ok else ":red[:material/cancel:]"

@@ -8,6 +8,7 @@ it was made by other analysis code (:mod:`analysis.version`): then it is analyse
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -60,9 +61,13 @@ class AnalysisConfig:
     max_file_bytes: int | None = None
     exif_transpose: bool | None = None
     labels_are: str | None = None
+    engine: str = "local"
+    ray_address: str | None = None
+    ray_workers: int | None = None
 
     def fingerprint_dict(self) -> dict:
-        """The parts of the config that change results (not device or worker count)."""
+        """The parts of the config that change results (not device, worker count or engine:
+        both engines compute the same run, tests/analysis/test_ray_engine.py checks it)."""
         d = asdict(self)
         for k in (
             "data",
@@ -73,6 +78,9 @@ class AnalysisConfig:
             "device",
             "num_workers",
             "batch_size",
+            "engine",
+            "ray_address",
+            "ray_workers",
         ):
             d.pop(k)
         return d
@@ -177,6 +185,7 @@ def check_config(cfg: AnalysisConfig) -> None:
         ("--min-support", cfg.min_support, 1),
         ("--max-pixels", cfg.max_pixels, 1),
         ("--max-file-bytes", cfg.max_file_bytes, 1),
+        ("--ray-workers", cfg.ray_workers, 1),
     ):
         if value is None:
             continue
@@ -189,6 +198,11 @@ def check_config(cfg: AnalysisConfig) -> None:
             f"--crop {cfg.crop} and --no-crop contradict each other: give --crop N to centre-crop"
             " N x N after the resize, or --no-crop to resize to a square without cropping"
         )
+    if cfg.engine not in ENGINES:
+        raise ValueError(f"--engine is {cfg.engine!r}; expected one of {', '.join(ENGINES)}")
+    if cfg.engine != "ray" and (cfg.ray_address or cfg.ray_workers):
+        option = "--ray-address" if cfg.ray_address else "--ray-workers"
+        raise ValueError(f"{option} needs --engine ray (the engine is {cfg.engine!r})")
     if cfg.labels_are is not None and cfg.labels_are not in ("names", "indices"):
         raise ValueError(f"--labels-are is {cfg.labels_are!r}; expected 'names' or 'indices'")
     for name, value in (("--mean", cfg.mean), ("--std", cfg.std)):
@@ -359,21 +373,40 @@ def analyze(
         )
     warnings_: list[str] = list(data.warnings)
 
-    with RunWriter(runs_dir, run_id) as w:
-        thumbs = w.tmp / schema.THUMBS_DIR
-        thumbs.mkdir()
+    model_spec = (
+        None
+        if loaded is None
+        else {
+            "path": str(cfg.model),
+            "arch": arch,
+            "num_classes": len(data.class_names),
+            "trust_checkpoint": cfg.trust_checkpoint,
+        }
+    )
+    if cfg.engine == "ray":  # one Ray session for both passes (starting one takes seconds)
+        from ..loading.ray_pass import ray_session
+
+        engine_session = ray_session(cfg.ray_address)
+    else:
+        engine_session = contextlib.nullcontext()
+    with engine_session, RunWriter(runs_dir, run_id) as w:
+        from ..store.thumbs import ThumbnailWriter
+
+        thumbs = ThumbnailWriter(w.tmp / schema.THUMBS_DIR)
+        ids = data.table[schema.SAMPLE_ID].tolist()
         tp = time.perf_counter()
-        res = run_pass(
-            data.table[schema.PATH].tolist(),
+        res = _pass(
+            cfg,
+            data,
             prep,
-            model=loaded.model if loaded else None,
-            relpaths=data.table[schema.RELPATH].tolist(),
-            batch_size=cfg.batch_size,
-            num_workers=cfg.num_workers,
-            device=_device(cfg.device),
-            max_pixels=cfg.max_pixels,
-            max_file_bytes=cfg.max_file_bytes,
-            thumb_paths=[str(thumbs / f"{sid}.jpg") for sid in data.table[schema.SAMPLE_ID]],
+            loaded,
+            model_spec,
+            thumbnails=lambda i, jpeg: thumbs.add(ids[i], jpeg),
+            files={
+                "logits": w.tmp / _SCRATCH_LOGITS,
+                "embeddings": w.tmp / schema.EMBEDDINGS,
+                "signatures": w.tmp / schema.SIGNATURES,
+            },
             progress=progress,
             desc="evaluation set",
         )
@@ -385,29 +418,32 @@ def analyze(
             )
         table = data.table.iloc[res.ok_index].reset_index(drop=True)
         if loaded is not None:
-            probs = softmax(res.logits)
+            probs = _probs_file(res.logits, w.tmp / schema.PROBS)
+            res.logits = None
         else:
             probs, pred_warn = _probs_from_file(cfg.predictions, table, data.class_names)
             warnings_ += pred_warn
+            w.write_array(schema.PROBS, probs.astype(np.float32))
+        (w.tmp / _SCRATCH_LOGITS).unlink(missing_ok=True)
         samples = build_samples(table, probs, res, data.class_names)
 
         ref_samples = ref_emb = ref_sig = None
         ref_skipped: list[dict] = []
         if reference is not None:
+            rids = reference.table[schema.SAMPLE_ID].tolist()
             tp = time.perf_counter()
-            rres = run_pass(
-                reference.table[schema.PATH].tolist(),
+            rres = _pass(
+                cfg,
+                reference,
                 prep,
-                model=loaded.model if loaded else None,
-                relpaths=reference.table[schema.RELPATH].tolist(),
-                batch_size=cfg.batch_size,
-                num_workers=cfg.num_workers,
-                device=_device(cfg.device),
-                max_pixels=cfg.max_pixels,
-                max_file_bytes=cfg.max_file_bytes,
-                thumb_paths=[
-                    str(thumbs / f"ref-{sid}.jpg") for sid in reference.table[schema.SAMPLE_ID]
-                ],
+                loaded,
+                model_spec,
+                thumbnails=lambda i, jpeg: thumbs.add(f"ref-{rids[i]}", jpeg),
+                files={
+                    "logits": w.tmp / _SCRATCH_LOGITS,
+                    "embeddings": w.tmp / schema.REFERENCE_EMBEDDINGS,
+                    "signatures": w.tmp / schema.REFERENCE_SIGNATURES,
+                },
                 progress=progress,
                 desc="reference set",
             )
@@ -416,12 +452,15 @@ def analyze(
             ref_samples = pd.concat([rtable, rres.properties], axis=1)
             warnings_ += [f"reference set: {w}" for w in reference.warnings if "outside" in w]
             if rres.logits is not None:
-                rp = prediction_columns(softmax(rres.logits), rtable[schema.LABEL].to_numpy())
-                ref_samples[schema.PRED] = rp[schema.PRED].to_numpy()
-                ref_samples[schema.CORRECT] = rp[schema.CORRECT].to_numpy()
+                pred = _argmax_rows(rres.logits)
+                ref_samples[schema.PRED] = pred
+                ref_samples[schema.CORRECT] = pred == rtable[schema.LABEL].to_numpy()
+                rres.logits = None
+            (w.tmp / _SCRATCH_LOGITS).unlink(missing_ok=True)
             ref_emb = rres.embeddings
             ref_sig = rres.signatures
             ref_skipped = reference.skipped + rres.skipped
+        thumbs.close()
 
         sections: dict[str, dict] = {}
         from .sections import run_sections
@@ -444,14 +483,10 @@ def analyze(
         )
         for col, values in extra_cols.items():
             samples[col] = values
+        # probs, embeddings and signatures were streamed into the run during the pass
         w.write_table(schema.SAMPLES, samples)
-        w.write_array(schema.PROBS, probs.astype(np.float32))
-        if res.embeddings is not None:
-            w.write_array(schema.EMBEDDINGS, res.embeddings.astype(np.float16))
         if ref_samples is not None:
             w.write_table(schema.REFERENCE_SAMPLES, ref_samples)
-            if ref_emb is not None:
-                w.write_array(schema.REFERENCE_EMBEDDINGS, ref_emb.astype(np.float16))
         timings["total"] = time.perf_counter() - t0
         manifest = _manifest(
             cfg,
@@ -471,6 +506,67 @@ def analyze(
         path = w.commit(manifest, replace=force)
     say(f"run {run_id} written", 1.0)
     return open_run(path)
+
+
+#: The pass streams logits here; probabilities are written from it, then it is removed.
+_SCRATCH_LOGITS = ".pass-logits.npy"
+_ROWS = 65_536  # rows per chunk when a per-image array is turned into another
+
+
+def _probs_file(logits: np.ndarray, path: Path) -> np.ndarray:
+    """Softmax of ``logits`` [N, C], written to ``path`` chunk by chunk; returned memory-mapped."""
+    from ..store.npy import NpyRowWriter
+
+    out = NpyRowWriter(path, logits.shape[1:], np.float32)
+    for s in range(0, logits.shape[0], _ROWS):
+        out.append(softmax(np.asarray(logits[s : s + _ROWS])))
+    return out.close()
+
+
+def _argmax_rows(logits: np.ndarray) -> np.ndarray:
+    return np.concatenate(
+        [np.asarray(logits[s : s + _ROWS]).argmax(axis=1) for s in range(0, len(logits), _ROWS)]
+        or [np.zeros(0, np.int64)]
+    ).astype(np.int64)
+
+
+ENGINES = ("local", "ray")
+
+
+def _pass(cfg, images, prep, loaded, model_spec, *, thumbnails, files, progress, desc):
+    """One image set through the pass, on the engine the config names; both engines return
+    the same :class:`~analysis.loading.inference.PassResult` for the same inputs."""
+    common = dict(
+        relpaths=images.table[schema.RELPATH].tolist(),
+        batch_size=cfg.batch_size,
+        max_pixels=cfg.max_pixels,
+        max_file_bytes=cfg.max_file_bytes,
+        thumbnails=thumbnails,
+        files=files,
+        progress=progress,
+        desc=desc,
+    )
+    paths = images.table[schema.PATH].tolist()
+    if cfg.engine == "ray":
+        from ..loading.ray_pass import run_pass_ray
+
+        return run_pass_ray(
+            paths,
+            prep,
+            model_spec=model_spec,
+            address=cfg.ray_address,
+            workers=cfg.ray_workers,
+            device=cfg.device,
+            **common,
+        )
+    return run_pass(
+        paths,
+        prep,
+        model=loaded.model if loaded else None,
+        num_workers=cfg.num_workers,
+        device=_device(cfg.device),
+        **common,
+    )
 
 
 def _device(device: str | None) -> str:

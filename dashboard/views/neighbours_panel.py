@@ -40,7 +40,7 @@ def render(run: Run, row_no: int, k: int = 6) -> None:
             continue
         r = s.iloc[int(i)]
         with col:
-            st.image(ui.thumb_path(run, r[schema.SAMPLE_ID]) or r[schema.PATH], width="stretch")
+            st.image(ui.thumbnail(run, r[schema.SAMPLE_ID]) or r[schema.PATH], width="stretch")
             nav.link(
                 "detail",
                 f"{names[r[schema.LABEL]]} → {names[r[schema.PRED]]}",
@@ -57,7 +57,7 @@ def render(run: Run, row_no: int, k: int = 6) -> None:
                 continue
             r = rs.iloc[int(j)]
             col.image(
-                ui.thumb_path(run, f"ref-{r[schema.SAMPLE_ID]}") or r[schema.PATH],
+                ui.thumbnail(run, f"ref-{r[schema.SAMPLE_ID]}") or r[schema.PATH],
                 caption=f"{names[r[schema.LABEL]]} · cosine {sim:.3f}",
                 width="stretch",
             )
