@@ -20,6 +20,7 @@ REFERENCE_SIGNATURES = "reference_signatures.npy"  # float16 [M, 768]
 SLICES = "slices.parquet"  # one row per single-predicate slice (see analysis.stats.slices)
 DISCOVERED = "discovered_slices.parquet"  # conjunctions found by analysis.stats.discovery
 CLUSTERS = "clusters.parquet"  # one row per embedding cluster
+EMBEDDING_MAP = "embedding_map.json"  # how the map was made: every image, or a sample + placement
 LABEL_ISSUES = "label_issues.parquet"  # ranked suspected label errors
 NOISE_MATRIX = "noise_matrix.npy"  # float64 [C, C], [i, j] = P(given label i | true label j)
 DUPLICATES = "duplicates.parquet"  # pairs: within-eval near-duplicates and eval<->reference leakage

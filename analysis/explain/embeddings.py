@@ -61,13 +61,17 @@ from ..stats.intervals import wilson_interval
 __all__ = [
     "CLUSTERINGS",
     "CLUSTER_TABLE_COLUMNS",
+    "EmbeddingMap",
+    "MAP_FIT_MAX",
     "NeighbourIndex",
     "Neighbours",
     "PROJECTIONS",
     "cluster_embeddings",
     "cluster_table",
+    "embedding_map",
     "neighbours_for",
     "project_2d",
+    "stratified_sample",
 ]
 
 Progress = Callable[[str], Any]
@@ -470,6 +474,228 @@ def _project_core(
     )
     _say(progress, f"2-D map of {n:,} points done in {time.perf_counter() - start:.1f} s")
     return np.ascontiguousarray(xy, dtype=np.float32)
+
+
+def _umap_reduced(z: np.ndarray, *, seed: int, n_neighbors: int, progress) -> np.ndarray:
+    """UMAP of rows already normalised and reduced (what :func:`project_2d` does after PCA)."""
+    n = z.shape[0]
+    method = "umap" if n >= MIN_POINTS_NONLINEAR else "pca"
+    xy = PROJECTIONS[method](
+        z, seed=seed, n_neighbors=n_neighbors, min_dist=0.1, n_epochs=None, progress=progress
+    )
+    return np.ascontiguousarray(xy, dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------- at any size
+
+#: Above this many images the map and the clusters are fitted on a stratified sample of this
+#: size and the other images placed by it (:func:`embedding_map`). UMAP of 50,000 points takes
+#: about a minute on 2 cores; 10^6 points would take hours and ~10 GB.
+MAP_FIT_MAX = 50_000
+#: Every stratum (given class x correct/wrong) keeps at least this many images in the sample.
+STRATUM_FLOOR = 50
+#: Rows per block when a fitted PCA is applied to a large set.
+_BLOCK = 65_536
+
+
+def stratified_sample(strata: Any, size: int, *, seed: int = 0) -> np.ndarray:
+    """Sorted rows of a random sample of about ``size`` rows, each stratum represented in
+    proportion to its share and by at least ``min(its size, STRATUM_FLOOR)`` rows.
+
+    Parameters
+    ----------
+    strata : array-like of int, shape (N,)
+        Stratum of each row (e.g. ``2 * label + correct``).
+    size : int >= 1
+    seed : int
+
+    Returns
+    -------
+    np.ndarray of int64
+        All rows when ``size >= N``.
+    """
+    strata = np.asarray(strata)
+    n = strata.shape[0]
+    size = check_int(size, "size", minimum=1)
+    if size >= n:
+        return np.arange(n, dtype=np.int64)
+    _, inv, counts = np.unique(strata, return_inverse=True, return_counts=True)
+    quota = np.maximum(np.floor(counts * (size / n)), np.minimum(counts, STRATUM_FLOOR))
+    quota = quota.astype(np.int64)
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n)
+    rows = perm[np.argsort(inv[perm], kind="stable")]  # grouped by stratum, random within
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    take = np.concatenate([rows[a : a + q] for a, q in zip(starts, quota, strict=True)])
+    return np.sort(take).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class EmbeddingMap:
+    """The Embeddings page's map and the cluster slices of one set (:func:`embedding_map`).
+
+    Attributes
+    ----------
+    xy : np.ndarray or None
+        float32 [N, 2] map coordinates; None when no map was asked for.
+    clusters : np.ndarray
+        int64 [N] cluster ids, numbered from the largest cluster down.
+    fitted : np.ndarray
+        int64 rows the PCA, UMAP and k-means were fitted on: every row up to ``fit_max`` images,
+        else a stratified sample.
+    n : int
+    """
+
+    xy: np.ndarray | None
+    clusters: np.ndarray
+    fitted: np.ndarray
+    n: int
+
+    @property
+    def sampled(self) -> bool:
+        return len(self.fitted) < self.n
+
+    def to_dict(self) -> dict[str, Any]:
+        """What the page says about how the map was made (stored as ``embedding_map.json``)."""
+        how = (
+            f"UMAP and k-means fitted on all {self.n:,} images"
+            if not self.sampled
+            else (
+                f"UMAP and k-means fitted on a stratified sample of {len(self.fitted):,} of"
+                f" {self.n:,} images (every given class, right and wrong, in proportion, at"
+                f" least {STRATUM_FLOOR} of each); every other image placed at the"
+                " similarity-weighted mean of its 15 nearest sampled images (UMAP's own"
+                " initialisation for new points) and given the cluster of the nearest centre"
+            )
+        )
+        return {"n": self.n, "n_fitted": int(len(self.fitted)), "sampled": self.sampled, "how": how}
+
+
+def _pca_fit_apply(x: np.ndarray, fit: np.ndarray, pca_dims: int | None, seed: int):
+    """Normalised rows reduced by a PCA fitted on rows ``fit``, every row block by block:
+    float32 [N, dims]. The same as :func:`_reduce` when ``fit`` is every row."""
+    n, d = x.shape
+    if len(fit) == n:
+        return _reduce(_l2_normalise(np.asarray(x, dtype=np.float32)), pca_dims, seed)
+    zf = _l2_normalise(np.asarray(x[fit], dtype=np.float32))
+    if pca_dims is None or d <= pca_dims:
+        pca = None
+        dims = d
+    else:
+        from sklearn.decomposition import PCA
+
+        dims = min(pca_dims, len(fit))
+        pca = PCA(n_components=dims, random_state=seed).fit(zf)
+    out = np.empty((n, dims), dtype=np.float32)
+    for s in range(0, n, _BLOCK):
+        b = _l2_normalise(np.asarray(x[s : s + _BLOCK], dtype=np.float32))
+        out[s : s + _BLOCK] = b if pca is None else pca.transform(b)
+    return out
+
+
+def _place(z: np.ndarray, fit: np.ndarray, xy_fit: np.ndarray, k: int, seed: int, progress):
+    """Map positions of the rows not in ``fit``: the weighted mean of the positions of their k
+    nearest fitted rows (weights ``exp(-(d - d_1) / (mean d - d_1))``, as UMAP weighs a point's
+    neighbours), through the package's one nearest-neighbour path."""
+    from ..stats.neighbours import knn
+
+    rest = np.setdiff1d(np.arange(z.shape[0]), fit, assume_unique=True)
+    xy = np.empty((z.shape[0], 2), dtype=np.float32)
+    xy[fit] = xy_fit
+    if rest.size == 0:
+        return xy
+    k = min(k, len(fit))
+    _say(progress, f"placing {rest.size:,} more points at their {k} nearest fitted neighbours")
+    for s in range(0, rest.size, 8 * _BLOCK):
+        rows = rest[s : s + 8 * _BLOCK]
+        res = knn(z[rows], z[fit], k=k, metric="euclidean", seed=seed)
+        d = res.scores.astype(np.float64)
+        spread = np.maximum(d.mean(axis=1, keepdims=True) - d[:, :1], 1e-9)
+        w = np.exp(-(d - d[:, :1]) / spread)
+        w /= w.sum(axis=1, keepdims=True)
+        xy[rows] = np.einsum("rk,rkc->rc", w, xy_fit[res.indices]).astype(np.float32)
+    return xy
+
+
+def _nearest_centre(z: np.ndarray, fit: np.ndarray, labels_fit: np.ndarray, seed: int):
+    """Cluster of every row: fitted rows keep theirs, the others take the nearest centre's."""
+    from ..stats.neighbours import knn
+
+    labels = np.empty(z.shape[0], dtype=np.int64)
+    labels[fit] = labels_fit
+    rest = np.setdiff1d(np.arange(z.shape[0]), fit, assume_unique=True)
+    ids = np.unique(labels_fit[labels_fit >= 0])
+    if rest.size == 0:
+        return labels
+    if ids.size == 0:
+        labels[rest] = -1
+        return labels
+    zf = z[fit]
+    centres = np.stack([zf[labels_fit == c].mean(axis=0) for c in ids]).astype(np.float32)
+    for s in range(0, rest.size, 8 * _BLOCK):
+        rows = rest[s : s + 8 * _BLOCK]
+        nearest = knn(z[rows], centres, k=1, metric="euclidean", method="exact", seed=seed)
+        labels[rows] = ids[nearest.indices[:, 0]]
+    return labels
+
+
+def embedding_map(
+    embeddings: Any,
+    *,
+    strata: Any = None,
+    umap: bool = True,
+    seed: int = 0,
+    fit_max: int = MAP_FIT_MAX,
+    pca_dims: int | None = 50,
+    n_neighbors: int = 15,
+    progress: Progress | None = None,
+) -> EmbeddingMap:
+    """The 2-D map (:func:`project_2d`, UMAP) and the clusters (:func:`cluster_embeddings`,
+    k-means with automatic k) of a set of any size, with one PCA shared by both.
+
+    Up to ``fit_max`` images this is exactly ``project_2d`` and ``cluster_embeddings``. Beyond,
+    PCA, UMAP and k-means are fitted on a stratified sample of ``fit_max`` images
+    (:func:`stratified_sample` over ``strata``), and every other image is placed at the
+    weighted mean of its nearest sampled images and given its nearest cluster centre, so a
+    million images take minutes and a few hundred MB instead of hours: the page says so
+    (:meth:`EmbeddingMap.to_dict`).
+
+    Parameters
+    ----------
+    embeddings : array-like of real, shape (N, D)
+        May be a float16 memory-map: it is read block by block, never copied whole.
+    strata : array-like of int, shape (N,), optional
+        Strata of the sample (e.g. ``2 * label + correct``); None: a plain random sample.
+    umap : bool
+        False: clusters only (``xy`` is None).
+    """
+    x = check_embeddings(embeddings, dtype=None)
+    seed = check_seed(seed, allow_none=False)
+    fit_max = check_int(fit_max, "fit_max", minimum=2)
+    n = x.shape[0]
+    if strata is None:
+        strata = np.zeros(n, dtype=np.int64)
+    strata = np.asarray(strata)
+    if strata.shape != (n,):
+        raise ValueError(f"strata must have one value per row ({n}), got shape {strata.shape}")
+    fit = stratified_sample(strata, fit_max, seed=seed) if n > fit_max else np.arange(n)
+    if n <= 1:
+        return EmbeddingMap(
+            np.zeros((n, 2), np.float32) if umap else None, np.zeros(n, np.int64), fit, n
+        )
+    _say(progress, f"reducing {n:,} embeddings to {pca_dims} dims (PCA on {len(fit):,})")
+    z = _pca_fit_apply(x, fit, pca_dims, seed)
+    zf = z if len(fit) == n else z[fit]
+    xy = None
+    if umap:
+        xy_f = _umap_reduced(zf, seed=seed, n_neighbors=n_neighbors, progress=progress)
+        xy = xy_f if len(fit) == n else _place(z, fit, xy_f, n_neighbors, seed, progress)
+    _say(progress, f"clustering {len(fit):,} embeddings (k-means)")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Number of distinct clusters")
+        labels_f = np.asarray(CLUSTERINGS["kmeans"](zf, n_clusters=None, seed=seed), np.int64)
+    labels = labels_f if len(fit) == n else _nearest_centre(z, fit, labels_f, seed)
+    return EmbeddingMap(xy, _relabel_by_size(labels), fit, n)
 
 
 # ----------------------------------------------------------------------------- clustering
