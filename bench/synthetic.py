@@ -56,19 +56,26 @@ def _centres(rng):
     c = np.abs(rng.standard_normal((len(CLASSES), D_EMB), dtype=np.float32)) * 1.5
     w = rng.standard_normal((len(CLASSES), LATENT, D_EMB), dtype=np.float32) * 0.5
     scenes = rng.standard_normal((2000, D_SIG), dtype=np.float32)
-    return c, w, scenes
+    looks = rng.standard_normal((8, D_SIG), dtype=np.float32) / np.sqrt(8)
+    return c, w, scenes, looks
 
 
 def _emb_rows(rng, cls, seen, c, w):
     """relu(centre of the class the model 'sees' + manifold + noise)."""
+    x = 0.7 * c[cls] + 0.3 * c[seen]
     z = rng.standard_normal((len(cls), LATENT), dtype=np.float32)
-    x = 0.7 * c[cls] + 0.3 * c[seen] + np.einsum("nl,nld->nd", z, w[cls])
+    for k in np.unique(cls):  # per class: no [rows, LATENT, D] temporary
+        rows = cls == k
+        x[rows] += z[rows] @ w[k]
     x += 0.15 * rng.standard_normal(x.shape, dtype=np.float32)
     return np.maximum(x, 0.0)
 
 
-def _sig_rows(rng, scene_ids, scenes):
-    x = scenes[scene_ids] + 0.8 * rng.standard_normal((len(scene_ids), D_SIG), dtype=np.float32)
+def _sig_rows(rng, scene_ids, scenes, looks):
+    """A scene, one of a few looks of it (light, framing: low-dimensional), pixel noise."""
+    a = rng.standard_normal((len(scene_ids), looks.shape[0]), dtype=np.float32)
+    x = scenes[scene_ids] + 0.5 * (a @ looks)
+    x += 0.3 * rng.standard_normal((len(scene_ids), D_SIG), dtype=np.float32)
     x -= x.mean(axis=1, keepdims=True)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
@@ -77,7 +84,7 @@ def make_world(n: int, m: int, folder: Path, *, seed: int = 0) -> World:
     """Write a world of ``n`` evaluation and ``m`` reference rows under ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    c, w, scenes = _centres(rng)
+    c, w, scenes, looks = _centres(rng)
     k = len(CLASSES)
     truth = rng.integers(0, k, n)
     meta = {col: rng.integers(0, len(v), n) for col, v in META.items()}
@@ -98,7 +105,7 @@ def make_world(n: int, m: int, folder: Path, *, seed: int = 0) -> World:
     for s in range(0, n, CHUNK):
         e = slice(s, min(n, s + CHUNK))
         emb[e] = _emb_rows(rng, truth[e], pred[e], c, w)
-        sig[e] = _sig_rows(rng, scene_e[e], scenes)
+        sig[e] = _sig_rows(rng, scene_e[e], scenes, looks)
     rtruth = rng.integers(0, k, m)
     remb = _memmap(folder / "reference_embeddings.npy", m, D_EMB)
     rsig = _memmap(folder / "reference_signatures.npy", m, D_SIG)
@@ -106,7 +113,7 @@ def make_world(n: int, m: int, folder: Path, *, seed: int = 0) -> World:
     for s in range(0, m, CHUNK):
         e = slice(s, min(m, s + CHUNK))
         remb[e] = _emb_rows(rng, rtruth[e], rtruth[e], c, w)
-        rsig[e] = _sig_rows(rng, scene_r[e], scenes)
+        rsig[e] = _sig_rows(rng, scene_r[e], scenes, looks)
     # planted copies: 3% of eval images leak from the reference, 0.5% are copied within
     n_leak, n_copy = int(0.03 * n), int(0.005 * n)
     ev_rows = rng.choice(n, n_leak + 2 * n_copy, replace=False)
