@@ -41,6 +41,7 @@ import synthetic  # noqa: E402
 
 from analysis import schema  # noqa: E402
 from analysis.store.runstore import RunWriter  # noqa: E402
+from analysis.version import analysis_code  # noqa: E402
 
 TARGETS_S = {
     "metrics": 60,
@@ -223,6 +224,7 @@ def main() -> None:
                 },
                 "preprocessing": {"resize": 112, "crop": None},
                 "sections": sections,
+                "versions": {"analysis_code": analysis_code()},
                 "timings_s": {k: round(v, 1) for k, v in timings.items()},
                 "skipped": [],
                 "reference_skipped": [],

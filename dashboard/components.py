@@ -177,6 +177,26 @@ def clicked_points(event) -> list[int]:
     return out
 
 
+def selected_regions(event) -> list[dict]:
+    """The boxes and lassos of a chart selection, in data coordinates, as
+    :func:`analysis.present.map_points.rows_in_region` takes them."""
+    try:
+        sel = event.selection
+    except AttributeError:
+        return []
+    out = []
+    for kind in ("box", "lasso"):
+        try:
+            shapes = sel.get(kind) if hasattr(sel, "get") else getattr(sel, kind, None)
+        except Exception:  # noqa: BLE001 - an event without this kind of selection
+            shapes = None
+        for shape in shapes or []:
+            xs, ys = _as_list(shape.get("x")), _as_list(shape.get("y"))
+            if xs and ys:
+                out.append({"kind": kind, "x": list(xs), "y": list(ys)})
+    return out
+
+
 SLICE_COLUMNS = {
     "slice": st.column_config.TextColumn("slice", width="large"),
     "error rate": st.column_config.ProgressColumn(

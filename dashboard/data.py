@@ -77,3 +77,20 @@ def outliers(path: str) -> pd.DataFrame | None:
 @st.cache_data(show_spinner=False, max_entries=32)
 def table(path: str, name: str) -> pd.DataFrame | None:
     return get_run(path).table(name)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def map_points(path: str):
+    """The Embeddings page's drawn points of a run (every error + a sample of the rest)."""
+    from analysis.present.map_points import map_points as pick
+
+    return pick(get_run(path).samples)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def filter_options(path: str):
+    """The gallery's metadata filters of a run (kinds, values, ranges), computed once."""
+    from analysis.present.query import filter_options as options
+
+    run = get_run(path)
+    return options(run.samples, [c for c in run.metadata_columns if c in run.samples.columns])

@@ -8,6 +8,7 @@ import streamlit as st
 from analysis import schema
 from analysis.present import figures
 from analysis.present import formatting as fmt
+from analysis.present.map_points import rows_in_region
 from analysis.present.query import ImageQuery, save_selection
 from analysis.store.runstore import Run
 from dashboard import components as ui
@@ -34,7 +35,9 @@ def render(run: Run) -> None:
     c1, c2 = st.columns([2, 3])
     colour_by = c1.selectbox("Colour by", list(options), key="emb_colour")
     col = options[colour_by]
-    values = s[col].to_numpy()
+    pts = data.map_points(str(run.path))
+    drawn = pts.rows
+    values = s[col].to_numpy()[drawn]
     categorical = col in (
         schema.CORRECT,
         schema.LABEL_NAME,
@@ -44,18 +47,25 @@ def render(run: Run) -> None:
     if col == schema.CORRECT:
         values = np.where(values, "correct", "wrong")
     hover = None
-    if len(s) <= 20_000:
+    if len(drawn) <= 20_000:
         names = run.class_names
         hover = [
-            f"{names[a]} → {names[b]}" for a, b in zip(s[schema.LABEL], s[schema.PRED], strict=True)
+            f"{names[a]} → {names[b]}"
+            for a, b in zip(
+                s[schema.LABEL].to_numpy()[drawn], s[schema.PRED].to_numpy()[drawn], strict=True
+            )
         ]
+    how = (run.json(schema.EMBEDDING_MAP) or {}).get("how", "")
     c2.caption(
         "Lasso or box-select a region (toolbar, top right of the chart) to see its images."
         " UMAP keeps neighbourhoods, not distances: read clusters, not gaps."
+        + (f"  \n{how}." if how else "")
+        + (f"  \n{pts.caption()}" if not pts.complete else "")
     )
+    mx, my = s[schema.UMAP_X].to_numpy(), s[schema.UMAP_Y].to_numpy()
     fig = figures.embedding_figure(
-        s[schema.UMAP_X].to_numpy(),
-        s[schema.UMAP_Y].to_numpy(),
+        mx[drawn],
+        my[drawn],
         values,
         colour_name=colour_by,
         categorical=categorical,
@@ -64,7 +74,11 @@ def render(run: Run) -> None:
     ev = st.plotly_chart(
         fig, key=f"emb_{colour_by}", on_select="rerun", selection_mode=("lasso", "box")
     )
-    rows = np.unique(np.asarray(ui.clicked_points(ev), dtype=np.int64))
+    regions = ui.selected_regions(ev)
+    if regions:  # every image in the region, drawn or not
+        rows = rows_in_region(mx, my, regions)
+    else:  # single clicked points: customdata is the position among the drawn points
+        rows = np.unique(drawn[np.asarray(ui.clicked_points(ev), dtype=np.int64)])
     if len(rows):
         wrong = int((~s[schema.CORRECT].to_numpy()[rows]).sum())
         st.markdown(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from analysis import schema
@@ -17,29 +16,7 @@ KEYS = ("g_true", "g_pred", "g_correct", "g_conf", "g_sort", "g_order")
 ORDERS = ("highest first", "lowest first")
 
 
-# Metadata filter kinds: a value list (few values), a range slider (numbers), free text (many).
-MAX_LISTED = 50
-
-
-def _filter_kinds(s: pd.DataFrame, cols: list[str]) -> dict[str, str]:
-    kinds = {}
-    for c in cols:
-        n = s[c].nunique(dropna=True)
-        if pd.api.types.is_numeric_dtype(s[c]) and n > 12:
-            kinds[c] = "range"
-        elif n <= MAX_LISTED:
-            kinds[c] = "value"
-        else:
-            kinds[c] = "text"
-    return kinds
-
-
-def _range_of(s: pd.DataFrame, c: str) -> tuple[float, float]:
-    x = pd.to_numeric(s[c], errors="coerce")
-    return float(x.min()), float(x.max())
-
-
-def _push_to_widgets(q: ImageQuery, names: list[str], s: pd.DataFrame, kinds: dict) -> None:
+def _push_to_widgets(q: ImageQuery, names: list[str], kinds: dict) -> None:
     """A link brought a new query: set the widgets to it before they are drawn."""
     ss = st.session_state
     ss["g_true"] = [names[i] for i in q.true if 0 <= i < len(names)]
@@ -49,29 +26,29 @@ def _push_to_widgets(q: ImageQuery, names: list[str], s: pd.DataFrame, kinds: di
     ss["g_sort"] = q.sort
     ss["g_order"] = ORDERS[0] if q.desc else ORDERS[1]
     given = dict(q.where)
-    for c, kind in kinds.items():
+    for c, opt in kinds.items():
         v = given.get(c)
-        if kind == "range":
-            ss[f"g_where_{c}"] = parse_between(v or "") or _range_of(s, c)
-        elif kind == "text":
+        if opt.kind == "range":
+            ss[f"g_where_{c}"] = parse_between(v or "") or (opt.low, opt.high)
+        elif opt.kind == "text":
             ss[f"g_where_{c}"] = v[len(CONTAINS) :] if v and v.startswith(CONTAINS) else ""
         else:
             ss[f"g_where_{c}"] = v if v is not None else "(any)"
 
 
-def _metadata_filter(s: pd.DataFrame, col: str, kind: str) -> list[tuple[str, str]]:
+def _metadata_filter(col: str, opt) -> list[tuple[str, str]]:
     """One metadata filter widget; returns the ``where`` entries it sets (none = no filter)."""
     key = f"g_where_{col}"
-    if kind == "range":
-        lo, hi = _range_of(s, col)
+    if opt.kind == "range":
+        lo, hi = opt.low, opt.high
         if not lo < hi:
             return []
         v = st.slider(col, lo, hi, key=key)
         return [(col, f"{BETWEEN}{v[0]:g},{v[1]:g}")] if tuple(v) != (lo, hi) else []
-    if kind == "text":
+    if opt.kind == "text":
         v = st.text_input(f"{col} contains", key=key)
         return [(col, f"{CONTAINS}{v}")] if v else []
-    values = ["(any)"] + sorted(s[col].dropna().astype(str).unique().tolist())
+    values = ["(any)", *opt.values]
     current = st.session_state.get(key)
     if current not in values:  # a link with a value this run does not have
         st.session_state[key] = "(any)"
@@ -83,12 +60,12 @@ def render(run: Run) -> None:
     names = run.class_names
     s = run.samples
     incoming = ImageQuery.from_params(st.query_params.to_dict())
-    kinds = _filter_kinds(s, [c for c in run.metadata_columns if c in s.columns])
+    kinds = data.filter_options(str(run.path))
     widget_keys = [*KEYS, *(f"g_where_{c}" for c in kinds)]
     if st.session_state.get("g_last") != incoming.to_params() or any(
         k not in st.session_state for k in widget_keys
     ):
-        _push_to_widgets(incoming, names, s, kinds)
+        _push_to_widgets(incoming, names, kinds)
 
     st.title("Gallery")
     with st.container(border=True):
@@ -111,8 +88,8 @@ def render(run: Run) -> None:
             n_on = sum(1 for c in kinds if c in dict(incoming.where))
             label = "Metadata filters" + (f" ({n_on})" if n_on else "")
             with c2[3].popover(label):
-                for col, kind in kinds.items():
-                    where += _metadata_filter(s, col, kind)
+                for col, opt in kinds.items():
+                    where += _metadata_filter(col, opt)
     q = incoming.with_(
         true=tuple(names.index(n) for n in true),
         pred=tuple(names.index(n) for n in pred),
