@@ -23,6 +23,8 @@ CLUSTERS = "clusters.parquet"  # one row per embedding cluster
 EMBEDDING_MAP = "embedding_map.json"  # how the map was made: every image, or a sample + placement
 LABEL_ISSUES = "label_issues.parquet"  # ranked suspected label errors
 NOISE_MATRIX = "noise_matrix.npy"  # float64 [C, C], [i, j] = P(given label i | true label j)
+NEIGHBOURS = "neighbours.npy"  # int32 [N, 8]: each image's nearest other images (-1: none)
+REFERENCE_NEIGHBOURS = "reference_neighbours.npy"  # int32 [N, 8]: its nearest reference rows
 DUPLICATES = "duplicates.parquet"  # pairs: within-eval near-duplicates and eval<->reference leakage
 OUTLIERS = "outliers.parquet"  # one row per (sample, outlier type)
 OUTLIER_SUMMARY = "outlier_summary.parquet"  # one row per outlier type: counts, error rates

@@ -69,6 +69,7 @@ __all__ = [
     "cluster_embeddings",
     "cluster_table",
     "embedding_map",
+    "nearest_rows",
     "neighbours_for",
     "project_2d",
     "stratified_sample",
@@ -1139,6 +1140,60 @@ class Neighbours:
     eval_similarities: np.ndarray
     reference_indices: np.ndarray
     reference_similarities: np.ndarray
+
+
+#: Neighbours stored per image by the run's neighbours section (the detail page shows 6).
+STORED_NEIGHBOURS = 8
+
+
+def nearest_rows(
+    embeddings: Any,
+    reference_embeddings: Any = None,
+    *,
+    k: int = STORED_NEIGHBOURS,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The ``k`` most similar evaluation images (itself excluded) and reference images of every
+    evaluation image, for the image detail page, computed once at analysis time through the
+    package's one nearest-neighbour path (exact up to its work limit, an index beyond).
+
+    Returns
+    -------
+    eval_rows : np.ndarray of int32, shape (N, k)
+        -1 where fewer than k other images exist.
+    reference_rows : np.ndarray of int32, shape (N, k), or None without a reference set.
+    """
+    from ..stats.neighbours import knn
+
+    x = check_embeddings(embeddings, dtype=None)
+    k = check_int(k, "k", minimum=1)
+    say = None if progress is None else (lambda m: progress(f"neighbours in the set: {m}"))
+    own = knn(x, k=k, seed=seed, progress=say).indices.astype(np.int32)
+    ref = None
+    if reference_embeddings is not None:
+        r = check_embeddings(reference_embeddings, "reference_embeddings", dtype=None)
+        say = (
+            None if progress is None else (lambda m: progress(f"neighbours in the reference: {m}"))
+        )
+        ref = knn(x, r, k=k, seed=seed, progress=say).indices.astype(np.int32)
+    return own, ref
+
+
+def cosine_to(embeddings: Any, i: int, rows: np.ndarray, other: Any = None) -> np.ndarray:
+    """float32 cosine similarities of row ``i`` of ``embeddings`` to ``rows`` of ``other``
+    (default: the same set); NaN where a row is -1. Reads only those rows."""
+    other = embeddings if other is None else other
+    rows = np.asarray(rows)
+    out = np.full(rows.shape, np.nan, dtype=np.float32)
+    ok = rows >= 0
+    if not ok.any():
+        return out
+    q = np.asarray(embeddings[i], dtype=np.float32)
+    r = np.asarray(other[rows[ok]], dtype=np.float32)
+    den = np.linalg.norm(r, axis=1) * np.linalg.norm(q)
+    out[ok] = np.where(den > 0, r @ q / np.where(den > 0, den, 1.0), 0.0)
+    return out
 
 
 def neighbours_for(

@@ -208,6 +208,25 @@ def _pair_cosine(a, i: np.ndarray, b, j: np.ndarray) -> np.ndarray:
     return out
 
 
+def _neighbours(ctx: SectionContext):
+    """Each image's nearest evaluation and reference images for the detail page, found once
+    here (a million images cannot be searched on every click)."""
+    if ctx.embeddings is None:
+        return "no embeddings: nothing to search"
+    from ..explain.embeddings import nearest_rows
+
+    own, ref = nearest_rows(
+        ctx.embeddings,
+        ctx.reference_embeddings,
+        seed=ctx.cfg.seed,
+        progress=lambda m: ctx.progress(f"neighbours: {m}", 0.5),
+    )
+    ctx.writer.write_array(schema.NEIGHBOURS, own)
+    if ref is not None:
+        ctx.writer.write_array(schema.REFERENCE_NEIGHBOURS, ref)
+    return None
+
+
 def _outliers(ctx: SectionContext):
     from ..data_issues.outliers import find_outliers, outlier_summary
 
@@ -226,6 +245,7 @@ SECTIONS: dict[str, Callable[[SectionContext], str | None]] = {
     "discovered_slices": _discovery,
     "label_issues": _label_issues,
     "duplicates": _duplicates,
+    "neighbours": _neighbours,
     "outliers": _outliers,
 }
 

@@ -118,6 +118,16 @@ class Run:
         return np.load(p, mmap_mode="r") if p.exists() else None
 
     @cached_property
+    def neighbours(self) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """(int32 [N, k] nearest evaluation rows, int32 [N, k] nearest reference rows or None),
+        memory-mapped; None for runs made before the neighbours section."""
+        p = self.path / schema.NEIGHBOURS
+        if not p.exists():
+            return None
+        r = self.path / schema.REFERENCE_NEIGHBOURS
+        return np.load(p, mmap_mode="r"), (np.load(r, mmap_mode="r") if r.exists() else None)
+
+    @cached_property
     def thumbnails(self):
         """The run's :class:`~analysis.store.thumbs.ThumbnailReader` (packs, or the per-image
         files of older runs)."""

@@ -599,3 +599,18 @@ def test_stratified_sample_is_proportional_with_a_floor():
     assert counts[1] == E.STRATUM_FLOOR and counts[2] == 5  # the floor; all of a tiny one
     np.testing.assert_array_equal(rows, E.stratified_sample(strata, 1000, seed=1))
     assert len(E.stratified_sample(strata, 20_000)) == len(strata)
+
+
+def test_nearest_rows_are_the_neighbour_index_answers():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(60, 8)).astype(np.float16)
+    ref = rng.normal(size=(40, 8)).astype(np.float16)
+    own, r = E.nearest_rows(x, ref, k=4)
+    assert own.dtype == np.int32 and own.shape == (60, 4) and r.shape == (60, 4)
+    np.testing.assert_array_equal(own, E.NeighbourIndex(x).neighbours_of(np.arange(60), 4)[0])
+    np.testing.assert_array_equal(r, E.NeighbourIndex(ref).query(x, 4)[0])
+    assert E.nearest_rows(x, k=2)[1] is None
+    sims = E.cosine_to(x, 3, own[3], None)
+    want = E.NeighbourIndex(x).neighbours_of([3], 4)[1][0]
+    np.testing.assert_allclose(sims, want, atol=1e-3)
+    assert np.isnan(E.cosine_to(x, 3, np.array([-1, own[3, 0]]))[0])

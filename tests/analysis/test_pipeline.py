@@ -59,6 +59,13 @@ def test_run_directory_contract(image_folder, tiny_resnet, tmp_path):
     assert run.thumbnail("nope") is None
     assert run.signatures.shape == (18, 768) and run.signatures.dtype == np.float16
     assert not list(run.path.glob(".*"))  # the pass's scratch files are gone
+    # each image's nearest other images, stored for the detail page: the exact answer here
+    from analysis.explain.embeddings import NeighbourIndex
+
+    own, ref = run.neighbours
+    assert own.shape == (18, 8) and ref is None
+    want, _ = NeighbourIndex(run.embeddings).neighbours_of(np.arange(18), 8)
+    np.testing.assert_array_equal(own, want)
 
 
 def test_bad_files_are_skipped_with_reasons(image_folder, tiny_resnet, tmp_path):
