@@ -45,15 +45,29 @@ def _files(tmp: Path, tag: str) -> dict:
     return {k: tmp / f"{tag}-{k}.npy" for k in ("logits", "embeddings", "signatures")}
 
 
+PEAKS: dict[str, float] = {}
+
+
+def _peak_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def timed_pass(fn, paths, tmp: Path, tag: str) -> tuple[float, int]:
     n_thumbs = [0]
 
     def thumbs(i, jpeg):
         n_thumbs[0] += 1
 
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak resident set to the current one
     t = time.perf_counter()
     res = fn(paths, thumbnails=thumbs, files=_files(tmp, tag))
     seconds = time.perf_counter() - t
+    PEAKS[tag] = round(_peak_mib(), 1)  # this process (the driver): flat in N when streaming
     assert len(res.ok_index) == len(paths) and n_thumbs[0] == len(paths)
     return seconds, len(paths)
 
@@ -155,6 +169,7 @@ def main() -> None:
         " cores one worker has here), not a measurement"
     )
     out["max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    out["driver_peak_rss_mib_per_pass"] = PEAKS
     out["machine"] = f"{os.cpu_count()} cpus, shared with other jobs; load {os.getloadavg()}"
     dest = ROOT / "bench" / "results" / "engines.json"
     dest.write_text(json.dumps(out, indent=2) + "\n")
