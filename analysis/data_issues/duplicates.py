@@ -62,6 +62,7 @@ __all__ = [
     "PERCEPTUAL_HASHES",
     "LeakageImpact",
     "confirm_pairs",
+    "copies_from_neighbours",
     "dhash",
     "exact_duplicate_groups",
     "exact_duplicates",
@@ -615,6 +616,34 @@ COPY_DISTINCTIVENESS = 4.0
 COPY_MAX_GROUP = 4
 
 
+def copies_from_neighbours(
+    indices: np.ndarray,
+    scores: np.ndarray,
+    *,
+    k: int,
+    similarity: float = COPY_SIMILARITY,
+    distinctiveness: float = COPY_DISTINCTIVENESS,
+    scope: str = "leak",
+    query_rows: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """The near-copy rule of :func:`find_near_copies` applied to each query's ``k`` nearest
+    neighbours (``indices`` int [n, k] nearest first, -1 padded; cosine ``scores``): pairs
+    ``(query_rows[q], candidate)`` with ``distinctiveness``, unordered pairs not yet merged."""
+    idx, sim = np.asarray(indices), np.asarray(scores, dtype=np.float64)
+    filled = (idx >= 0).sum(axis=1)
+    rows = np.arange(idx.shape[0])
+    radius = np.where(filled > 0, sim[rows, np.maximum(filled - 1, 0)], np.nan)
+    full = filled >= k
+    with np.errstate(invalid="ignore"):
+        ratio = (1.0 - radius[:, None]) / np.maximum(1.0 - sim, 1e-6)
+        keep = (idx >= 0) & (sim >= similarity) & (ratio >= distinctiveness) & full[:, None]
+    qi, col = np.nonzero(keep)
+    names = qi if query_rows is None else np.asarray(query_rows)[qi]
+    hit = _pairs(names, idx[qi, col], sim[qi, col], "near", scope)
+    hit["distinctiveness"] = ratio[qi, col]
+    return hit
+
+
 def find_near_copies(
     signatures: Any,
     reference_signatures: Any | None = None,
@@ -661,17 +690,14 @@ def find_near_copies(
             method=method,
             progress=say,
         )
-        idx, sim = res.indices, res.scores.astype(np.float64)
-        filled = (idx >= 0).sum(axis=1)
-        rows = np.arange(len(sig))
-        radius = np.where(filled > 0, sim[rows, np.maximum(filled - 1, 0)], np.nan)
-        full = filled >= min(k, others)
-        with np.errstate(invalid="ignore"):
-            ratio = (1.0 - radius[:, None]) / np.maximum(1.0 - sim, 1e-6)
-            keep = (idx >= 0) & (sim >= similarity) & (ratio >= distinctiveness) & full[:, None]
-        qi, col = np.nonzero(keep)
-        hit = _pairs(qi, idx[qi, col], sim[qi, col], "near", scope)
-        hit["distinctiveness"] = ratio[qi, col]
+        hit = copies_from_neighbours(
+            res.indices,
+            res.scores,
+            k=min(k, others),
+            similarity=similarity,
+            distinctiveness=distinctiveness,
+            scope=scope,
+        )
         if scope == "within":  # report each unordered pair once
             a = np.minimum(hit[PAIR_I], hit[PAIR_J])
             b = np.maximum(hit[PAIR_I], hit[PAIR_J])
