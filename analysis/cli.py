@@ -120,6 +120,24 @@ def _parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=None, help="DataLoader workers (default: cores-1)"
     )
     a.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    a.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="where the pass runs: this process and its DataLoader workers (local), or Ray Data"
+        " (decoding tasks and an actor pool with one model each, GPUs when the cluster has"
+        " them); both write the same run. Needs the ray extra: pip install 'errorscope[ray]'",
+    )
+    a.add_argument(
+        "--ray-address",
+        help="join this Ray cluster (e.g. ray://head:10001); without it --engine ray starts a"
+        " local Ray on 127.0.0.1 for the run. Images and model must be readable from every node",
+    )
+    a.add_argument(
+        "--ray-workers",
+        type=int,
+        help="model actors on Ray (default: one per GPU, else half the cluster's CPUs)",
+    )
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--min-support", type=int, default=20, help="smallest slice reported")
     a.add_argument("--no-umap", action="store_true", help="skip the 2-D embedding map")
@@ -290,6 +308,9 @@ def _dispatch(args) -> int:
             max_file_bytes=args.max_file_bytes,
             exif_transpose=args.exif_transpose,
             labels_are=args.labels_are,
+            engine=args.engine,
+            ray_address=args.ray_address,
+            ray_workers=args.ray_workers,
         )
         run = analyze(
             cfg, runs_dir=runs_dir_from_env(args.out), force=args.force, progress=_printer()

@@ -20,10 +20,13 @@ REFERENCE_SIGNATURES = "reference_signatures.npy"  # float16 [M, 768]
 SLICES = "slices.parquet"  # one row per single-predicate slice (see analysis.stats.slices)
 DISCOVERED = "discovered_slices.parquet"  # conjunctions found by analysis.stats.discovery
 CLUSTERS = "clusters.parquet"  # one row per embedding cluster
+EMBEDDING_MAP = "embedding_map.json"  # how the map was made: every image, or a sample + placement
 LABEL_ISSUES = "label_issues.parquet"  # ranked suspected label errors
 NOISE_MATRIX = "noise_matrix.npy"  # float64 [C, C], [i, j] = P(given label i | true label j);
 # written up to 256 classes (analysis.pipeline.sections.DENSE_NOISE_MAX)
 NOISE_ENTRIES = "noise_entries.parquet"  # its non-zero off-diagonal entries: given, true, rate
+NEIGHBOURS = "neighbours.npy"  # int32 [N, 8]: each image's nearest other images (-1: none)
+REFERENCE_NEIGHBOURS = "reference_neighbours.npy"  # int32 [N, 8]: its nearest reference rows
 DUPLICATES = "duplicates.parquet"  # pairs: within-eval near-duplicates and eval<->reference leakage
 OUTLIERS = "outliers.parquet"  # one row per (sample, outlier type)
 OUTLIER_SUMMARY = "outlier_summary.parquet"  # one row per outlier type: counts, error rates
@@ -31,7 +34,7 @@ METRICS = "metrics.json"  # headline metrics with intervals, per-class table, co
 HIERARCHY = "class_hierarchy.json"  # the --class-hierarchy file, checked (analysis.stats.hierarchy)
 HIERARCHY_METRICS = "hierarchy_metrics.parquet"  # per (level, superclass): metrics with intervals
 CAMS_DIR = "cams"  # cached CAM maps, <sample_id>__<method>__<layer>__<class>.npy
-THUMBS_DIR = "thumbs"  # cached JPEG thumbnails, <sample_id>.jpg
+THUMBS_DIR = "thumbs"  # gallery JPEGs in packs + index.parquet (analysis.store.thumbs)
 ROBUSTNESS_DIR = "robustness"
 TRIAGE = "triage.parquet"  # one row per (failure group, candidate cause): analysis.triage.table
 TRIAGE_INFO = "triage.json"  # what triage used: settings, representation and shortcut tables

@@ -5,6 +5,12 @@ then drives the real app with Streamlit's AppTest and reports the median of repe
 Target: under 0.5 s each on the 2-core development machine.
 
     .venv/bin/python bench/bench_dashboard.py [--n 100000]   -> bench/results/dashboard.json
+
+``--run DIR`` opens an existing run instead, e.g. the one-million-image run that
+bench/bench_million.py writes (-> bench/results/dashboard-<n>.json): the same timings, every page
+once, paging to the gallery's last page, and the memory of the process that serves the app
+(AppTest runs the app in this process: its resident set is what Streamlit holds; VmHWM is the
+peak, VmRSS after the pages ran).
 """
 
 from __future__ import annotations
@@ -126,19 +132,37 @@ def _timed(fn, repeats: int) -> list[float]:
     return out
 
 
+def _mib(key: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--run", help="an existing run folder to open instead of a synthetic one")
     args = ap.parse_args()
-    runs = ROOT / "bench" / "results" / "synthetic-runs"
-    t0 = time.perf_counter()
-    make_run(args.n, runs)
-    print(f"synthetic run of {args.n:,} samples made in {time.perf_counter() - t0:.1f} s")
+    rss_start = _mib("VmRSS")
+    if args.run:
+        run_dir = Path(args.run).resolve()
+        runs, run_id = run_dir.parent, run_dir.name
+        args.n = json.loads((run_dir / "manifest.json").read_text())["n_samples"]
+        global CLASSES
+        CLASSES = json.loads((run_dir / "manifest.json").read_text())["class_names"]
+    else:
+        runs = ROOT / "bench" / "results" / "synthetic-runs"
+        t0 = time.perf_counter()
+        run_id = make_run(args.n, runs).name
+        print(f"synthetic run of {args.n:,} samples made in {time.perf_counter() - t0:.1f} s")
     os.environ["ERRORSCOPE_RUNS_DIR"] = str(runs)
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=600)
+    at.query_params["run"] = run_id
     t = time.perf_counter()
     at.run()
     first = time.perf_counter() - t
@@ -170,15 +194,50 @@ def main() -> None:
         "gallery_class_filter_s": _timed(class_filter, args.repeats),
         "gallery_uncached_filter_s": _timed(new_range, args.repeats),
         "page_switch_s": _timed(page_switch, args.repeats),
-        "load_avg": os.getloadavg(),
-        "cpu_count": os.cpu_count(),
     }
+    if args.run:  # the 1M checks: every page once, the gallery's last page, memory
+        every = [
+            "overview",
+            "confusion",
+            "slices",
+            "embeddings",
+            "gallery",
+            "data_issues",
+            "detail",
+        ]
+        first_visit = {}
+        for url in every:
+            t = time.perf_counter()
+            open_page(at, url).run()
+            first_visit[url] = round(time.perf_counter() - t, 3)
+            assert not at.exception, (url, [e.value for e in at.exception])
+        res["first_visit_s"] = first_visit
+        open_page(at, "gallery").run()
+        at.segmented_control(key="g_correct").set_value("all").run()
+
+        def last_page(i):  # a fresh page number each time, deep in the set
+            at.query_params["page"] = str(20_000 - 37 * i)
+            at.run()
+            assert not at.exception, [e.value for e in at.exception]
+
+        res["gallery_deep_page_s"] = _timed(last_page, args.repeats)
+        res["streamlit_rss_mib"] = {
+            "before_app": rss_start,
+            "after_pages": _mib("VmRSS"),
+            "peak": _mib("VmHWM"),
+        }
+        print("memory", res["streamlit_rss_mib"])
+    res["load_avg"] = os.getloadavg()
+    res["cpu_count"] = os.cpu_count()
     for key in (
         "gallery_filter_change_s",
         "gallery_class_filter_s",
         "gallery_uncached_filter_s",
         "page_switch_s",
+        "gallery_deep_page_s",
     ):
+        if key not in res:
+            continue
         times = res[key]
         res[key] = {
             "median": round(statistics.median(times), 4),
@@ -186,7 +245,8 @@ def main() -> None:
         }
         print(f"{key}: median {res[key]['median']:.3f} s  ({res[key]['all']})")
     print(f"first load (reads the run): {first:.2f} s")
-    out = ROOT / "bench" / "results" / "dashboard.json"
+    name = f"dashboard-{args.n}.json" if args.run else "dashboard.json"
+    out = ROOT / "bench" / "results" / name
     out.write_text(json.dumps(res, indent=2))
     print("written", out)
 

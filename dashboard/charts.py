@@ -55,10 +55,13 @@ def reliability(path: str, stamp: str):
 
 @st.cache_resource(show_spinner=False, max_entries=32)
 def embedding(path: str, stamp: str, column: str, colour_name: str):
-    """The UMAP map coloured by ``column`` (its legend titled ``colour_name``)."""
-    s = data.get_run(path).samples
-    names = data.get_run(path).class_names
-    values = s[column].to_numpy()
+    """The UMAP map coloured by ``column`` (its legend titled ``colour_name``): the points of
+    :func:`dashboard.data.map_points` (every error, a sample of the rest past 40,000 images),
+    in that order (a clicked point's index is its position among them)."""
+    run = data.get_run(path)
+    s, names = run.samples, run.class_names
+    drawn = data.map_points(path).rows
+    values = s[column].to_numpy()[drawn]
     categorical = column in (
         schema.CORRECT,
         schema.LABEL_NAME,
@@ -68,13 +71,12 @@ def embedding(path: str, stamp: str, column: str, colour_name: str):
     if column == schema.CORRECT:
         values = np.where(values, "correct", "wrong")
     hover = None
-    if len(s) <= 20_000:  # beyond, hover texts cost more than they help
-        hover = [
-            f"{names[a]} → {names[b]}" for a, b in zip(s[schema.LABEL], s[schema.PRED], strict=True)
-        ]
+    if len(drawn) <= 20_000:  # beyond, hover texts cost more than they help
+        labels, preds = s[schema.LABEL].to_numpy()[drawn], s[schema.PRED].to_numpy()[drawn]
+        hover = [f"{names[a]} → {names[b]}" for a, b in zip(labels, preds, strict=True)]
     return figures.embedding_figure(
-        s[schema.UMAP_X].to_numpy(),
-        s[schema.UMAP_Y].to_numpy(),
+        s[schema.UMAP_X].to_numpy()[drawn],
+        s[schema.UMAP_Y].to_numpy()[drawn],
         values,
         colour_name=colour_name,
         categorical=categorical,

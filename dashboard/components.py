@@ -61,9 +61,9 @@ def metric(label: str, est: dict | None, *, as_pct: bool = True, help: str | Non
     )
 
 
-def thumb_path(run: Run, sample_id: str) -> str | None:
-    p = run.path / schema.THUMBS_DIR / f"{sample_id}.jpg"
-    return str(p) if p.exists() else None
+def thumbnail(run: Run, key: str) -> bytes | None:
+    """The gallery JPEG of ``key`` (a sample id, ``ref-<sample id>`` for a reference image)."""
+    return run.thumbnail(key)
 
 
 def image_grid(
@@ -85,7 +85,7 @@ def image_grid(
     for k, r in enumerate(rows):
         row = s.iloc[int(r)]
         with grid[k % cols]:
-            path = thumb_path(run, row[schema.SAMPLE_ID]) or row[schema.PATH]
+            path = thumbnail(run, row[schema.SAMPLE_ID]) or row[schema.PATH]
             ok = bool(row[schema.CORRECT])
             st.image(path, width="stretch")
             mark = ":green[:material/check_circle:]" if ok else ":red[:material/cancel:]"
@@ -235,6 +235,26 @@ def clicked_points(event) -> list[int]:
             cd = cd[0] if cd else None
         if cd is not None:
             out.append(int(cd))
+    return out
+
+
+def selected_regions(event) -> list[dict]:
+    """The boxes and lassos of a chart selection, in data coordinates, as
+    :func:`analysis.present.map_points.rows_in_region` takes them."""
+    try:
+        sel = event.selection
+    except AttributeError:
+        return []
+    out = []
+    for kind in ("box", "lasso"):
+        try:
+            shapes = sel.get(kind) if hasattr(sel, "get") else getattr(sel, kind, None)
+        except Exception:  # noqa: BLE001 - an event without this kind of selection
+            shapes = None
+        for shape in shapes or []:
+            xs, ys = _as_list(shape.get("x")), _as_list(shape.get("y"))
+            if xs and ys:
+                out.append({"kind": kind, "x": list(xs), "y": list(ys)})
     return out
 
 

@@ -154,3 +154,21 @@ def label_words(path: str):
     from analysis.present.label_words import label_issue_summary
 
     return label_issue_summary(get_run(path))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def map_points(path: str):
+    """The Embeddings page's drawn points of a run (every error + a sample of the rest)."""
+    from analysis.present.map_points import map_points as pick
+
+    return pick(get_run(path).samples)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def filter_options(path: str):
+    """The gallery's metadata filters of a run (kinds, values, ranges), computed once."""
+    from analysis.present.query import filter_options as options
+
+    run = get_run(path)
+    cols = [c for c in run.filter_columns if c in run.samples.columns]
+    return options(run.samples, cols, listed=run.superclass_columns)

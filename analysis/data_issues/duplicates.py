@@ -19,18 +19,15 @@ value most near-duplicate tools start from. It was not tuned on this project's s
 (0.90) to catch heavier edits at the price of more same-scene pairs, and check candidates with
 :func:`confirm_pairs` when precision matters.
 
-Blockwise search
-----------------
-Similarities are computed ``block_size`` query rows against ``block_size`` reference rows at a
-time with one float32 matrix product; each block keeps only the entries that can still be in a
-row's top-k above the threshold, and a running top-k per row is merged from those. Nothing of size
-``N x M`` is ever materialised. Peak extra memory is about ``6 * 4 * block_size**2`` bytes for a
-block's similarities and masks (~100 MiB at the default 2048), plus ``4 * block_size * D`` bytes
-for the normalised blocks and ``O((N + M) * top_k)`` for the kept candidates; the inputs themselves
-are read, not copied (float16 embeddings are converted block by block). Within one set, only
-blocks on and above the diagonal are computed and each block updates both its rows and its
-columns, which halves the work. The result does not depend on ``block_size``: ties in similarity
-go to the lower index everywhere.
+Search
+------
+Every near search here is a top-k nearest-neighbour search by cosine similarity through
+:func:`analysis.stats.neighbours.knn`, the package's one vector-search path (faiss): exact while
+``N x M x D`` stays under :data:`analysis.stats.neighbours.EXACT_MAX_WORK` multiply-adds, an
+inverted-file index with exact re-scoring beyond (its recall against exact search is measured in
+``bench/bench_duplicates.py``). Memory is bounded by ``block_size`` query rows and a base chunk;
+float16 inputs (a run's memory-mapped arrays) are converted block by block, never copied whole.
+Exact results do not depend on ``block_size``: ties in similarity go to the lower index.
 """
 
 from __future__ import annotations
@@ -65,6 +62,7 @@ __all__ = [
     "PERCEPTUAL_HASHES",
     "LeakageImpact",
     "confirm_pairs",
+    "copies_from_neighbours",
     "dhash",
     "exact_duplicate_groups",
     "exact_duplicates",
@@ -80,7 +78,7 @@ __all__ = [
 
 DEFAULT_THRESHOLD = 0.95
 DEFAULT_TOP_K = 10
-DEFAULT_BLOCK_SIZE = 2048
+DEFAULT_BLOCK_SIZE = 8192
 DEFAULT_MAX_HASH_DISTANCE = 10  # of 64 bits: ~15 % of the bits may differ
 
 # Columns of the pair table.
@@ -213,117 +211,18 @@ def _check_search_options(threshold: Any, top_k: Any, block_size: Any) -> None:
             raise ValueError(f"{name} must be >= 1, got {v}")
 
 
-def _row_norms(x: np.ndarray, block: int) -> np.ndarray:
-    out = np.empty(x.shape[0], dtype=np.float32)
-    for s in range(0, x.shape[0], block):
-        b = x[s : s + block].astype(np.float32, copy=False)
-        out[s : s + block] = np.sqrt(np.einsum("ij,ij->i", b, b))
-    return out
-
-
-def _unit_block(x: np.ndarray, norms: np.ndarray, start: int, block: int) -> np.ndarray:
-    """Rows ``start:start+block`` as float32, L2-normalised; zero rows stay zero."""
-    b = x[start : start + block].astype(np.float32)
-    n = norms[start : start + block]
-    b /= np.where(n > 0, n, 1.0)[:, None]
-    return b
-
-
-def _block_candidates(s: np.ndarray, k: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """(row, col) of entries that can be in a row's top-k at or above ``threshold``.
-
-    Per row: every entry ``>= threshold`` when there are at most ``k``; otherwise exactly the k
-    largest, ties at the k-th value going to the lower column.
-    """
-    hit = np.flatnonzero(s.max(axis=1) >= threshold)  # the common case: no row has a hit
-    if hit.size == 0:
-        return hit, hit
-    sub = s[hit]
-    mask = sub >= threshold
-    heavy = np.flatnonzero(mask.sum(axis=1) > k)
-    if heavy.size:
-        rows = sub[heavy]
-        width = rows.shape[1]
-        kth = np.partition(rows, width - k, axis=1)[:, width - k][:, None]
-        gt = rows > kth
-        eq = rows == kth
-        need = k - gt.sum(axis=1, keepdims=True)
-        mask[heavy] = gt | (eq & (np.cumsum(eq, axis=1, dtype=np.int32) <= need))
-    r, c = np.nonzero(mask)
-    return hit[r], c
-
-
-def _reduce_topk(rows, cols, vals, k):
-    """Keep each row's k best (highest similarity, then lowest column)."""
-    order = np.lexsort((cols, -vals, rows))
-    rows, cols, vals = rows[order], cols[order], vals[order]
-    if rows.size == 0:
-        return rows, cols, vals
-    new = np.r_[True, rows[1:] != rows[:-1]]
-    starts = np.flatnonzero(new)
-    rank = np.arange(rows.size) - np.repeat(starts, np.diff(np.r_[starts, rows.size]))
-    keep = rank < k
-    return rows[keep], cols[keep], vals[keep]
-
-
-def _blockwise_topk(
-    q: np.ndarray,
-    r: np.ndarray | None,
-    *,
-    k: int,
-    threshold: float,
-    block_size: int,
+def _topk_pairs(
+    q: np.ndarray, r: np.ndarray | None, *, k: int, threshold: float, block_size: int, method: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Top-k neighbours at or above ``threshold`` of each row of ``q`` among the rows of ``r``.
+    """Each query row's top-k neighbours (:func:`analysis.stats.neighbours.knn`, cosine) kept
+    when at or above ``threshold``: int64 query rows, int64 base rows, float32 similarities.
+    ``r is None`` searches ``q`` against itself, each row's own match excluded."""
+    from ..stats.neighbours import knn
 
-    ``r is None`` searches ``q`` against itself, excluding each row itself. Returns int64 query
-    rows, int64 reference rows and float32 similarities, sorted by row, then similarity desc.
-    """
-    same = r is None
-    ref = q if same else r
-    nq, nr = q.shape[0], ref.shape[0]
-    qn = _row_norms(q, block_size)
-    rn = qn if same else _row_norms(ref, block_size)
-    pend_r: list[np.ndarray] = []
-    pend_c: list[np.ndarray] = []
-    pend_v: list[np.ndarray] = []
-    pending = 0
-    limit = max(4 * (nq + nr) * k, 1 << 20)
-
-    def add(s: np.ndarray, r0: int, c0: int) -> None:
-        nonlocal pending
-        rr, cc = _block_candidates(s, k, threshold)
-        if rr.size:
-            pend_r.append(rr.astype(np.int64) + r0)
-            pend_c.append(cc.astype(np.int64) + c0)
-            pend_v.append(s[rr, cc])
-            pending += rr.size
-
-    kept = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
-    for a0 in range(0, nq, block_size):
-        qa = _unit_block(q, qn, a0, block_size)
-        for b0 in range(a0 if same else 0, nr, block_size):
-            if same and b0 == a0:
-                s = qa @ qa.T
-                np.fill_diagonal(s, -np.inf)
-                add(s, a0, b0)
-                continue
-            s = qa @ _unit_block(ref, rn, b0, block_size).T
-            add(s, a0, b0)
-            if same:
-                add(np.ascontiguousarray(s.T), b0, a0)
-        if pending > limit:
-            kept = _reduce_topk(*_concat(kept, pend_r, pend_c, pend_v), k)
-            pend_r, pend_c, pend_v, pending = [], [], [], 0
-    return _reduce_topk(*_concat(kept, pend_r, pend_c, pend_v), k)
-
-
-def _concat(kept, pr, pc, pv):
-    return (
-        np.concatenate([kept[0], *pr]),
-        np.concatenate([kept[1], *pc]),
-        np.concatenate([kept[2], *pv]).astype(np.float32, copy=False),
-    )
+    res = knn(q, r, k=k, block_rows=block_size, method=method)
+    keep = (res.indices >= 0) & (res.scores >= threshold)
+    rows = np.nonzero(keep)[0].astype(np.int64)
+    return rows, res.indices[keep], res.scores[keep]
 
 
 def near_duplicates(
@@ -332,6 +231,7 @@ def near_duplicates(
     threshold: float = DEFAULT_THRESHOLD,
     top_k: int = DEFAULT_TOP_K,
     block_size: int = DEFAULT_BLOCK_SIZE,
+    method: str = "auto",
 ) -> pd.DataFrame:
     """Near-duplicate pairs within one set by cosine similarity of embeddings.
 
@@ -346,7 +246,10 @@ def near_duplicates(
         Each image keeps at most its ``top_k`` most similar other images; a pair is reported when
         either of its two images keeps the other. Bounds the output for large groups of copies.
     block_size : int, keyword-only
-        Rows per block of the blockwise search; memory ~ ``24 * block_size**2`` bytes.
+        Query rows per block of the search (memory ~ ``4 * block_size * (D + top_k)`` bytes).
+    method : {"auto", "exact", "ivf"}, keyword-only
+        Exact or approximate search (:func:`analysis.stats.neighbours.knn`); ``"auto"`` is exact
+        up to :data:`analysis.stats.neighbours.EXACT_MAX_WORK`.
 
     Returns
     -------
@@ -356,13 +259,19 @@ def near_duplicates(
     """
     x = check_embeddings(embeddings, dtype=None)
     _check_search_options(threshold, top_k, block_size)
-    return _near_core(x, threshold=float(threshold), top_k=int(top_k), block_size=int(block_size))
+    return _near_core(
+        x, threshold=float(threshold), top_k=int(top_k), block_size=int(block_size), method=method
+    )
 
 
-def _near_core(x: np.ndarray, *, threshold: float, top_k: int, block_size: int) -> pd.DataFrame:
+def _near_core(
+    x: np.ndarray, *, threshold: float, top_k: int, block_size: int, method: str
+) -> pd.DataFrame:
     if x.shape[0] < 2:
         return _empty_pairs()
-    rows, cols, vals = _blockwise_topk(x, None, k=top_k, threshold=threshold, block_size=block_size)
+    rows, cols, vals = _topk_pairs(
+        x, None, k=top_k, threshold=threshold, block_size=block_size, method=method
+    )
     i, j = np.minimum(rows, cols), np.maximum(rows, cols)
     order = np.lexsort((-vals, j, i))
     i, j, vals = i[order], j[order], vals[order]
@@ -377,6 +286,7 @@ def find_leakage(
     threshold: float = DEFAULT_THRESHOLD,
     top_k: int = DEFAULT_TOP_K,
     block_size: int = DEFAULT_BLOCK_SIZE,
+    method: str = "auto",
 ) -> pd.DataFrame:
     """Evaluation images with a near-copy in a reference (training) set.
 
@@ -386,7 +296,7 @@ def find_leakage(
         Evaluation-set features.
     reference_embeddings : array-like of float, shape (M, D)
         Reference-set features from the same model.
-    threshold, top_k, block_size
+    threshold, top_k, block_size, method
         As in :func:`near_duplicates`; ``top_k`` is per evaluation image.
 
     Returns
@@ -402,13 +312,17 @@ def find_leakage(
             f"embeddings have {x.shape[1]} features but reference_embeddings have {r.shape[1]}"
         )
     _check_search_options(threshold, top_k, block_size)
-    return _leak_core(x, r, threshold=float(threshold), top_k=int(top_k), block_size=block_size)
+    return _leak_core(
+        x, r, threshold=float(threshold), top_k=int(top_k), block_size=block_size, method=method
+    )
 
 
-def _leak_core(x, r, *, threshold: float, top_k: int, block_size: int) -> pd.DataFrame:
+def _leak_core(x, r, *, threshold: float, top_k: int, block_size: int, method: str):
     if x.shape[0] == 0 or r.shape[0] == 0:
         return _empty_pairs()
-    rows, cols, vals = _blockwise_topk(x, r, k=top_k, threshold=threshold, block_size=block_size)
+    rows, cols, vals = _topk_pairs(
+        x, r, k=top_k, threshold=threshold, block_size=block_size, method=method
+    )
     return _sort_pairs(_pairs(rows, cols, vals, "near", "leak"))
 
 
@@ -421,6 +335,7 @@ def find_duplicates(
     threshold: float = DEFAULT_THRESHOLD,
     top_k: int = DEFAULT_TOP_K,
     block_size: int = DEFAULT_BLOCK_SIZE,
+    method: str = "auto",
 ) -> pd.DataFrame:
     """Every duplicate and leak pair the given inputs allow, in one table.
 
@@ -435,7 +350,9 @@ def find_duplicates(
         raise ValueError("reference_hashes needs hashes (the evaluation set's) as well")
     if embeddings is not None:
         parts.append(
-            near_duplicates(embeddings, threshold=threshold, top_k=top_k, block_size=block_size)
+            near_duplicates(
+                embeddings, threshold=threshold, top_k=top_k, block_size=block_size, method=method
+            )
         )
         if reference_embeddings is not None:
             parts.append(
@@ -445,6 +362,7 @@ def find_duplicates(
                     threshold=threshold,
                     top_k=top_k,
                     block_size=block_size,
+                    method=method,
                 )
             )
     elif reference_embeddings is not None:
@@ -698,6 +616,34 @@ COPY_DISTINCTIVENESS = 4.0
 COPY_MAX_GROUP = 4
 
 
+def copies_from_neighbours(
+    indices: np.ndarray,
+    scores: np.ndarray,
+    *,
+    k: int,
+    similarity: float = COPY_SIMILARITY,
+    distinctiveness: float = COPY_DISTINCTIVENESS,
+    scope: str = "leak",
+    query_rows: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """The near-copy rule of :func:`find_near_copies` applied to each query's ``k`` nearest
+    neighbours (``indices`` int [n, k] nearest first, -1 padded; cosine ``scores``): pairs
+    ``(query_rows[q], candidate)`` with ``distinctiveness``, unordered pairs not yet merged."""
+    idx, sim = np.asarray(indices), np.asarray(scores, dtype=np.float64)
+    filled = (idx >= 0).sum(axis=1)
+    rows = np.arange(idx.shape[0])
+    radius = np.where(filled > 0, sim[rows, np.maximum(filled - 1, 0)], np.nan)
+    full = filled >= k
+    with np.errstate(invalid="ignore"):
+        ratio = (1.0 - radius[:, None]) / np.maximum(1.0 - sim, 1e-6)
+        keep = (idx >= 0) & (sim >= similarity) & (ratio >= distinctiveness) & full[:, None]
+    qi, col = np.nonzero(keep)
+    names = qi if query_rows is None else np.asarray(query_rows)[qi]
+    hit = _pairs(names, idx[qi, col], sim[qi, col], "near", scope)
+    hit["distinctiveness"] = ratio[qi, col]
+    return hit
+
+
 def find_near_copies(
     signatures: Any,
     reference_signatures: Any | None = None,
@@ -706,6 +652,8 @@ def find_near_copies(
     distinctiveness: float = COPY_DISTINCTIVENESS,
     max_group: int = COPY_MAX_GROUP,
     block_size: int = DEFAULT_BLOCK_SIZE,
+    method: str = "auto",
+    progress: Any = None,
 ) -> pd.DataFrame:
     """Near copies (re-encoded, resized, shifted, re-lit versions of one picture), within the
     set and against a reference set.
@@ -717,8 +665,11 @@ def find_near_copies(
     neighbour is close and nothing stands out, while a real copy is far closer than the rest.
 
     Returns the pair table (:data:`PAIR_COLUMNS`, kind "near") plus ``distinctiveness``.
-    Blockwise top-k search: memory bounded by ``block_size`` as in :func:`near_duplicates`.
+    One k-nearest-neighbour search per scope (:func:`analysis.stats.neighbours.knn`; ``method``
+    and ``block_size`` as in :func:`near_duplicates`); ``progress(str)`` hears its stages.
     """
+    from ..stats.neighbours import knn
+
     # Kept in their stored dtype (float16 in a run): blocks are upcast one at a time.
     sig = check_embeddings(signatures, "signatures", dtype=None)
     k = int(max_group) + 1
@@ -727,28 +678,32 @@ def find_near_copies(
         if ref is None or len(sig) == 0:
             continue
         ref = check_embeddings(ref, "reference_signatures", dtype=None)
-        extra = 1 if scope == "within" else 0  # the query finds itself first
-        cand = find_leakage(
-            sig, ref, threshold=-1.0, top_k=min(k + extra, len(ref)), block_size=block_size
-        )
-        if scope == "within":
-            cand = cand[cand[PAIR_I] != cand[PAIR_J]]
-        if cand.empty:
+        others = len(ref) - (1 if scope == "within" else 0)  # a query is not its own copy
+        if others < 1:
             continue
-        cand = cand.sort_values([PAIR_I, SIMILARITY], ascending=[True, False])
-        radius = cand.groupby(PAIR_I)[SIMILARITY].transform("min").to_numpy()
-        full = cand.groupby(PAIR_I)[SIMILARITY].transform("size").to_numpy() >= min(
-            k, len(ref) - extra
+        say = None if progress is None else (lambda m, sc=scope: progress(f"{sc}: {m}"))
+        res = knn(
+            sig,
+            None if scope == "within" else ref,
+            k=min(k, others),
+            block_rows=block_size,
+            method=method,
+            progress=say,
         )
-        sim = cand[SIMILARITY].to_numpy()
-        ratio = (1.0 - radius) / np.maximum(1.0 - sim, 1e-6)
-        keep = (sim >= similarity) & (ratio >= distinctiveness) & full
-        hit = cand[keep].assign(distinctiveness=ratio[keep], **{KIND: "near", SCOPE: scope})
+        hit = copies_from_neighbours(
+            res.indices,
+            res.scores,
+            k=min(k, others),
+            similarity=similarity,
+            distinctiveness=distinctiveness,
+            scope=scope,
+        )
         if scope == "within":  # report each unordered pair once
             a = np.minimum(hit[PAIR_I], hit[PAIR_J])
             b = np.maximum(hit[PAIR_I], hit[PAIR_J])
             hit = hit.assign(**{PAIR_I: a, PAIR_J: b}).drop_duplicates([PAIR_I, PAIR_J])
-        parts.append(hit)
+        if len(hit):
+            parts.append(hit)
     if not parts:
         return _empty_pairs().assign(distinctiveness=pd.Series(dtype=np.float64))
     out = pd.concat(parts, ignore_index=True)

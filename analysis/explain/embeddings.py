@@ -28,9 +28,9 @@ and by default much of it is compiled again in every new process, for three reas
 
 Two of pynndescent's functions (``nn_descent`` and ``nn_descent_internal``) embed a
 process-specific pointer and can never be cached; they cost 10-20 s in each new process that runs
-NN-descent. To avoid that whenever it is cheap, the k-nearest-neighbour graph of up to
-:data:`EXACT_KNN_MAX` points is computed exactly by scikit-learn (a blocked matrix product) and
-handed to UMAP, and NN-descent only runs for larger sets.
+NN-descent. UMAP never runs it here: its k-nearest-neighbour graph comes from the package's one
+vector-search path, :func:`analysis.stats.neighbours.knn` (faiss), and is handed to UMAP, as are
+the neighbours of the image detail page (:class:`NeighbourIndex`).
 
 Measured on 2 shared cores (bench/bench_umap.py, 512-d, bench/results/umap.json): with an empty
 cache, importing umap took 42 s and the first 10k map 32 s; with the machine's cache, 5.5 s and
@@ -61,20 +61,22 @@ from ..stats.intervals import wilson_interval
 __all__ = [
     "CLUSTERINGS",
     "CLUSTER_TABLE_COLUMNS",
-    "EXACT_KNN_MAX",
+    "EmbeddingMap",
+    "MAP_FIT_MAX",
     "NeighbourIndex",
     "Neighbours",
     "PROJECTIONS",
     "cluster_embeddings",
     "cluster_table",
+    "embedding_map",
+    "nearest_rows",
     "neighbours_for",
     "project_2d",
+    "stratified_sample",
 ]
 
 Progress = Callable[[str], Any]
 
-#: Sets up to this many points get an exact k-NN graph (scikit-learn); larger ones NN-descent.
-EXACT_KNN_MAX = 20_000
 #: Below this many points UMAP and t-SNE are meaningless; PCA is used instead, with a warning.
 MIN_POINTS_NONLINEAR = 20
 #: t-SNE (scikit-learn, Barnes-Hut) takes minutes beyond this; use UMAP.
@@ -278,36 +280,26 @@ def _import_umap(progress: Progress | None = None):
     return umap
 
 
-def _knn_graph(
-    z: np.ndarray, k: int, *, seed: int | None, n_jobs: int, progress: Progress | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """k nearest neighbours of every row, the row itself included: (int32 [N,k], float32 [N,k])."""
+def _knn_graph(z: np.ndarray, k: int, *, seed: int | None, progress: Progress | None):
+    """k nearest neighbours of every row, the row itself included: (int32 [N,k], float32 [N,k]).
+
+    Through the package's one vector-search path (:func:`analysis.stats.neighbours.knn`, exact
+    at the sizes UMAP is fitted on), Euclidean on the PCA-reduced rows as umap-learn would."""
+    from ..stats.neighbours import knn
+
     n = z.shape[0]
-    if n <= EXACT_KNN_MAX:
-        _say(progress, f"finding {k} nearest neighbours of {n:,} points (exact)")
-        from sklearn.neighbors import NearestNeighbors
-
-        dist, idx = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(z).kneighbors(z)
-    else:
-        _say(progress, f"finding {k} nearest neighbours of {n:,} points (NN-descent)")
-        from sklearn.utils import check_random_state
-        from umap.umap_ import nearest_neighbors
-
-        idx, dist, _ = nearest_neighbors(
-            z,
-            k,
-            "euclidean",
-            {},
-            False,
-            check_random_state(seed),
-            low_memory=True,
-            use_pynndescent=True,
-            n_jobs=n_jobs,
-            verbose=False,
-        )
+    res = knn(
+        z,
+        z,  # the set against itself, self-matches kept: UMAP counts a point as its own neighbour
+        k=k,
+        metric="euclidean",
+        seed=0 if seed is None else seed,
+        progress=progress,
+    )
+    _say(progress, f"found {k} nearest neighbours of {n:,} points ({res.method})")
     return (
-        np.ascontiguousarray(idx, dtype=np.int32),
-        np.ascontiguousarray(dist, dtype=np.float32),
+        np.ascontiguousarray(res.indices, dtype=np.int32),
+        np.ascontiguousarray(res.scores, dtype=np.float32),
     )
 
 
@@ -343,7 +335,7 @@ def _project_umap(
         warnings.filterwarnings("ignore", message=r"Cannot cache compiled function")
         warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]")
         warnings.filterwarnings("ignore", message=r"n_jobs value .* overridden")
-        idx, dist = _knn_graph(z, k, seed=seed, n_jobs=n_jobs, progress=progress)
+        idx, dist = _knn_graph(z, k, seed=seed, progress=progress)
         _say(progress, f"optimising the 2-D layout of {n:,} points (UMAP)")
         reducer = umap.UMAP(
             n_neighbors=k,
@@ -501,6 +493,228 @@ def _project_core(
     )
     _say(progress, f"2-D map of {n:,} points done in {time.perf_counter() - start:.1f} s")
     return np.ascontiguousarray(xy, dtype=np.float32)
+
+
+def _umap_reduced(z: np.ndarray, *, seed: int, n_neighbors: int, progress) -> np.ndarray:
+    """UMAP of rows already normalised and reduced (what :func:`project_2d` does after PCA)."""
+    n = z.shape[0]
+    method = "umap" if n >= MIN_POINTS_NONLINEAR else "pca"
+    xy = PROJECTIONS[method](
+        z, seed=seed, n_neighbors=n_neighbors, min_dist=0.1, n_epochs=None, progress=progress
+    )
+    return np.ascontiguousarray(xy, dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------- at any size
+
+#: Above this many images the map and the clusters are fitted on a stratified sample of this
+#: size and the other images placed by it (:func:`embedding_map`). UMAP of 50,000 points takes
+#: about a minute on 2 cores; 10^6 points would take hours and ~10 GB.
+MAP_FIT_MAX = 50_000
+#: Every stratum (given class x correct/wrong) keeps at least this many images in the sample.
+STRATUM_FLOOR = 50
+#: Rows per block when a fitted PCA is applied to a large set.
+_BLOCK = 65_536
+
+
+def stratified_sample(strata: Any, size: int, *, seed: int = 0) -> np.ndarray:
+    """Sorted rows of a random sample of about ``size`` rows, each stratum represented in
+    proportion to its share and by at least ``min(its size, STRATUM_FLOOR)`` rows.
+
+    Parameters
+    ----------
+    strata : array-like of int, shape (N,)
+        Stratum of each row (e.g. ``2 * label + correct``).
+    size : int >= 1
+    seed : int
+
+    Returns
+    -------
+    np.ndarray of int64
+        All rows when ``size >= N``.
+    """
+    strata = np.asarray(strata)
+    n = strata.shape[0]
+    size = check_int(size, "size", minimum=1)
+    if size >= n:
+        return np.arange(n, dtype=np.int64)
+    _, inv, counts = np.unique(strata, return_inverse=True, return_counts=True)
+    quota = np.maximum(np.floor(counts * (size / n)), np.minimum(counts, STRATUM_FLOOR))
+    quota = quota.astype(np.int64)
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n)
+    rows = perm[np.argsort(inv[perm], kind="stable")]  # grouped by stratum, random within
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    take = np.concatenate([rows[a : a + q] for a, q in zip(starts, quota, strict=True)])
+    return np.sort(take).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class EmbeddingMap:
+    """The Embeddings page's map and the cluster slices of one set (:func:`embedding_map`).
+
+    Attributes
+    ----------
+    xy : np.ndarray or None
+        float32 [N, 2] map coordinates; None when no map was asked for.
+    clusters : np.ndarray
+        int64 [N] cluster ids, numbered from the largest cluster down.
+    fitted : np.ndarray
+        int64 rows the PCA, UMAP and k-means were fitted on: every row up to ``fit_max`` images,
+        else a stratified sample.
+    n : int
+    """
+
+    xy: np.ndarray | None
+    clusters: np.ndarray
+    fitted: np.ndarray
+    n: int
+
+    @property
+    def sampled(self) -> bool:
+        return len(self.fitted) < self.n
+
+    def to_dict(self) -> dict[str, Any]:
+        """What the page says about how the map was made (stored as ``embedding_map.json``)."""
+        how = (
+            f"UMAP and k-means fitted on all {self.n:,} images"
+            if not self.sampled
+            else (
+                f"UMAP and k-means fitted on a stratified sample of {len(self.fitted):,} of"
+                f" {self.n:,} images (every given class, right and wrong, in proportion, at"
+                f" least {STRATUM_FLOOR} of each); every other image placed at the"
+                " similarity-weighted mean of its 15 nearest sampled images (UMAP's own"
+                " initialisation for new points) and given the cluster of the nearest centre"
+            )
+        )
+        return {"n": self.n, "n_fitted": int(len(self.fitted)), "sampled": self.sampled, "how": how}
+
+
+def _pca_fit_apply(x: np.ndarray, fit: np.ndarray, pca_dims: int | None, seed: int):
+    """Normalised rows reduced by a PCA fitted on rows ``fit``, every row block by block:
+    float32 [N, dims]. The same as :func:`_reduce` when ``fit`` is every row."""
+    n, d = x.shape
+    if len(fit) == n:
+        return _reduce(_l2_normalise(np.asarray(x, dtype=np.float32)), pca_dims, seed)
+    zf = _l2_normalise(np.asarray(x[fit], dtype=np.float32))
+    if pca_dims is None or d <= pca_dims:
+        pca = None
+        dims = d
+    else:
+        from sklearn.decomposition import PCA
+
+        dims = min(pca_dims, len(fit))
+        pca = PCA(n_components=dims, random_state=seed).fit(zf)
+    out = np.empty((n, dims), dtype=np.float32)
+    for s in range(0, n, _BLOCK):
+        b = _l2_normalise(np.asarray(x[s : s + _BLOCK], dtype=np.float32))
+        out[s : s + _BLOCK] = b if pca is None else pca.transform(b)
+    return out
+
+
+def _place(z: np.ndarray, fit: np.ndarray, xy_fit: np.ndarray, k: int, seed: int, progress):
+    """Map positions of the rows not in ``fit``: the weighted mean of the positions of their k
+    nearest fitted rows (weights ``exp(-(d - d_1) / (mean d - d_1))``, as UMAP weighs a point's
+    neighbours), through the package's one nearest-neighbour path."""
+    from ..stats.neighbours import knn
+
+    rest = np.setdiff1d(np.arange(z.shape[0]), fit, assume_unique=True)
+    xy = np.empty((z.shape[0], 2), dtype=np.float32)
+    xy[fit] = xy_fit
+    if rest.size == 0:
+        return xy
+    k = min(k, len(fit))
+    _say(progress, f"placing {rest.size:,} more points at their {k} nearest fitted neighbours")
+    for s in range(0, rest.size, 8 * _BLOCK):
+        rows = rest[s : s + 8 * _BLOCK]
+        res = knn(z[rows], z[fit], k=k, metric="euclidean", seed=seed)
+        d = res.scores.astype(np.float64)
+        spread = np.maximum(d.mean(axis=1, keepdims=True) - d[:, :1], 1e-9)
+        w = np.exp(-(d - d[:, :1]) / spread)
+        w /= w.sum(axis=1, keepdims=True)
+        xy[rows] = np.einsum("rk,rkc->rc", w, xy_fit[res.indices]).astype(np.float32)
+    return xy
+
+
+def _nearest_centre(z: np.ndarray, fit: np.ndarray, labels_fit: np.ndarray, seed: int):
+    """Cluster of every row: fitted rows keep theirs, the others take the nearest centre's."""
+    from ..stats.neighbours import knn
+
+    labels = np.empty(z.shape[0], dtype=np.int64)
+    labels[fit] = labels_fit
+    rest = np.setdiff1d(np.arange(z.shape[0]), fit, assume_unique=True)
+    ids = np.unique(labels_fit[labels_fit >= 0])
+    if rest.size == 0:
+        return labels
+    if ids.size == 0:
+        labels[rest] = -1
+        return labels
+    zf = z[fit]
+    centres = np.stack([zf[labels_fit == c].mean(axis=0) for c in ids]).astype(np.float32)
+    for s in range(0, rest.size, 8 * _BLOCK):
+        rows = rest[s : s + 8 * _BLOCK]
+        nearest = knn(z[rows], centres, k=1, metric="euclidean", method="exact", seed=seed)
+        labels[rows] = ids[nearest.indices[:, 0]]
+    return labels
+
+
+def embedding_map(
+    embeddings: Any,
+    *,
+    strata: Any = None,
+    umap: bool = True,
+    seed: int = 0,
+    fit_max: int = MAP_FIT_MAX,
+    pca_dims: int | None = 50,
+    n_neighbors: int = 15,
+    progress: Progress | None = None,
+) -> EmbeddingMap:
+    """The 2-D map (:func:`project_2d`, UMAP) and the clusters (:func:`cluster_embeddings`,
+    k-means with automatic k) of a set of any size, with one PCA shared by both.
+
+    Up to ``fit_max`` images this is exactly ``project_2d`` and ``cluster_embeddings``. Beyond,
+    PCA, UMAP and k-means are fitted on a stratified sample of ``fit_max`` images
+    (:func:`stratified_sample` over ``strata``), and every other image is placed at the
+    weighted mean of its nearest sampled images and given its nearest cluster centre, so a
+    million images take minutes and a few hundred MB instead of hours: the page says so
+    (:meth:`EmbeddingMap.to_dict`).
+
+    Parameters
+    ----------
+    embeddings : array-like of real, shape (N, D)
+        May be a float16 memory-map: it is read block by block, never copied whole.
+    strata : array-like of int, shape (N,), optional
+        Strata of the sample (e.g. ``2 * label + correct``); None: a plain random sample.
+    umap : bool
+        False: clusters only (``xy`` is None).
+    """
+    x = check_embeddings(embeddings, dtype=None)
+    seed = check_seed(seed, allow_none=False)
+    fit_max = check_int(fit_max, "fit_max", minimum=2)
+    n = x.shape[0]
+    if strata is None:
+        strata = np.zeros(n, dtype=np.int64)
+    strata = np.asarray(strata)
+    if strata.shape != (n,):
+        raise ValueError(f"strata must have one value per row ({n}), got shape {strata.shape}")
+    fit = stratified_sample(strata, fit_max, seed=seed) if n > fit_max else np.arange(n)
+    if n <= 1:
+        return EmbeddingMap(
+            np.zeros((n, 2), np.float32) if umap else None, np.zeros(n, np.int64), fit, n
+        )
+    _say(progress, f"reducing {n:,} embeddings to {pca_dims} dims (PCA on {len(fit):,})")
+    z = _pca_fit_apply(x, fit, pca_dims, seed)
+    zf = z if len(fit) == n else z[fit]
+    xy = None
+    if umap:
+        xy_f = _umap_reduced(zf, seed=seed, n_neighbors=n_neighbors, progress=progress)
+        xy = xy_f if len(fit) == n else _place(z, fit, xy_f, n_neighbors, seed, progress)
+    _say(progress, f"clustering {len(fit):,} embeddings (k-means)")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Number of distinct clusters")
+        labels_f = np.asarray(CLUSTERINGS["kmeans"](zf, n_clusters=None, seed=seed), np.int64)
+    labels = labels_f if len(fit) == n else _nearest_centre(z, fit, labels_f, seed)
+    return EmbeddingMap(xy, _relabel_by_size(labels), fit, n)
 
 
 # ----------------------------------------------------------------------------- clustering
@@ -842,10 +1056,11 @@ def _cluster_table_core(
 class NeighbourIndex:
     """Exact cosine nearest neighbours over a fixed set of embeddings.
 
-    scikit-learn's brute-force :class:`~sklearn.neighbors.NearestNeighbors` (cosine metric) on
-    L2-normalised float32 rows: exact and deterministic, and one query of one image against 10^5
-    references takes a fraction of a second. Build it once per set (the dashboard caches it) and
-    query many times. For all-pairs searches over very large sets, see :mod:`analysis.data_issues.duplicates`.
+    A thin handle on :func:`analysis.stats.neighbours.knn` (exact, faiss): build it once per set
+    (the dashboard caches it) and query many times. Sets up to :data:`CACHE_BYTES` as float32
+    are normalised once and kept; larger ones (a memory-mapped ``embeddings.npy`` of a million
+    images) stay where they are and are read block by block on each query. For runs analysed
+    with the neighbours section the detail page reads stored neighbours instead.
 
     Parameters
     ----------
@@ -853,20 +1068,16 @@ class NeighbourIndex:
         The indexed set. Zero rows have similarity 0 to everything.
     """
 
-    #: Queries per block: queries x N <= this many distances (64 MB), on top of scikit-learn's
-    #: own chunking.
+    #: Queries per block: queries x N <= this many similarities (64 MB).
     block_elements = 1 << 24
+    #: Normalised float32 copies up to this size are kept between queries.
+    CACHE_BYTES = 512 << 20
 
     def __init__(self, embeddings: Any) -> None:
-        from sklearn.neighbors import NearestNeighbors
-
         self._source = embeddings
-        self._x = _l2_normalise(check_embeddings(embeddings))
-        self._nn = (
-            NearestNeighbors(metric="cosine", algorithm="brute").fit(self._x)
-            if self._x.shape[0]
-            else None
-        )
+        arr = check_embeddings(embeddings, dtype=None)
+        small = arr.shape[0] * arr.shape[1] * 4 <= self.CACHE_BYTES
+        self._x = _l2_normalise(np.asarray(arr, dtype=np.float32)) if small else arr
 
     def __len__(self) -> int:
         return self._x.shape[0]
@@ -881,7 +1092,7 @@ class NeighbourIndex:
         i = check_int(i, "i", minimum=0)
         if i >= len(self):
             raise ValueError(f"i must be < {len(self)} (the indexed set's size), got {i}")
-        return self._x[i].copy()
+        return _l2_normalise(np.asarray(self._x[i : i + 1], dtype=np.float32))[0]
 
     def query(
         self, vectors: Any, k: int = 10, *, exclude: Any = None
@@ -921,7 +1132,7 @@ class NeighbourIndex:
             if ex.size and (ex.min() < -1 or ex.max() >= len(self)):
                 raise ValueError(f"exclude must hold rows in -1..{len(self) - 1}")
             exclude = ex.astype(np.int64)
-        return self._query_core(_l2_normalise(q), k, exclude)
+        return self._query_core(q, k, exclude)
 
     def neighbours_of(self, rows: Any, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Neighbours of indexed rows, each row's self-match excluded; see :meth:`query`."""
@@ -931,36 +1142,25 @@ class NeighbourIndex:
         if r.size and (r.min() < 0 or r.max() >= len(self)):
             raise ValueError(f"rows must be in 0..{len(self) - 1}, got [{r.min()}, {r.max()}]")
         k = check_int(k, "k", minimum=1)
-        return self._query_core(self._x[r], k, r.astype(np.int64))
+        return self._query_core(np.asarray(self._x[r]), k, r.astype(np.int64))
 
     def _query_core(
         self, q: np.ndarray, k: int, exclude: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
+        from ..stats.neighbours import knn
+
         n, size = q.shape[0], len(self)
-        indices = np.full((n, k), -1, dtype=np.int64)
-        sims = np.full((n, k), np.nan, dtype=np.float32)
         if n == 0 or size == 0:
-            return indices, sims
-        # one extra neighbour when a row may be excluded, so k remain after dropping it
-        m = min(size, k + (1 if exclude is not None else 0))
-        block = max(1, self.block_elements // size)
-        for start in range(0, n, block):
-            stop = min(n, start + block)
-            dist, idx = self._nn.kneighbors(q[start:stop], n_neighbors=m)
-            sim = (1.0 - dist).astype(np.float32)
-            if exclude is not None:
-                sim[idx == exclude[start:stop, None]] = -np.inf
-            # most similar first; ties (among the returned rows) to the lower index
-            order = np.lexsort((idx, -sim), axis=1)
-            idx = np.take_along_axis(idx, order, axis=1)
-            sim = np.take_along_axis(sim, order, axis=1)
-            valid = np.isfinite(sim)
-            rank = np.cumsum(valid, axis=1) - 1
-            keep = valid & (rank < k)
-            rows = np.nonzero(keep)[0]
-            indices[start + rows, rank[keep]] = idx[keep]
-            sims[start + rows, rank[keep]] = sim[keep]
-        return indices, sims
+            return np.full((n, k), -1, dtype=np.int64), np.full((n, k), np.nan, dtype=np.float32)
+        res = knn(
+            q,
+            self._x,
+            k=k,
+            exclude=exclude,
+            method="exact",
+            block_rows=max(1, self.block_elements // size),
+        )
+        return res.indices, res.scores
 
 
 @dataclass(frozen=True)
@@ -982,6 +1182,60 @@ class Neighbours:
     eval_similarities: np.ndarray
     reference_indices: np.ndarray
     reference_similarities: np.ndarray
+
+
+#: Neighbours stored per image by the run's neighbours section (the detail page shows 6).
+STORED_NEIGHBOURS = 8
+
+
+def nearest_rows(
+    embeddings: Any,
+    reference_embeddings: Any = None,
+    *,
+    k: int = STORED_NEIGHBOURS,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The ``k`` most similar evaluation images (itself excluded) and reference images of every
+    evaluation image, for the image detail page, computed once at analysis time through the
+    package's one nearest-neighbour path (exact up to its work limit, an index beyond).
+
+    Returns
+    -------
+    eval_rows : np.ndarray of int32, shape (N, k)
+        -1 where fewer than k other images exist.
+    reference_rows : np.ndarray of int32, shape (N, k), or None without a reference set.
+    """
+    from ..stats.neighbours import knn
+
+    x = check_embeddings(embeddings, dtype=None)
+    k = check_int(k, "k", minimum=1)
+    say = None if progress is None else (lambda m: progress(f"neighbours in the set: {m}"))
+    own = knn(x, k=k, seed=seed, progress=say).indices.astype(np.int32)
+    ref = None
+    if reference_embeddings is not None:
+        r = check_embeddings(reference_embeddings, "reference_embeddings", dtype=None)
+        say = (
+            None if progress is None else (lambda m: progress(f"neighbours in the reference: {m}"))
+        )
+        ref = knn(x, r, k=k, seed=seed, progress=say).indices.astype(np.int32)
+    return own, ref
+
+
+def cosine_to(embeddings: Any, i: int, rows: np.ndarray, other: Any = None) -> np.ndarray:
+    """float32 cosine similarities of row ``i`` of ``embeddings`` to ``rows`` of ``other``
+    (default: the same set); NaN where a row is -1. Reads only those rows."""
+    other = embeddings if other is None else other
+    rows = np.asarray(rows)
+    out = np.full(rows.shape, np.nan, dtype=np.float32)
+    ok = rows >= 0
+    if not ok.any():
+        return out
+    q = np.asarray(embeddings[i], dtype=np.float32)
+    r = np.asarray(other[rows[ok]], dtype=np.float32)
+    den = np.linalg.norm(r, axis=1) * np.linalg.norm(q)
+    out[ok] = np.where(den > 0, r @ q / np.where(den > 0, den, 1.0), 0.0)
+    return out
 
 
 def neighbours_for(
@@ -1024,6 +1278,6 @@ def neighbours_for(
     if ref is None:
         r_idx, r_sim = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     else:
-        r_idx, r_sim = ref._query_core(index._x[i : i + 1], k, None)
+        r_idx, r_sim = ref._query_core(index.vector(i)[None, :], k, None)
         r_idx, r_sim = r_idx[0], r_sim[0]
     return Neighbours(i, e_idx[0], e_sim[0], r_idx, r_sim)

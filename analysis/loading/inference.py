@@ -68,6 +68,45 @@ class PassResult:
     signatures: np.ndarray | None = None  # float16 [N, 768] appearance signatures (thumbnails)
 
 
+def load_item(
+    path: str,
+    i: int,
+    prep: Preprocessing,
+    *,
+    max_pixels: int | None = None,
+    max_file_bytes: int | None = None,
+    thumbnails: bool = False,
+) -> dict:
+    """Everything the pass needs from one file, computed where it is read (a DataLoader worker,
+    a Ray task): the uint8 model input, size, hashes and, with ``thumbnails``, the gallery JPEG
+    (bytes), its perceptual hash and appearance signature. A failure is returned as
+    ``{"i", "error"}``, never raised: one bad file must not stop the pass."""
+    try:
+        kw = {} if max_pixels is None else {"max_pixels": max_pixels}
+        if max_file_bytes is not None:
+            kw["max_file_bytes"] = max_file_bytes
+        img = decode_image(path, exif_transpose=prep.exif_transpose, **kw)
+    except ImageReadError as e:
+        return {"i": i, "error": str(e)}
+    except Exception as e:  # never let one file kill the pass
+        return {"i": i, "error": f"unexpected error: {type(e).__name__}: {e}"}
+    thumb, phash_hex, sig = None, "", None
+    if thumbnails:
+        thumb, phash_hex, sig = make_thumbnail(img.rgb)
+    return {
+        "i": i,
+        "x": to_model_tensor(img.rgb, prep),
+        "width": img.width,
+        "height": img.height,
+        "file_size": img.file_size,
+        "content_hash": img.content_hash,
+        "phash": phash_hex,
+        "sig": sig,
+        "thumb": thumb,
+        "orientation": img.orientation,
+    }
+
+
 class _ImageDataset:
     """torch-style dataset over file paths; a failure is returned, not raised."""
 
@@ -76,42 +115,27 @@ class _ImageDataset:
         paths: list[str],
         prep: Preprocessing,
         max_pixels: int | None = None,
-        thumb_paths: list[str] | None = None,
+        thumbnails: bool = False,
         max_file_bytes: int | None = None,
     ):
         self.paths = paths
         self.prep = prep
         self.max_pixels = max_pixels
-        self.thumb_paths = thumb_paths
+        self.thumbnails = thumbnails
         self.max_file_bytes = max_file_bytes
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        try:
-            kw = {} if self.max_pixels is None else {"max_pixels": self.max_pixels}
-            if self.max_file_bytes is not None:
-                kw["max_file_bytes"] = self.max_file_bytes
-            img = decode_image(self.paths[i], exif_transpose=self.prep.exif_transpose, **kw)
-        except ImageReadError as e:
-            return {"i": i, "error": str(e)}
-        except Exception as e:  # never let one file kill the pass
-            return {"i": i, "error": f"unexpected error: {type(e).__name__}: {e}"}
-        phash, sig = "", None
-        if self.thumb_paths is not None:
-            phash, sig = write_thumbnail(img.rgb, self.thumb_paths[i])
-        return {
-            "i": i,
-            "x": to_model_tensor(img.rgb, self.prep),
-            "width": img.width,
-            "height": img.height,
-            "file_size": img.file_size,
-            "content_hash": img.content_hash,
-            "phash": phash,
-            "sig": sig,
-            "orientation": img.orientation,
-        }
+        return load_item(
+            self.paths[i],
+            i,
+            self.prep,
+            max_pixels=self.max_pixels,
+            max_file_bytes=self.max_file_bytes,
+            thumbnails=self.thumbnails,
+        )
 
 
 def _worker_init(parent_pid: int, _worker_id: int) -> None:
@@ -155,18 +179,23 @@ def _watch_parent(ppid: int, interval_s: float = 1.0) -> None:
 THUMB_SIZE = 160  # longest side of gallery thumbnails, px
 
 
-def write_thumbnail(rgb: np.ndarray, path: str, size: int = THUMB_SIZE):
-    """Write a small JPEG for the gallery (never full images in a grid); return the image's
+def make_thumbnail(rgb: np.ndarray, size: int = THUMB_SIZE) -> tuple[bytes, str, np.ndarray]:
+    """A small JPEG for the gallery (never full images in a grid) as bytes, with the image's
     64-bit perceptual hash (16 hex digits) and its appearance signature (float16 [768]), both
-    computed on the small image, so they stay cheap for huge photos."""
+    computed on the small image, so they stay cheap for huge photos. The bytes go back to the
+    process that writes the run (:class:`analysis.store.thumbs.ThumbnailWriter`): workers on
+    other machines of a cluster never write into the run folder."""
+    import io
+
     from PIL import Image
 
     from .fingerprints import appearance_signature, phash
 
     im = Image.fromarray(rgb)
     im.thumbnail((size, size))
-    im.save(path, format="JPEG", quality=85)
-    return np.packbits(phash(im)).tobytes().hex(), appearance_signature(im)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=85)
+    return buf.getvalue(), np.packbits(phash(im)).tobytes().hex(), appearance_signature(im)
 
 
 def to_model_tensor(rgb: np.ndarray, prep: Preprocessing):
@@ -199,6 +228,7 @@ def _collate(items):
         "content_hash": [it["content_hash"] for it in ok],
         "phash": [it["phash"] for it in ok],
         "sig": [it["sig"] for it in ok],
+        "thumb": [it["thumb"] for it in ok],
         "orientation": [it["orientation"] for it in ok],
     }
 
@@ -312,6 +342,151 @@ class EmbeddingHook:
         return False
 
 
+class PassSink:
+    """Collects the pass's per-batch outputs, in input order, into a :class:`PassResult`.
+
+    Both engines feed it (the local DataLoader loop in :func:`run_pass`, the Ray pipeline in
+    :mod:`analysis.loading.ray_pass`), so they produce the same result from the same batches.
+    With ``files`` the per-image arrays are streamed to ``.npy`` files as they come
+    (:class:`analysis.store.npy.NpyRowWriter`; ``"logits"`` float32, ``"embeddings"`` and
+    ``"signatures"`` float16, the precision a run stores) and the result holds them
+    memory-mapped: nothing of size N x D stays in memory. Without it they are kept in memory
+    (float32 embeddings), as robustness passes and tests want.
+
+    Parameters
+    ----------
+    relpaths : list of str
+        Names of the input images, for the skipped-file list.
+    files : dict, optional
+        ``{"logits" | "embeddings" | "signatures": path}``; a kind not named stays in memory.
+    thumbnails : callable(int, bytes), optional
+        Receives ``(input row, JPEG bytes)`` of every thumbnail, in order.
+    """
+
+    def __init__(
+        self,
+        relpaths: list[str],
+        *,
+        files: dict | None = None,
+        thumbnails: Callable[[int, bytes], None] | None = None,
+    ):
+        self.relpaths = relpaths
+        self.files = dict(files or {})
+        self.thumbnails = thumbnails
+        self.skipped: list[dict] = []
+        self._writers: dict = {}
+        self._mem: dict[str, list] = {"logits": [], "embeddings": [], "signatures": []}
+        self._idx: list[np.ndarray] = []
+        self._props: list[np.ndarray] = []
+        self._lat: list[np.ndarray] = []
+        self._cols: dict[str, list] = {
+            k: [] for k in ("width", "height", "file_size", "content_hash", "phash", "orientation")
+        }
+        self._n_emb = 0
+        self._has_sig = True
+        self._last = -1
+
+    def skip(self, i: int, reason: str) -> None:
+        self.skipped.append({"relpath": self.relpaths[i], "reason": reason})
+
+    def _put(self, kind: str, block: np.ndarray, dtype) -> None:
+        if kind in self.files:
+            if kind not in self._writers:
+                from ..store.npy import NpyRowWriter
+
+                self._writers[kind] = NpyRowWriter(self.files[kind], block.shape[1:], dtype)
+            self._writers[kind].append(block)
+        else:
+            self._mem[kind].append(np.asarray(block))
+
+    def add(self, batch: dict, props, logits, emb, latency_ms: float) -> None:
+        """One decoded batch (the ok rows of :func:`_collate`'s output) and its forward outputs
+        (CPU tensors or arrays: properties [b, 5], logits [b, C] or None, embeddings [b, D] or
+        None, the model's milliseconds per image)."""
+        rows = np.asarray(batch["i"], dtype=np.int64)
+        if rows.size == 0:
+            return
+        if rows[0] <= self._last or (np.diff(rows) <= 0).any():
+            raise RuntimeError("pass batches arrived out of order")  # both engines keep order
+        self._last = int(rows[-1])
+        self._idx.append(rows)
+        self._props.append(np.asarray(props, dtype=np.float32))
+        for k in self._cols:
+            self._cols[k].extend(batch[k])
+        sigs = batch.get("sig") or []
+        if self._has_sig and sigs and all(x is not None for x in sigs):
+            self._put("signatures", np.stack(sigs), np.float16)
+        else:
+            self._has_sig = False
+        if self.thumbnails is not None:
+            for i, jpeg in zip(rows, batch.get("thumb") or [], strict=False):
+                if jpeg is not None:
+                    self.thumbnails(int(i), jpeg)
+        if logits is not None:
+            self._put("logits", np.asarray(logits, dtype=np.float32), np.float32)
+            self._lat.append(np.full(rows.size, latency_ms, dtype=np.float32))
+            if emb is not None:
+                self._put("embeddings", np.asarray(emb, dtype=np.float32), np.float16)
+                self._n_emb += rows.size
+
+    def _finish(self, kind: str, n: int, dtype):
+        if kind in self._writers:
+            writer = self._writers.pop(kind)
+            arr = writer.close()
+            if arr.shape[0] == n:
+                return arr
+            writer.path.unlink(missing_ok=True)  # not every image had one: none is stored
+            return None
+        if kind in self.files:  # nothing came: no file
+            return None
+        parts = self._mem[kind]
+        return np.concatenate(parts).astype(dtype, copy=False) if parts else None
+
+    def result(self, seconds: float) -> PassResult:
+        ok_index = np.concatenate(self._idx) if self._idx else np.zeros(0, np.int64)
+        n = ok_index.size
+        prop = np.concatenate(self._props) if self._props else np.zeros((0, 5), np.float32)
+        c = self._cols
+        w = np.asarray(c["width"], dtype=np.int64)
+        h = np.asarray(c["height"], dtype=np.int64)
+        properties = pd.DataFrame(
+            {
+                schema.BRIGHTNESS: prop[:, 0],
+                schema.CONTRAST: prop[:, 1],
+                schema.SHARPNESS: prop[:, 2],
+                schema.SATURATION: prop[:, 3],
+                schema.NOISE: prop[:, 4],
+                schema.WIDTH: w,
+                schema.HEIGHT: h,
+                schema.ASPECT_RATIO: w.astype(float) / np.maximum(1, h),
+                schema.FILE_SIZE: np.asarray(c["file_size"], dtype=np.int64),
+                schema.CONTENT_HASH: c["content_hash"],
+                schema.PHASH: c["phash"],
+                schema.EXIF_ORIENTATION: np.asarray(c["orientation"], dtype=np.int64),
+            }
+        )
+        logits = self._finish("logits", n, np.float32)
+        emb = self._finish("embeddings", n, np.float32)
+        sig = self._finish("signatures", n, np.float16) if self._has_sig else None
+        if not self._has_sig and "signatures" in self._writers:
+            self._writers.pop("signatures").abort()
+        return PassResult(
+            ok_index=ok_index,
+            logits=logits,
+            embeddings=emb if self._n_emb == n else None,
+            properties=properties,
+            latency_ms=np.concatenate(self._lat) if self._lat else np.full(n, np.nan, np.float32),
+            skipped=sorted(self.skipped, key=lambda r: r["relpath"]),
+            seconds=seconds,
+            signatures=sig,
+        )
+
+    def abort(self) -> None:
+        for wr in self._writers.values():
+            wr.abort()
+        self._writers.clear()
+
+
 def run_pass(
     paths: list[str],
     prep: Preprocessing,
@@ -325,7 +500,8 @@ def run_pass(
     want_embeddings: bool = True,
     max_pixels: int | None = None,
     max_file_bytes: int | None = None,
-    thumb_paths: list[str] | None = None,
+    thumbnails: Callable[[int, bytes], None] | None = None,
+    files: dict | None = None,
     progress: Progress | None = None,
     desc: str = "analysing",
 ) -> PassResult:
@@ -346,8 +522,11 @@ def run_pass(
         a bar, the dashboard as its progress widget. Nothing is printed without it.
     max_pixels, max_file_bytes : int, optional
         Limits of :func:`analysis.loading.images.decode_image` (its defaults when None).
-    thumb_paths : list of str, optional
-        Where to write each image's gallery thumbnail (same order as ``paths``).
+    thumbnails : callable(int, bytes), optional
+        Receives each image's gallery thumbnail (input row, JPEG bytes); appearance signatures
+        and perceptual hashes are computed with them (none without it).
+    files : dict, optional
+        Stream per-image arrays to these ``.npy`` files (see :class:`PassSink`).
     """
     import torch
     from torch.utils.data import DataLoader
@@ -359,7 +538,7 @@ def run_pass(
     # Properties on the batch in this process. (Per image in the DataLoader workers was tried:
     # on 2 cores the worker, which also decodes and writes thumbnails, became the bottleneck
     # and the whole sample pass went from 2.4 s to 3.1-3.9 s.)
-    ds = _ImageDataset(list(paths), prep, max_pixels, thumb_paths, max_file_bytes)
+    ds = _ImageDataset(list(paths), prep, max_pixels, thumbnails is not None, max_file_bytes)
     loader = DataLoader(
         ds,
         batch_size=batch_size,
@@ -373,7 +552,7 @@ def run_pass(
     mean = torch.tensor(prep.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(prep.std, device=device).view(1, 3, 1, 1)
 
-    idx, logits, embs, props, lat, extras, skipped = [], [], [], [], [], [], []
+    sink = PassSink(list(relpaths), files=files, thumbnails=thumbnails)
     t_start = time.perf_counter()
     done = 0
     if progress is not None:
@@ -385,7 +564,7 @@ def run_pass(
         with torch.inference_mode():
             for batch in loader:
                 for i, reason in batch["bad"]:
-                    skipped.append({"relpath": relpaths[i], "reason": reason})
+                    sink.skip(i, reason)
                 n_batch = len(batch["bad"])
                 if batch["ok"]:
                     p, out, emb, dt = _forward(
@@ -397,76 +576,24 @@ def run_pass(
                         perturb=perturb,
                         device=device,
                     )
-                    props.append(p)
+                    batch["i"] = batch["i"].numpy()
+                    sink.add(batch, p.numpy(), _np(out), _np(emb), dt)
                     n_batch += len(batch["i"])
-                    idx.append(batch["i"])
-                    extras.append(
-                        (
-                            batch["width"],
-                            batch["height"],
-                            batch["file_size"],
-                            batch["content_hash"],
-                            batch["phash"],
-                            batch["sig"],
-                            batch["orientation"],
-                        )
-                    )
-                    if out is not None:
-                        logits.append(out)
-                        lat.append(torch.full((len(batch["i"]),), dt))
-                        if emb is not None:
-                            embs.append(emb)
                 done += n_batch
                 if progress is not None:
                     elapsed = time.perf_counter() - t_start
                     progress(pass_message(desc, done, len(ds), elapsed), done / max(1, len(ds)))
+    except BaseException:
+        sink.abort()
+        raise
     finally:
         if hook is not None:
             hook.__exit__(None, None, None)
+    return sink.result(time.perf_counter() - t_start)
 
-    n = sum(len(i) for i in idx)
-    ok_index = torch.cat(idx).numpy().astype(np.int64) if idx else np.zeros(0, np.int64)
-    prop_arr = torch.cat(props).numpy() if props else np.zeros((0, 5), np.float32)
-    widths = [w for e in extras for w in e[0]]
-    heights = [h for e in extras for h in e[1]]
-    sizes = [s for e in extras for s in e[2]]
-    hashes = [c for e in extras for c in e[3]]
-    phashes = [c for e in extras for c in e[4]]
-    sigs = [c for e in extras for c in e[5]]
-    orientations = [o for e in extras for o in e[6]]
-    properties = pd.DataFrame(
-        {
-            schema.BRIGHTNESS: prop_arr[:, 0],
-            schema.CONTRAST: prop_arr[:, 1],
-            schema.SHARPNESS: prop_arr[:, 2],
-            schema.SATURATION: prop_arr[:, 3],
-            schema.NOISE: prop_arr[:, 4],
-            schema.WIDTH: np.asarray(widths, dtype=np.int64),
-            schema.HEIGHT: np.asarray(heights, dtype=np.int64),
-            schema.ASPECT_RATIO: np.asarray(widths, float) / np.maximum(1, np.asarray(heights)),
-            schema.FILE_SIZE: np.asarray(sizes, dtype=np.int64),
-            schema.CONTENT_HASH: hashes,
-            schema.PHASH: phashes,
-            schema.EXIF_ORIENTATION: np.asarray(orientations, dtype=np.int64),
-        }
-    )
-    order = np.argsort(ok_index, kind="stable")
-    signatures = None
-    if sigs and all(x is not None for x in sigs):
-        signatures = np.stack(sigs)[order]
-    result = PassResult(
-        ok_index=ok_index[order],
-        logits=torch.cat(logits).numpy()[order] if logits else None,
-        embeddings=torch.cat(embs).numpy()[order] if embs and len(embs) == len(idx) else None,
-        properties=properties.iloc[order].reset_index(drop=True),
-        latency_ms=(torch.cat(lat).numpy()[order] if lat else np.full(n, np.nan)).astype(
-            np.float32
-        ),
-        skipped=sorted(skipped, key=lambda s: s["relpath"]),
-        seconds=time.perf_counter() - t_start,
-        signatures=signatures,
-    )
-    return result
+
+def _np(t):
+    return None if t is None else t.numpy()
 
 
 def _forward(x8, *, model, mean, std, hook, perturb, device: str):

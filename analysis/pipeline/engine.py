@@ -10,6 +10,7 @@ redone: the sections whose code changed, from the stored pass outputs
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -64,9 +65,13 @@ class AnalysisConfig:
     exif_transpose: bool | None = None
     labels_are: str | None = None
     class_hierarchy: str | None = None
+    engine: str = "local"
+    ray_address: str | None = None
+    ray_workers: int | None = None
 
     def fingerprint_dict(self) -> dict:
-        """The parts of the config that change results (not device or worker count)."""
+        """The parts of the config that change results (not device, worker count or engine:
+        both engines compute the same run, tests/analysis/test_ray_engine.py checks it)."""
         d = asdict(self)
         for k in (
             "data",
@@ -78,6 +83,9 @@ class AnalysisConfig:
             "device",
             "num_workers",
             "batch_size",
+            "engine",
+            "ray_address",
+            "ray_workers",
         ):
             d.pop(k)
         return d
@@ -184,6 +192,7 @@ def check_config(cfg: AnalysisConfig) -> None:
         ("--min-support", cfg.min_support, 1),
         ("--max-pixels", cfg.max_pixels, 1),
         ("--max-file-bytes", cfg.max_file_bytes, 1),
+        ("--ray-workers", cfg.ray_workers, 1),
     ):
         try:
             check_int(value, name, minimum=lowest, allow_none=True)
@@ -194,6 +203,11 @@ def check_config(cfg: AnalysisConfig) -> None:
             f"--crop {cfg.crop} and --no-crop contradict each other: give --crop N to centre-crop"
             " N x N after the resize, or --no-crop to resize to a square without cropping"
         )
+    if cfg.engine not in ENGINES:
+        raise ValueError(f"--engine is {cfg.engine!r}; expected one of {', '.join(ENGINES)}")
+    if cfg.engine != "ray" and (cfg.ray_address or cfg.ray_workers):
+        option = "--ray-address" if cfg.ray_address else "--ray-workers"
+        raise ValueError(f"{option} needs --engine ray (the engine is {cfg.engine!r})")
     if cfg.labels_are is not None and cfg.labels_are not in ("names", "indices"):
         raise ValueError(f"--labels-are is {cfg.labels_are!r}; expected 'names' or 'indices'")
     for name, value in (("--mean", cfg.mean), ("--std", cfg.std)):
@@ -436,10 +450,24 @@ def analyze(
     if hierarchy is not None:
         warnings_ += list(hierarchy.warnings)
 
-    with RunWriter(runs_dir, run_id) as w:
-        thumbs = w.tmp / schema.THUMBS_DIR
-        thumbs.mkdir()
-        out = model_pass(cfg, data, reference, loaded, prep, thumbs, progress, timings)
+    model_spec = (
+        None
+        if loaded is None
+        else {
+            "path": str(cfg.model),
+            "arch": arch,
+            "num_classes": len(data.class_names),
+            "trust_checkpoint": cfg.trust_checkpoint,
+        }
+    )
+    if cfg.engine == "ray":  # one Ray session for both passes (starting one takes seconds)
+        from ..loading.ray_pass import ray_session
+
+        engine_session = ray_session(cfg.ray_address)
+    else:
+        engine_session = contextlib.nullcontext()
+    with engine_session, RunWriter(runs_dir, run_id) as w:
+        out = model_pass(cfg, data, reference, loaded, model_spec, prep, w, progress, timings)
         warnings_ += out.warnings
         res, samples, probs = out.res, out.samples, out.probs
         chance = chance_check(samples[schema.LABEL].to_numpy(), probs)
@@ -449,22 +477,11 @@ def analyze(
                     chance, data.class_names, prep, sources, from_predictions=loaded is None
                 )
             )
-        # sections read the pass outputs as stored, so a refresh computes what a fresh run does
-        emb = None if res.embeddings is None else res.embeddings.astype(np.float16)
-        ref_emb = None if out.ref_embeddings is None else out.ref_embeddings.astype(np.float16)
-        w.write_array(schema.PROBS, probs)
-        if emb is not None:
-            w.write_array(schema.EMBEDDINGS, emb)
-        if res.signatures is not None:
-            w.write_array(schema.SIGNATURES, np.asarray(res.signatures, dtype=np.float16))
+        # probs, embeddings and signatures were streamed into the run during the pass (float16
+        # embeddings and signatures, as stored), so a refresh computes what a fresh run does
+        emb, ref_emb = res.embeddings, out.ref_embeddings
         if out.ref_samples is not None:
             w.write_table(schema.REFERENCE_SAMPLES, out.ref_samples)
-            if ref_emb is not None:
-                w.write_array(schema.REFERENCE_EMBEDDINGS, ref_emb)
-            if out.ref_signatures is not None:
-                w.write_array(
-                    schema.REFERENCE_SIGNATURES, np.asarray(out.ref_signatures, dtype=np.float16)
-                )
         ref_samples, ref_sig, ref_skipped = out.ref_samples, out.ref_signatures, out.ref_skipped
 
         sections: dict[str, dict] = {}
@@ -522,7 +539,7 @@ class PassOutputs:
 
     res: PassResult  # the evaluation set's pass (skipped files, embeddings, signatures)
     samples: pd.DataFrame  # samples.parquet's pass columns
-    probs: np.ndarray  # float32 [N, C]
+    probs: np.ndarray  # float32 [N, C], memory-mapped from the run being written
     warnings: list[str]
     ref_samples: pd.DataFrame | None = None
     ref_embeddings: np.ndarray | None = None
@@ -535,19 +552,40 @@ def model_pass(
     data: ImageSet,
     reference: ImageSet | None,
     loaded,
+    model_spec: dict | None,
     prep: Preprocessing,
-    thumbs: Path,
+    w: RunWriter,
     progress: Progress | None,
     timings: dict,
 ) -> PassOutputs:
-    """The one batched pass over the evaluation (and reference) set, thumbnails into ``thumbs``.
+    """The one batched pass over the evaluation (and reference) set, on the configured engine.
 
-    Its code's fingerprint (:mod:`analysis.pipeline.versions`) decides whether an upgrade must
-    run it again; everything after it is recomputed from what it stored.
+    Probabilities, embeddings and signatures are streamed into the run being written (``w``),
+    thumbnails into its packs. Its code's fingerprint (:mod:`analysis.pipeline.versions`)
+    decides whether an upgrade must run it again; everything after it is recomputed from what
+    it stored.
     """
+    from ..store.thumbs import ThumbnailWriter
+
     warnings_: list[str] = []
+    thumbs = ThumbnailWriter(w.tmp / schema.THUMBS_DIR)
+    ids = data.table[schema.SAMPLE_ID].tolist()
     tp = time.perf_counter()
-    res = _run_pass(cfg, data, prep, loaded, thumbs, "", progress, "evaluation set")
+    res = _pass(
+        cfg,
+        data,
+        prep,
+        loaded,
+        model_spec,
+        thumbnails=lambda i, jpeg: thumbs.add(ids[i], jpeg),
+        files={
+            "logits": w.tmp / _SCRATCH_LOGITS,
+            "embeddings": w.tmp / schema.EMBEDDINGS,
+            "signatures": w.tmp / schema.SIGNATURES,
+        },
+        progress=progress,
+        desc="evaluation set",
+    )
     timings["pass"] = time.perf_counter() - tp
     if len(res.ok_index) == 0:
         raise ValueError(
@@ -556,55 +594,113 @@ def model_pass(
         )
     table = data.table.iloc[res.ok_index].reset_index(drop=True)
     if loaded is not None:
-        probs = softmax(res.logits)
+        probs = _probs_file(res.logits, w.tmp / schema.PROBS)
+        res.logits = None
     else:
         probs, pred_warn = _probs_from_file(cfg.predictions, table, data.class_names)
         warnings_ += pred_warn
+        probs = probs.astype(np.float32)
+        w.write_array(schema.PROBS, probs)
+    (w.tmp / _SCRATCH_LOGITS).unlink(missing_ok=True)
     samples = build_samples(table, probs, res, data.class_names)
 
     ref_samples = ref_emb = ref_sig = None
     ref_skipped: list[dict] = []
     if reference is not None:
+        rids = reference.table[schema.SAMPLE_ID].tolist()
         tp = time.perf_counter()
-        rres = _run_pass(cfg, reference, prep, loaded, thumbs, "ref-", progress, "reference set")
+        rres = _pass(
+            cfg,
+            reference,
+            prep,
+            loaded,
+            model_spec,
+            thumbnails=lambda i, jpeg: thumbs.add(f"ref-{rids[i]}", jpeg),
+            files={
+                "logits": w.tmp / _SCRATCH_LOGITS,
+                "embeddings": w.tmp / schema.REFERENCE_EMBEDDINGS,
+                "signatures": w.tmp / schema.REFERENCE_SIGNATURES,
+            },
+            progress=progress,
+            desc="reference set",
+        )
         timings["reference_pass"] = time.perf_counter() - tp
         rtable = reference.table.iloc[rres.ok_index].reset_index(drop=True)
         ref_samples = pd.concat([rtable, rres.properties], axis=1)
         warnings_ += [f"reference set: {w}" for w in reference.warnings if "outside" in w]
         if rres.logits is not None:
-            rp = prediction_columns(softmax(rres.logits), rtable[schema.LABEL].to_numpy())
-            ref_samples[schema.PRED] = rp[schema.PRED].to_numpy()
-            ref_samples[schema.CORRECT] = rp[schema.CORRECT].to_numpy()
+            pred = _argmax_rows(rres.logits)
+            ref_samples[schema.PRED] = pred
+            ref_samples[schema.CORRECT] = pred == rtable[schema.LABEL].to_numpy()
+            rres.logits = None
+        (w.tmp / _SCRATCH_LOGITS).unlink(missing_ok=True)
         ref_emb = rres.embeddings
         ref_sig = rres.signatures
         ref_skipped = reference.skipped + rres.skipped
+    thumbs.close()
     return PassOutputs(
-        res,
-        samples,
-        probs.astype(np.float32),
-        warnings_,
-        ref_samples,
-        ref_emb,
-        ref_sig,
-        ref_skipped,
+        res, samples, probs, warnings_, ref_samples, ref_emb, ref_sig, ref_skipped
     )
 
 
-def _run_pass(cfg, images: ImageSet, prep, loaded, thumbs: Path, prefix: str, progress, desc):
-    """One set's pass, thumbnails as ``thumbs/<prefix><sample_id>.jpg``."""
-    return run_pass(
-        images.table[schema.PATH].tolist(),
-        prep,
-        model=loaded.model if loaded else None,
+#: The pass streams logits here; probabilities are written from it, then it is removed.
+_SCRATCH_LOGITS = ".pass-logits.npy"
+_ROWS = 65_536  # rows per chunk when a per-image array is turned into another
+
+
+def _probs_file(logits: np.ndarray, path: Path) -> np.ndarray:
+    """Softmax of ``logits`` [N, C], written to ``path`` chunk by chunk; returned memory-mapped."""
+    from ..store.npy import NpyRowWriter
+
+    out = NpyRowWriter(path, logits.shape[1:], np.float32)
+    for s in range(0, logits.shape[0], _ROWS):
+        out.append(softmax(np.asarray(logits[s : s + _ROWS])))
+    return out.close()
+
+
+def _argmax_rows(logits: np.ndarray) -> np.ndarray:
+    return np.concatenate(
+        [np.asarray(logits[s : s + _ROWS]).argmax(axis=1) for s in range(0, len(logits), _ROWS)]
+        or [np.zeros(0, np.int64)]
+    ).astype(np.int64)
+
+
+ENGINES = ("local", "ray")
+
+
+def _pass(cfg, images, prep, loaded, model_spec, *, thumbnails, files, progress, desc):
+    """One image set through the pass, on the engine the config names; both engines return
+    the same :class:`~analysis.loading.inference.PassResult` for the same inputs."""
+    common = dict(
         relpaths=images.table[schema.RELPATH].tolist(),
         batch_size=cfg.batch_size,
-        num_workers=cfg.num_workers,
-        device=_device(cfg.device),
         max_pixels=cfg.max_pixels,
         max_file_bytes=cfg.max_file_bytes,
-        thumb_paths=[str(thumbs / f"{prefix}{sid}.jpg") for sid in images.table[schema.SAMPLE_ID]],
+        thumbnails=thumbnails,
+        files=files,
         progress=progress,
         desc=desc,
+    )
+    paths = images.table[schema.PATH].tolist()
+    if cfg.engine == "ray":
+        from ..loading.ray_pass import run_pass_ray
+
+        return run_pass_ray(
+            paths,
+            prep,
+            model_spec=model_spec,
+            address=cfg.ray_address,
+            workers=cfg.ray_workers,
+            device=cfg.device,
+            **common,
+        )
+    return run_pass(
+        paths,
+        prep,
+        model=loaded.model if loaded else None,
+        num_workers=cfg.num_workers,
+        device=_device(cfg.device),
+        **common,
     )
 
 

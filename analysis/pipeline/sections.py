@@ -90,19 +90,25 @@ def _embedding_map(ctx: SectionContext):
             "no embeddings: the model has no nn.Linear classifier head for the hook (TorchScript,"
             " conv heads such as SqueezeNet) or the run was made from a predictions file"
         )
-    from ..explain.embeddings import cluster_embeddings, cluster_table, project_2d
+    from ..explain.embeddings import cluster_table, embedding_map
 
-    emb = np.asarray(ctx.embeddings, dtype=np.float32)
-    if getattr(ctx.cfg, "umap", True):
-        xy = project_2d(
-            emb, seed=ctx.cfg.seed, progress=lambda msg: ctx.progress(f"embedding map: {msg}", 0.5)
-        )
-        ctx.new_columns[schema.UMAP_X] = xy[:, 0].astype(np.float32)
-        ctx.new_columns[schema.UMAP_Y] = xy[:, 1].astype(np.float32)
-    clusters = cluster_embeddings(emb, seed=ctx.cfg.seed)
-    ctx.new_columns[schema.CLUSTER] = clusters.astype(np.int64)
+    # the stored embeddings (float16, memory-mapped), read block by block; above
+    # MAP_FIT_MAX images fitted on a sample stratified by given class x right/wrong
+    s = ctx.samples
+    m = embedding_map(
+        ctx.embeddings,
+        strata=2 * s[schema.LABEL].to_numpy() + s[schema.CORRECT].to_numpy(),
+        umap=getattr(ctx.cfg, "umap", True),
+        seed=ctx.cfg.seed,
+        progress=lambda msg: ctx.progress(f"embedding map: {msg}", 0.5),
+    )
+    if m.xy is not None:
+        ctx.new_columns[schema.UMAP_X] = m.xy[:, 0].astype(np.float32)
+        ctx.new_columns[schema.UMAP_Y] = m.xy[:, 1].astype(np.float32)
+    ctx.new_columns[schema.CLUSTER] = m.clusters.astype(np.int64)
     table = cluster_table(ctx.samples_with_new(), class_names=ctx.class_names)
     ctx.writer.write_table(schema.CLUSTERS, table)
+    ctx.writer.write_json(schema.EMBEDDING_MAP, m.to_dict())
     return None
 
 
@@ -301,7 +307,11 @@ def _duplicates(ctx: SectionContext):
         )
     ]
     if ctx.signatures is not None:
-        near = find_near_copies(ctx.signatures, ctx.reference_signatures)
+        near = find_near_copies(
+            ctx.signatures,
+            ctx.reference_signatures,
+            progress=lambda m: ctx.progress(f"duplicates: {m}", 0.5),
+        )
         exact_keys = set(zip(parts[0]["i"], parts[0]["j"], parts[0]["scope"], strict=True))
         keep = [
             (i, j, sc) not in exact_keys
@@ -322,9 +332,11 @@ def _duplicates(ctx: SectionContext):
         leak, phash_distance(eh[i], rh[jl]), phash_distance(eh[i], eh[jw])
     )
     if ctx.embeddings is not None:
-        e = _unit(ctx.embeddings)
-        r = _unit(ctx.reference_embeddings) if ctx.reference_embeddings is not None else e
-        pairs["model_similarity"] = np.where(leak, (e[i] * r[jl]).sum(1), (e[i] * e[jw]).sum(1))
+        e = ctx.embeddings
+        r = ctx.reference_embeddings if ctx.reference_embeddings is not None else e
+        pairs["model_similarity"] = np.where(
+            leak, _pair_cosine(e, i, r, jl), _pair_cosine(e, i, e, jw)
+        )
     pairs = pairs.sort_values("similarity", ascending=False).reset_index(drop=True)
     ctx.writer.write_table(schema.DUPLICATES, pairs)
     cols = partner_columns(
@@ -334,9 +346,36 @@ def _duplicates(ctx: SectionContext):
         ctx.new_columns[col] = cols[col].to_numpy()
 
 
-def _unit(x) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+def _pair_cosine(a, i: np.ndarray, b, j: np.ndarray) -> np.ndarray:
+    """Cosine of rows ``a[i]`` and ``b[j]``, reading only those rows (the stored arrays may be
+    memory-mapped million-row float16 files)."""
+    out = np.zeros(len(i), dtype=np.float32)
+    for s in range(0, len(i), 65_536):
+        x = np.asarray(a[i[s : s + 65_536]], dtype=np.float32)
+        y = np.asarray(b[j[s : s + 65_536]], dtype=np.float32)
+        num = np.einsum("ij,ij->i", x, y)
+        den = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
+        out[s : s + 65_536] = num / np.maximum(den, 1e-12)
+    return out
+
+
+def _neighbours(ctx: SectionContext):
+    """Each image's nearest evaluation and reference images for the detail page, found once
+    here (a million images cannot be searched on every click)."""
+    if ctx.embeddings is None:
+        return "no embeddings: nothing to search"
+    from ..explain.embeddings import nearest_rows
+
+    own, ref = nearest_rows(
+        ctx.embeddings,
+        ctx.reference_embeddings,
+        seed=ctx.cfg.seed,
+        progress=lambda m: ctx.progress(f"neighbours: {m}", 0.5),
+    )
+    ctx.writer.write_array(schema.NEIGHBOURS, own)
+    if ref is not None:
+        ctx.writer.write_array(schema.REFERENCE_NEIGHBOURS, ref)
+    return None
 
 
 def _outliers(ctx: SectionContext):
@@ -404,6 +443,7 @@ SECTIONS: dict[str, Callable[[SectionContext], str | None]] = {
     "discovered_slices": _discovery,
     "duplicates": _duplicates,  # before label_issues: a near-copy's label is evidence there
     "label_issues": _label_issues,
+    "neighbours": _neighbours,  # the detail page's nearest images, found once
     "outliers": _outliers,
     "cams": _cams,  # before triage: its shortcut rows read the cached maps
     "triage": _triage,

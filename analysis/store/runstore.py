@@ -2,7 +2,7 @@
 
 A run is written into a temporary folder beside its final place and renamed into place when
 complete, so an interrupted analysis never leaves a half run. Once written it is immutable, except
-for caches that are derived on demand (``cams/``, ``thumbs/``, ``robustness/``).
+for caches that are derived on demand (``cams/``, ``robustness/``).
 """
 
 from __future__ import annotations
@@ -117,7 +117,8 @@ class Run:
 
     @cached_property
     def signatures(self) -> np.ndarray | None:
-        """float16 [N, 768] appearance signatures (near-copy search), memory-mapped."""
+        """float16 [N, 768] appearance signatures (near-copy search), memory-mapped; None for
+        runs made before they were stored."""
         p = self.path / schema.SIGNATURES
         return np.load(p, mmap_mode="r") if p.exists() else None
 
@@ -125,6 +126,29 @@ class Run:
     def reference_signatures(self) -> np.ndarray | None:
         p = self.path / schema.REFERENCE_SIGNATURES
         return np.load(p, mmap_mode="r") if p.exists() else None
+
+    @cached_property
+    def neighbours(self) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """(int32 [N, k] nearest evaluation rows, int32 [N, k] nearest reference rows or None),
+        memory-mapped; None for runs made before the neighbours section."""
+        p = self.path / schema.NEIGHBOURS
+        if not p.exists():
+            return None
+        r = self.path / schema.REFERENCE_NEIGHBOURS
+        return np.load(p, mmap_mode="r"), (np.load(r, mmap_mode="r") if r.exists() else None)
+
+    @cached_property
+    def thumbnails(self):
+        """The run's :class:`~analysis.store.thumbs.ThumbnailReader` (packs, or the per-image
+        files of older runs)."""
+        from .thumbs import ThumbnailReader
+
+        return ThumbnailReader(self.path / schema.THUMBS_DIR)
+
+    def thumbnail(self, key: str) -> bytes | None:
+        """JPEG bytes of a gallery thumbnail: ``key`` is a sample id, ``ref-<sample id>`` for a
+        reference image; None when the run has none."""
+        return self.thumbnails.get(key)
 
     def table(self, name: str) -> pd.DataFrame | None:
         """An optional parquet table of the run (``schema.SLICES`` etc.), or None if absent."""

@@ -182,20 +182,20 @@ def _duplicates(run: Run) -> None:
             c = st.columns([1, 1, 3])
             i, j = int(p["i"]), int(p["j"])
             c[0].image(
-                ui.thumb_path(run, s[schema.SAMPLE_ID].iloc[i]) or s[schema.PATH].iloc[i],
+                ui.thumbnail(run, s[schema.SAMPLE_ID].iloc[i]) or s[schema.PATH].iloc[i],
                 caption=f"eval: {ui.safe(s[schema.RELPATH].iloc[i])}",
                 width=140,
             )
             if p["scope"] == "leak" and ref is not None:
                 rid = ref[schema.SAMPLE_ID].iloc[j]
                 c[1].image(
-                    ui.thumb_path(run, f"ref-{rid}") or ref[schema.PATH].iloc[j],
+                    ui.thumbnail(run, f"ref-{rid}") or ref[schema.PATH].iloc[j],
                     caption=f"reference: {ui.safe(ref[schema.RELPATH].iloc[j])}",
                     width=140,
                 )
             else:
                 c[1].image(
-                    ui.thumb_path(run, s[schema.SAMPLE_ID].iloc[j]) or s[schema.PATH].iloc[j],
+                    ui.thumbnail(run, s[schema.SAMPLE_ID].iloc[j]) or s[schema.PATH].iloc[j],
                     caption=f"eval: {ui.safe(s[schema.RELPATH].iloc[j])}",
                     width=140,
                 )

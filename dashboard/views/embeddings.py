@@ -7,6 +7,7 @@ import streamlit as st
 
 from analysis import schema
 from analysis.present import formatting as fmt
+from analysis.present.map_points import rows_in_region
 from analysis.present.query import ImageQuery, save_selection
 from analysis.store.runstore import Run
 from dashboard import charts, data, links, nav
@@ -31,6 +32,9 @@ def render(run: Run) -> None:
         **{c: c for c in [*run.property_columns, *run.metadata_columns] if c in s.columns},
     }
     c1, c2 = st.columns([2, 3])
+    pts = data.map_points(str(run.path))
+    drawn = pts.rows
+    how = (run.json(schema.EMBEDDING_MAP) or {}).get("how", "")
     links.choice_param("colour", list(options), default=next(iter(options)))  # a note if bad
     # bound to the URL: a copied link reopens the same colouring
     colour_by = c1.selectbox("Colour by", list(options), key="colour", bind="query-params")
@@ -38,14 +42,21 @@ def render(run: Run) -> None:
         st.caption(
             "Lasso or box-select a region (toolbar, top right of the chart) to see its images."
             " UMAP keeps neighbourhoods, not distances: read clusters, not gaps."
+            + (f"  \n{how}." if how else "")
+            + (f"  \n{pts.caption()}" if not pts.complete else "")
         )
         nav.copy_link("embeddings", colour=colour_by if colour_by != next(iter(options)) else None)
     # built once per process for every session (20,000 points take ~0.7 s to validate)
     fig = charts.embedding(str(run.path), run.manifest["created"], options[colour_by], colour_by)
+    mx, my = s[schema.UMAP_X].to_numpy(), s[schema.UMAP_Y].to_numpy()
     ev = st.plotly_chart(
         fig, key=f"emb_{colour_by}", on_select="rerun", selection_mode=("lasso", "box")
     )
-    rows = np.unique(np.asarray(ui.clicked_points(ev), dtype=np.int64))
+    regions = ui.selected_regions(ev)
+    if regions:  # every image in the region, drawn or not
+        rows = rows_in_region(mx, my, regions)
+    else:  # single clicked points: customdata is the position among the drawn points
+        rows = np.unique(drawn[np.asarray(ui.clicked_points(ev), dtype=np.int64)])
     if len(rows):
         wrong = int((~s[schema.CORRECT].to_numpy()[rows]).sum())
         st.markdown(

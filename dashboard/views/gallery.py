@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from analysis import schema
@@ -15,30 +14,6 @@ from dashboard import data, links, nav
 PER_PAGE = 48
 KEYS = ("g_true", "g_pred", "g_correct", "g_conf", "g_sort", "g_order")
 ORDERS = ("highest first", "lowest first")
-
-
-# Metadata filter kinds: a value list (few values), a range slider (numbers), free text (many).
-MAX_LISTED = 50
-
-
-@st.cache_resource(show_spinner=False, max_entries=8)
-def _filters(path: str, stamp: str) -> dict[str, tuple[str, object]]:
-    """Per metadata column its filter: ("range", (lo, hi)), ("value", sorted values) or
-    ("text", None); worked out once per process, not on every rerun of every session."""
-    run = data.get_run(path)
-    s = run.samples
-    out = {}
-    listed = set(run.superclass_columns)  # superclasses: a searchable list, never free text
-    for c in [c for c in run.filter_columns if c in s.columns]:
-        n = s[c].nunique(dropna=True)
-        if pd.api.types.is_numeric_dtype(s[c]) and n > 12:
-            x = pd.to_numeric(s[c], errors="coerce")
-            out[c] = ("range", (float(x.min()), float(x.max())))
-        elif n <= MAX_LISTED or c in listed:
-            out[c] = ("value", sorted(s[c].dropna().astype(str).unique().tolist()))
-        else:
-            out[c] = ("text", None)
-    return out
 
 
 def _push_to_widgets(q: ImageQuery, names: list[str], filters: dict) -> list[str]:
@@ -55,35 +30,35 @@ def _push_to_widgets(q: ImageQuery, names: list[str], filters: dict) -> list[str
     problems = [
         f"filter on {c!r} was ignored: it is no metadata column" for c in given if c not in filters
     ]
-    for c, (kind, info) in filters.items():
+    for c, opt in filters.items():
         v = given.get(c)
-        if kind == "range":
-            lo, hi = info
+        if opt.kind == "range":
+            lo, hi = opt.low, opt.high
             a, b = parse_between(v or "") or (lo, hi)
             ss[f"g_where_{c}"] = (min(max(a, lo), hi), max(min(b, hi), lo))
-        elif kind == "text":
+        elif opt.kind == "text":
             ss[f"g_where_{c}"] = v[len(CONTAINS) :] if v and v.startswith(CONTAINS) else ""
         else:
-            ok = v is None or v in info
+            ok = v is None or v in opt.values
             ss[f"g_where_{c}"] = v if v is not None and ok else "(any)"
             if not ok:
                 problems.append(f"{c}={v[:60]!r} was ignored: no image has this value")
     return problems
 
 
-def _metadata_filter(col: str, kind: str, info) -> list[tuple[str, str]]:
+def _metadata_filter(col: str, opt) -> list[tuple[str, str]]:
     """One metadata filter widget; returns the ``where`` entries it sets (none = no filter)."""
     key = f"g_where_{col}"
-    if kind == "range":
-        lo, hi = info
+    if opt.kind == "range":
+        lo, hi = opt.low, opt.high
         if not lo < hi:
             return []
         v = st.slider(ui.safe(col), lo, hi, key=key)
         return [(col, f"{BETWEEN}{v[0]:g},{v[1]:g}")] if tuple(v) != (lo, hi) else []
-    if kind == "text":
+    if opt.kind == "text":
         v = st.text_input(f"{ui.safe(col)} contains", key=key)
         return [(col, f"{CONTAINS}{v}")] if v else []
-    values = ["(any)", *info]
+    values = ["(any)", *opt.values]
     current = st.session_state.get(key)
     if current not in values:  # a link with a value this run does not have
         st.session_state[key] = "(any)"
@@ -96,7 +71,7 @@ def render(run: Run) -> None:
     s = run.samples
     st.title("Gallery")
     incoming = links.image_query(run)
-    filters = _filters(str(run.path), run.manifest["created"])
+    filters = data.filter_options(str(run.path))
     widget_keys = [*KEYS, *(f"g_where_{c}" for c in filters)]
     if st.session_state.get("g_last") != incoming.to_params() or any(
         k not in st.session_state for k in widget_keys
@@ -123,8 +98,8 @@ def render(run: Run) -> None:
             n_on = sum(1 for c in filters if c in dict(incoming.where))
             label = "Metadata filters" + (f" ({n_on})" if n_on else "")
             with c2[3].popover(label):
-                for col, (kind, info) in filters.items():
-                    where += _metadata_filter(col, kind, info)
+                for col, opt in filters.items():
+                    where += _metadata_filter(col, opt)
     q = incoming.with_(
         true=tuple(names.index(n) for n in true),
         pred=tuple(names.index(n) for n in pred),

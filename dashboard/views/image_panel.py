@@ -23,7 +23,7 @@ def _view(run_path: str, stamp: str, row: int) -> ImageView:
 def render(run: Run, row_no: int, *, caption: str | None = None) -> None:
     view = _view(str(run.path), run.manifest["created"], int(row_no))
     if view.rgb is None:
-        thumb = ui.thumb_path(run, run.samples.iloc[int(row_no)]["sample_id"])
+        thumb = ui.thumbnail(run, run.samples.iloc[int(row_no)]["sample_id"])
         st.warning(f"The image file cannot be read now ({view.error}); showing its thumbnail.")
         if thumb:
             st.image(thumb, caption=caption, width="stretch")

@@ -23,13 +23,32 @@ def _indexes(run_path: str, stamp: str):
     return ev, (NeighbourIndex(ref) if ref is not None else None)
 
 
+def _stored(run: Run, row_no: int, k: int):
+    """The neighbours the run's neighbours section stored, with their cosine similarities."""
+    from analysis.explain.embeddings import Neighbours, cosine_to
+
+    own, ref = run.neighbours
+    e = own[row_no, :k]
+    r = ref[row_no, :k] if ref is not None and run.reference_embeddings is not None else None
+    return Neighbours(
+        row_no,
+        e,
+        cosine_to(run.embeddings, row_no, e),
+        r if r is not None else e[:0],
+        cosine_to(run.embeddings, row_no, r, run.reference_embeddings) if r is not None else [],
+    )
+
+
 def render(run: Run, row_no: int, k: int = 6) -> None:
     if run.embeddings is None:
         return
-    from analysis.explain.embeddings import neighbours_for
+    if run.neighbours is not None:  # found at analysis time: no search here
+        nb = _stored(run, row_no, k)
+    else:  # a run made before the neighbours section: search on demand
+        from analysis.explain.embeddings import neighbours_for
 
-    ev, ref = _indexes(str(run.path), run.manifest["created"])
-    nb = neighbours_for(ev, row_no, k=k, reference_embeddings=ref)
+        ev, ref = _indexes(str(run.path), run.manifest["created"])
+        nb = neighbours_for(ev, row_no, k=k, reference_embeddings=ref)
     s = run.samples
     names = run.class_names
     st.subheader("Nearest neighbours in the model's embedding space")
@@ -40,7 +59,7 @@ def render(run: Run, row_no: int, k: int = 6) -> None:
             continue
         r = s.iloc[int(i)]
         with col:
-            st.image(ui.thumb_path(run, r[schema.SAMPLE_ID]) or r[schema.PATH], width="stretch")
+            st.image(ui.thumbnail(run, r[schema.SAMPLE_ID]) or r[schema.PATH], width="stretch")
             nav.link(
                 "detail",
                 f"{ui.safe(names[r[schema.LABEL]])} → {ui.safe(names[r[schema.PRED]])}",
@@ -57,7 +76,7 @@ def render(run: Run, row_no: int, k: int = 6) -> None:
                 continue
             r = rs.iloc[int(j)]
             col.image(
-                ui.thumb_path(run, f"ref-{r[schema.SAMPLE_ID]}") or r[schema.PATH],
+                ui.thumbnail(run, f"ref-{r[schema.SAMPLE_ID]}") or r[schema.PATH],
                 caption=f"{ui.safe(names[r[schema.LABEL]])} · cosine {sim:.3f}",
                 width="stretch",
             )

@@ -607,3 +607,60 @@ def test_no_warnings_from_a_plain_umap_run(blobs):
         warnings.filterwarnings("ignore", category=FutureWarning)
         out = E.project_2d(x[:100], seed=3)
     assert out.shape == (100, 2)
+
+
+# ----------------------------------------------------------------------------- embedding_map
+
+
+def test_embedding_map_below_the_fit_limit_is_project_2d_and_cluster_embeddings(blobs, umap_xy):
+    x, _ = blobs
+    m = E.embedding_map(x, seed=0)
+    assert not m.sampled and m.fitted.tolist() == list(range(len(x)))
+    np.testing.assert_array_equal(m.xy, umap_xy)
+    np.testing.assert_array_equal(m.clusters, E.cluster_embeddings(x, seed=0))
+    assert m.to_dict()["how"].startswith("UMAP and k-means fitted on all 300 images")
+    assert E.embedding_map(x, umap=False).xy is None
+
+
+def test_embedding_map_above_the_fit_limit_fits_a_stratified_sample_and_places_the_rest():
+    x, y = _blobs(n=1200, k=4, seed=3)
+    strata = y * 2 + (np.arange(1200) % 10 == 0)  # a rare "wrong" stratum per class
+    m = E.embedding_map(x.astype(np.float16), strata=strata, fit_max=240, seed=0)
+    assert m.sampled and m.xy.shape == (1200, 2) and np.isfinite(m.xy).all()
+    assert 240 <= len(m.fitted) <= 240 + 8 * E.STRATUM_FLOOR
+    # every stratum is in the sample, the rare ones with at least min(size, floor) rows
+    for st, count in zip(*np.unique(strata, return_counts=True), strict=True):
+        assert (strata[m.fitted] == st).sum() >= min(count, E.STRATUM_FLOOR) or count > 200
+    # placed points land among their own blob; clusters follow the blobs
+    assert _knn_accuracy(m.xy, y) > 0.95
+    from sklearn.metrics import adjusted_rand_score
+
+    assert adjusted_rand_score(y, m.clusters) > 0.95
+    d = m.to_dict()
+    assert d["n"] == 1200 and d["n_fitted"] == len(m.fitted) and "stratified sample" in d["how"]
+
+
+def test_stratified_sample_is_proportional_with_a_floor():
+    strata = np.r_[np.zeros(10_000, int), np.ones(100, int), np.full(5, 2)]
+    rows = E.stratified_sample(strata, 1000, seed=1)
+    assert (np.diff(rows) > 0).all()
+    counts = np.bincount(strata[rows], minlength=3)
+    assert counts[0] == 989  # floor(10,000 * 1,000 / 10,105): its proportional share
+    assert counts[1] == E.STRATUM_FLOOR and counts[2] == 5  # the floor; all of a tiny one
+    np.testing.assert_array_equal(rows, E.stratified_sample(strata, 1000, seed=1))
+    assert len(E.stratified_sample(strata, 20_000)) == len(strata)
+
+
+def test_nearest_rows_are_the_neighbour_index_answers():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(60, 8)).astype(np.float16)
+    ref = rng.normal(size=(40, 8)).astype(np.float16)
+    own, r = E.nearest_rows(x, ref, k=4)
+    assert own.dtype == np.int32 and own.shape == (60, 4) and r.shape == (60, 4)
+    np.testing.assert_array_equal(own, E.NeighbourIndex(x).neighbours_of(np.arange(60), 4)[0])
+    np.testing.assert_array_equal(r, E.NeighbourIndex(ref).query(x, 4)[0])
+    assert E.nearest_rows(x, k=2)[1] is None
+    sims = E.cosine_to(x, 3, own[3], None)
+    want = E.NeighbourIndex(x).neighbours_of([3], 4)[1][0]
+    np.testing.assert_allclose(sims, want, atol=1e-3)
+    assert np.isnan(E.cosine_to(x, 3, np.array([-1, own[3, 0]]))[0])

@@ -858,3 +858,26 @@ def test_large_confusion_is_stored_as_its_nonzero_cells() -> None:
     assert M.MetricsSummary.from_dict(d) == s
     small = M.summary(y % 5, probs[:, :5] / probs[:, :5].sum(1, keepdims=True), n_classes=5)
     assert isinstance(small.to_dict()["confusion"], list)  # small matrices stay readable
+
+
+def test_large_sample_ece_and_log_loss_intervals_match_the_row_bootstrap(monkeypatch):
+    """Above ROW_BOOTSTRAP_MAX rows ECE and log loss use the row bootstrap's large-sample form;
+    on 60,000 rows both forms are computed and must agree."""
+    from analysis.stats import metrics as M
+
+    rng = np.random.default_rng(11)
+    n, k = 60_000, 4
+    y = rng.integers(0, k, n)
+    logits = rng.normal(size=(n, k))
+    logits[np.arange(n), y] += 1.5
+    p = np.exp(logits)
+    p /= p.sum(1, keepdims=True)
+    exact = M.summary(y, p, n_classes=k, seed=0)
+    monkeypatch.setattr(M, "ROW_BOOTSTRAP_MAX", 10_000)
+    fast = M.summary(y, p, n_classes=k, seed=0)
+    assert fast.ece.value == pytest.approx(exact.ece.value, abs=1e-12)
+    assert fast.log_loss.value == pytest.approx(exact.log_loss.value, abs=1e-12)
+    assert fast.log_loss.method == "normal"
+    for a, b in ((fast.ece, exact.ece), (fast.log_loss, exact.log_loss)):
+        width = b.high - b.low
+        assert abs(a.low - b.low) < 0.15 * width and abs(a.high - b.high) < 0.15 * width

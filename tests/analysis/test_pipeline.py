@@ -1,5 +1,6 @@
 """End-to-end analysis on tiny data: run directory contents, bad files, reuse, atomicity."""
 
+import io
 import json
 
 import numpy as np
@@ -35,7 +36,22 @@ def test_run_directory_contract(image_folder, tiny_resnet, tmp_path):
     failed = {k: v for k, v in run.sections.items() if v["status"] != "ok"}
     assert not failed, failed
     assert set(run.sections) >= {"metrics", "slices", "label_issues", "duplicates", "outliers"}
-    assert all((run.path / "thumbs" / f"{sid}.jpg").exists() for sid in s[schema.SAMPLE_ID])
+    # thumbnails: a pack and its index, one JPEG per image; signatures stored beside them
+    thumbs = sorted(p.name for p in (run.path / "thumbs").iterdir())
+    assert thumbs == ["index.parquet", "pack-00000.jpgs"]
+    for sid in s[schema.SAMPLE_ID]:
+        jpeg = run.thumbnail(sid)
+        assert jpeg[:2] == b"\xff\xd8" and Image.open(io.BytesIO(jpeg)).size == (40, 40)
+    assert run.thumbnail("nope") is None
+    assert run.signatures.shape == (18, 768) and run.signatures.dtype == np.float16
+    assert not list(run.path.glob(".*"))  # the pass's scratch files are gone
+    # each image's nearest other images, stored for the detail page: the exact answer here
+    from analysis.explain.embeddings import NeighbourIndex
+
+    own, ref = run.neighbours
+    assert own.shape == (18, 8) and ref is None
+    want, _ = NeighbourIndex(run.embeddings).neighbours_of(np.arange(18), 8)
+    np.testing.assert_array_equal(own, want)
 
 
 def test_bad_files_are_skipped_with_reasons(image_folder, tiny_resnet, tmp_path):

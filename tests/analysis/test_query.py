@@ -67,3 +67,24 @@ def test_sort_order(desc):
     rows = apply_query(s, ImageQuery(sort="loss", desc=desc))
     loss = s[schema.LOSS].to_numpy()[rows]
     assert (np.diff(loss) <= 0).all() if desc else (np.diff(loss) >= 0).all()
+
+
+def test_filter_options_pick_a_widget_per_metadata_column():
+    from analysis.present.query import MAX_LISTED, filter_options
+
+    s = pd.DataFrame(
+        {
+            "camera": ["b", "a", None, "a"] * 5,
+            "hour": list(range(20)),
+            "few_numbers": [1, 2] * 10,
+            "id": [f"x{i}" for i in range(20)],
+        }
+    )
+    s = pd.concat([s] * 3, ignore_index=True)
+    s.loc[:, "id"] = [f"x{i}" for i in range(len(s))]  # more than MAX_LISTED distinct values
+    assert len(s) > MAX_LISTED
+    opts = filter_options(s, ["camera", "hour", "few_numbers", "id"])
+    assert opts["camera"].kind == "value" and opts["camera"].values == ("a", "b")
+    assert opts["hour"].kind == "range" and (opts["hour"].low, opts["hour"].high) == (0, 19)
+    assert opts["few_numbers"].kind == "value" and opts["few_numbers"].values == ("1", "2")
+    assert opts["id"].kind == "text"

@@ -58,3 +58,24 @@ def test_embedding_click_returns_sample_rows():
             assert trace.x[i] == x[row] and trace.y[i] == y[row]
             rows.add(row)
     assert rows == set(range(20))
+
+
+def test_selected_regions_read_box_and_lasso_as_the_browser_sends_them():
+    """A Streamlit selection state (attribute access and dict access both work on it)."""
+
+    class Sel(dict):
+        __getattr__ = dict.get
+
+    ev = SimpleNamespace(
+        selection=Sel(
+            points=[],
+            box=[{"x": [0.1, 0.9], "y": [-1, 2], "xref": "x", "yref": "y"}],
+            lasso=[{"x": {"0": 0, "1": 1, "2": 0}, "y": [0, 0, 1]}],
+        )
+    )
+    assert ui.selected_regions(ev) == [
+        {"kind": "box", "x": [0.1, 0.9], "y": [-1, 2]},
+        {"kind": "lasso", "x": [0, 1, 0], "y": [0, 0, 1]},
+    ]
+    assert ui.selected_regions(SimpleNamespace(selection=Sel(points=[]))) == []
+    assert ui.selected_regions(object()) == []

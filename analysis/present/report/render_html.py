@@ -120,12 +120,10 @@ def _image_data_uri(run: Run, sample_id: Any, path: Any) -> str | None:
     data = None
     sid = str(sample_id)
     if _SAMPLE_ID_OK.match(sid):
-        thumb = run.path / schema.THUMBS_DIR / f"{sid}.jpg"
-        if thumb.is_file():
-            try:
-                data = thumb.read_bytes()
-            except OSError:
-                data = None
+        try:
+            data = run.thumbnail(sid)
+        except OSError:
+            data = None
     if data is None and isinstance(path, str) and path:
         try:
             from PIL import Image
