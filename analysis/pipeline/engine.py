@@ -31,8 +31,11 @@ from ..version import analysis_code, is_current
 class AnalysisConfig:
     """Everything that determines a run. Paths are as the user gave them.
 
-    ``resize``/``crop``/``mean``/``std`` override the model's defaults (sidecar JSON, then
-    torchvision's documented preprocessing for ``arch``).
+    ``resize``/``crop``/``mean``/``std`` override the model's defaults (sidecar JSON, then the
+    model family's own preprocessing: torchvision's documented transform for ``arch``, timm's data
+    config, a Hugging Face folder's image processor, an ONNX graph's input size).
+    ``embeddings`` (predictions-file runs only) is a ``.npy`` ``[N, D]`` whose row i belongs to
+    row i of the predictions file.
     """
 
     data: str
@@ -54,6 +57,9 @@ class AnalysisConfig:
     min_support: int = 20
     umap: bool = True
     max_pixels: int | None = None
+    onnx_output: str | None = None
+    onnx_embeddings: str | None = None
+    embeddings: str | None = None
 
     def fingerprint_dict(self) -> dict:
         """The parts of the config that change results (not device or worker count)."""
@@ -67,6 +73,7 @@ class AnalysisConfig:
             "device",
             "num_workers",
             "batch_size",
+            "embeddings",  # its content hash is part of the run id instead
         ):
             d.pop(k)
         return d
@@ -108,7 +115,20 @@ def _preprocessing(cfg: AnalysisConfig, arch: str | None, sidecar: dict) -> Prep
     for key in ("mean", "std"):
         if sidecar.get(key) is not None:
             side[key] = rgb(key)
-    base = replace(default_preprocessing(arch), **side)
+    if sidecar.get("interpolation") is not None:
+        from ..loading.models import INTERPOLATIONS
+
+        if sidecar["interpolation"] not in INTERPOLATIONS:
+            raise ValueError(
+                f"{where}: 'interpolation' is {sidecar['interpolation']!r}; expected one of"
+                f" {list(INTERPOLATIONS)}"
+            )
+        side["interpolation"] = sidecar["interpolation"]
+    if cfg.model:
+        base = default_preprocessing(arch, path=cfg.model, sidecar=sidecar)
+    else:
+        base = default_preprocessing(arch)
+    base = replace(base, **side)
     return replace(
         base,
         resize=cfg.resize or base.resize,
@@ -118,16 +138,53 @@ def _preprocessing(cfg: AnalysisConfig, arch: str | None, sidecar: dict) -> Prep
     )
 
 
-def _class_names(cfg: AnalysisConfig) -> list[str] | None:
+def _class_names(cfg: AnalysisConfig) -> tuple[list[str] | None, str | None]:
+    """(class names, where they came from): --classes, the sidecar, or the model's own names (a
+    Hugging Face config's id2label); (None, None) leaves them to the data."""
     if cfg.classes:
-        return read_class_file(cfg.classes)
+        return read_class_file(cfg.classes), f"--classes {cfg.classes}"
     if cfg.model:
-        from ..loading.models import read_sidecar
+        from ..loading.models import model_class_names, read_sidecar
 
         side = read_sidecar(cfg.model)
         if side.get("classes"):
-            return [str(c) for c in side["classes"]]
-    return None
+            return [str(c) for c in side["classes"]], "the model's sidecar JSON"
+        names = model_class_names(cfg.model, cfg.arch or side.get("arch"), side)
+        if names:
+            return names, "the model's id2label (config.json)"
+    return None, None
+
+
+def _load_data(cfg: AnalysisConfig) -> ImageSet:
+    """The evaluation set, with the class names from :func:`_class_names`; when those came from
+    the model, a label the model does not know is named as such."""
+    class_names, where = _class_names(cfg)
+    try:
+        data = load_image_set(cfg.data, class_names=class_names)
+    except ValueError as e:
+        if where and "class list" in str(e):
+            raise ValueError(f"{e} (class names from {where})") from None
+        raise
+    if where == "the model's id2label (config.json)":
+        data.warnings.append(f"class names taken from {where}")
+    elif class_names is not None and cfg.model:
+        from ..loading.models import model_class_names, read_sidecar
+
+        side = read_sidecar(cfg.model)
+        own = model_class_names(cfg.model, cfg.arch or side.get("arch"), side)
+        if own and own != list(data.class_names):
+            diff = [
+                f"output {i}: model says {a!r}, {where} says {b!r}"
+                for i, (a, b) in enumerate(zip(own, data.class_names, strict=False))
+                if a != b
+            ]
+            data.warnings.append(
+                f"the model's id2label disagrees with {where}: "
+                + "; ".join(diff[:5])
+                + (f" (and {len(diff) - 5} more)" if len(diff) > 5 else "")
+                + f"; errorscope uses {where}"
+            )
+    return data
 
 
 def run_id_for(
@@ -177,19 +234,24 @@ def analyze(
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
 
-    class_names = _class_names(cfg)
-    data = load_image_set(cfg.data, class_names=class_names)
+    data = _load_data(cfg)
     reference = (
         load_image_set(cfg.reference, class_names=data.class_names) if cfg.reference else None
     )
 
-    from ..loading.models import read_sidecar, sha256_file
+    from ..loading.models import read_sidecar, sha256_file, sha256_path
 
+    if cfg.embeddings and not cfg.predictions:
+        raise ValueError(
+            "--embeddings goes with --predictions (a model run computes its own embeddings)"
+        )
     sidecar = read_sidecar(cfg.model) if cfg.model else {}
     arch = cfg.arch or sidecar.get("arch")
     prep = _preprocessing(cfg, arch, sidecar)
-    model_sha = sha256_file(cfg.model) if cfg.model else None
+    model_sha = sha256_path(cfg.model) if cfg.model else None
     pred_sha = sha256_file(cfg.predictions) if cfg.predictions else None
+    if cfg.embeddings:
+        pred_sha = f"{pred_sha}+{sha256_file(cfg.embeddings)}"
     run_id = run_id_for(
         cfg, data, model_sha, reference.fingerprint() if reference else None, pred_sha, prep
     )
@@ -221,8 +283,10 @@ def analyze(
             num_classes=len(data.class_names),
             trust_checkpoint=cfg.trust_checkpoint,
             device=_device(cfg.device),
+            onnx_output=cfg.onnx_output,
+            onnx_embeddings=cfg.onnx_embeddings,
         )
-    warnings_: list[str] = list(data.warnings)
+    warnings_: list[str] = list(data.warnings) + (list(loaded.notes) if loaded else [])
 
     with RunWriter(runs_dir, run_id) as w:
         thumbs = w.tmp / schema.THUMBS_DIR
@@ -231,7 +295,7 @@ def analyze(
         res = run_pass(
             data.table[schema.PATH].tolist(),
             prep,
-            model=loaded.model if loaded else None,
+            model=loaded,
             relpaths=data.table[schema.RELPATH].tolist(),
             batch_size=cfg.batch_size,
             num_workers=cfg.num_workers,
@@ -251,8 +315,10 @@ def analyze(
         if loaded is not None:
             probs = softmax(res.logits)
         else:
-            probs, pred_warn = _probs_from_file(cfg.predictions, table, data.class_names)
+            probs, pred_warn, pred_rows = _probs_from_file(cfg.predictions, table, data.class_names)
             warnings_ += pred_warn
+            if cfg.embeddings:
+                res.embeddings = _embeddings_from_file(cfg.embeddings, pred_rows, cfg.predictions)
         samples = build_samples(table, probs, res, data.class_names)
 
         ref_samples = ref_emb = ref_sig = None
@@ -262,7 +328,7 @@ def analyze(
             rres = run_pass(
                 reference.table[schema.PATH].tolist(),
                 prep,
-                model=loaded.model if loaded else None,
+                model=loaded,
                 relpaths=reference.table[schema.RELPATH].tolist(),
                 batch_size=cfg.batch_size,
                 num_workers=cfg.num_workers,
@@ -393,6 +459,7 @@ def _probs_from_file(path: str, table: pd.DataFrame, class_names: list[str]):
             f" {table.loc[absent, schema.RELPATH].head(3).tolist()}"
         )
     probs = by_path.loc[keys, class_names].to_numpy(np.float64)
+    rows = by_path.index.get_indexer(keys)  # each image's row in the predictions file
     notes = []
     if not np.isfinite(probs).all() or (probs < 0).any():
         raise ValueError(f"predictions file {p} has negative or non-finite probabilities")
@@ -404,7 +471,46 @@ def _probs_from_file(path: str, table: pd.DataFrame, class_names: list[str]):
         else:
             probs = probs / sums[:, None]
             notes.append("prediction rows did not sum to 1: renormalised")
-    return probs.astype(np.float32), notes
+    return probs.astype(np.float32), notes, rows
+
+
+def _embeddings_from_file(path: str, rows: np.ndarray, predictions: str) -> np.ndarray:
+    """Rows ``rows`` of a ``.npy`` ``[N, D]`` whose row i belongs to row i of the predictions
+    file (checked: N equals the predictions file's row count, values are finite)."""
+    p = Path(path)
+    if p.suffix.lower() != ".npy":
+        raise ValueError(f"embeddings file {p} must be a NumPy .npy array [N, D]")
+    try:
+        emb = np.load(p, allow_pickle=False, mmap_mode="r")
+    except (OSError, ValueError) as e:
+        raise ValueError(f"embeddings file {p} cannot be read as a .npy array: {e}") from None
+    q = Path(predictions)
+    n_pred = len(
+        pd.read_csv(q, usecols=["path"])
+        if q.suffix.lower() == ".csv"
+        else pd.read_parquet(q, columns=["path"])
+    )
+    if emb.ndim != 2 or emb.shape[0] != n_pred:
+        raise ValueError(
+            f"embeddings file {p} has shape {list(emb.shape)}; expected [{n_pred}, D]: one row"
+            f" per row of the predictions file {q.name}, in its order"
+        )
+    if not np.issubdtype(emb.dtype, np.number):
+        raise ValueError(f"embeddings file {p} holds {emb.dtype}, not numbers")
+    out = np.asarray(emb[rows], dtype=np.float32)
+    if not np.isfinite(out).all():
+        bad = int((~np.isfinite(out)).any(axis=1).sum())
+        raise ValueError(f"embeddings file {p} has non-finite values in {bad} row(s)")
+    return out
+
+
+def _embedding_source(cfg, loaded, res) -> str | None:
+    """Where the run's embeddings came from, in words (None: the run has none)."""
+    if res.embeddings is None:
+        return None
+    if loaded is None:
+        return f"the embeddings file {Path(cfg.embeddings).name} (given with --embeddings)"
+    return f"{loaded.family}: {loaded.embedding_source}"
 
 
 def _manifest(
@@ -448,6 +554,7 @@ def _manifest(
         "metadata_columns": data.metadata_columns,
         "property_columns": schema.PROPERTY_COLUMNS,
         "has_embeddings": res.embeddings is not None,
+        "embedding_source": _embedding_source(cfg, loaded, res),
         "has_model": loaded is not None,
         "inputs": {
             "data": {
@@ -465,6 +572,8 @@ def _manifest(
                 "name": Path(loaded.path).name,
                 "arch": loaded.arch,
                 "kind": loaded.kind,
+                "family": loaded.family,
+                "gradients": loaded.gradients,
                 "num_classes": loaded.num_classes,
                 "sha256": model_sha,
             },

@@ -61,8 +61,9 @@ def _metrics(ctx: SectionContext) -> None:
 def _embedding_map(ctx: SectionContext):
     if ctx.embeddings is None:
         return (
-            "no embeddings: the model has no nn.Linear classifier head for the hook (TorchScript,"
-            " conv heads such as SqueezeNet) or the run was made from a predictions file"
+            "no embeddings: the model gave none (a TorchScript file takes no hooks; an ONNX graph"
+            " without a traceable final layer needs --onnx-embeddings) or the run was made from"
+            " a predictions file without --embeddings"
         )
     from ..explain.embeddings import cluster_embeddings, cluster_table, project_2d
 
