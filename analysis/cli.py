@@ -1,7 +1,9 @@
 """The ``errorscope`` command line.
 
 errorscope analyze --model M --data D [--reference R] [--arch A] [--out runs/]
-errorscope analyze --predictions P.csv --data D
+    M: a state_dict / safetensors (--arch resnet50 or --arch timm/vit_small_patch16_224),
+    TorchScript, an .onnx file, or a Hugging Face save_pretrained folder
+errorscope analyze --predictions P.csv [--embeddings E.npy] --data D
 errorscope sample                 analyse the bundled sample (once; reused afterwards)
 errorscope runs                   list runs
 errorscope report RUN [--format html|md|csv] [--out DIR]
@@ -61,10 +63,29 @@ def _parser() -> argparse.ArgumentParser:
     a = sub.add_parser("analyze", help="analyse a model on a labelled image set")
     a.add_argument("--data", required=True, help="ImageFolder root or CSV/Parquet manifest")
     src = a.add_mutually_exclusive_group(required=True)
-    src.add_argument("--model", help="checkpoint: .pt/.pth/.safetensors state_dict or TorchScript")
+    src.add_argument(
+        "--model",
+        help="a .pt/.pth/.safetensors state_dict (with --arch), TorchScript, an .onnx file, or a"
+        " Hugging Face save_pretrained folder",
+    )
     src.add_argument("--predictions", help="CSV/Parquet: path + one probability column per class")
     a.add_argument("--reference", help="optional reference (training) set, same formats as --data")
-    a.add_argument("--arch", help="torchvision architecture of a state_dict, e.g. resnet18")
+    a.add_argument(
+        "--arch",
+        help="architecture of a state_dict: a torchvision name (resnet18) or timm/<name>"
+        " (timm/vit_small_patch16_224)",
+    )
+    a.add_argument(
+        "--embeddings",
+        help="with --predictions: a .npy [N, D] of embeddings, row i = row i of the predictions"
+        " file (embedding map, neighbours, clusters, duplicates, drift)",
+    )
+    a.add_argument("--onnx-output", help="ONNX: name of the logits output (default: found)")
+    a.add_argument(
+        "--onnx-embeddings",
+        help="ONNX: name of the value holding the embeddings (default: the input of the final"
+        " layer, or a second 2-D output)",
+    )
     a.add_argument("--classes", help="text file with one class name per line (model output order)")
     a.add_argument(
         "--trust-checkpoint",
@@ -173,6 +194,9 @@ def _dispatch(args) -> int:
             min_support=args.min_support,
             umap=not args.no_umap,
             max_pixels=args.max_pixels,
+            onnx_output=args.onnx_output,
+            onnx_embeddings=args.onnx_embeddings,
+            embeddings=args.embeddings,
         )
         run = analyze(
             cfg, runs_dir=runs_dir_from_env(args.out), force=args.force, progress=_printer()

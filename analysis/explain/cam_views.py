@@ -22,7 +22,8 @@ class ClassCam:
 
     ``cam`` float32 [S, S] in [0, 1] at the model's input size; ``overlay`` uint8 [S, S, 3];
     ``drop_top`` / ``drop_random``: probability drop when the map's top 20% pixels (or a region of
-    the same shape elsewhere) are removed."""
+    the same shape elsewhere) are removed; ``sanity_rho``: the model-randomisation check's rank
+    correlation (:func:`analysis.explain.cams.randomisation_check`; NaN when it cannot run)."""
 
     target_class: int
     cam: np.ndarray
@@ -30,6 +31,8 @@ class ClassCam:
     prob: float
     drop_top: float
     drop_random: float
+    sanity_rho: float = float("nan")
+    sanity_layers: int = 0
 
 
 @dataclass(frozen=True)
@@ -43,12 +46,24 @@ class CamView:
     cams: tuple[ClassCam, ...]
 
 
-def layer_choices(model, prep: Preprocessing) -> tuple[list, str]:
-    """(candidate layers shallow->deep, name of the default layer) at the run's input size."""
+def layer_choices(model, prep: Preprocessing, *, gradients: bool = True) -> tuple[list, str | None]:
+    """(candidate layers shallow->deep, name of the default layer) at the run's input size;
+    ``([], None)`` for a model without hooks or gradients (ONNX, TorchScript)."""
     from .layers import candidate_layers, default_layer
 
+    if not gradients:
+        return [], None
     size = prep.input_size
     return candidate_layers(model, size), default_layer(model, size).name
+
+
+def method_choices(model, prep: Preprocessing, *, gradients: bool = True) -> tuple[list[str], str]:
+    """(the CAM methods the model can use, the default one for its architecture family)."""
+    from .cams import default_method, methods_for
+    from .layers import architecture_family
+
+    family = architecture_family(model, prep.input_size) if gradients else "none"
+    return methods_for(gradients), default_method(family, gradients=gradients)
 
 
 def model_input(path: str, prep: Preprocessing):
@@ -76,14 +91,12 @@ def cam_view(
     layer: str | None = None,
 ) -> CamView:
     """Maps of ``classes`` (e.g. [predicted, given]) for samples row ``row``, cached on disk."""
-    from .cams import CamCache, faithfulness, overlay
-    from .layers import resolve_layer
+    from .cams import CamCache, _device_dtype, faithfulness, layer_for, overlay, randomisation_check
 
     s = run.samples.iloc[int(row)]
     image, x = model_input(s[schema.PATH], prep)
-    device = next(model.parameters()).device
-    x = x.to(device)
-    info = resolve_layer(model, prep.input_size, layer)
+    x = x.to(_device_dtype(model)[0])
+    info = layer_for(model, prep.input_size, method, layer)
     cache = CamCache(run.path)
     out = []
     for c in dict.fromkeys(int(c) for c in classes):
@@ -93,10 +106,13 @@ def cam_view(
         fpath = cache.path(
             sample_id=s[schema.SAMPLE_ID], method=method, layer=info.name, target_class=c
         ).with_suffix(".json")
-        if fpath.exists():
-            f = json.loads(fpath.read_text())
-        else:
-            f = asdict(faithfulness(model, x, cam, target_class=c, method=method))
+        f = json.loads(fpath.read_text()) if fpath.exists() else {}
+        if "sanity_rho" not in f:  # also files written before the sanity check existed
+            if "drop_top" not in f:
+                f = asdict(faithfulness(model, x, cam, target_class=c, method=method))
+            check = randomisation_check(model, x, cam, target_class=c, method=method, layer=layer)
+            f["sanity_rho"] = check.rank_correlation
+            f["sanity_layers"] = len(check.randomised)
             fpath.write_text(json.dumps(f))
         out.append(
             ClassCam(
@@ -106,6 +122,8 @@ def cam_view(
                 float(f["prob"]),
                 float(f["drop_top"]),
                 float(f["drop_random"]),
+                float(f["sanity_rho"]),
+                int(f["sanity_layers"]),
             )
         )
     return CamView(method, info.name, tuple(info.spatial), image, tuple(out))

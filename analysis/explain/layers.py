@@ -63,6 +63,7 @@ LAYOUTS = ("nchw", "nhwc", "tokens")
 
 __all__ = [
     "LAYOUTS",
+    "architecture_family",
     "MIN_SIDE",
     "LayerInfo",
     "candidate_layers",
@@ -205,6 +206,13 @@ def reshape_transform(info: LayerInfo) -> Callable | None:
             prefix=info.prefix_tokens,
         )
     raise ValueError(f"unknown layout {info.layout!r}; valid: {list(LAYOUTS)}")
+
+
+def architecture_family(model: Any, input_size: int | Sequence[int]) -> str:
+    """How the layers of ``model`` were read: a torchvision family (``"resnet"``, ``"vit"``,
+    ``"swin"``, ...), ``"vit-tokens"`` (a timm / Hugging Face ViT-like model) or ``"generic"``."""
+    _check_model(model)
+    return _discover(model, _check_input_size(input_size)).family
 
 
 def model_lock(model: Any) -> threading.RLock:
@@ -489,13 +497,15 @@ def _map_candidates(events, calls, kinds, blocks, layout, nn):
 # ----------------------------------------------------------------------------- other libraries
 
 
-def _patch_grid(events, kinds, nn) -> tuple[int, int] | None:
-    """(h, w) of the first convolution's output in the dry pass: a transformer's patch grid."""
-    for name, out in events:
-        kind = kinds[name]
-        if issubclass(kind, nn.Conv2d) and _is_map(out):
-            return int(out.shape[2]), int(out.shape[3])
-    return None
+def _conv_grids(events, kinds, nn) -> list[tuple[int, int]]:
+    """(h, w) of every convolution's output in the dry pass, largest first: a transformer's patch
+    grid is among them (the patch embedding; after a convolutional stem in hybrid ViTs)."""
+    grids = {
+        (int(out.shape[2]), int(out.shape[3]))
+        for name, out in events
+        if issubclass(kinds[name], nn.Conv2d) and _is_map(out)
+    }
+    return sorted(grids, key=lambda g: -g[0] * g[1])
 
 
 def _first_tensor(out):
@@ -506,24 +516,26 @@ def _first_tensor(out):
     return None
 
 
-def _token_grid(out, grid) -> tuple[tuple[int, int], int] | None:
-    """((h, w), prefix tokens) when ``out`` is a token sequence ``[1, P + h*w, C]`` on the patch
-    grid (P <= 16), or prefix-free on a grid 2**k times coarser (Swin's merged patches)."""
+def _token_grid(out, grids) -> tuple[tuple[int, int], int] | None:
+    """((h, w), prefix tokens) when ``out`` is a token sequence ``[1, P + h*w, C]`` on a
+    convolution's grid (0 <= P <= 16, the largest fitting grid), or prefix-free on a grid 2**k
+    times coarser than one (Swin's merged patches)."""
     import torch
 
-    if grid is None or not isinstance(out, torch.Tensor) or not out.is_floating_point():
+    if not grids or not isinstance(out, torch.Tensor) or not out.is_floating_point():
         return None
     if out.ndim != 3 or out.shape[0] != 1 or out.shape[2] < 2:
         return None
     n = int(out.shape[1])
-    h0, w0 = grid
-    if 0 <= n - h0 * w0 <= 16:
-        return (h0, w0), n - h0 * w0
-    h, w = h0, w0
-    while h % 2 == 0 and w % 2 == 0 and h > 1:
-        h, w = h // 2, w // 2
-        if n == h * w:
-            return (h, w), 0
+    for h0, w0 in grids:
+        if 0 <= n - h0 * w0 <= 16:
+            return (h0, w0), n - h0 * w0
+    for h0, w0 in grids:
+        h, w = h0, w0
+        while h % 2 == 0 and w % 2 == 0 and h > 1:
+            h, w = h // 2, w // 2
+            if n == h * w:
+                return (h, w), 0
     return None
 
 
@@ -554,7 +566,7 @@ def _generic_candidates(model, events, outputs, calls, kinds, size):
     order = {}
     for i, (name, _) in enumerate(events):
         order.setdefault(name, i)
-    grid = _patch_grid(events, kinds, nn)
+    grid = _conv_grids(events, kinds, nn)
     modules = dict(model.named_modules())
 
     def prenorm(name) -> str | None:

@@ -7,7 +7,8 @@ import streamlit as st
 from analysis import schema
 from analysis.store.runstore import Run
 
-METHODS = ["gradcam", "gradcam++", "eigencam", "layercam", "scorecam", "xgradcam", "hirescam"]
+# display order of the gradient methods; the model's family decides which apply and which is first
+ORDER = ["gradcam", "gradcam++", "eigencam", "layercam", "scorecam", "xgradcam", "hirescam"]
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -21,12 +22,23 @@ def _model(run_path: str, stamp: str):
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _layers(run_path: str, stamp: str) -> tuple[list[tuple[str, str]], str]:
+def _layers(run_path: str, stamp: str) -> tuple[list[tuple[str, str]], str | None]:
     from analysis.explain.cam_views import layer_choices
 
     (loaded, prep) = _model(run_path, stamp)
-    cands, default = layer_choices(loaded.model, prep)
+    cands, default = layer_choices(loaded.model, prep, gradients=loaded.gradients)
     return [(c.name, f"{c.name} ({c.spatial[0]}×{c.spatial[1]})") for c in cands], default
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _methods(run_path: str, stamp: str) -> tuple[list[str], str]:
+    from analysis.explain.cam_views import method_choices
+
+    (loaded, prep) = _model(run_path, stamp)
+    usable, default = method_choices(loaded.model, prep, gradients=loaded.gradients)
+    return sorted(
+        usable, key=lambda m: (m not in ORDER, ORDER.index(m) if m in ORDER else 0)
+    ), default
 
 
 def render(run: Run, row_no: int) -> None:
@@ -38,33 +50,45 @@ def render(run: Run, row_no: int) -> None:
     try:
         loaded, prep = _model(str(run.path), stamp)
         layers, default = _layers(str(run.path), stamp)
+        methods, default_method = _methods(str(run.path), stamp)
     except Exception as e:  # a moved or changed checkpoint must not break the page
         st.warning(f"CAMs are unavailable: {e}")
         return
+    if not loaded.gradients:
+        st.caption(
+            f"This {loaded.family} model gives no gradients to errorscope, so no Grad-CAM: the map"
+            " below is **occlusion** (forward passes only: how much the class probability drops"
+            " when each region is covered)."
+        )
     names = dict(layers)
     c1, c2 = st.columns(2)
+    wanted_method = st.query_params.get("cam", default_method)
     method = c1.selectbox(
         "Method",
-        METHODS,
+        methods,
         key="cam_method",
-        index=METHODS.index(st.query_params.get("cam", "gradcam"))
-        if st.query_params.get("cam", "gradcam") in METHODS
-        else 0,
+        index=methods.index(wanted_method) if wanted_method in methods else 0,
+        format_func=lambda m: m + (" — default" if m == default_method else ""),
     )
     order = [n for n, _ in layers][::-1]
     wanted = st.query_params.get("layer", default)
-    layer = c2.selectbox(
-        "Layer",
-        order,
-        index=order.index(wanted) if wanted in order else 0,
-        format_func=lambda n: names[n] + (" — default" if n == default else ""),
-        key="cam_layer",
-        help="Default: the deepest layer whose map is still at least 7×7 at this"
-        " input size (coarser maps cannot say where).",
-    )
+    layer = None
+    if order and method != "occlusion":
+        layer = c2.selectbox(
+            "Layer",
+            order,
+            index=order.index(wanted) if wanted in order else 0,
+            format_func=lambda n: names[n] + (" — default" if n == default else ""),
+            key="cam_layer",
+            help="Default: the deepest layer whose map is still at least 7×7 at this"
+            " input size (coarser maps cannot say where).",
+        )
+    else:
+        c2.caption("Occlusion reads no layer: it covers regions of the input image.")
     # the URL (and so a copied link) reopens this exact view: method and layer, when not default
     st.session_state["cam_layer_default"] = default
-    for param, value, dflt in (("cam", method, "gradcam"), ("layer", layer, default)):
+    st.session_state["cam_method_default"] = default_method
+    for param, value, dflt in (("cam", method, default_method), ("layer", layer, default)):
         if value != dflt and st.query_params.get(param) != value:
             st.query_params[param] = value
         elif value == dflt and param in st.query_params:
@@ -100,7 +124,32 @@ def render(run: Run, row_no: int) -> None:
                 else " :orange[The map is not much better than a random region: do not over-read it.]"
             )
         )
-    st.caption(
-        f"Layer `{view.layer}` ({view.layer_spatial[0]}×{view.layer_spatial[1]} map),"
-        f" method {method}."
+        col.caption(_sanity_text(c))
+    where = (
+        "the input image (occlusion)"
+        if view.layer == "input"
+        else f"layer `{view.layer}` ({view.layer_spatial[0]}×{view.layer_spatial[1]} map)"
+    )
+    st.caption(f"Method {method} at {where}.")
+
+
+def _sanity_text(c) -> str:
+    """The model-randomisation sanity check (Adebayo et al. 2018) of one map, in words."""
+    import math
+
+    from analysis.explain.cams import SANITY_MAX_RHO
+
+    if math.isnan(c.sanity_rho):
+        return (
+            "Sanity check (model randomisation): not available for this map (no weights to"
+            " randomise, or a flat map)."
+        )
+    verdict = (
+        ":green[passes]: the map depends on what those layers learned."
+        if c.sanity_rho < SANITY_MAX_RHO
+        else ":orange[fails]: the map barely changes, so it does not explain this prediction."
+    )
+    return (
+        f"Sanity check: with the {c.sanity_layers} layers above it re-initialised, the map's rank"
+        f" correlation with this one is **{c.sanity_rho:.2f}** — {verdict}"
     )

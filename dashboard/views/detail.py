@@ -58,7 +58,9 @@ def render(run: Run) -> None:
             "detail",
             q,
             sample=sid,
-            cam=cam if cam and cam != "gradcam" else None,
+            cam=cam
+            if cam and cam != st.session_state.get("cam_method_default", "gradcam")
+            else None,
             layer=layer if layer and layer != st.session_state.get("cam_layer_default") else None,
         )
     if pos:
