@@ -4,6 +4,7 @@ The subpackages are layers, bottom first; a module imports only its own layer an
 (``tests/test_architecture.py`` checks it), and nothing here imports streamlit::
 
     schema, version        the run-directory contract; which code made a run
+    checks                 the input checks every public function shares
     store/                 run directories and the review database
     loading/               datasets, images, models -> the one batched pass
     stats/                 metrics, intervals, slices, discovery, compare, drift, robustness

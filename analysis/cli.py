@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
+import shutil
 import sys
+import time
 from pathlib import Path
 
 from .store.runstore import runs_dir_from_env
@@ -52,8 +56,22 @@ def _pixel_count(s: str) -> int:
     return n
 
 
+_BYTE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def _byte_count(s: str) -> int:
+    """``268435456``, ``256_000_000``, ``512M``, ``512MiB``, ``1G`` (units are powers of 1024)."""
+    m = re.fullmatch(r"\s*([0-9][0-9_]*)\s*([kmgt]?)(?:i?b)?\s*", s, flags=re.IGNORECASE)
+    n = int(m.group(1)) * _BYTE_UNITS[m.group(2).lower()] if m else 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number of bytes (e.g. 268435456 or 256M), got {s!r}"
+        )
+    return n
+
+
 def _parser() -> argparse.ArgumentParser:
-    from .loading.images import DEFAULT_MAX_PIXELS
+    from .loading.images import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS
 
     p = argparse.ArgumentParser(
         prog="errorscope", description="Error analysis for image classifiers."
@@ -96,7 +114,21 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--crop", type=int, help="centre crop (px)")
     a.add_argument("--no-crop", action="store_true", help="resize to a square, no crop")
     a.add_argument("--mean", type=_floats3, help="normalisation mean, e.g. 0.485,0.456,0.406")
-    a.add_argument("--std", type=_floats3, help="normalisation std")
+    a.add_argument("--std", type=_floats3, help="normalisation std, e.g. 0.229,0.224,0.225")
+    a.add_argument(
+        "--exif-transpose",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="apply each photo's EXIF orientation before the model sees it, for pipelines that"
+        " call ImageOps.exif_transpose (default: off, pixels as stored, as torchvision's default"
+        " loader reads them; a sidecar 'exif_transpose' also sets it)",
+    )
+    a.add_argument(
+        "--labels-are",
+        choices=["names", "indices"],
+        help="how to read a label column of whole numbers when the class names are numbers too:"
+        " as class names or as positions in the class list (asked for only when they differ)",
+    )
     a.add_argument("--batch-size", type=int, default=64)
     a.add_argument(
         "--workers", type=int, default=None, help="DataLoader workers (default: cores-1)"
@@ -110,6 +142,12 @@ def _parser() -> argparse.ArgumentParser:
         type=_pixel_count,
         help="skip images with more pixels than this as possible decompression bombs"
         f" (default: {DEFAULT_MAX_PIXELS:_}, about 16k x 16k)",
+    )
+    a.add_argument(
+        "--max-file-bytes",
+        type=_byte_count,
+        help="skip image files larger than this, e.g. 1G (default:"
+        f" {DEFAULT_MAX_FILE_BYTES // 2**20} MiB); only regular files are ever read",
     )
     a.add_argument("--out", help="runs folder (default: $ERRORSCOPE_RUNS_DIR or ./runs)")
     a.add_argument("--force", action="store_true", help="recompute even if an identical run exists")
@@ -194,6 +232,9 @@ def _dispatch(args) -> int:
             min_support=args.min_support,
             umap=not args.no_umap,
             max_pixels=args.max_pixels,
+            max_file_bytes=args.max_file_bytes,
+            exif_transpose=args.exif_transpose,
+            labels_are=args.labels_are,
             onnx_output=args.onnx_output,
             onnx_embeddings=args.onnx_embeddings,
             embeddings=args.embeddings,
@@ -331,16 +372,74 @@ def _compare(a, b, *, as_json: bool) -> int:
     return 0
 
 
-def _printer():
-    last = {"msg": None}
+_PASS = re.compile(r": ([0-9,]+)/([0-9,]+) images")
 
-    def progress(msg: str, frac: float) -> None:
-        stage = msg.split(":")[0]
-        if stage != last["msg"] and not msg.endswith("images"):
-            print(f"· {msg}", file=sys.stderr, flush=True)
-        last["msg"] = stage
 
-    return progress
+class ProgressPrinter:
+    """An analysis's progress on stderr.
+
+    Each stage is announced on its own line (``· loading model``). The image passes (evaluation
+    set, reference set, robustness passes) report after every batch: on a terminal a bar redrawn
+    in place with images/s and time left; elsewhere (a log, CI, a pipe) a plain line at most
+    every ``every_s`` seconds, plus the first and the last. ``$ERRORSCOPE_NO_PROGRESS`` keeps
+    only the stage lines.
+    """
+
+    def __init__(self, stream=None, *, tty: bool | None = None, every_s: float = 10.0, clock=None):
+        self.stream = stream if stream is not None else sys.stderr
+        isatty = getattr(self.stream, "isatty", lambda: False)
+        self.tty = bool(isatty()) if tty is None else tty
+        self.every_s = every_s
+        self.clock = clock or time.monotonic
+        self.quiet = bool(os.environ.get("ERRORSCOPE_NO_PROGRESS"))
+        self.stage: str | None = None
+        self.last_line = -math.inf
+        self.bar_open = False
+
+    def __call__(self, msg: str, frac: float) -> None:
+        hit = _PASS.search(msg)
+        stage = msg[: hit.start()] if hit else msg.split(":")[0]
+        new_stage = stage != self.stage
+        if new_stage:
+            self._close_bar()
+            self.stage = stage
+            self.last_line = -math.inf
+        if hit is None:
+            if new_stage:
+                self._line(f"· {msg}")
+            return
+        if self.quiet:
+            return
+        done = frac >= 1.0
+        if self.tty:
+            width = max(40, shutil.get_terminal_size((100, 20)).columns - 1)
+            filled = int(round(20 * min(max(frac, 0.0), 1.0)))
+            text = f"[{'#' * filled}{'.' * (20 - filled)}] {frac:4.0%} {msg}"
+            self.stream.write("\r" + text[:width].ljust(width))
+            self.bar_open = True
+            if done:
+                self._close_bar()
+            else:
+                self.stream.flush()
+            return
+        now = self.clock()
+        if new_stage or done or now - self.last_line >= self.every_s:
+            self._line(f"· {msg}")
+            self.last_line = now
+
+    def _line(self, text: str) -> None:
+        self._close_bar()
+        print(text, file=self.stream, flush=True)
+
+    def _close_bar(self) -> None:
+        if self.bar_open:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.bar_open = False
+
+
+def _printer() -> ProgressPrinter:
+    return ProgressPrinter()
 
 
 def _print_summary(run) -> None:

@@ -45,6 +45,11 @@ LOSS = "loss"  # cross-entropy of the given label, nats
 ENTROPY = "entropy"  # of the predicted distribution, nats
 CORRECT = "correct"  # bool, pred == label
 LATENCY_MS = "latency_ms"  # model time per image in its batch, milliseconds
+# int: the file's EXIF orientation tag, 0 = none. 1 = as stored; 2-8 = a photo viewer shows the
+# image flipped or rotated (6: 90° clockwise, 8: 90° counter-clockwise, 3: 180°) while the model
+# saw the stored pixels, unless the run used --exif-transpose (manifest preprocessing
+# "exif_transpose"). Written by the pass.
+EXIF_ORIENTATION = "exif_orientation"
 
 CORE_COLUMNS = [
     SAMPLE_ID,

@@ -28,6 +28,7 @@ os.environ.setdefault("ERRORSCOPE_NO_PROGRESS", "1")
 from analysis import schema  # noqa: E402
 from analysis.loading.datasets import sample_id_for  # noqa: E402
 from analysis.store.runstore import RunWriter  # noqa: E402
+from tests.dashboard.conftest import open_page  # noqa: E402
 
 CLASSES = [f"class_{i}" for i in range(10)]
 
@@ -141,7 +142,7 @@ def main() -> None:
     t = time.perf_counter()
     at.run()
     first = time.perf_counter() - t
-    at.switch_page("routes/gallery.py").run()
+    open_page(at, "gallery").run()
     assert not at.exception, [e.value for e in at.exception]
     choices = ["wrong", "correct", "all"]
 
@@ -156,10 +157,10 @@ def main() -> None:
         at.slider(key="g_conf").set_value((0.0, round(0.99 - 0.013 * i, 3))).run()
         assert not at.exception, [e.value for e in at.exception]
 
-    pages = ["routes/overview.py", "routes/gallery.py", "routes/confusion.py"]
+    pages = ["overview", "gallery", "confusion"]
 
     def page_switch(i):
-        at.switch_page(pages[i % 3]).run()
+        open_page(at, pages[i % 3]).run()
         assert not at.exception, [e.value for e in at.exception]
 
     res = {

@@ -111,7 +111,7 @@ def main() -> None:
     sections: dict[str, list] = {}
     for v in VIEWS:
         page = st.Page(
-            v.file,
+            v.page,
             title=v.title,
             icon=v.icon,
             url_path=v.url,

@@ -77,8 +77,3 @@ def outliers(path: str) -> pd.DataFrame | None:
 @st.cache_data(show_spinner=False, max_entries=32)
 def table(path: str, name: str) -> pd.DataFrame | None:
     return get_run(path).table(name)
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def json_file(path: str, name: str):
-    return get_run(path).json(name)

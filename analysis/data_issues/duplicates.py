@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..checks import check_confidence, check_embeddings
 from ..loading.fingerprints import (  # noqa: F401 - part of this module's public API
     PERCEPTUAL_HASHES,
     SIGNATURE_SIDE,
@@ -200,25 +201,6 @@ def _sort_pairs(df: pd.DataFrame) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- near
 
 
-def _check_embeddings(x: Any, name: str) -> np.ndarray:
-    arr = x if isinstance(x, np.ndarray) else np.asarray(x)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
-    ):
-        raise TypeError(f"{name} must be a float array [N, D], got dtype {arr.dtype}")
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D [N, D], got shape {arr.shape}")
-    if arr.shape[1] == 0:
-        raise ValueError(f"{name} must have at least one feature column, got shape {arr.shape}")
-    if arr.size and not _all_finite(arr):
-        raise ValueError(f"{name} must be finite, got NaN or inf")
-    return arr
-
-
-def _all_finite(arr: np.ndarray, chunk: int = 1 << 14) -> bool:
-    return all(np.isfinite(arr[s : s + chunk]).all() for s in range(0, arr.shape[0], chunk))
-
-
 def _check_search_options(threshold: Any, top_k: Any, block_size: Any) -> None:
     if isinstance(threshold, bool) or not isinstance(threshold, int | float | np.floating):
         raise TypeError(f"threshold must be a float in [-1, 1], got {type(threshold).__name__}")
@@ -372,7 +354,7 @@ def near_duplicates(
         Columns :data:`PAIR_COLUMNS`, ``i < j``, ``kind="near"``, ``scope="within"``, sorted by
         decreasing similarity (then ``i``, ``j``).
     """
-    x = _check_embeddings(embeddings, "embeddings")
+    x = check_embeddings(embeddings, dtype=None)
     _check_search_options(threshold, top_k, block_size)
     return _near_core(x, threshold=float(threshold), top_k=int(top_k), block_size=int(block_size))
 
@@ -413,8 +395,8 @@ def find_leakage(
         Columns :data:`PAIR_COLUMNS`; ``i`` indexes the evaluation set, ``j`` the reference set,
         ``kind="near"``, ``scope="leak"``, sorted by decreasing similarity.
     """
-    x = _check_embeddings(embeddings, "embeddings")
-    r = _check_embeddings(reference_embeddings, "reference_embeddings")
+    x = check_embeddings(embeddings, dtype=None)
+    r = check_embeddings(reference_embeddings, "reference_embeddings", dtype=None)
     if x.shape[1] != r.shape[1]:
         raise ValueError(
             f"embeddings have {x.shape[1]} features but reference_embeddings have {r.shape[1]}"
@@ -626,8 +608,7 @@ def leakage_impact(correct: Any, leaked: Any, *, confidence: float = 0.95) -> Le
     lk = _check_bool(leaked, "leaked")
     if c.shape != lk.shape:
         raise ValueError(f"correct has {c.size} rows but leaked has {lk.size}")
-    wilson_interval(0, 1, confidence=confidence)  # validates confidence
-    return _impact_core(c, lk, float(confidence))
+    return _impact_core(c, lk, check_confidence(confidence))
 
 
 def _estimate(successes: int, trials: int, confidence: float) -> Estimate:
@@ -739,13 +720,13 @@ def find_near_copies(
     Blockwise top-k search: memory bounded by ``block_size`` as in :func:`near_duplicates`.
     """
     # Kept in their stored dtype (float16 in a run): blocks are upcast one at a time.
-    sig = _check_embeddings(signatures, "signatures")
+    sig = check_embeddings(signatures, "signatures", dtype=None)
     k = int(max_group) + 1
     parts = []
     for scope, ref in (("within", sig), ("leak", reference_signatures)):
         if ref is None or len(sig) == 0:
             continue
-        ref = _check_embeddings(ref, "reference_signatures")
+        ref = check_embeddings(ref, "reference_signatures", dtype=None)
         extra = 1 if scope == "within" else 0  # the query finds itself first
         cand = find_leakage(
             sig, ref, threshold=-1.0, top_k=min(k + extra, len(ref)), block_size=block_size

@@ -55,6 +55,7 @@ import numpy as np
 import pandas as pd
 
 from .. import schema
+from ..checks import check_embeddings, check_int, check_seed
 from ..stats.intervals import wilson_interval
 
 __all__ = [
@@ -141,43 +142,6 @@ CLUSTER_TABLE_COLUMNS = [
 
 
 # ----------------------------------------------------------------------------- validation
-
-
-def _check_embeddings(x: Any, name: str = "embeddings") -> np.ndarray:
-    """Return ``x`` as a finite float32 array [N, D]; empty input becomes shape (0, D)."""
-    arr = x if isinstance(x, np.ndarray) else np.asarray(x)
-    if (
-        arr.dtype == object
-        or arr.dtype == bool
-        or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer))
-    ):
-        raise TypeError(f"{name} must be a real array [N, D], got dtype {arr.dtype}")
-    if arr.ndim == 1 and arr.size == 0:
-        arr = arr.reshape(0, 0)
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D [N, D], got shape {arr.shape}")
-    if arr.shape[0] and arr.shape[1] == 0:
-        raise ValueError(f"{name} must have at least one feature column, got shape {arr.shape}")
-    arr = np.asarray(arr, dtype=np.float32)
-    if arr.size and not np.isfinite(arr).all():
-        bad = int(arr.shape[0] - np.isfinite(arr).all(axis=1).sum())
-        raise ValueError(f"{name} must be finite, got NaN or inf in {bad} row(s)")
-    return arr
-
-
-def _check_int(value: Any, name: str, *, minimum: int, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        expected = f"an int >= {minimum}" + (" or None" if allow_none else "")
-        raise TypeError(f"{name} must be {expected}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_seed(seed: Any, *, allow_none: bool = False) -> int | None:
-    return _check_int(seed, "seed", minimum=0, allow_none=allow_none)
 
 
 def _check_method(method: Any, registry: dict[str, Any], what: str) -> str:
@@ -455,16 +419,16 @@ def project_2d(
     The first UMAP call on a machine compiles numba code (about a minute on 2 cores); later
     processes load it from the cache described in the module docstring.
     """
-    x = _check_embeddings(embeddings)
+    x = check_embeddings(embeddings)
     method = _check_method(method, PROJECTIONS, "projection")
-    seed = _check_seed(seed, allow_none=True)
-    pca_dims = _check_int(pca_dims, "pca_dims", minimum=2, allow_none=True)
-    n_neighbors = _check_int(n_neighbors, "n_neighbors", minimum=2)
+    seed = check_seed(seed)
+    pca_dims = check_int(pca_dims, "pca_dims", minimum=2, allow_none=True)
+    n_neighbors = check_int(n_neighbors, "n_neighbors", minimum=2)
     if isinstance(min_dist, bool) or not isinstance(min_dist, numbers.Real):
         raise TypeError(f"min_dist must be a float in [0, 1], got {min_dist!r}")
     if not 0.0 <= float(min_dist) <= 1.0:
         raise ValueError(f"min_dist must be in [0, 1], got {min_dist}")
-    n_epochs = _check_int(n_epochs, "n_epochs", minimum=1, allow_none=True)
+    n_epochs = check_int(n_epochs, "n_epochs", minimum=1, allow_none=True)
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be a callable(str) or None, got {type(progress).__name__}")
     if method == "tsne" and x.shape[0] > TSNE_MAX_POINTS:
@@ -636,11 +600,11 @@ def cluster_embeddings(
         Cluster ids ``0 .. K-1`` numbered from the largest cluster down; ``-1`` = unclustered
         (HDBSCAN noise).
     """
-    x = _check_embeddings(embeddings)
+    x = check_embeddings(embeddings)
     method = _check_method(method, CLUSTERINGS, "clustering")
-    n_clusters = _check_int(n_clusters, "n_clusters", minimum=1, allow_none=True)
-    seed = _check_seed(seed)
-    pca_dims = _check_int(pca_dims, "pca_dims", minimum=2, allow_none=True)
+    n_clusters = check_int(n_clusters, "n_clusters", minimum=1, allow_none=True)
+    seed = check_seed(seed, allow_none=False)
+    pca_dims = check_int(pca_dims, "pca_dims", minimum=2, allow_none=True)
     if method == "hdbscan" and n_clusters is not None:
         raise ValueError(f"n_clusters must be None for method='hdbscan', got {n_clusters}")
     if n_clusters is not None and x.shape[0] and n_clusters > x.shape[0]:
@@ -855,7 +819,7 @@ class NeighbourIndex:
         from sklearn.neighbors import NearestNeighbors
 
         self._source = embeddings
-        self._x = _l2_normalise(_check_embeddings(embeddings))
+        self._x = _l2_normalise(check_embeddings(embeddings))
         self._nn = (
             NearestNeighbors(metric="cosine", algorithm="brute").fit(self._x)
             if self._x.shape[0]
@@ -872,7 +836,7 @@ class NeighbourIndex:
 
     def vector(self, i: int) -> np.ndarray:
         """The normalised row ``i`` of the indexed set, float32 [D]."""
-        i = _check_int(i, "i", minimum=0)
+        i = check_int(i, "i", minimum=0)
         if i >= len(self):
             raise ValueError(f"i must be < {len(self)} (the indexed set's size), got {i}")
         return self._x[i].copy()
@@ -900,10 +864,10 @@ class NeighbourIndex:
             padded with index -1 and similarity NaN.
         """
         same_set = vectors is self._source
-        q = _check_embeddings(vectors if np.ndim(vectors) != 1 else np.reshape(vectors, (1, -1)))
+        q = check_embeddings(vectors if np.ndim(vectors) != 1 else np.reshape(vectors, (1, -1)))
         if q.shape[0] and q.shape[1] != self.dim:
             raise ValueError(f"vectors must have {self.dim} features like the index, got {q.shape}")
-        k = _check_int(k, "k", minimum=1)
+        k = check_int(k, "k", minimum=1)
         if exclude is None and same_set:
             exclude = np.arange(q.shape[0])
         if exclude is not None:
@@ -924,7 +888,7 @@ class NeighbourIndex:
             raise ValueError(f"rows must be a 1-D array of ints, got {r.dtype} {r.shape}")
         if r.size and (r.min() < 0 or r.max() >= len(self)):
             raise ValueError(f"rows must be in 0..{len(self) - 1}, got [{r.min()}, {r.max()}]")
-        k = _check_int(k, "k", minimum=1)
+        k = check_int(k, "k", minimum=1)
         return self._query_core(self._x[r], k, r.astype(np.int64))
 
     def _query_core(
@@ -1003,10 +967,10 @@ def neighbours_for(
     Neighbours
     """
     index = embeddings if isinstance(embeddings, NeighbourIndex) else NeighbourIndex(embeddings)
-    i = _check_int(i, "i", minimum=0)
+    i = check_int(i, "i", minimum=0)
     if i >= len(index):
         raise ValueError(f"i must be < {len(index)} (the number of evaluation images), got {i}")
-    k = _check_int(k, "k", minimum=1)
+    k = check_int(k, "k", minimum=1)
     ref = reference_embeddings
     if ref is not None and not isinstance(ref, NeighbourIndex):
         ref = NeighbourIndex(ref)

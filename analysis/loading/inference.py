@@ -7,13 +7,19 @@ on the module the model's family names (:attr:`~analysis.loading.models.LoadedMo
 the classifier's input, timm's pre-logits, a Hugging Face pooled output) captures the embedding in
 the same forward call; a model that computes its embeddings itself (ONNX) gives them with its
 logits through ``forward_with_embeddings``.
+
+Workers die with the process that started them, ``kill -9`` included (``PR_SET_PDEATHSIG`` on
+Linux, a parent watchdog elsewhere): a worker blocked on a full pipe to a dead parent would
+otherwise hold its memory for as long as the machine runs.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,7 +47,8 @@ class PassResult:
     embeddings : np.ndarray or None
         float32 [N, D] inputs of the classifier head; None without a hookable head.
     properties : pd.DataFrame
-        [N rows] the columns of ``schema.PROPERTY_COLUMNS`` plus ``content_hash``.
+        [N rows] the columns of ``schema.PROPERTY_COLUMNS`` plus ``content_hash``, ``phash`` and
+        ``exif_orientation``.
     latency_ms : np.ndarray
         float32 [N] model milliseconds per image (batch time / batch size).
     skipped : list of dict
@@ -72,11 +79,13 @@ class _ImageDataset:
         prep: Preprocessing,
         max_pixels: int | None = None,
         thumb_paths: list[str] | None = None,
+        max_file_bytes: int | None = None,
     ):
         self.paths = paths
         self.prep = prep
         self.max_pixels = max_pixels
         self.thumb_paths = thumb_paths
+        self.max_file_bytes = max_file_bytes
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -84,7 +93,9 @@ class _ImageDataset:
     def __getitem__(self, i: int):
         try:
             kw = {} if self.max_pixels is None else {"max_pixels": self.max_pixels}
-            img = decode_image(self.paths[i], **kw)
+            if self.max_file_bytes is not None:
+                kw["max_file_bytes"] = self.max_file_bytes
+            img = decode_image(self.paths[i], exif_transpose=self.prep.exif_transpose, **kw)
         except ImageReadError as e:
             return {"i": i, "error": str(e)}
         except Exception as e:  # never let one file kill the pass
@@ -101,7 +112,46 @@ class _ImageDataset:
             "content_hash": img.content_hash,
             "phash": phash,
             "sig": sig,
+            "orientation": img.orientation,
         }
+
+
+def _worker_init(parent_pid: int, _worker_id: int) -> None:
+    """Tie a DataLoader worker's life to the process that started the pass.
+
+    On Linux the kernel kills the worker the moment its parent dies (``PR_SET_PDEATHSIG``); a
+    daemon thread that watches for the parent to change covers other systems and start methods.
+    Without this a worker blocked on sending a batch to a killed parent lives on indefinitely."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except Exception:  # no libc prctl: the watchdog below still works
+            pass
+    ppid = os.getppid()
+    if ppid != parent_pid and not _pid_alive(parent_pid):  # died before prctl took effect
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(ppid,), daemon=True, name="parent-watch").start()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but another user's
+        return True
+    return True
+
+
+def _watch_parent(ppid: int, interval_s: float = 1.0) -> None:
+    while True:
+        time.sleep(interval_s)
+        if os.getppid() != ppid:  # re-parented: the parent is gone
+            os._exit(1)
 
 
 THUMB_SIZE = 160  # longest side of gallery thumbnails, px
@@ -162,6 +212,7 @@ def _collate(items):
         "content_hash": [it["content_hash"] for it in ok],
         "phash": [it["phash"] for it in ok],
         "sig": [it["sig"] for it in ok],
+        "orientation": [it["orientation"] for it in ok],
     }
 
 
@@ -303,6 +354,7 @@ def run_pass(
     perturb: Callable | None = None,
     want_embeddings: bool = True,
     max_pixels: int | None = None,
+    max_file_bytes: int | None = None,
     thumb_paths: list[str] | None = None,
     progress: Progress | None = None,
     desc: str = "analysing",
@@ -321,7 +373,11 @@ def run_pass(
     perturb : callable, optional
         ``f(x) -> x`` on the float batch [B, 3, S, S] in [0, 1] before normalisation (robustness).
     progress : callable(str, float), optional
-        Called with a message and the fraction done, for UIs; a tqdm bar goes to stderr too.
+        Called after every batch with a message (``"<desc>: 640/1,200 images · 41 images/s ·
+        about 14 s left"``, see :func:`pass_message`) and the fraction done; the CLI draws it as
+        a bar, the dashboard as its progress widget. Nothing is printed without it.
+    max_pixels, max_file_bytes : int, optional
+        Limits of :func:`analysis.loading.images.decode_image` (its defaults when None).
     thumb_paths : list of str, optional
         Where to write each image's gallery thumbnail (same order as ``paths``).
     """
@@ -335,7 +391,7 @@ def run_pass(
     # Properties on the batch in this process. (Per image in the DataLoader workers was tried:
     # on 2 cores the worker, which also decodes and writes thumbnails, became the bottleneck
     # and the whole sample pass went from 2.4 s to 3.1-3.9 s.)
-    ds = _ImageDataset(list(paths), prep, max_pixels, thumb_paths)
+    ds = _ImageDataset(list(paths), prep, max_pixels, thumb_paths, max_file_bytes)
     loader = DataLoader(
         ds,
         batch_size=batch_size,
@@ -344,14 +400,16 @@ def run_pass(
         collate_fn=_collate,
         persistent_workers=False,
         pin_memory=device.startswith("cuda"),
+        worker_init_fn=functools.partial(_worker_init, os.getpid()) if num_workers else None,
     )
     mean = torch.tensor(prep.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(prep.std, device=device).view(1, 3, 1, 1)
 
     idx, logits, embs, props, lat, extras, skipped = [], [], [], [], [], [], []
     t_start = time.perf_counter()
-    bar = _bar(len(ds), desc)
     done = 0
+    if progress is not None:
+        progress(pass_message(desc, 0, len(ds), 0.0), 0.0)
     if isinstance(model, LoadedModel):
         loaded, model = model, model.model
         hook_kw = {"head": loaded.embedding_head, "search": False}
@@ -387,6 +445,7 @@ def run_pass(
                             batch["content_hash"],
                             batch["phash"],
                             batch["sig"],
+                            batch["orientation"],
                         )
                     )
                     if out is not None:
@@ -395,11 +454,10 @@ def run_pass(
                         if emb is not None:
                             embs.append(emb)
                 done += n_batch
-                bar.update(n_batch)
                 if progress is not None:
-                    progress(f"{desc}: {done}/{len(ds)} images", done / max(1, len(ds)))
+                    elapsed = time.perf_counter() - t_start
+                    progress(pass_message(desc, done, len(ds), elapsed), done / max(1, len(ds)))
     finally:
-        bar.close()
         if hook is not None:
             hook.__exit__(None, None, None)
 
@@ -412,6 +470,7 @@ def run_pass(
     hashes = [c for e in extras for c in e[3]]
     phashes = [c for e in extras for c in e[4]]
     sigs = [c for e in extras for c in e[5]]
+    orientations = [o for e in extras for o in e[6]]
     properties = pd.DataFrame(
         {
             schema.BRIGHTNESS: prop_arr[:, 0],
@@ -425,6 +484,7 @@ def run_pass(
             schema.FILE_SIZE: np.asarray(sizes, dtype=np.int64),
             schema.CONTENT_HASH: hashes,
             schema.PHASH: phashes,
+            schema.EXIF_ORIENTATION: np.asarray(orientations, dtype=np.int64),
         }
     )
     order = np.argsort(ok_index, kind="stable")
@@ -525,31 +585,28 @@ def prediction_columns(probs: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
     )
 
 
-class _NoBar:
-    def update(self, n):
-        pass
+def pass_message(desc: str, done: int, total: int, seconds: float) -> str:
+    """``"<desc>: 640/1,200 images · 41 images/s · about 14 s left"`` (rate and time left once
+    something is done)."""
+    msg = f"{desc}: {done:,}/{total:,} images"
+    if done and seconds > 0:
+        rate = done / seconds
+        msg += f" · {rate:,.1f} images/s" if rate < 10 else f" · {rate:,.0f} images/s"
+        if done < total:
+            msg += f" · about {format_seconds((total - done) / rate)} left"
+        else:
+            msg += f" · took {format_seconds(seconds)}"
+    return msg
 
-    def close(self):
-        pass
 
-
-def _bar(total: int, desc: str):
-    if os.environ.get("ERRORSCOPE_NO_PROGRESS"):
-        return _NoBar()
-    try:
-        from tqdm import tqdm
-
-        return tqdm(
-            total=total,
-            desc=desc,
-            unit="img",
-            file=sys.stderr,
-            leave=False,
-            mininterval=0.5,
-            disable=None,
-        )
-    except ImportError:  # pragma: no cover
-        return _NoBar()
+def format_seconds(s: float) -> str:
+    """``"14 s"``, ``"3 min 20 s"``, ``"1 h 05 min"``."""
+    s = max(0.0, float(s))
+    if s < 60:
+        return f"{s:.0f} s" if s >= 1 else "< 1 s"
+    if s < 3600:
+        return f"{int(s // 60)} min {int(s % 60):02d} s"
+    return f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min"
 
 
 def estimate_seconds(n_images: int, input_size: int, images_per_second_224: float = 12.0) -> float:

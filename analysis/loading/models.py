@@ -39,13 +39,16 @@ class Preprocessing:
     ``resize`` x ``resize`` square instead (no crop), else centre-cropped to ``crop`` x ``crop``
     (with ``squash``, the resize goes to a square first, as DeiT's and timm's "squash" mode do).
     ``interpolation`` is the resampling filter (antialiased, torchvision's tensor resize, within
-    one grey level of PIL's). ``mean``/``std`` normalise RGB in [0, 1].
+    one grey level of PIL's). ``mean``/``std`` normalise RGB in [0, 1]. ``exif_transpose``
+    applies a file's EXIF orientation tag before anything else (off: the pixels as stored, as
+    torchvision's default loader reads them).
     """
 
     resize: int = 256
     crop: int | None = 224
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    exif_transpose: bool = False
     interpolation: str = "bilinear"  # or "bicubic" (timm's and many HF models' default)
     squash: bool = False  # resize to resize x resize (aspect not kept) before the crop
 
@@ -66,6 +69,7 @@ class Preprocessing:
             "crop": self.crop,
             "mean": list(self.mean),
             "std": list(self.std),
+            "exif_transpose": self.exif_transpose,
             "interpolation": self.interpolation,
             "squash": self.squash,
         }
@@ -77,9 +81,30 @@ class Preprocessing:
             crop=None if d.get("crop") is None else int(d["crop"]),
             mean=tuple(float(x) for x in d.get("mean", IMAGENET_MEAN)),
             std=tuple(float(x) for x in d.get("std", IMAGENET_STD)),
+            exif_transpose=bool(d.get("exif_transpose", False)),
             interpolation=str(d.get("interpolation", "bilinear")),
             squash=bool(d.get("squash", False)),
         )
+
+    def describe(self) -> str:
+        """One line for people: what happens to every image before the model sees it."""
+        geometry = (
+            f"resize to {self.resize}x{self.resize} (no crop)"
+            if self.crop is None
+            else (
+                f"resize to {self.resize}x{self.resize}, centre crop {self.crop}x{self.crop}"
+                if self.squash
+                else f"resize shorter side to {self.resize}, centre crop {self.crop}x{self.crop}"
+            )
+        )
+        geometry += f" ({self.interpolation})"
+        nums = ", ".join(f"{v:g}" for v in self.mean), ", ".join(f"{v:g}" for v in self.std)
+        exif = (
+            "EXIF orientation applied (--exif-transpose)"
+            if self.exif_transpose
+            else "EXIF orientation ignored, as torchvision's default loader does"
+        )
+        return f"{geometry}; RGB in [0, 1], mean ({nums[0]}), std ({nums[1]}); {exif}"
 
 
 @dataclass
@@ -328,17 +353,30 @@ def read_state_dict(path: Path, *, trust_checkpoint: bool = False) -> Any:
     if path.suffix.lower() == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path), device="cpu")
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as e:  # SafetensorError: truncated, corrupt, not safetensors
+            raise CheckpointError(
+                f"{path} is not a readable safetensors file (truncated or corrupt?): {_detail(e)}"
+            ) from None
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:
+        if not _needs_unpickling(e):
+            raise CheckpointError(
+                f"{path} cannot be read as a PyTorch checkpoint (truncated or corrupt?):"
+                f" {_detail(e)}"
+            ) from None
         if not trust_checkpoint:
             raise CheckpointError(
                 f"{path.name} is not a plain state_dict: loading it would unpickle Python objects,"
                 " which can run arbitrary code. If you trust where it came from, re-run with"
-                f" --trust-checkpoint (trust_checkpoint=True). Detail: {str(e).splitlines()[0]}"
+                f" --trust-checkpoint (trust_checkpoint=True). Detail: {_detail(e)}"
             ) from None
-        obj = torch.load(str(path), map_location="cpu", weights_only=False)
+        try:
+            obj = torch.load(str(path), map_location="cpu", weights_only=False)
+        except Exception as e2:
+            raise CheckpointError(f"{path} cannot be unpickled: {_detail(e2)}") from None
         if isinstance(obj, torch.nn.Module):
             return obj
     return _unwrap_state_dict(obj)
@@ -359,7 +397,13 @@ def _load_torchvision(
     digest = sha256_file(path)
 
     if path.suffix.lower() != ".safetensors" and _is_torchscript(path):
-        model = torch.jit.load(str(path), map_location=device)
+        try:
+            model = torch.jit.load(str(path), map_location=device)
+        except Exception as e:
+            raise CheckpointError(
+                f"{path}: a zip archive with a code/ entry, as TorchScript files are, but"
+                f" TorchScript cannot load it (corrupt, or not TorchScript): {_detail(e)}"
+            ) from None
         model.eval()
         n_out = _probe_outputs(model, sidecar)
         _check_classes(n_out, num_classes, "the TorchScript model's output")
@@ -417,6 +461,19 @@ def _load_torchvision(
 
     model = torchvision.models.get_model(arch, weights=None, num_classes=n_out)
     sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
+    expected = model.state_dict()
+    wrong = [
+        f"{k}: {list(v.shape)} in the file, {list(expected[k].shape)} in {arch}"
+        for k, v in sd.items()
+        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
+    ]
+    if wrong:
+        raise CheckpointError(
+            f"{path} does not fit {arch}: {len(wrong)} tensor(s) have the wrong shape ("
+            + "; ".join(wrong[:3])
+            + ("; ..." if len(wrong) > 3 else "")
+            + "). Check --arch, or that this is the right checkpoint"
+        )
     result = model.load_state_dict(sd, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise CheckpointError(
@@ -437,6 +494,28 @@ def _load_torchvision(
         embedding_head=emb_head,
         embedding_source=source,
     )
+
+
+def _needs_unpickling(e: Exception) -> bool:
+    """Did ``torch.load(weights_only=True)`` refuse the file because it holds Python objects (as
+    opposed to failing on a truncated or corrupt file)?"""
+    import pickle
+
+    msg = str(e)
+    return isinstance(e, pickle.UnpicklingError) and (
+        "Weights only load failed" in msg or "Unsupported global" in msg or "weights_only" in msg
+    )
+
+
+def _detail(e: Exception, limit: int = 200) -> str:
+    """The first line of an exception, without terminal colour codes, at most ``limit`` chars."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
+    first = text.splitlines()[0].strip() if text else type(e).__name__
+    if len(first) > limit and ". " in first:  # long library messages: their first sentence
+        first = first.split(". ")[0]
+    return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
 def _check_classes(n_out: int, num_classes: int | None, what: str) -> None:

@@ -31,11 +31,14 @@ from ..version import analysis_code, is_current
 class AnalysisConfig:
     """Everything that determines a run. Paths are as the user gave them.
 
-    ``resize``/``crop``/``mean``/``std`` override the model's defaults (sidecar JSON, then the
-    model family's own preprocessing: torchvision's documented transform for ``arch``, timm's data
-    config, a Hugging Face folder's image processor, an ONNX graph's input size).
-    ``embeddings`` (predictions-file runs only) is a ``.npy`` ``[N, D]`` whose row i belongs to
-    row i of the predictions file.
+    ``resize``/``crop``/``mean``/``std``/``exif_transpose`` override the model's defaults (sidecar
+    JSON, then the model family's own preprocessing: torchvision's documented transform for
+    ``arch``, timm's data config, a Hugging Face folder's image processor, an ONNX graph's input
+    size; EXIF orientation ignored). ``embeddings`` (predictions-file runs only) is a ``.npy``
+    ``[N, D]`` whose row i belongs to row i of the predictions file.
+    ``labels_are`` ("names" / "indices") says how a label column of whole numbers is read when
+    the class names are numbers too. ``max_file_bytes``/``max_pixels`` cap what one image file
+    may cost (None: :mod:`analysis.loading.images`'s defaults).
     """
 
     data: str
@@ -57,6 +60,9 @@ class AnalysisConfig:
     min_support: int = 20
     umap: bool = True
     max_pixels: int | None = None
+    max_file_bytes: int | None = None
+    exif_transpose: bool | None = None
+    labels_are: str | None = None
     onnx_output: str | None = None
     onnx_embeddings: str | None = None
     embeddings: str | None = None
@@ -115,6 +121,12 @@ def _preprocessing(cfg: AnalysisConfig, arch: str | None, sidecar: dict) -> Prep
     for key in ("mean", "std"):
         if sidecar.get(key) is not None:
             side[key] = rgb(key)
+    if "exif_transpose" in sidecar:
+        if not isinstance(sidecar["exif_transpose"], bool):
+            raise ValueError(
+                f"{where}: 'exif_transpose' is {sidecar['exif_transpose']!r}; expected true or false"
+            )
+        side["exif_transpose"] = sidecar["exif_transpose"]
     if sidecar.get("interpolation") is not None:
         from ..loading.models import INTERPOLATIONS
 
@@ -135,7 +147,141 @@ def _preprocessing(cfg: AnalysisConfig, arch: str | None, sidecar: dict) -> Prep
         crop=None if cfg.no_crop else (cfg.crop or base.crop),
         mean=tuple(cfg.mean) if cfg.mean else base.mean,
         std=tuple(cfg.std) if cfg.std else base.std,
+        exif_transpose=base.exif_transpose if cfg.exif_transpose is None else cfg.exif_transpose,
     )
+
+
+_OPTION = {
+    "resize": "--resize",
+    "crop": "--crop",
+    "mean": "--mean",
+    "std": "--std",
+    "exif_transpose": "--exif-transpose",
+}
+
+
+def _prep_sources(cfg: AnalysisConfig, arch: str | None, sidecar: dict) -> dict[str, str]:
+    """Where each preprocessing value came from, in words ("--resize", "sidecar", ...)."""
+    side = f"sidecar {Path(cfg.model).with_suffix('.json').name}" if cfg.model else "sidecar"
+    default = _default_origin(cfg, arch)
+    given = {
+        "resize": cfg.resize,
+        "crop": cfg.crop if not cfg.no_crop else None,
+        "mean": cfg.mean,
+        "std": cfg.std,
+        "exif_transpose": cfg.exif_transpose,
+    }
+    out = {}
+    for key, value in given.items():
+        if key == "crop" and cfg.no_crop:
+            out[key] = "--no-crop"
+        elif value is not None:
+            out[key] = _OPTION[key]
+        elif sidecar.get(key) is not None or (key in ("crop", "exif_transpose") and key in sidecar):
+            out[key] = side
+        else:
+            out[key] = "the default" if key == "exif_transpose" else default
+    return out
+
+
+def _default_origin(cfg: AnalysisConfig, arch: str | None) -> str:
+    """Where the model family's preprocessing defaults come from, in words."""
+    if cfg.model:
+        from ..loading.families import family_for
+        from ..loading.models import read_sidecar
+
+        fam = family_for(Path(cfg.model).expanduser(), arch, read_sidecar(cfg.model)).name
+        where = {
+            "timm": f"timm's data config for {arch}",
+            "hf": "the model folder's image processor",
+            "onnx": "the ONNX graph's input size (ImageNet's ratio and mean/std)",
+        }.get(fam)
+        if where:
+            return where
+    return f"torchvision's default for {arch}" if arch else "the ImageNet default"
+
+
+def check_config(cfg: AnalysisConfig) -> None:
+    """Refuse options that contradict each other or cannot be meant, in one line naming them.
+
+    Checked before anything is loaded; the preprocessing the options add up to is checked by
+    :func:`check_preprocessing` once the sidecar and the architecture's defaults are known."""
+    for name, value, lowest in (
+        ("--resize", cfg.resize, 1),
+        ("--crop", cfg.crop, 1),
+        ("--batch-size", cfg.batch_size, 1),
+        ("--workers", cfg.num_workers, 0),
+        ("--min-support", cfg.min_support, 1),
+        ("--max-pixels", cfg.max_pixels, 1),
+        ("--max-file-bytes", cfg.max_file_bytes, 1),
+    ):
+        if value is None:
+            continue
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if not whole or value < lowest:
+            what = "a positive whole number" if lowest else "a whole number, 0 or more"
+            raise ValueError(f"{name} is {value!r}; expected {what}")
+    if cfg.crop is not None and cfg.no_crop:
+        raise ValueError(
+            f"--crop {cfg.crop} and --no-crop contradict each other: give --crop N to centre-crop"
+            " N x N after the resize, or --no-crop to resize to a square without cropping"
+        )
+    if cfg.labels_are is not None and cfg.labels_are not in ("names", "indices"):
+        raise ValueError(f"--labels-are is {cfg.labels_are!r}; expected 'names' or 'indices'")
+    for name, value in (("--mean", cfg.mean), ("--std", cfg.std)):
+        if value is not None and len(tuple(value)) != 3:
+            raise ValueError(f"{name} is {value!r}; expected three numbers (R, G, B)")
+
+
+def check_preprocessing(prep: Preprocessing, sources: dict[str, str] | None = None) -> None:
+    """Refuse a preprocessing that makes every number meaningless, naming the values and where
+    they came from: a crop larger than the resize, mean/std outside [0, 1] (given on the 0-255
+    scale), non-positive or non-finite values."""
+    import math
+
+    src = sources or {}
+
+    def named(key: str, value) -> str:
+        shown = ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) else value
+        where = src.get(key, "")
+        if where.startswith("--"):
+            return f"{where} {shown}"
+        return f"{key} {shown}" + (f" ({where})" if where else "")
+
+    for key in ("resize", "crop"):
+        value = getattr(prep, key)
+        if value is not None and value < 1:
+            raise ValueError(f"{named(key, value)}: expected a positive whole number of pixels")
+    if prep.crop is not None and prep.crop > prep.resize:
+        raise ValueError(
+            f"{named('crop', prep.crop)} is larger than {named('resize', prep.resize)}: a centre"
+            f" crop cannot be larger than the resized image (its shorter side is {prep.resize} px);"
+            f" give --crop {prep.resize} or less, or --no-crop to resize to a"
+            f" {prep.resize}x{prep.resize} square"
+        )
+    for key in ("mean", "std"):
+        value = getattr(prep, key)
+        bad = [
+            v
+            for v in value
+            if not math.isfinite(v) or not (0 <= v <= 1) or (key == "std" and v == 0)
+        ]
+        if bad:
+            scale = " (they look like the 0-255 scale: divide by 255)" if max(value) > 1 else ""
+            raise ValueError(
+                f"{named(key, value)} is outside {'(0, 1]' if key == 'std' else '[0, 1]'}:"
+                f" pixels are scaled to [0, 1] before normalising, so mean and std are on that"
+                f" scale{scale}, e.g. ImageNet's 0.485,0.456,0.406 and 0.229,0.224,0.225"
+            )
+
+
+def describe_preprocessing(prep: Preprocessing, sources: dict[str, str]) -> str:
+    """The preprocessing line printed at the start of every analysis: values, then origins."""
+    by_origin: dict[str, list[str]] = {}
+    for key in ("resize", "crop", "mean", "std", "exif_transpose"):
+        by_origin.setdefault(sources.get(key, "?"), []).append(key.replace("_", " "))
+    origins = "; ".join(f"{', '.join(keys)} from {where}" for where, keys in by_origin.items())
+    return f"preprocessing: {prep.describe()} [{origins}]"
 
 
 def _class_names(cfg: AnalysisConfig) -> tuple[list[str] | None, str | None]:
@@ -160,7 +306,7 @@ def _load_data(cfg: AnalysisConfig) -> ImageSet:
     the model, a label the model does not know is named as such."""
     class_names, where = _class_names(cfg)
     try:
-        data = load_image_set(cfg.data, class_names=class_names)
+        data = load_image_set(cfg.data, class_names=class_names, labels_are=cfg.labels_are)
     except ValueError as e:
         if where and "class list" in str(e):
             raise ValueError(f"{e} (class names from {where})") from None
@@ -230,14 +376,10 @@ def analyze(
         raise ValueError("give a model checkpoint (--model) or a predictions file (--predictions)")
     if cfg.model and cfg.predictions:
         raise ValueError("give either --model or --predictions, not both")
+    check_config(cfg)
     say = progress or (lambda msg, frac: None)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-
-    data = _load_data(cfg)
-    reference = (
-        load_image_set(cfg.reference, class_names=data.class_names) if cfg.reference else None
-    )
 
     from ..loading.models import read_sidecar, sha256_file, sha256_path
 
@@ -248,6 +390,16 @@ def analyze(
     sidecar = read_sidecar(cfg.model) if cfg.model else {}
     arch = cfg.arch or sidecar.get("arch")
     prep = _preprocessing(cfg, arch, sidecar)
+    sources = _prep_sources(cfg, arch, sidecar)
+    check_preprocessing(prep, sources)
+    say(describe_preprocessing(prep, sources), 0.0)
+
+    data = _load_data(cfg)
+    reference = (
+        load_image_set(cfg.reference, class_names=data.class_names, labels_are=cfg.labels_are)
+        if cfg.reference
+        else None
+    )
     model_sha = sha256_path(cfg.model) if cfg.model else None
     pred_sha = sha256_file(cfg.predictions) if cfg.predictions else None
     if cfg.embeddings:
@@ -301,6 +453,7 @@ def analyze(
             num_workers=cfg.num_workers,
             device=_device(cfg.device),
             max_pixels=cfg.max_pixels,
+            max_file_bytes=cfg.max_file_bytes,
             thumb_paths=[str(thumbs / f"{sid}.jpg") for sid in data.table[schema.SAMPLE_ID]],
             progress=progress,
             desc="evaluation set",
@@ -334,6 +487,7 @@ def analyze(
                 num_workers=cfg.num_workers,
                 device=_device(cfg.device),
                 max_pixels=cfg.max_pixels,
+                max_file_bytes=cfg.max_file_bytes,
                 thumb_paths=[
                     str(thumbs / f"ref-{sid}.jpg") for sid in reference.table[schema.SAMPLE_ID]
                 ],
@@ -343,13 +497,14 @@ def analyze(
             timings["reference_pass"] = time.perf_counter() - tp
             rtable = reference.table.iloc[rres.ok_index].reset_index(drop=True)
             ref_samples = pd.concat([rtable, rres.properties], axis=1)
+            warnings_ += [f"reference set: {w}" for w in reference.warnings if "outside" in w]
             if rres.logits is not None:
                 rp = prediction_columns(softmax(rres.logits), rtable[schema.LABEL].to_numpy())
                 ref_samples[schema.PRED] = rp[schema.PRED].to_numpy()
                 ref_samples[schema.CORRECT] = rp[schema.CORRECT].to_numpy()
             ref_emb = rres.embeddings
             ref_sig = rres.signatures
-            ref_skipped = rres.skipped
+            ref_skipped = reference.skipped + rres.skipped
 
         sections: dict[str, dict] = {}
         from .sections import run_sections
@@ -422,6 +577,7 @@ def build_samples(
     out[schema.PRED_NAME] = names[pc[schema.PRED].to_numpy()]
     for col in schema.PROPERTY_COLUMNS:
         out[col] = res.properties[col].to_numpy()
+    out[schema.EXIF_ORIENTATION] = res.properties[schema.EXIF_ORIENTATION].to_numpy()
     out[schema.LATENCY_MS] = res.latency_ms
     core = [c for c in schema.CORE_COLUMNS if c in out.columns]
     rest = [c for c in out.columns if c not in core]
@@ -546,10 +702,11 @@ def _manifest(
     except Exception:
         pass
     n_total = len(data)
+    skipped = sorted(data.skipped + res.skipped, key=lambda x: x["relpath"])
     return {
         "created": now_iso(),
         "n_samples": int(len(samples)),
-        "n_skipped": len(res.skipped),
+        "n_skipped": len(skipped),
         "class_names": data.class_names,
         "metadata_columns": data.metadata_columns,
         "property_columns": schema.PROPERTY_COLUMNS,
@@ -564,6 +721,7 @@ def _manifest(
                 "root": data.root,
                 "n_images": n_total,
                 "fingerprint": data.fingerprint(),
+                "outside_folder": _outside(data),
             },
             "model": None
             if loaded is None
@@ -592,6 +750,7 @@ def _manifest(
                 "n_images": len(reference),
                 "n_skipped": len(ref_skipped),
                 "fingerprint": reference.fingerprint(),
+                "outside_folder": _outside(reference),
             },
         },
         "preprocessing": prep.to_dict(),
@@ -600,7 +759,20 @@ def _manifest(
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "images_per_second": round(len(samples) / max(timings.get("pass", 1e-9), 1e-9), 2),
         "warnings": warnings_,
-        "skipped": res.skipped,
+        "skipped": skipped,
         "reference_skipped": ref_skipped,
         "sections": sections,
+    }
+
+
+#: At most this many paths outside the data folder are listed in the manifest (all are counted).
+OUTSIDE_LISTED = 1000
+
+
+def _outside(images: ImageSet) -> dict:
+    """``{"root", "n", "paths"}``: the images whose paths lead out of the data folder."""
+    return {
+        "root": images.root,
+        "n": len(images.outside),
+        "paths": list(images.outside[:OUTSIDE_LISTED]),
     }

@@ -92,17 +92,19 @@ def findings(run: Run) -> list[Finding]:
                 )
             )
     if schema.LEAK_OF in s.columns:
-        leaked = s[schema.LEAK_OF].notna().to_numpy()
-        n = int(leaked.sum())
-        if n:
-            acc_all = s[schema.CORRECT].mean()
-            acc_clean = s.loc[~leaked, schema.CORRECT].mean() if (~leaked).any() else np.nan
+        from ..data_issues.duplicates import leakage_impact
+
+        impact = leakage_impact(
+            s[schema.CORRECT].to_numpy(bool), s[schema.LEAK_OF].notna().to_numpy()
+        )
+        if impact.n_leaked:
             out.append(
                 Finding(
                     "leakage",
                     "high",
-                    f"{n} evaluation images are near-copies of reference (training) images; accuracy"
-                    f" is {acc_all:.1%} with them and {acc_clean:.1%} without",
+                    f"{impact.n_leaked} evaluation images are near-copies of reference (training)"
+                    f" images; accuracy is {impact.accuracy.value:.1%} with them and"
+                    f" {impact.accuracy_clean.value:.1%} without",
                     page="data_issues",
                     query=ImageQuery(issue="leak"),
                 )
@@ -139,6 +141,7 @@ def findings(run: Run) -> list[Finding]:
                     query=ImageQuery(cluster=int(c["cluster"])),
                 )
             )
+    out += _outside_findings(run)
     n_skip = run.manifest.get("n_skipped", 0)
     if n_skip:
         out.append(
@@ -161,6 +164,33 @@ def findings(run: Run) -> list[Finding]:
             )
     order = {"high": 0, "medium": 1, "info": 2}
     return sorted(out, key=lambda f: order.get(f.severity, 3))
+
+
+def _outside_findings(run: Run) -> list[Finding]:
+    """Images whose paths lead out of their data folder (absolute, ``../``, symlinks): a manifest
+    can point anywhere on the machine, so say how many and which."""
+    out = []
+    inputs = run.manifest.get("inputs") or {}
+    for key, what in (("data", "evaluation"), ("reference", "reference")):
+        info = (inputs.get(key) or {}).get("outside_folder") or {}
+        n = int(info.get("n") or 0)
+        if not n:
+            continue
+        paths = list(info.get("paths") or [])
+        shown = ", ".join(paths[:5]) + (f" and {n - 5} more" if n > 5 else "")
+        out.append(
+            Finding(
+                "outside_data_folder",
+                "medium",
+                f"{n} {what} image{'s' if n != 1 else ''} lie outside the data folder"
+                f" {info.get('root', '')} (absolute paths, '../' or symlinks): {shown}. Check"
+                " that these are the files you mean; all are listed in the run's manifest.json"
+                f" (inputs.{key}.outside_folder)",
+                page="overview",
+                extra={"paths": paths, "n": n},
+            )
+        )
+    return out
 
 
 def image_flags(run: Run, row: int) -> list[tuple[str, str]]:

@@ -28,7 +28,6 @@ open the images B broke.
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .. import schema
+from ..checks import check_confidence
 from .intervals import Estimate, wilson_interval
 
 __all__ = [
@@ -209,14 +209,6 @@ def _newcombe_core(
     )
 
 
-def _check_confidence(confidence: Any) -> float:
-    if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real):
-        raise TypeError(f"confidence must be a float in (0, 1), got {type(confidence).__name__}")
-    if not 0.0 < float(confidence) < 1.0:
-        raise ValueError(f"confidence must be in (0, 1) (e.g. 0.95), got {confidence!r}")
-    return float(confidence)
-
-
 def paired_difference_interval(
     both_right: Any, regressions: Any, fixes: Any, both_wrong: Any, *, confidence: float = 0.95
 ) -> tuple[Any, Any]:
@@ -232,7 +224,7 @@ def paired_difference_interval(
     -------
     (low, high) : floats or float64 arrays, in [-1, 1]; NaN where the table is empty.
     """
-    confidence = _check_confidence(confidence)
+    confidence = check_confidence(confidence)
     cells = [
         _counts(v, name)
         for v, name in (
@@ -711,7 +703,7 @@ def compare_models(
 
     alignment = align_samples(samples_a, samples_b, on=align_on)
     method = _check_method(method)
-    confidence = _check_confidence(confidence)
+    confidence = check_confidence(confidence)
     spec_list = _check_specs(specs)
     for name, s in (("samples_a", samples_a), ("samples_b", samples_b)):
         if schema.SAMPLE_ID not in s.columns:

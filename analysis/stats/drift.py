@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from .. import schema
+from ..checks import check_confidence, check_embeddings
 from .intervals import Estimate, wilson_interval
 
 __all__ = [
@@ -259,18 +260,6 @@ def _ks(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 # embeddings
 
 
-def _check_embeddings(x: Any, name: str) -> np.ndarray:
-    arr = np.asarray(x)
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D [N, D], got shape {arr.shape}")
-    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
-        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
-    arr = arr.astype(np.float32)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite (no NaN / inf)")
-    return arr
-
-
 def _subsample(x: np.ndarray, max_rows: int, rng: np.random.Generator) -> np.ndarray:
     if x.shape[0] <= max_rows:
         return x
@@ -278,8 +267,8 @@ def _subsample(x: np.ndarray, max_rows: int, rng: np.random.Generator) -> np.nda
 
 
 def _check_pair(emb_a: Any, emb_b: Any) -> tuple[np.ndarray, np.ndarray]:
-    a = _check_embeddings(emb_a, "embeddings_a")
-    b = _check_embeddings(emb_b, "embeddings_b")
+    a = check_embeddings(emb_a, "embeddings_a")
+    b = check_embeddings(emb_b, "embeddings_b")
     if a.shape[1] != b.shape[1]:
         raise ValueError(
             f"embeddings of A and B must have the same width, got {a.shape[1]} and {b.shape[1]} "
@@ -323,12 +312,7 @@ def domain_classifier_auc(
         Out-of-fold ROC-AUC of "is from B", DeLong interval (``method="delong"``); 0.5 = no
         drift. NaN (with a warning) when a set has fewer than 2 rows.
     """
-    if (
-        isinstance(confidence, bool)
-        or not isinstance(confidence, numbers.Real)
-        or not (0.0 < float(confidence) < 1.0)
-    ):
-        raise ValueError(f"confidence must be a float in (0, 1), got {confidence!r}")
+    confidence = check_confidence(confidence)
     a, b = _check_pair(embeddings_a, embeddings_b)
     for name, v in (("n_components", n_components), ("n_folds", n_folds)):
         if (

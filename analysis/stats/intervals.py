@@ -19,7 +19,6 @@ never an exception. Invalid input raises ``ValueError`` / ``TypeError``.
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +26,8 @@ from statistics import NormalDist
 from typing import Any
 
 import numpy as np
+
+from ..checks import check_bootstrap, check_confidence
 
 __all__ = [
     "Estimate",
@@ -127,14 +128,6 @@ class Estimate:
 # validation helpers
 
 
-def _check_confidence(confidence: Any) -> float:
-    if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real):
-        raise TypeError(f"confidence must be a float in (0, 1), got {type(confidence).__name__}")
-    if not 0.0 < float(confidence) < 1.0:
-        raise ValueError(f"confidence must be in (0, 1) (e.g. 0.95), got {confidence!r}")
-    return float(confidence)
-
-
 def _z(confidence: float) -> float:
     return NormalDist().inv_cdf(0.5 + confidence / 2.0)
 
@@ -179,7 +172,7 @@ def wilson_interval(successes: Any, trials: Any, *, confidence: float = 0.95) ->
     TypeError, ValueError
         Non-numeric, negative, non-finite counts, ``successes > trials``, or a bad confidence.
     """
-    confidence = _check_confidence(confidence)
+    confidence = check_confidence(confidence)
     s = _as_counts(successes, "successes")
     t = _as_counts(trials, "trials")
     try:
@@ -245,15 +238,6 @@ def wilson_estimate(successes: float, trials: float, *, confidence: float = 0.95
 # Bootstrap
 
 
-def _check_bootstrap_options(n_boot: Any, seed: Any) -> None:
-    if isinstance(n_boot, bool) or not isinstance(n_boot, numbers.Integral):
-        raise TypeError(f"n_boot must be an int >= 1, got {type(n_boot).__name__}")
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
-
-
 def percentile_interval(
     value: float,
     replicates: Any,
@@ -274,7 +258,7 @@ def percentile_interval(
     n : int, keyword-only
         Rows behind the estimate. ``confidence``, ``method`` as in :class:`Estimate`.
     """
-    confidence = _check_confidence(confidence)
+    confidence = check_confidence(confidence)
     return _percentile_estimate(
         float(value), np.asarray(replicates), confidence=confidence, n=int(n), method=method
     )
@@ -376,8 +360,8 @@ def bootstrap_intervals(
             raise TypeError(f"statistic must be callable, got {type(fn).__name__} for {name!r}")
     if not arrays:
         raise ValueError("bootstrap_interval needs at least one array, got none")
-    confidence = _check_confidence(confidence)
-    _check_bootstrap_options(n_boot, seed)
+    confidence = check_confidence(confidence)
+    n_boot, seed = check_bootstrap(n_boot, seed)
     arrs = [np.asarray(a) for a in arrays]
     if any(a.ndim == 0 for a in arrs):
         raise ValueError(f"arrays must have a row axis, got shapes {[a.shape for a in arrs]}")
@@ -479,8 +463,8 @@ def multinomial_bootstrap_interval(
     """
     if not callable(statistic):
         raise TypeError(f"statistic must be callable, got {type(statistic).__name__}")
-    confidence = _check_confidence(confidence)
-    _check_bootstrap_options(n_boot, seed)
+    confidence = check_confidence(confidence)
+    n_boot, seed = check_bootstrap(n_boot, seed)
     table = np.asarray(counts)
     if not np.issubdtype(table.dtype, np.integer) or table.dtype == bool:
         raise TypeError(f"counts must be an integer array, got dtype {table.dtype}")

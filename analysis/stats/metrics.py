@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import schema
+from analysis.checks import check_bootstrap, check_confidence, check_int
 from analysis.stats.intervals import (
     Estimate,
     UndefinedMetricWarning,
@@ -58,10 +59,8 @@ from analysis.stats.intervals import (
 __all__ = [
     "Calibration",
     "ClassificationInputs",
-    "LABEL_METRICS",
     "MetricsSummary",
     "OneVsRest",
-    "PROB_METRICS",
     "PrecisionRecallF1",
     "UndefinedMetricWarning",
     "accuracy_score",
@@ -69,7 +68,6 @@ __all__ = [
     "check_classification_inputs",
     "confusion_matrix",
     "expected_calibration_error",
-    "get_metric",
     "imbalance_warning",
     "log_loss",
     "one_vs_rest_scores",
@@ -167,16 +165,6 @@ def _check_labels(y: Any, name: str) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
-def _check_n_classes(n_classes: Any) -> int | None:
-    if n_classes is None:
-        return None
-    if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral):
-        raise TypeError(f"n_classes must be an int >= 1, got {type(n_classes).__name__}")
-    if n_classes < 1:
-        raise ValueError(f"n_classes must be >= 1, got {n_classes}")
-    return int(n_classes)
-
-
 def _check_range(y: np.ndarray, name: str, k: int) -> None:
     bad = (y < 0) | (y >= k)
     if np.any(bad):
@@ -216,7 +204,7 @@ def check_classification_inputs(
     ValueError, TypeError
         Naming the argument, what was given and what was expected.
     """
-    k = _check_n_classes(n_classes)
+    k = check_int(n_classes, "n_classes", minimum=1, allow_none=True)
     yt = _check_labels(y_true, "y_true")
     yp = None if y_pred is None else _check_labels(y_pred, "y_pred")
     if yp is not None and yp.shape != yt.shape:
@@ -262,30 +250,6 @@ def check_classification_inputs(
     if yp is not None:
         _check_range(yp, "y_pred", k)
     return ClassificationInputs(yt, yp, p, int(k), eps)
-
-
-def _check_confidence(confidence: Any) -> float:
-    if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real):
-        raise TypeError(f"confidence must be a float in (0, 1), got {type(confidence).__name__}")
-    if not 0.0 < float(confidence) < 1.0:
-        raise ValueError(f"confidence must be in (0, 1) (e.g. 0.95), got {confidence!r}")
-    return float(confidence)
-
-
-def _check_int(value: Any, name: str, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < low or (high is not None and value > high):
-        expected = f">= {low}" if high is None else f"in {low}..{high}"
-        raise ValueError(f"{name} must be {expected}, got {value}")
-    return int(value)
-
-
-def _check_boot(n_boot: Any, seed: Any) -> tuple[int, int | None]:
-    n_boot = _check_int(n_boot, "n_boot", 1)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
-    return n_boot, None if seed is None else int(seed)
 
 
 def _warn(message: str) -> None:
@@ -469,7 +433,7 @@ def accuracy_score(
     Estimate
         ``method="wilson"``; NaN with a warning for empty input.
     """
-    confidence = _check_confidence(confidence)
+    confidence = check_confidence(confidence)
     x = check_classification_inputs(y_true, y_pred, n_classes=n_classes)
     return _accuracy(int((x.y_true == x.y_pred).sum()), x.n, confidence)
 
@@ -500,8 +464,8 @@ def balanced_accuracy_score(
     Estimate
         ``method="bootstrap"``; NaN with a warning for empty input.
     """
-    confidence = _check_confidence(confidence)
-    n_boot, seed = _check_boot(n_boot, seed)
+    confidence = check_confidence(confidence)
+    n_boot, seed = check_bootstrap(n_boot, seed)
     x = check_classification_inputs(y_true, y_pred, n_classes=n_classes)
     cm = _confusion(x.y_true, x.y_pred, x.n_classes)
     if x.n == 0:
@@ -552,8 +516,8 @@ def precision_recall_f1(
     """
     if average not in AVERAGES:
         raise ValueError(f"average must be one of {list(AVERAGES)}, got {average!r}")
-    confidence = _check_confidence(confidence)
-    n_boot, seed = _check_boot(n_boot, seed)
+    confidence = check_confidence(confidence)
+    n_boot, seed = check_bootstrap(n_boot, seed)
     x = check_classification_inputs(y_true, y_pred, n_classes=n_classes)
     cm = _confusion(x.y_true, x.y_pred, x.n_classes)
     if x.n == 0:
@@ -596,8 +560,8 @@ def per_class_metrics(
         recall_low, recall_high, f1, f1_low, f1_high``. Precision (tp of n_pred) and recall
         (tp of support) have Wilson intervals; F1 a bootstrap interval. Undefined: NaN.
     """
-    confidence = _check_confidence(confidence)
-    n_boot, seed = _check_boot(n_boot, seed)
+    confidence = check_confidence(confidence)
+    n_boot, seed = check_bootstrap(n_boot, seed)
     x = check_classification_inputs(y_true, y_pred, n_classes=n_classes)
     cm = _confusion(x.y_true, x.y_pred, x.n_classes)
     _warn_undefined(_class_scores(np.diag(cm), cm.sum(1), cm.sum(0)), _WHY)
@@ -649,7 +613,7 @@ def top_confusions(
         Only pairs with count > 0, sorted by count (desc), then share, then true, pred.
         ``share_of_true_class`` = count / support of the true class, in (0, 1].
     """
-    k = _check_int(k, "k", 1)
+    k = check_int(k, "k", minimum=1)
     x = check_classification_inputs(y_true, y_pred, n_classes=n_classes)
     cm = _confusion(x.y_true, x.y_pred, x.n_classes)
     off = cm.copy()
@@ -748,9 +712,9 @@ def top_k_accuracy_score(
     probs : array-like of float, shape (n, K)
     k : int, keyword-only, 1 <= k <= K
     """
-    confidence = _check_confidence(confidence)
+    confidence = check_confidence(confidence)
     x = check_classification_inputs(y_true, probs=probs)
-    k = _check_int(k, "k", 1, x.n_classes)
+    k = check_int(k, "k", minimum=1, maximum=x.n_classes)
     return _top_k(x, k, confidence)
 
 
@@ -810,9 +774,9 @@ def expected_calibration_error(
     -------
     Calibration
     """
-    n_bins = _check_int(n_bins, "n_bins", 1)
-    confidence = _check_confidence(confidence)
-    n_boot, seed = _check_boot(n_boot, seed)
+    n_bins = check_int(n_bins, "n_bins", minimum=1)
+    confidence = check_confidence(confidence)
+    n_boot, seed = check_bootstrap(n_boot, seed)
     x = check_classification_inputs(y_true, probs=probs)
     rows = _calibration_rows(x, n_bins)
     bins = _reliability_table(*rows[:3], n_bins=n_bins, confidence=confidence)
@@ -891,8 +855,8 @@ def log_loss(
     Probabilities are clipped to ``[eps, 1 - eps]`` with ``eps`` the machine epsilon of the
     dtype ``probs`` came in, as scikit-learn does, so a zero probability costs a finite loss.
     """
-    confidence = _check_confidence(confidence)
-    n_boot, seed = _check_boot(n_boot, seed)
+    confidence = check_confidence(confidence)
+    n_boot, seed = check_bootstrap(n_boot, seed)
     x = check_classification_inputs(y_true, probs=probs)
     if x.n == 0:
         _warn("log loss of empty input is undefined: NaN")
@@ -967,8 +931,8 @@ def one_vs_rest_scores(
     n_boot, confidence, seed : keyword-only
         Bootstrap options (average precision); ``confidence`` also sets the AUC interval.
     """
-    confidence = _check_confidence(confidence)
-    n_boot, seed = _check_boot(n_boot, seed)
+    confidence = check_confidence(confidence)
+    n_boot, seed = check_bootstrap(n_boot, seed)
     x = check_classification_inputs(y_true, probs=probs)
     return _one_vs_rest(x, confidence, n_boot=n_boot, seed=seed)
 
@@ -1320,9 +1284,9 @@ def summary(
     """
     if n_classes is None:
         raise TypeError("summary needs n_classes (an int >= 1), got None")
-    n_bins = _check_int(n_bins, "n_bins", 1)
-    confidence = _check_confidence(confidence)
-    n_boot, seed = _check_boot(n_boot, seed)
+    n_bins = check_int(n_bins, "n_bins", minimum=1)
+    confidence = check_confidence(confidence)
+    n_boot, seed = check_bootstrap(n_boot, seed)
     x = check_classification_inputs(y_true, probs=probs, n_classes=n_classes)
     y_pred = x.probs.argmax(axis=1) if x.n else np.zeros(0, dtype=np.int64)
     x = ClassificationInputs(x.y_true, y_pred, x.probs, x.n_classes, x.eps)
@@ -1402,71 +1366,3 @@ def _summary_core(
         "reliability": reliability,
         "imbalance": imbalance_warning(x.y_true, n_classes=k, y_pred=x.y_pred),
     }
-
-
-# ==============================================================================================
-# Registries: every scalar metric by name (for invariance tests, slices, the dashboard)
-
-
-def _label_metric(fn: Callable[..., Any], attr: str | None = None) -> Callable[..., Estimate]:
-    def metric(y_true: Any, y_pred: Any, *, n_classes: int | None = None, **options: Any):
-        out = fn(y_true, y_pred, n_classes=n_classes, **options)
-        return out if attr is None else getattr(out, attr)
-
-    return metric
-
-
-def _prf_metric(average: str, attr: str) -> Callable[..., Estimate]:
-    def metric(y_true: Any, y_pred: Any, *, n_classes: int | None = None, **options: Any):
-        out = precision_recall_f1(y_true, y_pred, n_classes=n_classes, average=average, **options)
-        return getattr(out, attr)
-
-    return metric
-
-
-def _prob_metric(fn: Callable[..., Any], attr: str | None = None, **fixed: Any):
-    def metric(y_true: Any, probs: Any, *, n_classes: int | None = None, **options: Any):
-        if n_classes is not None and np.shape(probs)[-1] != n_classes:
-            raise ValueError(
-                f"probs must have n_classes={n_classes} columns, got shape {np.shape(probs)}"
-            )
-        out = fn(y_true, probs, **fixed, **options)
-        return out if attr is None else getattr(out, attr)
-
-    return metric
-
-
-#: name -> ``f(y_true, y_pred, *, n_classes=None, **options) -> Estimate``
-LABEL_METRICS: dict[str, Callable[..., Estimate]] = {
-    "accuracy": _label_metric(accuracy_score),
-    "balanced_accuracy": _label_metric(balanced_accuracy_score),
-    "macro_precision": _prf_metric("macro", "precision"),
-    "macro_recall": _prf_metric("macro", "recall"),
-    "macro_f1": _prf_metric("macro", "f1"),
-    "weighted_precision": _prf_metric("weighted", "precision"),
-    "weighted_recall": _prf_metric("weighted", "recall"),
-    "weighted_f1": _prf_metric("weighted", "f1"),
-}
-
-#: name -> ``f(y_true, probs, *, n_classes=None, **options) -> Estimate``
-PROB_METRICS: dict[str, Callable[..., Estimate]] = {
-    "top_2_accuracy": _prob_metric(top_k_accuracy_score, k=2),
-    "top_3_accuracy": _prob_metric(top_k_accuracy_score, k=3),
-    "ece": _prob_metric(expected_calibration_error, "ece"),
-    "log_loss": _prob_metric(log_loss),
-    "macro_auc": _prob_metric(one_vs_rest_scores, "macro_roc_auc"),
-    "macro_average_precision": _prob_metric(one_vs_rest_scores, "macro_average_precision"),
-}
-
-
-def get_metric(name: str) -> tuple[str, Callable[..., Estimate]]:
-    """Look a metric up by name: returns ``("labels" | "probs", function)``.
-
-    Raises ``ValueError`` listing the valid names for an unknown name.
-    """
-    if name in LABEL_METRICS:
-        return "labels", LABEL_METRICS[name]
-    if name in PROB_METRICS:
-        return "probs", PROB_METRICS[name]
-    valid = sorted([*LABEL_METRICS, *PROB_METRICS])
-    raise ValueError(f"unknown metric {name!r}; valid names: {valid}")

@@ -55,6 +55,7 @@ import numpy as np
 import pandas as pd
 
 from .. import schema
+from ..checks import check_seed
 from .intervals import wilson_interval
 
 __all__ = [
@@ -161,12 +162,6 @@ class Perturbation:
 def _scale(x, level: float) -> float:
     """A length given for a 224 px input, in pixels of ``x``."""
     return float(level) * x.shape[-1] / REFERENCE_SIZE
-
-
-def _generators(seeds: np.ndarray):
-    import torch
-
-    return [torch.Generator().manual_seed(int(s)) for s in seeds]
 
 
 def _uniform(seeds: np.ndarray, k: int):
@@ -411,12 +406,6 @@ def _check_severity(severity: Any) -> int:
     return int(severity)
 
 
-def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    return int(seed)
-
-
 def image_seeds(x, seed: int) -> np.ndarray:
     """Per-image seeds [B] from ``seed`` and each image's pixels (quantised to 8 bits)."""
     import torch
@@ -463,7 +452,7 @@ def apply_perturbation(x, name: str, severity: int, *, seed: int = 0):
 
     p = _check_name(name)
     severity = _check_severity(severity)
-    seed = _check_seed(seed)
+    seed = check_seed(seed, allow_none=False)
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor [B, 3, H, W], got {type(x).__name__}")
     if x.ndim != 4 or x.shape[1] != 3:
@@ -482,7 +471,7 @@ def make_perturb(name: str, severity: int, *, seed: int = 0) -> Callable:
     """``f(x) -> x`` for :func:`analysis.loading.inference.run_pass`'s ``perturb`` hook (checked once)."""
     p = _check_name(name)
     severity = _check_severity(severity)
-    seed = _check_seed(seed)
+    seed = check_seed(seed, allow_none=False)
 
     def perturb(x):
         return _apply(p, x, severity, seed)
@@ -677,7 +666,7 @@ def select_rows(labels: Any, subset: int | None, *, seed: int = 0) -> np.ndarray
         raise TypeError(f"subset must be an int >= 1 or None, got {type(subset).__name__}")
     if subset < 1:
         raise ValueError(f"subset must be >= 1 (a number of images) or None, got {subset}")
-    rng = np.random.default_rng(_check_seed(seed))
+    rng = np.random.default_rng(check_seed(seed, allow_none=False))
     classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
     exact = subset * counts / n
     quota = np.floor(exact).astype(np.int64)
@@ -822,7 +811,7 @@ def run_robustness(
 
     run = _check_run(run)
     names, sev = _check_choices(perturbations, severities)
-    seed = _check_seed(seed)
+    seed = check_seed(seed, allow_none=False)
     if subset is not None and (
         isinstance(subset, bool) or not isinstance(subset, numbers.Integral)
     ):

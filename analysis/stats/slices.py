@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from .. import schema
+from ..checks import check_int
 from .intervals import wilson_interval
 
 __all__ = [
@@ -721,11 +722,8 @@ def _check_inputs(
                 f"metadata column {c!r} has dtype {samples[c].dtype}; convert it to numbers "
                 f"(e.g. hour of day) or strings first"
             )
-    for name, value, low in (("min_support", min_support, 1), ("n_bins", n_bins, 2)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-        if value < low:
-            raise ValueError(f"{name} must be >= {low}, got {value}")
+    check_int(min_support, "min_support", minimum=1)
+    check_int(n_bins, "n_bins", minimum=2)
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
         raise TypeError(f"alpha must be a float in (0, 1), got {type(alpha).__name__}")
     if not 0.0 < float(alpha) < 1.0:
@@ -1229,10 +1227,7 @@ def error_rate_by_value(
     for c in (schema.CORRECT, column):
         if c not in samples.columns:
             raise ValueError(f"samples has no column {c!r}")
-    if isinstance(n_bins, bool) or not isinstance(n_bins, numbers.Integral):
-        raise TypeError(f"n_bins must be an int, got {type(n_bins).__name__}")
-    if n_bins < 2:
-        raise ValueError(f"n_bins must be >= 2, got {n_bins}")
+    check_int(n_bins, "n_bins", minimum=2)
     correct = samples[schema.CORRECT]
     if correct.isna().any() or not (
         pd.api.types.is_bool_dtype(correct) or (_is_numeric(correct) and correct.isin([0, 1]).all())

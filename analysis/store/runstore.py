@@ -200,6 +200,9 @@ class RunWriter:
         self.final = self.runs_dir / run_id
         self.removed_stale = self._remove_stale_tmp()
         self.tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{run_id}-", dir=self.runs_dir))
+        # mkdtemp makes the folder 0700 whatever the umask; the run it becomes is shared like
+        # any folder the user makes (a team's runs folder, a dashboard run by another account)
+        os.chmod(self.tmp, 0o777 & ~current_umask())
 
     def _remove_stale_tmp(self) -> list[Path]:
         import logging
@@ -279,6 +282,21 @@ class RunWriter:
             else:
                 raise
         return self.final
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system allows (Linux's
+    /proc/self/status); elsewhere set and restored at once."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
 
 
 def _json_default(o):

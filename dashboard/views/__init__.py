@@ -1,15 +1,15 @@
 """The dashboard's pages, in navigation order.
 
-Each page is a thin file in ``dashboard/routes/`` (so AppTest can open it) that calls
-``render(run)`` of its module here.
+Each page is a :class:`View`: ``app.py`` gives ``st.navigation`` one ``st.Page(view.page,
+url_path=view.url)`` per view, a callable rather than a file, so there is no page folder for
+Streamlit to mistake for its legacy multipage mode (a ``pages/`` directory beside the script).
+``view.page`` calls ``render(run)`` of the view's module here, ``dashboard/views/<url>.py``.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
-from pathlib import Path
-
-PAGES_DIR = Path(__file__).resolve().parent.parent / "routes"
 
 
 @dataclass(frozen=True)
@@ -21,8 +21,15 @@ class View:
     visibility: str = "visible"
 
     @property
-    def file(self) -> Path:
-        return PAGES_DIR / f"{self.url}.py"
+    def module(self) -> str:
+        """The module that renders this page: ``dashboard.views.<url>``."""
+        return f"{__name__}.{self.url}"
+
+    def page(self) -> None:
+        """The page body ``st.Page`` runs: the module's ``render`` on the current run."""
+        from dashboard.data import current_run
+
+        importlib.import_module(self.module).render(current_run())
 
 
 VIEWS = [

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from analysis import schema
 from analysis.present import figures
 from analysis.present.findings import findings, load_metrics, top_confusion_pairs
 from analysis.present.query import ImageQuery
@@ -104,4 +103,3 @@ def render(run: Run) -> None:
                 for n in notes:
                     st.caption(n)
     nav.link("gallery", "Browse all misclassified images →", ImageQuery(correct="wrong"))
-    _ = schema  # columns are addressed through analysis functions

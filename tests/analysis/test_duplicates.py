@@ -90,7 +90,11 @@ def test_empty_inputs_give_empty_tables():
 @pytest.mark.parametrize(
     ("kwargs", "exc", "match"),
     [
-        ({"embeddings": np.array([["a"]])}, TypeError, "embeddings must be a float array"),
+        (
+            {"embeddings": np.array([["a"]])},
+            TypeError,
+            r"embeddings must be a real array \[N, D\], got dtype <U1",
+        ),
         ({"embeddings": np.ones(4)}, ValueError, r"must be 2-D \[N, D\], got shape \(4,\)"),
         ({"embeddings": np.ones((3, 0))}, ValueError, "at least one feature column"),
         ({"embeddings": np.array([[1.0, np.nan]])}, ValueError, "must be finite"),
@@ -269,6 +273,35 @@ def test_leakage_impact_numbers():
     assert res.accuracy_clean.n == 6 and res.accuracy.method == "wilson"
     back = LeakageImpact.from_dict(json.loads(json.dumps(res.to_dict())))
     assert back == res
+
+
+def test_the_leakage_finding_reads_leakage_impact():
+    """The overview's leakage sentence gives leakage_impact's numbers (one computation, not two)."""
+    from analysis import schema
+    from analysis.present.findings import findings
+
+    class Run:  # the few things findings() reads of a run
+        class_names = ["a", "b"]
+        manifest: dict = {}
+        sections: dict = {}
+        samples = pd.DataFrame(
+            {
+                schema.CORRECT: [1, 1, 1, 1, 0, 1, 0, 0, 1, 1],
+                schema.LEAK_OF: ["r1", "r2", "r3", "r4", *[None] * 6],
+            }
+        ).astype({schema.CORRECT: bool})
+
+        def json(self, name):
+            return None
+
+        def table(self, name):
+            return None
+
+    (leak,) = [f for f in findings(Run()) if f.kind == "leakage"]
+    assert leak.message.startswith("4 evaluation images are near-copies")
+    assert leak.message.endswith("accuracy is 70.0% with them and 50.0% without")
+    Run.samples[schema.LEAK_OF] = None
+    assert not [f for f in findings(Run()) if f.kind == "leakage"]
 
 
 def test_leakage_impact_without_leaks_and_empty():

@@ -28,6 +28,33 @@ def app_test(sample_run, monkeypatch):
     return at
 
 
+def open_page(at, url: str):
+    """Switch an AppTest (run at least once) to the page with ``url_path`` ``url``; not run yet.
+
+    The pages are callables (``st.Page(view.page)``), and ``AppTest.switch_page`` only takes a
+    page file, so this sets the page hash the way ``switch_page`` does (Streamlit hashes a
+    page's ``url_path``). If a Streamlit upgrade renames these internals, this raises, or
+    :func:`assert_on_page` (called by the page tests) sees the wrong page: never a silent pass.
+    """
+    from streamlit.util import calc_hash
+
+    if not at._registered_pages:
+        raise RuntimeError("run the AppTest once before opening a page")
+    page_hash = calc_hash(url)  # st.Page's hash of its url_path (the default page's too)
+    if page_hash not in at._registered_pages:
+        urls = sorted(str(i.get("url_pathname")) for i in at._registered_pages.values())
+        raise ValueError(f"no page {url!r} (or Streamlit hashes pages differently); got {urls}")
+    at._page_hash = page_hash
+    return at
+
+
+def assert_on_page(at, url: str) -> None:
+    """The last run rendered page ``url`` (so a broken :func:`open_page` cannot pass unnoticed)."""
+    from streamlit.util import calc_hash
+
+    assert at._finished_page_script_hash == calc_hash(url), f"AppTest is not on page {url!r}"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

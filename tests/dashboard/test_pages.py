@@ -8,7 +8,7 @@ import numpy as np
 
 from analysis import schema
 
-ROUTES = "routes/{}.py"
+from .conftest import assert_on_page, open_page
 
 
 def _open(at, page, **params):
@@ -17,7 +17,8 @@ def _open(at, page, **params):
     params = {k: v for k, v in params.items() if v is not None}
     for k, v in params.items():
         at.query_params[k] = v
-    at.switch_page(ROUTES.format(page)).run()
+    open_page(at, page).run()
+    assert_on_page(at, page)
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -89,7 +90,8 @@ def test_every_page_renders_without_exception(app_test):
 
     at = app_test.run()
     for v in VIEWS:
-        at.switch_page(ROUTES.format(v.url)).run()
+        open_page(at, v.url).run()
+        assert_on_page(at, v.url)
         assert not at.exception, (v.url, [e.value for e in at.exception])
         assert not at.error, (v.url, [e.value for e in at.error])
         assert at.title and at.title[0].value, v.url

@@ -19,7 +19,8 @@ from tests.conftest import (
     save_tiny_timm,
 )
 
-from .test_pages_other_runs import ROUTES, _walk
+from .conftest import assert_on_page, open_page
+from .test_pages_other_runs import _walk
 
 
 @pytest.fixture(scope="module")
@@ -80,11 +81,13 @@ def test_every_page_on_every_family(family, folders, tmp_path, monkeypatch):
     assert run.manifest["has_embeddings"] and run.embeddings is not None
     assert schema.UMAP_X in run.samples.columns
     at = _walk(run, monkeypatch)
-    at.switch_page(ROUTES.format("embeddings")).run()
+    open_page(at, "embeddings").run()
+    assert_on_page(at, "embeddings")
     assert any("Embeddings:" in c.value for c in at.caption), "the page says where they came from"
     sid = run.samples[schema.SAMPLE_ID].iloc[0]
     at.query_params["sample"] = sid
-    at.switch_page(ROUTES.format("detail")).run()
+    open_page(at, "detail").run()
+    assert_on_page(at, "detail")
     assert not at.exception and not at.error, [e.value for e in at.error]
     captions = " ".join(c.value for c in at.caption)
     if family == "predictions":

@@ -12,9 +12,7 @@ from analysis import schema
 from analysis.pipeline.engine import AnalysisConfig, analyze
 from tests.conftest import CLASSES, make_image_folder, save_tiny_resnet
 
-from .conftest import APP
-
-ROUTES = "routes/{}.py"
+from .conftest import APP, assert_on_page, open_page
 
 
 def _walk(run, monkeypatch):
@@ -28,7 +26,8 @@ def _walk(run, monkeypatch):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     for v in VIEWS:
-        at.switch_page(ROUTES.format(v.url)).run()
+        open_page(at, v.url).run()
+        assert_on_page(at, v.url)
         assert not at.exception, (v.url, [e.value for e in at.exception])
         assert at.title and at.title[0].value, v.url
     return at
@@ -59,7 +58,8 @@ def test_model_run_without_metadata_or_reference(folder, tmp_path, monkeypatch):
     # the detail page of the first image: CAMs drawn (the model is there), no error box
     sid = run.samples[schema.SAMPLE_ID].iloc[0]
     at.query_params["sample"] = sid
-    at.switch_page(ROUTES.format("detail")).run()
+    open_page(at, "detail").run()
+    assert_on_page(at, "detail")
     assert not at.exception and not at.error, [e.value for e in at.error]
     heads = [h.value for h in at.subheader] + [h.value for h in at.header]
     assert any("Where the model looked" in h for h in heads), heads
@@ -116,6 +116,7 @@ def test_edge_shaped_runs(case, tmp_path, monkeypatch):
     )
     assert run.n_classes == k
     at = _walk(run, monkeypatch)
-    at.switch_page(ROUTES.format("gallery")).run()
+    open_page(at, "gallery").run()
+    assert_on_page(at, "gallery")
     at.segmented_control(key="g_correct").set_value("wrong").run()
     assert not at.exception, [e.value for e in at.exception]
