@@ -28,15 +28,26 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = REPO_ROOT / "sample_data"
 
 
-def sample_config():
-    """The AnalysisConfig of the bundled sample run."""
+#: The bundled sample's checkpoints: a torchvision CNN and, of another family, a timm ViT.
+SAMPLE_MODELS = ("model.safetensors", "model_vit.safetensors")
+
+
+def sample_config(model: str = SAMPLE_MODELS[0]):
+    """The AnalysisConfig of a bundled sample run (default: the mobilenet_v3_small one)."""
     from .pipeline.engine import AnalysisConfig
 
     return AnalysisConfig(
         data=str(SAMPLE_DIR / "eval.csv"),
-        model=str(SAMPLE_DIR / "model.safetensors"),
+        model=str(SAMPLE_DIR / model),
         reference=str(SAMPLE_DIR / "reference.csv"),
     )
+
+
+def sample_configs() -> list:
+    """Every bundled sample run, the second model first, so the first one is the newest (the
+    dashboard opens the newest run)."""
+    present = [m for m in SAMPLE_MODELS if (SAMPLE_DIR / m).exists()]
+    return [sample_config(m) for m in reversed(present)]
 
 
 def _floats3(s: str) -> tuple[float, float, float]:
@@ -256,13 +267,14 @@ def _dispatch(args) -> int:
                 " errorscope repository and run `errorscope sample` (or `make run`) inside it,"
                 " or analyse your own data with `errorscope analyze --model M --data D`"
             )
-        run = analyze(
-            sample_config(),
-            runs_dir=runs_dir_from_env(args.out),
-            force=args.force,
-            progress=_printer(),
-        )
-        _print_summary(run)
+        for cfg in sample_configs():
+            run = analyze(
+                cfg,
+                runs_dir=runs_dir_from_env(args.out),
+                force=args.force,
+                progress=_printer(),
+            )
+            _print_summary(run)
         return 0
     if args.cmd == "runs":
         from .store.runstore import list_runs

@@ -149,3 +149,15 @@ def save_tiny_onnx(path: Path, num_classes: int = 3, seed: int = 0, size: int = 
             dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
         )
     return path
+
+
+@pytest.fixture(scope="session")
+def sample_vit_run(sample_run):
+    """The sample's second model (a timm hybrid ViT), analysed beside the first run, so Compare
+    and transformer CAMs have the two runs `make run` shows."""
+    from analysis.cli import SAMPLE_DIR, sample_config
+    from analysis.pipeline.engine import analyze
+
+    if not (SAMPLE_DIR / "model_vit.safetensors").exists():
+        pytest.fail("sample_data/model_vit.safetensors is missing: run sample_data/train_vit.py")
+    return analyze(sample_config("model_vit.safetensors"), runs_dir=sample_run.path.parent)
