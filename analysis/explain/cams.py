@@ -601,7 +601,10 @@ def randomisation_check(
     target_class = _check_class(target_class)
     size = tuple(image_tensor.shape[-2:])
     info = layer_for(model, size, method, layer)
-    if not any(True for _ in model.parameters()):
+    import torch
+
+    if isinstance(model, torch.jit.ScriptModule) or not any(True for _ in model.parameters()):
+        # ONNX (no weights here) and TorchScript (no hooks, no deep copy): nothing to randomise
         return SanityCheck(method, info.name, float("nan"), ())
     top = info.name
     if top == INPUT_LAYER:  # occlusion: randomise what Grad-CAM's default layer feeds

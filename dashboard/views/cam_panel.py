@@ -44,7 +44,10 @@ def _methods(run_path: str, stamp: str) -> tuple[list[str], str]:
 def render(run: Run, row_no: int) -> None:
     st.subheader("Where the model looked")
     if not run.manifest.get("has_model"):
-        st.info("This run was built from a predictions file: CAMs need the model.")
+        st.info(
+            "No map for this run: it was built from a predictions file, and every map (Grad-CAM,"
+            " occlusion) needs the model itself, to run it on this image or altered copies of it."
+        )
         return
     stamp = run.manifest["created"]
     try:

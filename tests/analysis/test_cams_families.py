@@ -238,3 +238,18 @@ def test_randomisation_check_separates_a_class_map_from_an_activation_map():
     assert e.rank_correlation > 0.99 and not e.passes
     assert g.rank_correlation < e.rank_correlation
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # a copy
+
+
+def test_torchscript_model_gets_occlusion_and_no_sanity_check(tmp_path):
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=3).eval()
+    torch.jit.script(net).save(str(tmp_path / "ts.pt"))
+    loaded = load_model(tmp_path / "ts.pt", num_classes=3)
+    assert not loaded.gradients and loaded.embedding_head is None
+    x = torch.randn(3, 32, 32)
+    cam = compute_cam(loaded.model, x, target_class=0, method="occlusion")
+    assert cam.shape == (32, 32) and 0 <= cam.min() and cam.max() <= 1
+    check = randomisation_check(loaded.model, x, cam, target_class=0, method="occlusion")
+    assert check.passes is None and check.layer == INPUT_LAYER

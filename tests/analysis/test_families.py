@@ -361,3 +361,25 @@ def test_squeezenet_conv_head_gives_pooled_embeddings(tmp_path, folder32):
     with torch.no_grad():
         want = m.features(x[None]).mean(dim=(2, 3))[0].numpy()
     np.testing.assert_allclose(run.embeddings[0].astype(np.float32), want, rtol=2e-2, atol=2e-2)
+
+
+def test_sequential_head_with_dropout_gives_the_features_it_reads(tmp_path, folder32):
+    import torchvision
+
+    torch.manual_seed(0)
+    m = torchvision.models.resnet18(num_classes=3)
+    m.fc = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Linear(512, 3))
+    torch.save(m.eval(), tmp_path / "full.pt")  # a whole module: only with --trust-checkpoint
+    run = _analyze(
+        tmp_path, folder32, model=str(tmp_path / "full.pt"), trust_checkpoint=True, resize=32,
+        no_crop=True,
+    )  # fmt: skip
+    from analysis.explain.cam_views import model_input
+    from analysis.loading.models import Preprocessing
+
+    x = model_input(run.samples[schema.PATH].iloc[0], Preprocessing(32, None))[1]
+    with torch.no_grad():
+        feats = torch.flatten(m.avgpool(m.layer4(m.layer3(m.layer2(m.layer1(
+            m.maxpool(m.relu(m.bn1(m.conv1(x[None]))))))))), 1)[0].numpy()  # fmt: skip
+    np.testing.assert_allclose(run.embeddings[0].astype(np.float32), feats, rtol=2e-2, atol=2e-2)
+    assert "fc.1" in run.manifest["embedding_source"]
