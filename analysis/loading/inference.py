@@ -342,6 +342,24 @@ class EmbeddingHook:
         return False
 
 
+def model_and_hook(model, *, want_embeddings: bool = True):
+    """(the module to run, its embedding hook or None) for what the pass is given.
+
+    A :class:`~analysis.loading.models.LoadedModel` brings its family's embedding head (timm's
+    pre-logits, a Hugging Face pooled output, a SqueezeNet conv head; none for TorchScript); a
+    bare ``nn.Module`` gets its last ``nn.Linear``. Any engine that runs the pass's per-batch
+    step (:func:`_forward`) builds its hook here, so every family works the same way in it.
+    The hook is not entered yet (``with hook:`` or ``hook.__enter__()``)."""
+    if model is None:
+        return None, None
+    if isinstance(model, LoadedModel):
+        loaded, module = model, model.model
+        kw = {"head": loaded.embedding_head, "search": False}
+    else:
+        module, kw = model, {}
+    return module, (EmbeddingHook(module, **kw) if want_embeddings else None)
+
+
 def run_pass(
     paths: list[str],
     prep: Preprocessing,
@@ -410,12 +428,7 @@ def run_pass(
     done = 0
     if progress is not None:
         progress(pass_message(desc, 0, len(ds), 0.0), 0.0)
-    if isinstance(model, LoadedModel):
-        loaded, model = model, model.model
-        hook_kw = {"head": loaded.embedding_head, "search": False}
-    else:
-        hook_kw = {}
-    hook = EmbeddingHook(model, **hook_kw) if (model is not None and want_embeddings) else None
+    model, hook = model_and_hook(model, want_embeddings=want_embeddings)
     try:
         if hook is not None:
             hook.__enter__()
