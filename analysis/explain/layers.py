@@ -580,13 +580,19 @@ def _generic_candidates(model, events, outputs, calls, kinds, size):
 
     # ViT-like: blocks whose output carries prefix tokens; their pre-norm is the candidate
     vit: list[tuple[str, str]] = []  # (block, pre-norm)
+    plain: list[tuple[str, str, tuple[int, int]]] = []  # prefix-free token blocks, their grid
     for name, out in outputs.items():
         tg = _token_grid(out, grid)
-        if tg is not None and tg[1] > 0 and calls.get(name) == 1:
+        if tg is not None and calls.get(name) == 1:
             norm = prenorm(name)
-            if norm is not None:
+            if norm is not None and tg[1] > 0:
                 vit.append((name, norm))
+            elif norm is not None:
+                plain.append((name, norm, tg[0]))
     if vit:
+        # blocks before a class token joins (XCiT, CaiT: class attention at the end) count too
+        grids = {_token_grid(outputs[n], grid)[0] for _, n in vit}
+        vit += [(b, n) for b, n, g in plain if g in grids]
         infos, groups = [], []
         for block, norm in sorted(vit, key=lambda bn: order[bn[1]]):
             (h, w), p = _token_grid(outputs[norm], grid)
