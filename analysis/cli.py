@@ -1,7 +1,9 @@
 """The ``errorscope`` command line.
 
 errorscope analyze --model M --data D [--reference R] [--arch A] [--out runs/]
-errorscope analyze --predictions P.csv --data D
+    M: a state_dict / safetensors (--arch resnet50 or --arch timm/vit_small_patch16_224),
+    TorchScript, an .onnx file, or a Hugging Face save_pretrained folder
+errorscope analyze --predictions P.csv [--embeddings E.npy] --data D
 errorscope sample                 analyse the bundled sample (once; reused afterwards)
 errorscope runs                   list runs
 errorscope report RUN [--format html|md|csv] [--out DIR]
@@ -27,15 +29,26 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = REPO_ROOT / "sample_data"
 
 
-def sample_config():
-    """The AnalysisConfig of the bundled sample run."""
+#: The bundled sample's checkpoints: a torchvision CNN and, of another family, a timm ViT.
+SAMPLE_MODELS = ("model.safetensors", "model_vit.safetensors")
+
+
+def sample_config(model: str = SAMPLE_MODELS[0]):
+    """The AnalysisConfig of a bundled sample run (default: the mobilenet_v3_small one)."""
     from .pipeline.engine import AnalysisConfig
 
     return AnalysisConfig(
         data=str(SAMPLE_DIR / "eval.csv"),
-        model=str(SAMPLE_DIR / "model.safetensors"),
+        model=str(SAMPLE_DIR / model),
         reference=str(SAMPLE_DIR / "reference.csv"),
     )
+
+
+def sample_configs() -> list:
+    """Every bundled sample run, the second model first, so the first one is the newest (the
+    dashboard opens the newest run)."""
+    present = [m for m in SAMPLE_MODELS if (SAMPLE_DIR / m).exists()]
+    return [sample_config(m) for m in reversed(present)]
 
 
 def _floats3(s: str) -> tuple[float, float, float]:
@@ -80,10 +93,29 @@ def _parser() -> argparse.ArgumentParser:
     a = sub.add_parser("analyze", help="analyse a model on a labelled image set")
     a.add_argument("--data", required=True, help="ImageFolder root or CSV/Parquet manifest")
     src = a.add_mutually_exclusive_group(required=True)
-    src.add_argument("--model", help="checkpoint: .pt/.pth/.safetensors state_dict or TorchScript")
+    src.add_argument(
+        "--model",
+        help="a .pt/.pth/.safetensors state_dict (with --arch), TorchScript, an .onnx file, or a"
+        " Hugging Face save_pretrained folder",
+    )
     src.add_argument("--predictions", help="CSV/Parquet: path + one probability column per class")
     a.add_argument("--reference", help="optional reference (training) set, same formats as --data")
-    a.add_argument("--arch", help="torchvision architecture of a state_dict, e.g. resnet18")
+    a.add_argument(
+        "--arch",
+        help="architecture of a state_dict: a torchvision name (resnet18) or timm/<name>"
+        " (timm/vit_small_patch16_224)",
+    )
+    a.add_argument(
+        "--embeddings",
+        help="with --predictions: a .npy [N, D] of embeddings, row i = row i of the predictions"
+        " file (embedding map, neighbours, clusters, duplicates, drift)",
+    )
+    a.add_argument("--onnx-output", help="ONNX: name of the logits output (default: found)")
+    a.add_argument(
+        "--onnx-embeddings",
+        help="ONNX: name of the value holding the embeddings (default: the input of the final"
+        " layer, or a second 2-D output)",
+    )
     a.add_argument("--classes", help="text file with one class name per line (model output order)")
     a.add_argument(
         "--class-hierarchy",
@@ -311,6 +343,9 @@ def _dispatch(args) -> int:
             engine=args.engine,
             ray_address=args.ray_address,
             ray_workers=args.ray_workers,
+            onnx_output=args.onnx_output,
+            onnx_embeddings=args.onnx_embeddings,
+            embeddings=args.embeddings,
         )
         run = analyze(
             cfg, runs_dir=runs_dir_from_env(args.out), force=args.force, progress=_printer()
@@ -329,13 +364,14 @@ def _dispatch(args) -> int:
                 " errorscope repository and run `errorscope sample` (or `make run`) inside it,"
                 " or analyse your own data with `errorscope analyze --model M --data D`"
             )
-        run = analyze(
-            sample_config(),
-            runs_dir=runs_dir_from_env(args.out),
-            force=args.force,
-            progress=_printer(),
-        )
-        _print_summary(run)
+        for cfg in sample_configs():
+            run = analyze(
+                cfg,
+                runs_dir=runs_dir_from_env(args.out),
+                force=args.force,
+                progress=_printer(),
+            )
+            _print_summary(run)
         return 0
     if args.cmd == "runs":
         from .pipeline.versions import list_runs_with_status

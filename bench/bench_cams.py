@@ -1,9 +1,31 @@
-"""Time class activation maps on a random torchvision resnet18 (CPU, one thread).
+"""CAM cost, faithfulness and sanity per model family and method (CPU).
 
-Run: ``.venv/bin/python bench/bench_cams.py``. Writes ``bench/results/cams.json`` and prints it.
-Reports, per input size: one plain forward pass, the layer discovery (first call, a dry pass),
-each CAM method on the default layer (best of a few), the cache hit, and faithfulness; plus the
-one-time import of pytorch-grad-cam (cv2, matplotlib, ...), which the first CAM of a process pays.
+Run: ``.venv/bin/python bench/bench_cams.py`` (``--families-only`` / ``--timing-only`` for one
+part). Writes ``bench/results/cams.json`` and prints it.
+
+Timing (random torchvision resnet18, one thread): per input size, one plain forward pass, the
+layer discovery (first call, a dry pass), each CAM method on the default layer (best of a few),
+the cache hit, and faithfulness; plus the one-time import of pytorch-grad-cam (cv2, matplotlib,
+...), which the first CAM of a process pays.
+
+Families (two threads): for each model family and each method, on the default layer, over
+``N_IMAGES`` evaluation images and their predicted class:
+
+- ``gap``: the faithfulness figure the app shows, drop of p(class) when the map's top 20% is
+  removed minus the drop for a same-shape region elsewhere (mean; > 0 = the map points at
+  evidence the model uses);
+- ``rho``: Adebayo et al.'s model-randomisation check (NeurIPS 2018), the Spearman correlation
+  between the map and the same method's map on a copy whose layers above the map's layer are
+  re-initialised (mean; near 1 = the map does not depend on what the model learned); a method
+  passes below ``SANITY_MAX_RHO``;
+- ``seconds``: time per map (one image, one class).
+
+The models must have learned something, or the randomisation check compares noise with noise:
+the two shipped sample checkpoints (torchvision mobilenet_v3_small, timm hybrid ViT) and tiny timm
+ConvNeXt, EfficientNet and Swin models and a Hugging Face ViT trained here for a few epochs. All
+are evaluated, and the small ones trained, on a *fresh* synthetic world (sample_data/generate.py
+with another seed, written to a temporary folder): the defaults are chosen on data the tests never
+see. The default method of a family is the one with the largest mean gap among those that pass.
 """
 
 from __future__ import annotations
@@ -17,14 +39,22 @@ import time
 from pathlib import Path
 
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(var, "1")
+    os.environ.setdefault(var, "2")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 
 from analysis.explain import cams, layers  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+WORLD_SEED = 7  # the sample is seed 20240611; tests use only that one
+N_IMAGES = 12
+N_SLOW = 3  # images for scorecam and occlusion (tens to hundreds of forwards per map)
+TRAIN_EPOCHS = 5
+SMALL = 64  # px, the tiny families' input
 
 REPEATS = 3
 SIZES = (224, 64)
@@ -40,7 +70,7 @@ def best_of(fn, repeats: int = REPEATS) -> float:
     return min(times)
 
 
-def main() -> None:
+def timing() -> dict:
     torch.set_num_threads(1)
     start = time.perf_counter()
     cams._method_classes()  # imports pytorch_grad_cam
@@ -90,9 +120,214 @@ def main() -> None:
             "faithfulness_s": faith_s,
             "cache_hit_s": hit_s,
         }
+    return result
+
+
+# ----------------------------------------------------------------------------- families
+
+
+def _world(tmp: Path) -> Path:
+    import subprocess
+
+    subprocess.run(
+        [sys.executable, str(ROOT / "sample_data" / "generate.py"), "--out", str(tmp),
+         "--seed", str(WORLD_SEED)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return tmp
+
+
+def _images(world: Path, split: str, size: int, limit: int | None = None):
+    """uint8 [N, 3, size, size] and int labels of a world split (the given labels)."""
+    import csv
+
+    from PIL import Image
+
+    classes = (world / "classes.txt").read_text().split()
+    rows = list(csv.DictReader((world / f"{split}.csv").open()))[:limit]
+    xs = []
+    for r in rows:
+        im = Image.open(world / r["path"]).convert("RGB")
+        if im.size != (size, size):
+            im = im.resize((size, size), Image.BILINEAR)
+        xs.append(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1))
+    return torch.stack(xs), torch.tensor([classes.index(r["label"]) for r in rows])
+
+
+def _normalise(x8, mean, std):
+    return (x8.float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(
+        1, 3, 1, 1
+    )
+
+
+def _tiny_models() -> dict:
+    """name -> (builder, mean, std) of the families trained here at SMALL px."""
+    import timm
+    from transformers import ViTConfig, ViTForImageClassification
+
+    from analysis.loading.families import _logits_only
+
+    def hf_vit():
+        m = ViTForImageClassification(
+            ViTConfig(
+                image_size=SMALL, patch_size=8, hidden_size=64, num_hidden_layers=4,
+                num_attention_heads=4, intermediate_size=128, num_labels=6,
+            )
+        )  # fmt: skip
+        m.register_forward_hook(_logits_only)
+        return m
+
+    half, imnet = ((0.5,) * 3, (0.5,) * 3), ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    return {
+        "timm ConvNeXt (test_convnext)": (
+            lambda: timm.create_model("test_convnext", num_classes=6),
+            *half,
+        ),
+        "timm EfficientNet (test_efficientnet)": (
+            lambda: timm.create_model("test_efficientnet", num_classes=6),
+            *imnet,
+        ),
+        "timm Swin (swin_tiny, shrunk)": (
+            lambda: timm.create_model(
+                "swin_tiny_patch4_window7_224",
+                num_classes=6,
+                img_size=SMALL,
+                embed_dim=24,
+                depths=[2, 2],
+                num_heads=[2, 4],
+                window_size=4,
+            ),
+            *imnet,
+        ),  # fmt: skip
+        "Hugging Face ViT": (hf_vit, *half),
+    }
+
+
+def _train(model, x8, y, mean, std, epochs: int = TRAIN_EPOCHS):
+    """A few epochs of AdamW with flips: enough to learn the shapes, not to be good."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.02)
+    for _ in range(epochs):
+        model.train()
+        order = torch.randperm(len(x8), generator=g)
+        for i in range(0, len(x8), 32):
+            idx = order[i : i + 32]
+            xb = x8[idx]
+            flip = torch.rand(len(idx), generator=g) < 0.5
+            xb = torch.where(flip.view(-1, 1, 1, 1), xb.flip(3), xb)
+            loss = torch.nn.functional.cross_entropy(model(_normalise(xb, mean, std)), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+def _sample_models() -> dict:
+    """The two shipped checkpoints: name -> (model, input size, mean, std)."""
+    from analysis.loading.models import load_model
+
+    out = {}
+    for name, file in (
+        ("torchvision mobilenet_v3_small (sample)", "model.safetensors"),
+        ("timm hybrid ViT (sample)", "model_vit.safetensors"),
+    ):
+        path = ROOT / "sample_data" / file
+        if path.exists():
+            loaded = load_model(path)
+            side = loaded.sidecar
+            out[name] = (loaded.model, int(side["resize"]), side["mean"], side["std"])
+    return out
+
+
+def _score(model, x, cls, method, layer) -> dict:
+    t = time.perf_counter()
+    cam = cams.compute_cam(model, x, target_class=cls, method=method, layer=layer)
+    seconds = time.perf_counter() - t
+    faith = cams.faithfulness(model, x, cam, target_class=cls, method=method)
+    check = cams.randomisation_check(model, x, cam, target_class=cls, method=method, layer=layer)
+    return {"gap": faith.gap, "rho": check.rank_correlation, "seconds": seconds}
+
+
+def families() -> dict:
+    import tempfile
+
+    torch.set_num_threads(2)
+    out: dict = {
+        "world_seed": WORLD_SEED,
+        "images": N_IMAGES,
+        "images_slow_methods": N_SLOW,
+        "sanity_max_rho": cams.SANITY_MAX_RHO,
+        "families": {},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        world = _world(Path(tmp))
+        models = {}
+        for name, (model, size, mean, std) in _sample_models().items():
+            models[name] = (model, size, mean, std, None)
+        xr, yr = _images(world, "reference", SMALL)
+        for name, (build, mean, std) in _tiny_models().items():
+            t = time.perf_counter()
+            torch.manual_seed(0)
+            model = _train(build(), xr, yr, mean, std)
+            models[name] = (model, SMALL, mean, std, time.perf_counter() - t)
+        for name, (model, size, mean, std, train_s) in models.items():
+            xe, ye = _images(world, "eval", size, limit=200)
+            x = _normalise(xe, mean, std)
+            with torch.no_grad():
+                pred = torch.cat([model(x[i : i + 50]) for i in range(0, len(x), 50)]).argmax(1)
+            info = layers.default_layer(model, size)
+            fam = layers.architecture_family(model, size)
+            row = {
+                "architecture_family": fam,
+                "input_size": size,
+                "default_layer": info.name,
+                "layer_map": list(info.spatial),
+                "accuracy_on_200_eval_images": round(float((pred == ye).float().mean()), 3),
+                "train_seconds": None if train_s is None else round(train_s, 1),
+                "methods": {},
+            }
+            for method in cams.CAM_METHODS:
+                n = N_SLOW if method in ("scorecam", "occlusion") else N_IMAGES
+                # warm-up (imports, layer discovery, the randomised copy), not timed
+                _score(model, x[n], int(pred[n]), method, None)
+                scores = [
+                    _score(model, x[i], int(pred[i]), method, None) for i in range(n)
+                ]  # the first n eval images, each for its predicted class
+                rhos = [s["rho"] for s in scores if not np.isnan(s["rho"])]
+                gaps = [s["gap"] for s in scores if not np.isnan(s["gap"])]
+                rho = float(np.mean(rhos)) if rhos else float("nan")
+                row["methods"][method] = {
+                    "gap": round(float(np.mean(gaps)), 4) if gaps else None,
+                    "rho": round(rho, 4) if rhos else None,
+                    "passes": bool(rho < cams.SANITY_MAX_RHO) if rhos else None,
+                    "seconds_per_map": round(float(np.median([s["seconds"] for s in scores])), 4),
+                    "n": n,
+                }
+                print(name, method, row["methods"][method], flush=True)
+            passing = {
+                m: v["gap"]
+                for m, v in row["methods"].items()
+                if v["passes"] and v["gap"] is not None and cams.CAM_METHODS[m].needs_layer
+            }
+            row["chosen_default"] = max(passing, key=passing.get) if passing else "gradcam"
+            out["families"][name] = row
+    return out
+
+
+def main() -> None:
+    result: dict = {}
+    out = Path(__file__).resolve().parent / "results" / "cams.json"
+    if out.exists():
+        result = json.loads(out.read_text())
+    if "--families-only" not in sys.argv:
+        result.update(timing())
+    if "--timing-only" not in sys.argv:
+        result["per_family"] = families()
     result["python"] = platform.python_version()
     result["torch"] = torch.__version__
-    out = Path(__file__).resolve().parent / "results" / "cams.json"
+    result["load_avg_at_end"] = os.getloadavg()
+    result["note"] = "measured on the shared 2-core development machine (other jobs running)"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

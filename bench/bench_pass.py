@@ -7,6 +7,12 @@ fastest of 15 back-to-back, order-alternating timings, summed (see :func:`overhe
 Also reports images/second of resnet18 (random weights) at 64, 128 and 224 px, and the
 end-to-end pass with decoding on the bundled sample.
 
+Other families, same method: the sample's timm hybrid ViT (its embedding head is timm's
+pre-logits, hooked as the pass does for a timm model) and the sample's mobilenet_v3_small exported
+to ONNX (the pass asks onnxruntime for the logits and the traced embedding value in one run; the
+bare step asks for the logits alone); plus onnxruntime's throughput against PyTorch eager on the
+same model and batches.
+
     .venv/bin/python bench/bench_pass.py            -> bench/results/pass.json
 """
 
@@ -52,7 +58,7 @@ def _sample_batches(size: int, batch: int = 64, limit: int | None = None):
     return [torch.stack(xs[i : i + batch]) for i in range(0, len(xs), batch)]
 
 
-def overhead(model, batches, prep) -> dict:
+def overhead(model, batches, prep, *, head=None, bare=None) -> dict:
     """Per batch, the bare step and the pass's step (:func:`analysis.loading.inference._forward`, what
     run_pass calls, plus the softmax) are timed back to back, in alternating order, REPEATS
     times; each batch keeps its fastest time of each kind and the totals are summed. On a shared
@@ -62,6 +68,8 @@ def overhead(model, batches, prep) -> dict:
     The bare step is the least any loop over decoded uint8 images must do: convert, normalise,
     ``model(x)``. (Normalising everything up front, outside the timer, made that baseline
     *slower* than the pass at 112 px: 180 MB of cold float inputs against one cache-warm batch.)
+    ``head``: the family's embedding head (None: the last nn.Linear, as for torchvision);
+    ``bare``: the bare forward on a normalised batch (None: ``model(x)``).
     """
     import numpy as np
 
@@ -70,8 +78,10 @@ def overhead(model, batches, prep) -> dict:
     mean = torch.tensor(prep.mean).view(1, 3, 1, 1)
     std = torch.tensor(prep.std).view(1, 3, 1, 1)
 
+    forward = bare or model
+
     def bare_step(b):
-        model((b.float().div_(255.0) - mean) / std)
+        forward((b.float().div_(255.0) - mean) / std)
 
     def our_step(b):  # what run_pass does per batch
         _, out, _, _ = _forward(
@@ -87,7 +97,8 @@ def overhead(model, batches, prep) -> dict:
 
     bare = np.full((REPEATS, len(batches)), np.inf)
     ours = np.full((REPEATS, len(batches)), np.inf)
-    with EmbeddingHook(model) as hook, torch.inference_mode():
+    kw = {} if head is None else {"head": head, "search": False}
+    with EmbeddingHook(model, **kw) as hook, torch.inference_mode():
         for b in batches[:2]:  # warm-up
             bare_step(b)
             our_step(b)
@@ -170,6 +181,8 @@ def main() -> None:
         results["resnet18"][str(size)] = r
         print(f"resnet18 @ {size}px:", r)
 
+    results.update(families(batches))
+
     man = ROOT / "sample_data" / "eval.csv"
     if man.exists():
         import pandas as pd
@@ -188,6 +201,53 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print("written", out)
+
+
+def families(batches) -> dict:
+    """The ViT and ONNX rows (see the module docstring), on the sample's decoded batches."""
+    import tempfile
+    import warnings
+
+    from analysis.loading.models import Preprocessing, load_model
+
+    out: dict = {}
+    vit_path = ROOT / "sample_data" / "model_vit.safetensors"
+    if vit_path.exists():
+        loaded = load_model(vit_path)
+        prep = Preprocessing.from_dict(
+            {**loaded.preprocessing.to_dict(), "resize": 112, "crop": None}
+        )
+        r = overhead(loaded.model, batches, prep, head=loaded.embedding_head)
+        out["vit"] = {"model": f"{loaded.arch} {loaded.sidecar.get('model_kwargs')}", **r}
+        print("timm ViT (sample) @ 112px:", out["vit"])
+    _, model, prep, _ = _sample_setup()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model, torch.zeros(1, 3, 112, 112), str(path), dynamo=False,
+                input_names=["x"], output_names=["logits"], dynamic_axes={"x": {0: "n"}},
+            )  # fmt: skip
+        import onnxruntime as ort
+
+        onnx_model = load_model(path, num_classes=6).model
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+        def bare(x):
+            return sess.run(["logits"], {"x": x.numpy()})[0]
+
+        r = overhead(onnx_model, batches, prep, bare=bare)
+        eager = overhead(model, batches, prep)
+        out["onnx"] = {
+            "model": "sample mobilenet_v3_small exported to ONNX (opset default, dynamic batch)",
+            "embedding_value": onnx_model.embedding_name,
+            **r,
+            "pytorch_eager_bare_img_s": eager["bare_img_s"],
+            "onnx_vs_eager_throughput": round(r["bare_img_s"] / eager["bare_img_s"], 3),
+        }
+        print("ONNX (sample mobilenet) @ 112px:", out["onnx"])
+    return out
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def _ensure_sample_run(root: Path, *, refresh: bool = False) -> None:
     """First start: analyse the bundled sample once, with a visible progress bar; again when the
     sample run was made by other analysis code (an upgrade), so the sample never shows stale
     results."""
-    from analysis.cli import SAMPLE_DIR, sample_config
+    from analysis.cli import SAMPLE_DIR, sample_configs
     from analysis.pipeline.engine import analyze
 
     if not (SAMPLE_DIR / "model.safetensors").exists():
@@ -56,11 +56,12 @@ def _ensure_sample_run(root: Path, *, refresh: bool = False) -> None:
         else "No runs yet: analysing the bundled sample once (about a minute; cached afterwards)."
     )
     bar = st.progress(0.0, text="starting")
-    analyze(
-        sample_config(),
-        runs_dir=root,
-        progress=lambda msg, frac: bar.progress(min(max(frac, 0.0), 1.0), text=msg),
-    )
+    for cfg in sample_configs():  # both sample models: Compare has two runs to compare
+        analyze(
+            cfg,
+            runs_dir=root,
+            progress=lambda msg, frac: bar.progress(min(max(frac, 0.0), 1.0), text=msg),
+        )
     data.available_runs.clear()
     st.rerun()
 

@@ -91,3 +91,98 @@ def thousand_class_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("thousand")
     run, paths = analyze_world(world, root / "inputs", root / "runs")
     return run, world, paths
+
+
+# ----------------------------------------------------------------------------- other families
+# Tiny random models of every family errorscope reads, built in code (nothing downloaded).
+
+TIMM_TINY = {
+    # timm's own test architectures, shrunk to 64 px: a ViT (8 x 8 patches of 8 px + a class
+    # token) and a ConvNeXt; a Swin and an EfficientNet for the CAM layer tests
+    "vit": ("timm/test_vit", {"img_size": 64, "patch_size": 8}),
+    "convnext": ("timm/test_convnext", {}),
+    "efficientnet": ("timm/test_efficientnet", {}),
+    "swin": (
+        "timm/swin_tiny_patch4_window7_224",
+        {"img_size": 64, "embed_dim": 16, "depths": [1, 1], "num_heads": [1, 2], "window_size": 4},
+    ),
+    "deit": (
+        "timm/deit_tiny_distilled_patch16_224",
+        {"img_size": 64, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2},
+    ),
+}
+
+
+def save_tiny_timm(path: Path, kind: str = "vit", num_classes: int = 3, seed: int = 0) -> Path:
+    """A random timm model as safetensors + sidecar JSON (arch, model_kwargs, classes)."""
+    import json
+
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    arch, kwargs = TIMM_TINY[kind]
+    torch.manual_seed(seed)
+    m = timm.create_model(arch[5:], pretrained=False, num_classes=num_classes, **kwargs)
+    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(path))
+    side = {"arch": arch, "model_kwargs": kwargs, "classes": CLASSES[:num_classes]}
+    path.with_suffix(".json").write_text(json.dumps(side))
+    return path
+
+
+def save_tiny_hf_vit(folder: Path, num_classes: int = 3, seed: int = 0, size: int = 32) -> Path:
+    """A random transformers ViT saved with save_pretrained (config, safetensors, processor)."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    names = CLASSES[:num_classes]
+    cfg = ViTConfig(
+        image_size=size,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=num_classes,
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+    )
+    torch.manual_seed(seed)
+    ViTForImageClassification(cfg).eval().save_pretrained(folder)
+    ViTImageProcessor(size={"height": size, "width": size}).save_pretrained(folder)
+    return folder
+
+
+def save_tiny_onnx(path: Path, num_classes: int = 3, seed: int = 0, size: int = 32) -> Path:
+    """A random torchvision resnet18 exported to ONNX (dynamic batch, one 'logits' output)."""
+    import warnings
+
+    import torch
+    import torchvision
+
+    torch.manual_seed(seed)
+    m = torchvision.models.resnet18(weights=None, num_classes=num_classes).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            m,
+            torch.zeros(1, 3, size, size),
+            str(path),
+            dynamo=False,
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_vit_run(sample_run):
+    """The sample's second model (a timm hybrid ViT), analysed beside the first run, so Compare
+    and transformer CAMs have the two runs `make run` shows."""
+    from analysis.cli import SAMPLE_DIR, sample_config
+    from analysis.pipeline.engine import analyze
+
+    if not (SAMPLE_DIR / "model_vit.safetensors").exists():
+        pytest.fail("sample_data/model_vit.safetensors is missing: run sample_data/train_vit.py")
+    return analyze(sample_config("model_vit.safetensors"), runs_dir=sample_run.path.parent)

@@ -27,7 +27,9 @@ class ClassCam:
     ``cam`` float32 [S, S] in [0, 1] at the model's input size; ``overlay`` uint8 [S, S, 3];
     ``drop_top`` / ``drop_random``: probability drop when the map's top 20% pixels (or a region of
     the same shape elsewhere) are removed (NaN for a flat map: nothing to remove); ``problem``:
-    why the map cannot be read, in plain words (see :func:`map_problem`), or None."""
+    why the map cannot be read, in plain words (see :func:`map_problem`), or None;
+    ``sanity_rho``: the model-randomisation check's rank correlation
+    (:func:`analysis.explain.cams.randomisation_check`; NaN when it cannot run)."""
 
     target_class: int
     cam: np.ndarray
@@ -36,6 +38,8 @@ class ClassCam:
     drop_top: float
     drop_random: float
     problem: str | None = None
+    sanity_rho: float = float("nan")
+    sanity_layers: int = 0
 
 
 @dataclass(frozen=True)
@@ -98,12 +102,24 @@ def map_problem(cam: np.ndarray, layer: str, spatial: tuple[int, int]) -> str | 
     return text
 
 
-def layer_choices(model, prep: Preprocessing) -> tuple[list, str]:
-    """(candidate layers shallow->deep, name of the default layer) at the run's input size."""
+def layer_choices(model, prep: Preprocessing, *, gradients: bool = True) -> tuple[list, str | None]:
+    """(candidate layers shallow->deep, name of the default layer) at the run's input size;
+    ``([], None)`` for a model without hooks or gradients (ONNX, TorchScript)."""
     from .layers import candidate_layers, default_layer
 
+    if not gradients:
+        return [], None
     size = prep.input_size
     return candidate_layers(model, size), default_layer(model, size).name
+
+
+def method_choices(model, prep: Preprocessing, *, gradients: bool = True) -> tuple[list[str], str]:
+    """(the CAM methods the model can use, the default one for its architecture family)."""
+    from .cams import default_method, methods_for
+    from .layers import architecture_family
+
+    family = architecture_family(model, prep.input_size) if gradients else "none"
+    return methods_for(gradients), default_method(family, gradients=gradients)
 
 
 def model_input(path: str, prep: Preprocessing, *, limits: dict | None = None):
@@ -157,16 +173,32 @@ def _read_json(path: Path):
 
 def save_layers(run_dir, model, prep: Preprocessing) -> tuple[list, str]:
     """Discover the candidate layers (one dry pass) and store them in ``cams/layers.json``."""
-    from .layers import _check_input_size
+    from .layers import _check_input_size, architecture_family
 
     cands, default = layer_choices(model, prep)
     payload = {
         "input_size": list(_check_input_size(prep.input_size)),
         "default": default,
         "layers": [asdict(c) for c in cands],
+        # the architecture family decides the default CAM method (pages read it without the model)
+        "family": architecture_family(model, prep.input_size),
     }
     _write_atomic(Path(run_dir) / schema.CAMS_DIR / LAYERS_FILE, json.dumps(payload).encode())
     return cands, default
+
+
+def stored_family(run_dir, prep: Preprocessing) -> str | None:
+    """The architecture family stored with the layer list (see :func:`save_layers`), or None
+    when absent or made for another input size."""
+    from .layers import _check_input_size
+
+    d = _read_json(Path(run_dir) / schema.CAMS_DIR / LAYERS_FILE)
+    try:
+        if tuple(d["input_size"]) != _check_input_size(prep.input_size):
+            return None
+        return str(d["family"])
+    except (TypeError, KeyError, ValueError):
+        return None
 
 
 def stored_layers(run_dir, prep: Preprocessing) -> tuple[list, str] | None:
@@ -245,14 +277,15 @@ def cam_view(
     layer: str | None = None,
     load_model: Callable[[], object] | None = None,
 ) -> CamView:
-    """Maps of ``classes`` (e.g. [predicted, given]) for samples row ``row``, cached on disk.
+    """Maps of ``classes`` (e.g. [predicted, given]) for samples row ``row``, cached on disk,
+    each with its faithfulness and model-randomisation sanity check.
 
     ``model`` may be None with ``load_model`` given: the model is then loaded only when
     something is not cached yet (a page of precomputed or prefetched maps needs neither torch
     nor the model)."""
     from ..loading.images import run_decode_limits
-    from .cams import CamCache, faithfulness, overlay
-    from .layers import _check_input_size, resolve_layer
+    from .cams import CAM_METHODS, CamCache, overlay
+    from .layers import _check_input_size
 
     if model is None and load_model is None:
         raise ValueError("give a model or a load_model function")
@@ -267,10 +300,16 @@ def cam_view(
     limits = run_decode_limits(run.manifest)
     sid = s[schema.SAMPLE_ID]
     size = _check_input_size(prep.input_size)
-    found = stored_layers(run.path, prep)
-    if found is None:
-        found = save_layers(run.path, get_model(), prep)
-    info = _pick_layer(found, layer) or resolve_layer(get_model(), prep.input_size, layer)
+    info = None
+    if method in CAM_METHODS and CAM_METHODS[method].needs_layer:
+        found = stored_layers(run.path, prep)
+        if found is None or not found[0]:
+            found = save_layers(run.path, get_model(), prep)
+        info = _pick_layer(found, layer)
+    if info is None:  # occlusion (the input image), an alias, or a name the model must resolve
+        from .cams import layer_for
+
+        info = layer_for(get_model(), prep.input_size, method, layer)
     cache = CamCache(run.path)
     image, x = _stored_input(run.path, sid, size), None
     out = []
@@ -279,16 +318,16 @@ def cam_view(
         cam = cache.get(**key)
         fpath = _faith_path(cache, sid, method, info.name, c)
         f = _read_json(fpath)
-        if cam is None or cam.shape != size or f is None:
+        if cam is None or cam.shape != size or not _checks_done(f):
             m = get_model()
             if x is None:
                 image, x = model_input(s[schema.PATH], prep, limits=limits)
                 _store_input(run.path, sid, image)
-                x = x.to(next(m.parameters()).device)
-            cam = cache.get_or_compute(m, x, **{**key, "layer": info.name})
-            if f is None:
-                f = asdict(faithfulness(m, x, cam, target_class=c, method=method))
-                _write_atomic(fpath, json.dumps(f).encode())
+                x = _on_model_device(x, m)
+            if cam is None or cam.shape != size:
+                cam = cache.get_or_compute(m, x, **key)
+            f = _map_checks(m, x, cam, c, method, layer, f)
+            _write_atomic(fpath, json.dumps(f).encode())
         out.append((c, cam, f))
     if image is None:  # every map was cached but the image was not (an older run)
         image, _ = model_input(s[schema.PATH], prep, limits=limits)
@@ -301,11 +340,42 @@ def cam_view(
             float(f["prob"]),
             float(f["drop_top"]),
             float(f["drop_random"]),
-            map_problem(cam, info.name, tuple(info.spatial)),
+            problem=map_problem(cam, info.name, tuple(info.spatial)),
+            sanity_rho=float(f["sanity_rho"]),
+            sanity_layers=int(f["sanity_layers"]),
         )
         for c, cam, f in out
     )
     return CamView(method, info.name, tuple(info.spatial), image, cams)
+
+
+def _checks_done(f: dict | None) -> bool:
+    """Whether a stored map's checks are complete (files written before the sanity check
+    existed have only the faithfulness numbers)."""
+    return f is not None and "drop_top" in f and "sanity_rho" in f
+
+
+def _on_model_device(x, model):
+    from .cams import _device_dtype
+
+    return x.to(_device_dtype(model)[0])
+
+
+def _map_checks(model, x, cam, target_class: int, method: str, layer, f: dict | None) -> dict:
+    """Faithfulness and the model-randomisation sanity check of one map, as stored next to it
+    (what ``f`` already holds is kept)."""
+    from .cams import faithfulness, randomisation_check
+
+    f = dict(f or {})
+    if "drop_top" not in f:
+        f.update(asdict(faithfulness(model, x, cam, target_class=target_class, method=method)))
+    if "sanity_rho" not in f:
+        check = randomisation_check(
+            model, x, cam, target_class=target_class, method=method, layer=layer
+        )
+        f["sanity_rho"] = check.rank_correlation
+        f["sanity_layers"] = len(check.randomised)
+    return f
 
 
 def review_rows(samples) -> np.ndarray:
@@ -340,23 +410,22 @@ def precompute_cams(
     limits: dict | None = None,
 ) -> int:
     """Compute and store what :func:`cam_view` shows (predicted and given class maps, their
-    faithfulness, the model's view of the image, the layer list) for ``rows``, in order, until
-    ``budget_s`` seconds have passed. Returns how many images were done.
+    faithfulness and sanity checks, the model's view of the image, the layer list) for
+    ``rows``, in order, until ``budget_s`` seconds have passed. Returns how many images were
+    done.
 
     Generic over the CAM registry (:class:`analysis.explain.cams.CamExplainer`: any method,
     any layer); maps already cached are skipped. The budget is checked between images.
     """
     import time
 
-    from .cams import CamCache, CamExplainer, faithfulness
-    from .layers import resolve_layer
+    from .cams import CamCache, CamExplainer, layer_for
 
     t0 = time.perf_counter()
     if stored_layers(run_dir, prep) is None:
         save_layers(run_dir, model, prep)
-    info = resolve_layer(model, prep.input_size, layer)
+    info = layer_for(model, prep.input_size, method, layer)
     cache = CamCache(run_dir)
-    device = next(model.parameters()).device
     done = 0
     rows = [int(r) for r in rows]
     for row in rows:
@@ -366,7 +435,7 @@ def precompute_cams(
         sid = s[schema.SAMPLE_ID]
         image, x = model_input(s[schema.PATH], prep, limits=limits)
         _store_input(run_dir, sid, image)
-        x = x.to(device)
+        x = _on_model_device(x, model)
         classes = dict.fromkeys((int(s[schema.PRED]), int(s[schema.LABEL])))
         keys = [
             {"sample_id": sid, "method": method, "layer": info.name, "target_class": c}
@@ -385,9 +454,10 @@ def precompute_cams(
                 ]
         for m, k in zip(maps, keys, strict=True):
             fpath = _faith_path(cache, sid, method, info.name, k["target_class"])
-            if not fpath.is_file():
-                f = faithfulness(model, x, m, target_class=k["target_class"], method=method)
-                _write_atomic(fpath, json.dumps(asdict(f)).encode())
+            f = _read_json(fpath)
+            if not _checks_done(f):
+                f = _map_checks(model, x, m, k["target_class"], method, layer, f)
+                _write_atomic(fpath, json.dumps(f).encode())
         done += 1
         if progress:
             progress(done, len(rows))

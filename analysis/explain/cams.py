@@ -11,6 +11,12 @@ compute -> result -> figure, kept apart:
 - :func:`faithfulness` says whether a map means anything: how much the class probability drops
   when the most-attended pixels are removed, against removing a region of the same shape
   elsewhere;
+- :func:`randomisation_check` is the model-randomisation sanity check of Adebayo et al.
+  ("Sanity Checks for Saliency Maps", NeurIPS 2018): the same method's map on a copy of the model
+  whose layers above the map's layer are re-initialised; a map that barely changes (high rank
+  correlation) does not explain what those layers learned;
+- ``"occlusion"`` needs no gradients and no layer (Zeiler & Fergus 2014): the drop of the class
+  probability when each region is covered, so it works for ONNX and TorchScript models too;
 - :func:`overlay` draws a map on an RGB image; :func:`mask_mass_outside` measures how much of a
   map falls outside a region (is the model looking at the background?).
 
@@ -54,15 +60,24 @@ __all__ = [
     "CAM_METHODS",
     "COLORMAPS",
     "FILLS",
+    "INPUT_LAYER",
+    "SANITY_MAX_RHO",
     "CamCache",
     "CamExplainer",
     "CamMethod",
     "Faithfulness",
+    "SanityCheck",
     "compute_cam",
     "faithfulness",
     "mask_mass_outside",
+    "methods_for",
+    "occlusion_map",
     "overlay",
+    "randomisation_check",
 ]
+
+#: The pseudo-layer of methods that read no layer (occlusion): the input image itself.
+INPUT_LAYER = "input"
 
 
 # ----------------------------------------------------------------------------- registry
@@ -84,6 +99,9 @@ class CamMethod:
         False when the map does not depend on the target class (EigenCAM).
     description : str
         One line for the user.
+    needs_layer : bool
+        False for methods that only perturb the input (occlusion): they need no hooks, so
+        they also run on ONNX and TorchScript models.
     """
 
     name: str
@@ -91,6 +109,7 @@ class CamMethod:
     uses_gradients: bool
     class_specific: bool
     description: str
+    needs_layer: bool = True
 
 
 CAM_METHODS: dict[str, CamMethod] = {
@@ -146,8 +165,36 @@ CAM_METHODS: dict[str, CamMethod] = {
             "Channels weighted by the class score of the input masked by each channel; "
             "gradient-free, one forward per channel (slow).",
         ),
+        CamMethod(
+            "occlusion",
+            "",
+            False,
+            True,
+            "Forward-only: how much the class probability drops when each region is covered "
+            "by the image's mean colour (Zeiler & Fergus 2014); any model, ONNX included.",
+            needs_layer=False,
+        ),
     )
 }
+
+
+#: The method shown first, per architecture family (as :mod:`analysis.explain.layers` names it:
+#: torchvision's families, "vit-tokens" for timm / Hugging Face ViTs, "generic" for the rest);
+#: chosen in bench/bench_cams.py among the methods that pass the randomisation check there.
+DEFAULT_METHODS: dict[str, str] = {}
+
+
+def default_method(family: str, *, gradients: bool = True) -> str:
+    """The method shown first for a model of this family (occlusion without gradients)."""
+    if not gradients:
+        return "occlusion"
+    return DEFAULT_METHODS.get(family, "gradcam")
+
+
+def methods_for(gradients: bool) -> list[str]:
+    """The methods a model can use: all of them, or only the layer-free ones when the model
+    takes no hooks and gives no gradients (ONNX, TorchScript)."""
+    return [n for n, m in CAM_METHODS.items() if gradients or not m.needs_layer]
 
 
 def _check_name(name: Any, registry: dict, what: str) -> None:
@@ -197,7 +244,7 @@ def _method_classes() -> dict[str, type]:
                     weights.append(torch.softmax(torch.cat(scores), dim=0))
                 return torch.stack(weights).numpy()
 
-    classes = {name: getattr(pgc, m.class_name) for name, m in CAM_METHODS.items()}
+    classes = {name: getattr(pgc, m.class_name) for name, m in CAM_METHODS.items() if m.needs_layer}
     classes["eigencam"] = _EigenCAM
     classes["scorecam"] = _ScoreCAM
     return classes
@@ -306,6 +353,279 @@ def _device_dtype(model):
     return torch.device("cpu"), torch.float32
 
 
+def layer_for(model, input_size, method: str, layer: str | None) -> LayerInfo:
+    """The layer ``method`` reads: a candidate (:func:`resolve_layer`), or the input image for
+    layer-free methods (occlusion), whatever ``layer`` says."""
+    _check_name(method, CAM_METHODS, "CAM method")
+    size = _check_input_size(input_size)
+    if not CAM_METHODS[method].needs_layer:
+        return LayerInfo(INPUT_LAYER, size, 3, "nchw")
+    return resolve_layer(model, size, layer)
+
+
+# ----------------------------------------------------------------------------- occlusion
+
+
+class _Occlusion:
+    """Forward-only map: cover a square window (the image's per-channel mean, as the
+    faithfulness check fills) at every position of a grid and record how much the target
+    class's probability drops; a pixel's value is the mean drop of the windows covering it,
+    negatives (covering it *helps* the class) clipped, scaled so the largest drop is 1.
+
+    The window is a sixth of the shorter side and moves by half a window: about 11 x 11
+    positions, one batched forward pass per ``batch_size`` of them, whatever the input size."""
+
+    def __init__(self, model, batch_size: int = 32) -> None:
+        self.model = model
+        self.batch_size = batch_size
+
+    def __call__(self, x, target_class: int) -> np.ndarray:
+        import torch
+
+        h, w = x.shape[-2:]
+        win = max(1, -(-min(h, w) // 6))
+        step = max(1, win // 2)
+        ys = _positions(h, win, step)
+        xs = _positions(w, win, step)
+        boxes = [(y, x0) for y in ys for x0 in xs]
+        filler = _fill_mean(x)
+        with torch.no_grad():
+            p0 = float(_probs(self.model, x[None], target_class)[0])
+            drops = []
+            for i in range(0, len(boxes), self.batch_size):
+                chunk = boxes[i : i + self.batch_size]
+                batch = x[None].repeat(len(chunk), 1, 1, 1)
+                for j, (y, x0) in enumerate(chunk):
+                    batch[j, :, y : y + win, x0 : x0 + win] = filler[:, y : y + win, x0 : x0 + win]
+                drops.append(p0 - _probs(self.model, batch, target_class))
+        drop = np.concatenate(drops)
+        heat = np.zeros((h, w), np.float64)
+        count = np.zeros((h, w), np.float64)
+        for d, (y, x0) in zip(drop, boxes, strict=True):
+            heat[y : y + win, x0 : x0 + win] += d
+            count[y : y + win, x0 : x0 + win] += 1
+        heat = np.clip(heat / np.maximum(count, 1), 0.0, None)
+        top = heat.max()
+        return (heat / top if top > 0 else heat).astype(np.float32)
+
+
+def _positions(side: int, win: int, step: int) -> list[int]:
+    """Window offsets covering 0..side-1: every ``step``, the last one flush with the edge."""
+    pos = list(range(0, max(side - win, 0) + 1, step))
+    if pos[-1] != max(side - win, 0):
+        pos.append(side - win)
+    return pos
+
+
+def occlusion_map(
+    model: Any, image_tensor: Any, *, target_class: int, batch_size: int = 32
+) -> np.ndarray:
+    """The occlusion map of one image for one class (see the ``"occlusion"`` method).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Any classifier returning logits, an ONNX-backed module included. Not modified.
+    image_tensor : torch.Tensor
+        Normalised image ``[3, H, W]``. Not modified.
+    target_class : int
+        Class index ``0..C-1``.
+
+    Returns
+    -------
+    np.ndarray
+        float32 ``[H, W]`` in ``[0, 1]``; zeros when covering no region lowers the probability.
+    """
+    return compute_cam(
+        model, image_tensor, target_class=target_class, method="occlusion", batch_size=batch_size
+    )
+
+
+# ----------------------------------------------------------------------------- sanity check
+
+#: A method passes the model-randomisation check when the Spearman rank correlation between its
+#: map and the randomised model's map is below this (chosen in bench/bench_cams.py, which
+#: reports the correlations per family and method).
+SANITY_MAX_RHO = 0.5
+
+
+@dataclass(frozen=True)
+class SanityCheck:
+    """Adebayo et al.'s model-randomisation check for one map.
+
+    Attributes
+    ----------
+    method, layer : str
+        The map's method and layer.
+    rank_correlation : float
+        Spearman correlation in [-1, 1] between the map and the same method's map of the same
+        image and class on a copy of the model whose ``randomised`` layers are re-initialised
+        (0 when the randomised map is flat); NaN when the map itself is flat or the model
+        cannot be randomised (ONNX).
+    randomised : tuple of str
+        The re-initialised modules: every module with weights that runs after the map's layer
+        (for occlusion, after the model's default CAM layer).
+    """
+
+    method: str
+    layer: str
+    rank_correlation: float
+    randomised: tuple[str, ...]
+
+    @property
+    def passes(self) -> bool | None:
+        """True when the map changed enough; None when the check could not run."""
+        if np.isnan(self.rank_correlation):
+            return None
+        return bool(self.rank_correlation < SANITY_MAX_RHO)
+
+
+_RANDOMISED: Any = None  # WeakKeyDictionary model -> {(layer, seed): (copy, names)}
+
+
+def _layers_after(model, size, layer_name: str) -> list[str]:
+    """Names of modules holding their own parameters that start after ``layer_name`` finishes,
+    in a dry forward pass of a zero image."""
+    import torch
+
+    started: dict[str, int] = {}
+    finished: dict[str, int] = {}
+    clock = [0]
+    handles = []
+
+    def pre(name):
+        def hook(_m, _a):
+            clock[0] += 1
+            started.setdefault(name, clock[0])
+
+        return hook
+
+    def post(name):
+        def hook(_m, _a, _o):
+            clock[0] += 1
+            finished.setdefault(name, clock[0])
+
+        return hook
+
+    device, dtype = _device_dtype(model)
+    try:
+        for name, m in model.named_modules():
+            if name:
+                handles.append(m.register_forward_pre_hook(pre(name)))
+                handles.append(m.register_forward_hook(post(name)))
+        with torch.no_grad():
+            model(torch.zeros((1, 3, *size), device=device, dtype=dtype))
+    finally:
+        for h in handles:
+            h.remove()
+    end = finished.get(layer_name, 0)
+    return [
+        name
+        for name, m in model.named_modules()
+        if name in started
+        and started[name] > end
+        and any(True for _ in m.parameters(recurse=False))
+    ]
+
+
+def _randomised_copy(model, size, layer_name: str, seed: int):
+    """(copy of ``model`` with the layers after ``layer_name`` re-initialised, their names);
+    cached per model object, layer and seed."""
+    import copy
+    import weakref
+
+    import torch
+
+    global _RANDOMISED
+    if _RANDOMISED is None:
+        _RANDOMISED = weakref.WeakKeyDictionary()
+    per_model = _RANDOMISED.setdefault(model, {})
+    key = (layer_name, tuple(size), seed)
+    if key not in per_model:
+        names = _layers_after(model, size, layer_name)
+        twin = copy.deepcopy(model)
+        gen = torch.Generator().manual_seed(seed)
+        modules = dict(twin.named_modules())
+        with torch.no_grad():
+            for name in names:
+                for p in modules[name].parameters(recurse=False):
+                    # each layer's weights redrawn at their own scale (a Gaussian of the trained
+                    # weights' standard deviation): what the layer learned is gone, the
+                    # activations keep a sensible magnitude
+                    scale = float(p.detach().float().std()) if p.numel() > 1 else 0.02
+                    noise = torch.randn(p.shape, generator=gen) * max(scale, 1e-3)
+                    p.copy_(noise.to(device=p.device, dtype=p.dtype))
+        per_model.clear()  # one randomised copy per model at a time (memory)
+        per_model[key] = (twin.eval(), tuple(names))
+    return per_model[key]
+
+
+def randomisation_check(
+    model: Any,
+    image_tensor: Any,
+    cam: Any,
+    *,
+    target_class: int,
+    method: str,
+    layer: str | None = None,
+    seed: int = 0,
+) -> SanityCheck:
+    """Adebayo et al.'s model-randomisation sanity check for one map.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The classifier the map was computed on; not modified (a copy is randomised).
+    image_tensor : torch.Tensor
+        Normalised image ``[3, H, W]`` the map belongs to.
+    cam : array-like
+        The map, float ``[H, W]`` (as :func:`compute_cam` returns it).
+    target_class : int
+    method : str
+        The map's method (a key of :data:`CAM_METHODS`).
+    layer : str or None
+        The map's layer (None: the default layer).
+    seed : int
+        Seed of the re-initialisation.
+
+    Returns
+    -------
+    SanityCheck
+        ``rank_correlation`` is NaN when the model has no weights to randomise (ONNX) or a
+        map is flat.
+    """
+    from scipy.stats import spearmanr
+
+    _check_model(model)
+    _check_image(image_tensor)
+    target_class = _check_class(target_class)
+    size = tuple(image_tensor.shape[-2:])
+    info = layer_for(model, size, method, layer)
+    import torch
+
+    if isinstance(model, torch.jit.ScriptModule) or not any(True for _ in model.parameters()):
+        # ONNX (no weights here) and TorchScript (no hooks, no deep copy): nothing to randomise
+        return SanityCheck(method, info.name, float("nan"), ())
+    top = info.name
+    if top == INPUT_LAYER:  # occlusion: randomise what Grad-CAM's default layer feeds
+        try:
+            top = resolve_layer(model, size, None).name
+        except ValueError:
+            return SanityCheck(method, info.name, float("nan"), ())
+    with model_lock(model):
+        twin, names = _randomised_copy(model, size, top, seed)
+    if not names:
+        return SanityCheck(method, info.name, float("nan"), ())
+    other = compute_cam(twin, image_tensor, target_class=target_class, method=method, layer=layer)
+    a = np.asarray(cam, dtype=np.float64).ravel()
+    b = np.asarray(other, dtype=np.float64).ravel()
+    if a.shape != b.shape or a.std() == 0:
+        return SanityCheck(method, info.name, float("nan"), names)
+    # a map that goes flat on the randomised model kept none of the original's ranking
+    rho = float(spearmanr(a, b).statistic) if b.std() > 0 else 0.0
+    return SanityCheck(method, info.name, rho, names)
+
+
 # ----------------------------------------------------------------------------- explainer
 
 
@@ -346,8 +666,8 @@ class CamExplainer:
         self.batch_size = _check_batch_size(batch_size)
         self.model = model
         self.method = method
-        self.layer: LayerInfo = resolve_layer(model, input_size, layer)
         self.input_size = _check_input_size(input_size)
+        self.layer: LayerInfo = layer_for(model, self.input_size, method, layer)
         self._cam = None
         self._root = None
         self._state: _ModelState | None = None
@@ -360,6 +680,9 @@ class CamExplainer:
             self.model.eval()
             for p in self.model.parameters():
                 p.requires_grad_(False)
+            if not CAM_METHODS[self.method].needs_layer:
+                self._cam = _Occlusion(self.model, self.batch_size)
+                return self
             cls = _method_classes()[self.method]
             module = self.model.get_submodule(self.layer.name)
             # registered before the library's hooks, so they see (and hook) the copy
@@ -377,7 +700,8 @@ class CamExplainer:
     def _close(self) -> None:
         try:
             if self._cam is not None:
-                self._cam.activations_and_grads.release()
+                if hasattr(self._cam, "activations_and_grads"):
+                    self._cam.activations_and_grads.release()
                 self._cam = None
             if self._root is not None:
                 self._root.remove()
@@ -420,6 +744,9 @@ class CamExplainer:
         import torch
 
         device, dtype = _device_dtype(self.model)
+        if isinstance(self._cam, _Occlusion):
+            x = image_tensor.detach().to(device=device, dtype=dtype).clone()
+            return self._cam(x, target_class)
         with torch.inference_mode(False), torch.enable_grad():
             x = image_tensor.detach().to(device=device, dtype=dtype).clone().unsqueeze(0)
             cam = self._cam(input_tensor=x, targets=[_ClassTarget(target_class)])
@@ -571,7 +898,7 @@ class CamCache:
         _check_image(image_tensor)
         target_class = _check_class(target_class)
         _check_name(method, CAM_METHODS, "CAM method")
-        info = resolve_layer(model, tuple(image_tensor.shape[-2:]), layer)
+        info = layer_for(model, tuple(image_tensor.shape[-2:]), method, layer)
         key = {"sample_id": sample_id, "method": method, "layer": info.name}
         hit = self.get(**key, target_class=target_class)
         if hit is not None and hit.shape == tuple(image_tensor.shape[-2:]):

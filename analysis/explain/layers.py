@@ -23,6 +23,25 @@ the patch tokens of the last block output get zero gradient. ``SwinTransformer``
 and blocks, channels-last ``[B, H, W, C]``. :func:`reshape_transform` turns both into
 ``[B, C, H, W]`` maps.
 
+Models from other libraries (timm, Hugging Face transformers) are read by what their modules
+produce, not by their class:
+
+- **ViT-like** (timm ``VisionTransformer``/DeiT/BEiT/EVA, transformers ViT/DeiT/BEiT/DINOv2): a
+  module whose output is a token sequence ``[1, P + h*w, C]`` with ``P >= 1`` prefix tokens (class,
+  distillation, register tokens) on the patch grid ``h x w`` (the output of the patch-embedding
+  convolution, stride = kernel) is a transformer block; its candidate is its first LayerNorm child
+  (the pre-norm: ``norm1``, ``layernorm_before``), for the reason above, and the reshape drops the
+  ``P`` prefix tokens;
+- **everything else** is walked from the top: containers (as above) and wrappers whose output is
+  not a tensor (transformers' ``ConvNextModel``, ``SwinEncoder``, output objects and tuples) are
+  opened; a block whose output is a 4-D map is a candidate, ``[B, C, H, W]`` or channels-last
+  ``[B, H, W, C]`` (timm Swin and other channels-last blocks), told apart by which reading fits the
+  input's aspect and a whole stride (ties go to the layout the model's other blocks use); a block
+  whose output is a prefix-free token sequence on the patch grid or a coarser one (transformers'
+  Swin: ``[B, h*w, C]``) is a candidate with the grid it fits; a block returning a tuple
+  (transformers' Swin layers) is represented by its pre-norm. Maps of 1 x 1 (after a global pool)
+  are left out.
+
 :func:`default_layer` is the deepest candidate whose map is still at least 7 x 7 at that input
 size (at 64 px a ResNet's ``layer4`` is 2 x 2, which cannot say where anything is); for ViT and
 Swin it is the last block.
@@ -44,6 +63,7 @@ LAYOUTS = ("nchw", "nhwc", "tokens")
 
 __all__ = [
     "LAYOUTS",
+    "architecture_family",
     "MIN_SIDE",
     "LayerInfo",
     "candidate_layers",
@@ -68,13 +88,17 @@ class LayerInfo:
         Number of channels (token width for transformers).
     layout : str
         How the module's output is laid out: ``"nchw"`` (a conv map), ``"nhwc"`` (Swin) or
-        ``"tokens"`` (ViT, ``[B, 1 + h*w, C]`` with the class token first).
+        ``"tokens"`` (ViT, ``[B, P + h*w, C]`` with ``P`` prefix tokens first).
+    prefix_tokens : int
+        For ``"tokens"``: how many leading tokens are not patches (class, distillation and
+        register tokens; 0 for transformers' Swin). Ignored for the other layouts.
     """
 
     name: str
     spatial: tuple[int, int]
     channels: int
     layout: str = "nchw"
+    prefix_tokens: int = 1
 
 
 @dataclass(frozen=True)
@@ -175,8 +199,20 @@ def reshape_transform(info: LayerInfo) -> Callable | None:
     if info.layout == "nhwc":
         return _nhwc_to_nchw
     if info.layout == "tokens":
-        return functools.partial(_tokens_to_nchw, height=info.spatial[0], width=info.spatial[1])
+        return functools.partial(
+            _tokens_to_nchw,
+            height=info.spatial[0],
+            width=info.spatial[1],
+            prefix=info.prefix_tokens,
+        )
     raise ValueError(f"unknown layout {info.layout!r}; valid: {list(LAYOUTS)}")
+
+
+def architecture_family(model: Any, input_size: int | Sequence[int]) -> str:
+    """How the layers of ``model`` were read: a torchvision family (``"resnet"``, ``"vit"``,
+    ``"swin"``, ...), ``"vit-tokens"`` (a timm / Hugging Face ViT-like model) or ``"generic"``."""
+    _check_model(model)
+    return _discover(model, _check_input_size(input_size)).family
 
 
 def model_lock(model: Any) -> threading.RLock:
@@ -232,8 +268,8 @@ def _nhwc_to_nchw(t):
     return t.permute(0, 3, 1, 2)
 
 
-def _tokens_to_nchw(t, *, height: int, width: int):
-    patches = t[:, 1:, :]  # drop the class token
+def _tokens_to_nchw(t, *, height: int, width: int, prefix: int = 1):
+    patches = t[:, prefix:, :]  # drop the class / distillation / register tokens
     return patches.reshape(t.shape[0], height, width, t.shape[2]).permute(0, 3, 1, 2)
 
 
@@ -357,6 +393,8 @@ def _discover_core(model, size, device, dtype) -> _Discovery:
 
         return hook
 
+    outputs: dict[str, Any] = {}
+
     training = [(m, m.training) for m in model.modules()]
     handles = []
     try:
@@ -383,6 +421,10 @@ def _discover_core(model, size, device, dtype) -> _Discovery:
     if family == "vit":
         infos = _vit_candidates(backbone, prefix, events, size)
         groups = [[i.name] for i in infos]
+    elif family == "generic":
+        for name, out in events:
+            outputs.setdefault(name, out)
+        family, infos, groups = _generic_candidates(model, events, outputs, calls, kinds, size)
     else:
         if family == "swin":
             blocks = _block_names(backbone.features, _join(prefix, "features"))
@@ -452,6 +494,181 @@ def _map_candidates(events, calls, kinds, blocks, layout, nn):
     return infos, groups
 
 
+# ----------------------------------------------------------------------------- other libraries
+
+
+def _conv_grids(events, kinds, nn) -> list[tuple[int, int]]:
+    """(h, w) of every convolution's output in the dry pass, largest first: a transformer's patch
+    grid is among them (the patch embedding; after a convolutional stem in hybrid ViTs)."""
+    grids = {
+        (int(out.shape[2]), int(out.shape[3]))
+        for name, out in events
+        if issubclass(kinds[name], nn.Conv2d) and _is_map(out)
+    }
+    return sorted(grids, key=lambda g: -g[0] * g[1])
+
+
+def _first_tensor(out):
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return out
+    return None
+
+
+def _token_grid(out, grids) -> tuple[tuple[int, int], int] | None:
+    """((h, w), prefix tokens) when ``out`` is a token sequence ``[1, P + h*w, C]`` on a
+    convolution's grid (0 <= P <= 16, the largest fitting grid), or prefix-free on a grid 2**k
+    times coarser than one (Swin's merged patches)."""
+    import torch
+
+    if not grids or not isinstance(out, torch.Tensor) or not out.is_floating_point():
+        return None
+    if out.ndim != 3 or out.shape[0] != 1 or out.shape[2] < 2:
+        return None
+    n = int(out.shape[1])
+    for h0, w0 in grids:
+        if 0 <= n - h0 * w0 <= 16:
+            return (h0, w0), n - h0 * w0
+    for h0, w0 in grids:
+        h, w = h0, w0
+        while h % 2 == 0 and w % 2 == 0 and h > 1:
+            h, w = h // 2, w // 2
+            if n == h * w:
+                return (h, w), 0
+    return None
+
+
+def _map_layouts(out, size) -> set[str]:
+    """Which of "nchw" / "nhwc" fit a 4-D output at this input size: the map's aspect is the
+    input's and the input side is a whole multiple (within padding) of the map side."""
+
+    def fits(h, w):
+        if h < 1 or w < 1 or h > size[0] or w > size[1]:
+            return False
+        sh, sw = size[0] / h, size[1] / w
+        return abs(sh - sw) <= max(sh, sw) * 0.15 and abs(sh - round(sh)) < 0.3 or h == w == 1
+
+    s = out.shape
+    found = set()
+    if fits(int(s[2]), int(s[3])):
+        found.add("nchw")
+    if fits(int(s[1]), int(s[2])):
+        found.add("nhwc")
+    return found
+
+
+def _generic_candidates(model, events, outputs, calls, kinds, size):
+    """(family, candidates in forward order, alias groups) for a model of no known torchvision
+    family (see the module docstring: ViT-like token models, then the generic walk)."""
+    from torch import nn
+
+    order = {}
+    for i, (name, _) in enumerate(events):
+        order.setdefault(name, i)
+    grid = _conv_grids(events, kinds, nn)
+    modules = dict(model.named_modules())
+
+    def prenorm(name) -> str | None:
+        """The first LayerNorm child of ``name`` that ran once on a token sequence."""
+        for child_name, child in modules[name].named_children():
+            full = _join(name, child_name)
+            if isinstance(child, nn.LayerNorm) and calls.get(full) == 1:
+                if _token_grid(outputs.get(full), grid) is not None:
+                    return full
+        return None
+
+    # ViT-like: blocks whose output carries prefix tokens; their pre-norm is the candidate
+    vit: list[tuple[str, str]] = []  # (block, pre-norm)
+    plain: list[tuple[str, str, tuple[int, int]]] = []  # prefix-free token blocks, their grid
+    for name, out in outputs.items():
+        tg = _token_grid(out, grid)
+        if tg is not None and calls.get(name) == 1:
+            norm = prenorm(name)
+            if norm is not None and tg[1] > 0:
+                vit.append((name, norm))
+            elif norm is not None:
+                plain.append((name, norm, tg[0]))
+    if vit:
+        # blocks before a class token joins (XCiT, CaiT: class attention at the end) count too
+        grids = {_token_grid(outputs[n], grid)[0] for _, n in vit}
+        vit += [(b, n) for b, n, g in plain if g in grids]
+        infos, groups = [], []
+        for block, norm in sorted(vit, key=lambda bn: order[bn[1]]):
+            (h, w), p = _token_grid(outputs[norm], grid)
+            c = int(outputs[norm].shape[2])
+            infos.append(LayerInfo(norm, (h, w), c, "tokens", p))
+            groups.append([block, norm])
+        return "vit-tokens", infos, groups
+
+    conv_types = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    pool_types = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+    first_conv = min((order[n] for n in order if issubclass(kinds[n], conv_types)), default=None)
+    found: list[tuple[str, Any]] = []  # (name, output) of block-level candidates
+    stop = [False]
+
+    def visit(module, prefix_name):
+        for child_name, child in module.named_children():
+            if stop[0]:
+                return
+            full = _join(prefix_name, child_name)
+            if full not in outputs:  # never called itself: a ModuleList / ModuleDict holder
+                visit(child, full)
+                continue
+            if calls.get(full) != 1:
+                continue
+            out = outputs[full]
+            if issubclass(kinds[full], pool_types):
+                stop[0] = True
+                return
+            if _opens(child):
+                visit(child, full)
+                continue
+            tensor = _first_tensor(out)
+            after_conv = first_conv is not None and order[full] >= first_conv
+            if tensor is not None and after_conv and (_is_map(tensor) or _token_grid(tensor, grid)):
+                found.append((full, tensor))
+            elif tensor is None:
+                norm = prenorm(full) if isinstance(out, tuple | list) else None
+                if norm is not None and order[norm] >= (first_conv or 0):
+                    found.append((norm, outputs[norm]))
+                else:
+                    visit(child, full)
+            else:
+                visit(child, full)
+
+    visit(model, "")
+    votes = {"nchw": 0, "nhwc": 0}
+    for _, out in found:
+        if out.ndim == 4:
+            fit = _map_layouts(out, size)
+            if len(fit) == 1:
+                votes[next(iter(fit))] += 1
+    usual = "nhwc" if votes["nhwc"] > votes["nchw"] else "nchw"
+    infos, groups = [], []
+    seen: dict[int, list[str]] = {}  # one candidate per tensor (an Identity after a stage)
+    for name, out in sorted(found, key=lambda f: order[f[0]]):
+        if id(out) in seen:
+            seen[id(out)].insert(0, name)  # an alias of the first name
+            continue
+        if out.ndim == 4:
+            fit = _map_layouts(out, size)
+            layout = usual if (usual in fit or not fit) else next(iter(fit))
+            if layout == "nhwc":
+                spatial, channels = (int(out.shape[1]), int(out.shape[2])), int(out.shape[3])
+            else:
+                spatial, channels = (int(out.shape[2]), int(out.shape[3])), int(out.shape[1])
+            if spatial == (1, 1):
+                continue
+            infos.append(LayerInfo(name, spatial, channels, layout))
+        else:
+            (h, w), p = _token_grid(out, grid)
+            infos.append(LayerInfo(name, (h, w), int(out.shape[2]), "tokens", p))
+        groups.append([name])
+        seen[id(out)] = groups[-1]
+    return "generic", infos, groups
+
+
 def _is_map(out) -> bool:
     import torch
 
@@ -461,7 +678,7 @@ def _is_map(out) -> bool:
 def _pick_default(family: str, infos: list[LayerInfo]) -> str | None:
     if not infos:
         return None
-    if family == "vit":  # every block has the same token grid
+    if family in ("vit", "vit-tokens"):  # every block has the same token grid
         return infos[-1].name
     large = [i for i in infos if min(i.spatial) >= MIN_SIDE]
     if large:

@@ -3,7 +3,10 @@
 DataLoader workers decode and resize (uint8, so little is copied between processes); the main
 process turns a batch into floats once, measures brightness/contrast/sharpness/saturation on that
 tensor, normalises it and runs the model in ``eval()`` under ``inference_mode``. A forward pre-hook
-on the classifier head captures the penultimate embedding in the same forward call.
+on the module the model's family names (:attr:`~analysis.loading.models.LoadedModel.embedding_head`:
+the classifier's input, timm's pre-logits, a Hugging Face pooled output) captures the embedding in
+the same forward call; a model that computes its embeddings itself (ONNX) gives them with its
+logits through ``forward_with_embeddings``.
 
 Workers die with the process that started them, ``kill -9`` included (``PR_SET_PDEATHSIG`` on
 Linux, a parent watchdog elsewhere): a worker blocked on a full pipe to a dead parent would
@@ -27,7 +30,7 @@ import pandas as pd
 from .. import schema
 from ..checks import row_losses
 from .images import ImageReadError, decode_image
-from .models import Preprocessing, find_head
+from .models import LoadedModel, Preprocessing, find_head
 
 Progress = Callable[[str, float], None]
 
@@ -199,14 +202,25 @@ def make_thumbnail(rgb: np.ndarray, size: int = THUMB_SIZE) -> tuple[bytes, str,
 
 
 def to_model_tensor(rgb: np.ndarray, prep: Preprocessing):
-    """uint8 [H, W, 3] -> uint8 tensor [3, S, S] resized (and cropped) per ``prep``."""
+    """uint8 [H, W, 3] -> uint8 tensor [3, S, S] resized (and cropped) per ``prep``.
+
+    torchvision's antialiased tensor resize with ``prep.interpolation`` (within one grey level of
+    PIL's, which torchvision's, timm's and transformers' own transforms use); an image already
+    at the target size is not resampled."""
     import torch
+    from torchvision.transforms import InterpolationMode
     from torchvision.transforms.v2 import functional as F
 
     t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
+    mode = InterpolationMode(prep.interpolation)
+    h, w = t.shape[-2:]
+    if prep.crop is None or prep.squash:
+        if (h, w) != (prep.resize, prep.resize):
+            t = F.resize(t, [prep.resize, prep.resize], interpolation=mode, antialias=True)
+    elif min(h, w) != prep.resize:
+        t = F.resize(t, prep.resize, interpolation=mode, antialias=True)
     if prep.crop is None:
-        return F.resize(t, [prep.resize, prep.resize], antialias=True)
-    t = F.resize(t, prep.resize, antialias=True)
+        return t
     return F.center_crop(t, [prep.crop, prep.crop])
 
 
@@ -308,19 +322,26 @@ def pick_device(device: str | None = None) -> str:
 
 
 class EmbeddingHook:
-    """Context manager capturing the input of the classifier head on every forward call."""
+    """Context manager capturing the input of the embedding head on every forward call.
 
-    def __init__(self, model):
+    ``head`` is the module whose input is the embedding (a family's
+    :attr:`~analysis.loading.models.LoadedModel.embedding_head`); with ``search`` and no head,
+    the model's last ``nn.Linear``."""
+
+    def __init__(self, model, *, head=None, search: bool = True):
         self.model = model
+        self.head = head
+        self.search = search
         self.value = None
         self._handle = None
 
     def __enter__(self):
-        head = None
-        try:
-            head = find_head(self.model)
-        except Exception:
-            head = None
+        head = self.head
+        if head is None and self.search:
+            try:
+                head = find_head(self.model)
+            except Exception:
+                head = None
         if head is not None and hasattr(head, "register_forward_pre_hook"):
             try:
                 self._handle = head.register_forward_pre_hook(self._hook)
@@ -330,6 +351,16 @@ class EmbeddingHook:
 
     def _hook(self, _mod, args):
         self.value = args[0]
+
+    def embeddings(self):
+        """The captured value as float ``[B, D]`` on the CPU (a 4-D map, the input of a
+        convolutional head, is averaged over its positions), or None."""
+        v = self.value
+        if v is None:
+            return None
+        if v.ndim == 4:
+            v = v.mean(dim=(2, 3))
+        return v.flatten(1).float().cpu()
 
     @property
     def active(self) -> bool:
@@ -487,6 +518,24 @@ class PassSink:
         self._writers.clear()
 
 
+def model_and_hook(model, *, want_embeddings: bool = True):
+    """(the module to run, its embedding hook or None) for what the pass is given.
+
+    A :class:`~analysis.loading.models.LoadedModel` brings its family's embedding head (timm's
+    pre-logits, a Hugging Face pooled output, a SqueezeNet conv head; none for TorchScript); a
+    bare ``nn.Module`` gets its last ``nn.Linear``. Any engine that runs the pass's per-batch
+    step (:func:`_forward`) builds its hook here, so every family works the same way in it.
+    The hook is not entered yet (``with hook:`` or ``hook.__enter__()``)."""
+    if model is None:
+        return None, None
+    if isinstance(model, LoadedModel):
+        loaded, module = model, model.model
+        kw = {"head": loaded.embedding_head, "search": False}
+    else:
+        module, kw = model, {}
+    return module, (EmbeddingHook(module, **kw) if want_embeddings else None)
+
+
 def run_pass(
     paths: list[str],
     prep: Preprocessing,
@@ -512,8 +561,10 @@ def run_pass(
     paths : list of str
         Absolute image paths, in the order of the input table.
     prep : Preprocessing
-    model : torch.nn.Module, optional
-        Without a model only properties and hashes are computed (predictions-file mode).
+    model : LoadedModel or torch.nn.Module, optional
+        Without a model only properties and hashes are computed (predictions-file mode). A
+        :class:`~analysis.loading.models.LoadedModel` brings its family's embedding head; a bare
+        module gives the input of its last ``nn.Linear``.
     perturb : callable, optional
         ``f(x) -> x`` on the float batch [B, 3, S, S] in [0, 1] before normalisation (robustness).
     progress : callable(str, float), optional
@@ -557,7 +608,7 @@ def run_pass(
     done = 0
     if progress is not None:
         progress(pass_message(desc, 0, len(ds), 0.0), 0.0)
-    hook = EmbeddingHook(model) if (model is not None and want_embeddings) else None
+    model, hook = model_and_hook(model, want_embeddings=want_embeddings)
     try:
         if hook is not None:
             hook.__enter__()
@@ -613,7 +664,11 @@ def _forward(x8, *, model, mean, std, hook, perturb, device: str):
     # while the model runs cost a small model ~30% (its activations lose the cache-warm block)
     x.sub_(mean).div_(std)
     t0 = time.perf_counter()
-    out = model(x)
+    emb = None
+    if hook is not None and hasattr(model, "forward_with_embeddings"):
+        out, emb = model.forward_with_embeddings(x)  # a family that returns its own (ONNX)
+    else:
+        out = model(x)
     del x
     if isinstance(out, tuple | list):
         out = out[0]
@@ -621,9 +676,10 @@ def _forward(x8, *, model, mean, std, hook, perturb, device: str):
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     dt = (time.perf_counter() - t0) * 1000.0 / max(1, n)
-    emb = (
-        hook.value.flatten(1).float().cpu() if hook is not None and hook.value is not None else None
-    )
+    if emb is not None:
+        emb = emb.flatten(1).float().cpu()
+    elif hook is not None:
+        emb = hook.embeddings()
     return props, out.cpu(), emb, dt
 
 

@@ -1,4 +1,10 @@
-"""Loading a classifier: torchvision architecture + state_dict, TorchScript, or (opt-in) a pickle.
+"""Loading a classifier of any family, and how an image becomes its input.
+
+Families (one small registry entry each, :mod:`analysis.loading.families`): a torchvision
+architecture + state_dict, TorchScript or (opt-in) a pickled module, handled here; a timm
+architecture + state_dict (``--arch timm/<name>``), a Hugging Face transformers
+``save_pretrained`` folder, an ONNX file. Every family gives the same :class:`LoadedModel`: an
+``nn.Module`` mapping a normalised float batch to logits, plus where its embeddings come from.
 
 Checkpoints are loaded with ``torch.load(weights_only=True)``: a full pickled ``nn.Module`` would run
 arbitrary code when unpickled, so it is refused unless the caller passes ``trust_checkpoint=True``
@@ -18,6 +24,7 @@ from typing import Any
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 
 
 class CheckpointError(ValueError):
@@ -29,10 +36,12 @@ class Preprocessing:
     """How an image becomes a model input.
 
     ``resize`` is the shorter side after resizing; with ``crop`` None the image is resized to a
-    ``resize`` x ``resize`` square instead (no crop), else centre-cropped to ``crop`` x ``crop``.
-    ``mean``/``std`` normalise RGB in [0, 1]. ``exif_transpose`` applies a file's EXIF
-    orientation tag before anything else (off: the pixels as stored, as torchvision's default
-    loader reads them).
+    ``resize`` x ``resize`` square instead (no crop), else centre-cropped to ``crop`` x ``crop``
+    (with ``squash``, the resize goes to a square first, as DeiT's and timm's "squash" mode do).
+    ``interpolation`` is the resampling filter (antialiased, torchvision's tensor resize, within
+    one grey level of PIL's). ``mean``/``std`` normalise RGB in [0, 1]. ``exif_transpose``
+    applies a file's EXIF orientation tag before anything else (off: the pixels as stored, as
+    torchvision's default loader reads them).
     """
 
     resize: int = 256
@@ -40,6 +49,14 @@ class Preprocessing:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     exif_transpose: bool = False
+    interpolation: str = "bilinear"  # or "bicubic" (timm's and many HF models' default)
+    squash: bool = False  # resize to resize x resize (aspect not kept) before the crop
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(
+                f"interpolation {self.interpolation!r} is not supported; valid: {INTERPOLATIONS}"
+            )
 
     @property
     def input_size(self) -> int:
@@ -53,6 +70,8 @@ class Preprocessing:
             "mean": list(self.mean),
             "std": list(self.std),
             "exif_transpose": self.exif_transpose,
+            "interpolation": self.interpolation,
+            "squash": self.squash,
         }
 
     @classmethod
@@ -63,6 +82,8 @@ class Preprocessing:
             mean=tuple(float(x) for x in d.get("mean", IMAGENET_MEAN)),
             std=tuple(float(x) for x in d.get("std", IMAGENET_STD)),
             exif_transpose=bool(d.get("exif_transpose", False)),
+            interpolation=str(d.get("interpolation", "bilinear")),
+            squash=bool(d.get("squash", False)),
         )
 
     def describe(self) -> str:
@@ -70,8 +91,13 @@ class Preprocessing:
         geometry = (
             f"resize to {self.resize}x{self.resize} (no crop)"
             if self.crop is None
-            else f"resize shorter side to {self.resize}, centre crop {self.crop}x{self.crop}"
+            else (
+                f"resize to {self.resize}x{self.resize}, centre crop {self.crop}x{self.crop}"
+                if self.squash
+                else f"resize shorter side to {self.resize}, centre crop {self.crop}x{self.crop}"
+            )
         )
+        geometry += f" ({self.interpolation})"
         nums = ", ".join(f"{v:g}" for v in self.mean), ", ".join(f"{v:g}" for v in self.std)
         exif = (
             "EXIF orientation applied (--exif-transpose)"
@@ -83,15 +109,43 @@ class Preprocessing:
 
 @dataclass
 class LoadedModel:
-    """A model ready for inference (in ``eval()`` mode) and what is known about it."""
+    """A model ready for inference (in ``eval()`` mode) and what is known about it.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        Normalised float ``[B, 3, S, S]`` -> logits ``[B, C]`` (a tensor, whatever the family
+        returns natively). For ONNX it wraps the onnxruntime session and has no gradients.
+    family : str
+        A key of :data:`analysis.loading.families.FAMILIES`.
+    embedding_head : torch.nn.Module or None
+        The module whose *input* is the embedding (captured by a forward pre-hook in the pass);
+        None when the family gives embeddings another way (ONNX) or not at all.
+    embedding_pool : bool
+        Average the head's input over its spatial dimensions (a convolutional head).
+    embedding_source : str or None
+        Where the embeddings come from, in words, for the manifest; None: no embeddings.
+    gradients : bool
+        Whether gradient CAMs can run (False for ONNX; TorchScript takes no hooks).
+    notes : list of str
+        Things the user should know about how the model was read (go to the run's warnings).
+    """
 
     model: Any  # torch.nn.Module or torch.jit.ScriptModule
     arch: str | None
     num_classes: int
-    kind: str  # "state_dict" | "torchscript" | "pickled_module"
+    kind: str  # "state_dict" | "torchscript" | "pickled_module" | "hf_folder" | "onnx"
     path: str
     sha256: str
     sidecar: dict = field(default_factory=dict)
+    family: str = "torchvision"
+    embedding_head: Any = None
+    embedding_pool: bool = False
+    embedding_source: str | None = None
+    gradients: bool = True
+    class_names: list[str] | None = None  # names the model itself carries (HF id2label)
+    preprocessing: Preprocessing | None = None  # the family's defaults for this model
+    notes: list[str] = field(default_factory=list)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -102,10 +156,26 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def read_sidecar(path: str | Path) -> dict:
-    """The JSON beside a checkpoint (``<stem>.json``), if any: arch, classes, preprocessing."""
+def sha256_path(path: str | Path) -> str:
+    """sha256 of a model file, or of a model folder (each weight/config file's name and sha256,
+    in name order)."""
     p = Path(path)
-    side = p.with_suffix(".json")
+    if not p.is_dir():
+        return sha256_file(p)
+    from .families import model_folder_files
+
+    h = hashlib.sha256()
+    for f in model_folder_files(p):
+        h.update(f"{f.name}\0{sha256_file(f)}\n".encode())
+    return h.hexdigest()
+
+
+def read_sidecar(path: str | Path) -> dict:
+    """The JSON beside a checkpoint (``<stem>.json``), if any: arch, classes, preprocessing.
+
+    For a model folder, ``<folder>.json`` beside it."""
+    p = Path(path)
+    side = p.with_suffix(".json") if not p.is_dir() else p.parent / f"{p.name}.json"
     if side.exists() and side != p:
         try:
             return json.loads(side.read_text())
@@ -120,9 +190,34 @@ def torchvision_architectures() -> list[str]:
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
-def default_preprocessing(arch: str | None) -> Preprocessing:
-    """The preprocessing torchvision's weights for ``arch`` document (read offline, nothing
-    downloaded); ImageNet's 256/224 when unknown."""
+def default_preprocessing(
+    arch: str | None, *, path: str | Path | None = None, sidecar: dict | None = None
+) -> Preprocessing:
+    """The model family's own preprocessing (read offline, nothing downloaded): torchvision's
+    documented transform for ``arch``, timm's data config, a Hugging Face folder's image
+    processor, an ONNX graph's input size; ImageNet's 256/224 when unknown."""
+    if path is None:
+        return torchvision_preprocessing(arch)
+    from .families import family_for
+
+    side = sidecar if sidecar is not None else read_sidecar(path)
+    p = Path(path).expanduser()
+    return family_for(p, arch, side).default_preprocessing(p, arch, side)
+
+
+def model_class_names(path: str | Path, arch: str | None, sidecar: dict) -> list[str] | None:
+    """Class names the model carries itself (a Hugging Face config's ``id2label``), else None."""
+    from .families import family_for
+
+    p = Path(path).expanduser()
+    if not p.exists():
+        return None
+    return family_for(p, arch, sidecar).class_names(p, arch, sidecar)
+
+
+def torchvision_preprocessing(arch: str | None) -> Preprocessing:
+    """The preprocessing torchvision's weights for ``arch`` document (resize, crop, resampling,
+    mean/std); ImageNet's 256/224 bilinear when unknown."""
     if arch is None:
         return Preprocessing()
     try:
@@ -132,8 +227,13 @@ def default_preprocessing(arch: str | None) -> Preprocessing:
         t = weights.transforms()
         crop = t.crop_size[0] if isinstance(t.crop_size, list | tuple) else int(t.crop_size)
         resize = t.resize_size[0] if isinstance(t.resize_size, list | tuple) else int(t.resize_size)
+        interp = getattr(getattr(t, "interpolation", None), "value", "bilinear")
         return Preprocessing(
-            resize=int(resize), crop=int(crop), mean=tuple(t.mean), std=tuple(t.std)
+            resize=int(resize),
+            crop=int(crop),
+            mean=tuple(t.mean),
+            std=tuple(t.std),
+            interpolation=interp if interp in INTERPOLATIONS else "bilinear",
         )
     except Exception:
         return Preprocessing()
@@ -201,28 +301,99 @@ def load_model(
     num_classes: int | None = None,
     trust_checkpoint: bool = False,
     device: str = "cpu",
+    onnx_output: str | None = None,
+    onnx_embeddings: str | None = None,
 ) -> LoadedModel:
-    """Load a classifier checkpoint.
+    """Load a classifier of any family (:data:`analysis.loading.families.FAMILIES`).
 
     Parameters
     ----------
     path : path
-        ``.pt``/``.pth``/``.bin`` (state_dict or TorchScript) or ``.safetensors``.
+        ``.pt``/``.pth``/``.bin`` (state_dict or TorchScript), ``.safetensors``, ``.onnx``, or a
+        Hugging Face ``save_pretrained`` folder.
     arch : str, optional
-        torchvision architecture name (``resnet18``, ``mobilenet_v3_small``, ...); needed for a
-        state_dict unless a sidecar ``<stem>.json`` names it.
+        torchvision architecture name (``resnet18``, ``mobilenet_v3_small``, ...) or
+        ``timm/<name>``; needed for a state_dict unless a sidecar ``<stem>.json`` names it.
     num_classes : int, optional
         The length of the class list; checked against the checkpoint's output size.
     trust_checkpoint : bool
         Allow unpickling a full ``nn.Module`` (runs code from the file). Off by default.
+    device : str
+        Where the model runs (``cpu``, ``cuda``; for ONNX, which onnxruntime provider).
+    onnx_output, onnx_embeddings : str, optional
+        ONNX only: the names of the logits output and of the embedding value.
     """
-    import torch
+    from .families import family_for
 
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"model file {str(path)!r} does not exist")
     sidecar = read_sidecar(path)
     arch = arch or sidecar.get("arch")
+    family = family_for(path, arch, sidecar)
+    loaded = family.load(
+        path,
+        arch=arch,
+        sidecar=sidecar,
+        num_classes=num_classes,
+        trust_checkpoint=trust_checkpoint,
+        device=device,
+        options={"onnx_output": onnx_output, "onnx_embeddings": onnx_embeddings},
+    )
+    loaded.preprocessing = family.default_preprocessing(path, arch, sidecar)
+    return loaded
+
+
+def read_state_dict(path: Path, *, trust_checkpoint: bool = False) -> Any:
+    """The tensors of a ``.safetensors`` / ``.pt`` / ``.pth`` / ``.bin`` checkpoint as a plain
+    state_dict (wrappers such as ``{"state_dict": ...}`` and ``module.`` prefixes removed), or,
+    only with ``trust_checkpoint``, the ``nn.Module`` a full pickle holds."""
+    import torch
+
+    if path.suffix.lower() == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as e:  # SafetensorError: truncated, corrupt, not safetensors
+            raise CheckpointError(
+                f"{path} is not a readable safetensors file (truncated or corrupt?): {_detail(e)}"
+            ) from None
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:
+        if not _needs_unpickling(e):
+            raise CheckpointError(
+                f"{path} cannot be read as a PyTorch checkpoint (truncated or corrupt?):"
+                f" {_detail(e)}"
+            ) from None
+        if not trust_checkpoint:
+            raise CheckpointError(
+                f"{path.name} is not a plain state_dict: loading it would unpickle Python objects,"
+                " which can run arbitrary code. If you trust where it came from, re-run with"
+                f" --trust-checkpoint (trust_checkpoint=True). Detail: {_detail(e)}"
+            ) from None
+        try:
+            obj = torch.load(str(path), map_location="cpu", weights_only=False)
+        except Exception as e2:
+            raise CheckpointError(f"{path} cannot be unpickled: {_detail(e2)}") from None
+        if isinstance(obj, torch.nn.Module):
+            return obj
+    return _unwrap_state_dict(obj)
+
+
+def _load_torchvision(
+    path: Path,
+    *,
+    arch: str | None,
+    sidecar: dict,
+    num_classes: int | None,
+    trust_checkpoint: bool,
+    device: str,
+) -> LoadedModel:
+    """The torchvision family: an architecture + state_dict, TorchScript, or a trusted pickle."""
+    import torch
+
     digest = sha256_file(path)
 
     if path.suffix.lower() != ".safetensors" and _is_torchscript(path):
@@ -236,47 +407,45 @@ def load_model(
         model.eval()
         n_out = _probe_outputs(model, sidecar)
         _check_classes(n_out, num_classes, "the TorchScript model's output")
-        return LoadedModel(model, arch, n_out, "torchscript", str(path), digest, sidecar)
+        return LoadedModel(
+            model,
+            arch,
+            n_out,
+            "torchscript",
+            str(path),
+            digest,
+            sidecar,
+            gradients=False,
+            notes=[
+                "TorchScript models take no hooks: no embeddings and no gradient CAMs"
+                " (occlusion maps only)"
+            ],
+        )
 
-    if path.suffix.lower() == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            sd = load_file(str(path), device="cpu")
-        except Exception as e:  # SafetensorError: truncated, corrupt, not safetensors
-            raise CheckpointError(
-                f"{path} is not a readable safetensors file (truncated or corrupt?): {_detail(e)}"
-            ) from None
-    else:
-        try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as e:
-            if not _needs_unpickling(e):
-                raise CheckpointError(
-                    f"{path} cannot be read as a PyTorch checkpoint (truncated or corrupt?):"
-                    f" {_detail(e)}"
-                ) from None
-            if not trust_checkpoint:
-                raise CheckpointError(
-                    f"{path.name} is not a plain state_dict: loading it would unpickle Python objects,"
-                    " which can run arbitrary code. If you trust where it came from, re-run with"
-                    f" --trust-checkpoint (trust_checkpoint=True). Detail: {_detail(e)}"
-                ) from None
-            try:
-                obj = torch.load(str(path), map_location="cpu", weights_only=False)
-            except Exception as e2:
-                raise CheckpointError(f"{path} cannot be unpickled: {_detail(e2)}") from None
-            if isinstance(obj, torch.nn.Module):
-                obj.eval().to(device)
-                n_out = _probe_outputs(obj, sidecar)
-                _check_classes(n_out, num_classes, "the pickled model's output")
-                return LoadedModel(obj, arch, n_out, "pickled_module", str(path), digest, sidecar)
-        sd = _unwrap_state_dict(obj)
+    sd = read_state_dict(path, trust_checkpoint=trust_checkpoint)
+    if isinstance(sd, torch.nn.Module):
+        obj = sd
+        obj.eval().to(device)
+        n_out = _probe_outputs(obj, sidecar)
+        _check_classes(n_out, num_classes, "the pickled model's output")
+        head, source = embedding_head(obj)
+        return LoadedModel(
+            obj,
+            arch,
+            n_out,
+            "pickled_module",
+            str(path),
+            digest,
+            sidecar,
+            embedding_head=head,
+            embedding_source=source,
+        )
 
     if arch is None:
         raise CheckpointError(
             f"{path.name} is a state_dict: say which torchvision architecture it belongs to with"
-            ' --arch (e.g. resnet18), or put {"arch": ...} in a sidecar JSON next to it'
+            ' --arch (e.g. resnet18, or timm/<name> for a timm model), or put {"arch": ...} in'
+            " a sidecar JSON next to it"
         )
     check_arch(arch)
     head = _head_name(arch)
@@ -313,7 +482,18 @@ def load_model(
             f" (e.g. {result.unexpected_keys[:3]}). Check --arch."
         )
     model.eval().to(device)
-    return LoadedModel(model, arch, n_out, "state_dict", str(path), digest, sidecar)
+    emb_head, source = embedding_head(model)
+    return LoadedModel(
+        model,
+        arch,
+        n_out,
+        "state_dict",
+        str(path),
+        digest,
+        sidecar,
+        embedding_head=emb_head,
+        embedding_source=source,
+    )
 
 
 def _needs_unpickling(e: Exception) -> bool:
@@ -369,6 +549,31 @@ def find_head(model) -> Any:
     return head
 
 
+def embedding_head(model) -> tuple[Any, str | None]:
+    """(module whose input is the embedding, where that is in words) for a torch classifier.
+
+    The last ``nn.Linear`` (its input: the penultimate features, also behind a ``Sequential``
+    head with dropout); without one, the last 1x1 ``Conv2d`` of a convolutional head
+    (SqueezeNet), whose input map the pass averages over its positions; (None, None) when
+    neither exists."""
+    import torch
+
+    names = {id(m): n for n, m in model.named_modules()}
+    head = find_head(model)
+    if head is not None:
+        return head, f"input of {names.get(id(head), 'the last nn.Linear')} (the last nn.Linear)"
+    conv = None
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.Conv2d) and tuple(mod.kernel_size) == (1, 1):
+            conv = mod
+    if conv is not None:
+        return conv, (
+            f"input of {names.get(id(conv), 'the last 1x1 convolution')} (a convolutional"
+            " classifier head), averaged over its positions"
+        )
+    return None, None
+
+
 def load_run_model(manifest: dict, *, device: str = "cpu") -> tuple[LoadedModel, Preprocessing]:
     """The model and preprocessing a run was made with (for CAMs and robustness passes).
 
@@ -380,7 +585,7 @@ def load_run_model(manifest: dict, *, device: str = "cpu") -> tuple[LoadedModel,
     path = Path(info["path"])
     if not path.exists():
         raise CheckpointError(f"the run's checkpoint {path} is gone; CAMs need the model file")
-    if info.get("sha256") and sha256_file(path) != info["sha256"]:
+    if info.get("sha256") and sha256_path(path) != info["sha256"]:
         raise CheckpointError(f"{path} changed since the run was made (sha256 differs)")
     cfg = manifest.get("config", {})
     loaded = load_model(
@@ -389,5 +594,7 @@ def load_run_model(manifest: dict, *, device: str = "cpu") -> tuple[LoadedModel,
         num_classes=len(manifest["class_names"]),
         trust_checkpoint=bool(cfg.get("trust_checkpoint")),
         device=device,
+        onnx_output=cfg.get("onnx_output"),
+        onnx_embeddings=cfg.get("onnx_embeddings"),
     )
     return loaded, Preprocessing.from_dict(manifest["preprocessing"])

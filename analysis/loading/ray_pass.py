@@ -159,7 +159,7 @@ class _Model:
     def __init__(self, model_spec: dict | None, prep: Preprocessing, device: str | None):
         import torch
 
-        from .inference import EmbeddingHook, pick_device
+        from .inference import model_and_hook, pick_device
 
         self.device = pick_device(device)
         self.model = None
@@ -167,8 +167,9 @@ class _Model:
         if model_spec is not None:
             from .models import load_model
 
-            self.model = load_model(**model_spec, device=self.device).model
-            self.hook = EmbeddingHook(self.model).__enter__()
+            # the family's module and embedding head, as the local engine runs them
+            self.model, hook = model_and_hook(load_model(**model_spec, device=self.device))
+            self.hook = hook.__enter__() if hook is not None else None
         self.mean = torch.tensor(prep.mean, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(prep.std, device=self.device).view(1, 3, 1, 1)
 

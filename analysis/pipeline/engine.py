@@ -36,7 +36,10 @@ class AnalysisConfig:
     """Everything that determines a run. Paths are as the user gave them.
 
     ``resize``/``crop``/``mean``/``std``/``exif_transpose`` override the model's defaults (sidecar
-    JSON, then torchvision's documented preprocessing for ``arch``; EXIF orientation ignored).
+    JSON, then the model family's own preprocessing: torchvision's documented transform for
+    ``arch``, timm's data config, a Hugging Face folder's image processor, an ONNX graph's input
+    size; EXIF orientation ignored). ``embeddings`` (predictions-file runs only) is a ``.npy``
+    ``[N, D]`` whose row i belongs to row i of the predictions file.
     ``labels_are`` ("names" / "indices") says how a label column of whole numbers is read when
     the class names are numbers too. ``max_file_bytes``/``max_pixels`` cap what one image file
     may cost (None: :mod:`analysis.loading.images`'s defaults).
@@ -68,6 +71,9 @@ class AnalysisConfig:
     engine: str = "local"
     ray_address: str | None = None
     ray_workers: int | None = None
+    onnx_output: str | None = None
+    onnx_embeddings: str | None = None
+    embeddings: str | None = None
 
     def fingerprint_dict(self) -> dict:
         """The parts of the config that change results (not device, worker count or engine:
@@ -86,6 +92,7 @@ class AnalysisConfig:
             "engine",
             "ray_address",
             "ray_workers",
+            "embeddings",  # its content hash is part of the run id instead
         ):
             d.pop(k)
         return d
@@ -133,7 +140,20 @@ def _preprocessing(cfg: AnalysisConfig, arch: str | None, sidecar: dict) -> Prep
                 f"{where}: 'exif_transpose' is {sidecar['exif_transpose']!r}; expected true or false"
             )
         side["exif_transpose"] = sidecar["exif_transpose"]
-    base = replace(default_preprocessing(arch), **side)
+    if sidecar.get("interpolation") is not None:
+        from ..loading.models import INTERPOLATIONS
+
+        if sidecar["interpolation"] not in INTERPOLATIONS:
+            raise ValueError(
+                f"{where}: 'interpolation' is {sidecar['interpolation']!r}; expected one of"
+                f" {list(INTERPOLATIONS)}"
+            )
+        side["interpolation"] = sidecar["interpolation"]
+    if cfg.model:
+        base = default_preprocessing(arch, path=cfg.model, sidecar=sidecar)
+    else:
+        base = default_preprocessing(arch)
+    base = replace(base, **side)
     return replace(
         base,
         resize=cfg.resize or base.resize,
@@ -156,7 +176,7 @@ _OPTION = {
 def _prep_sources(cfg: AnalysisConfig, arch: str | None, sidecar: dict) -> dict[str, str]:
     """Where each preprocessing value came from, in words ("--resize", "sidecar", ...)."""
     side = f"sidecar {Path(cfg.model).with_suffix('.json').name}" if cfg.model else "sidecar"
-    default = f"torchvision's default for {arch}" if arch else "the ImageNet default"
+    default = _default_origin(cfg, arch)
     given = {
         "resize": cfg.resize,
         "crop": cfg.crop if not cfg.no_crop else None,
@@ -175,6 +195,23 @@ def _prep_sources(cfg: AnalysisConfig, arch: str | None, sidecar: dict) -> dict[
         else:
             out[key] = "the default" if key == "exif_transpose" else default
     return out
+
+
+def _default_origin(cfg: AnalysisConfig, arch: str | None) -> str:
+    """Where the model family's preprocessing defaults come from, in words."""
+    if cfg.model:
+        from ..loading.families import family_for
+        from ..loading.models import read_sidecar
+
+        fam = family_for(Path(cfg.model).expanduser(), arch, read_sidecar(cfg.model)).name
+        where = {
+            "timm": f"timm's data config for {arch}",
+            "hf": "the model folder's image processor",
+            "onnx": "the ONNX graph's input size (ImageNet's ratio and mean/std)",
+        }.get(fam)
+        if where:
+            return where
+    return f"torchvision's default for {arch}" if arch else "the ImageNet default"
 
 
 def check_config(cfg: AnalysisConfig) -> None:
@@ -310,16 +347,53 @@ def describe_preprocessing(prep: Preprocessing, sources: dict[str, str]) -> str:
     return f"preprocessing: {prep.describe()} [{origins}]"
 
 
-def _class_names(cfg: AnalysisConfig) -> list[str] | None:
+def _class_names(cfg: AnalysisConfig) -> tuple[list[str] | None, str | None]:
+    """(class names, where they came from): --classes, the sidecar, or the model's own names (a
+    Hugging Face config's id2label); (None, None) leaves them to the data."""
     if cfg.classes:
-        return read_class_file(cfg.classes)
+        return read_class_file(cfg.classes), f"--classes {cfg.classes}"
     if cfg.model:
-        from ..loading.models import read_sidecar
+        from ..loading.models import model_class_names, read_sidecar
 
         side = read_sidecar(cfg.model)
         if side.get("classes"):
-            return [str(c) for c in side["classes"]]
-    return None
+            return [str(c) for c in side["classes"]], "the model's sidecar JSON"
+        names = model_class_names(cfg.model, cfg.arch or side.get("arch"), side)
+        if names:
+            return names, "the model's id2label (config.json)"
+    return None, None
+
+
+def _load_data(cfg: AnalysisConfig) -> ImageSet:
+    """The evaluation set, with the class names from :func:`_class_names`; when those came from
+    the model, a label the model does not know is named as such."""
+    class_names, where = _class_names(cfg)
+    try:
+        data = load_image_set(cfg.data, class_names=class_names, labels_are=cfg.labels_are)
+    except ValueError as e:
+        if where and "class list" in str(e):
+            raise ValueError(f"{e} (class names from {where})") from None
+        raise
+    if where == "the model's id2label (config.json)":
+        data.warnings.append(f"class names taken from {where}")
+    elif class_names is not None and cfg.model:
+        from ..loading.models import model_class_names, read_sidecar
+
+        side = read_sidecar(cfg.model)
+        own = model_class_names(cfg.model, cfg.arch or side.get("arch"), side)
+        if own and own != list(data.class_names):
+            diff = [
+                f"output {i}: model says {a!r}, {where} says {b!r}"
+                for i, (a, b) in enumerate(zip(own, data.class_names, strict=False))
+                if a != b
+            ]
+            data.warnings.append(
+                f"the model's id2label disagrees with {where}: "
+                + "; ".join(diff[:5])
+                + (f" (and {len(diff) - 5} more)" if len(diff) > 5 else "")
+                + f"; errorscope uses {where}"
+            )
+    return data
 
 
 def run_id_for(
@@ -372,8 +446,12 @@ def analyze(
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
 
-    from ..loading.models import read_sidecar, sha256_file
+    from ..loading.models import read_sidecar, sha256_file, sha256_path
 
+    if cfg.embeddings and not cfg.predictions:
+        raise ValueError(
+            "--embeddings goes with --predictions (a model run computes its own embeddings)"
+        )
     sidecar = read_sidecar(cfg.model) if cfg.model else {}
     arch = cfg.arch or sidecar.get("arch")
     prep = _preprocessing(cfg, arch, sidecar)
@@ -381,8 +459,7 @@ def analyze(
     check_preprocessing(prep, sources)
     say(describe_preprocessing(prep, sources), 0.0)
 
-    class_names = _class_names(cfg)
-    data = load_image_set(cfg.data, class_names=class_names, labels_are=cfg.labels_are)
+    data = _load_data(cfg)
     reference = (
         load_image_set(cfg.reference, class_names=data.class_names, labels_are=cfg.labels_are)
         if cfg.reference
@@ -394,8 +471,10 @@ def analyze(
 
         hierarchy = load_hierarchy(cfg.class_hierarchy, data.class_names)
         hierarchy_file = {**file_fingerprint(cfg.class_hierarchy), "depth": hierarchy.depth}
-    model_sha = sha256_file(cfg.model) if cfg.model else None
+    model_sha = sha256_path(cfg.model) if cfg.model else None
     pred_sha = sha256_file(cfg.predictions) if cfg.predictions else None
+    if cfg.embeddings:
+        pred_sha = f"{pred_sha}+{sha256_file(cfg.embeddings)}"
     run_id = run_id_for(
         cfg,
         data,
@@ -445,8 +524,10 @@ def analyze(
             num_classes=len(data.class_names),
             trust_checkpoint=cfg.trust_checkpoint,
             device=_device(cfg.device),
+            onnx_output=cfg.onnx_output,
+            onnx_embeddings=cfg.onnx_embeddings,
         )
-    warnings_: list[str] = list(data.warnings)
+    warnings_: list[str] = list(data.warnings) + (list(loaded.notes) if loaded else [])
     if hierarchy is not None:
         warnings_ += list(hierarchy.warnings)
 
@@ -458,6 +539,8 @@ def analyze(
             "arch": arch,
             "num_classes": len(data.class_names),
             "trust_checkpoint": cfg.trust_checkpoint,
+            "onnx_output": cfg.onnx_output,
+            "onnx_embeddings": cfg.onnx_embeddings,
         }
     )
     if cfg.engine == "ray":  # one Ray session for both passes (starting one takes seconds)
@@ -500,7 +583,8 @@ def analyze(
             reference_signatures=ref_sig,
             cfg=cfg,
             progress=say,
-            model=loaded.model if loaded is not None else None,
+            # the CAM precompute needs gradients (not ONNX or TorchScript)
+            model=loaded.model if loaded is not None and loaded.gradients else None,
             prep=prep,
             pass_seconds=float(timings.get("pass", 0.0)),
             hierarchy=hierarchy,
@@ -597,10 +681,14 @@ def model_pass(
         probs = _probs_file(res.logits, w.tmp / schema.PROBS)
         res.logits = None
     else:
-        probs, pred_warn = _probs_from_file(cfg.predictions, table, data.class_names)
+        probs, pred_warn, pred_rows = _probs_from_file(cfg.predictions, table, data.class_names)
         warnings_ += pred_warn
         probs = probs.astype(np.float32)
         w.write_array(schema.PROBS, probs)
+        if cfg.embeddings:  # stored as a model run's are (float16), read back as they are
+            emb = _embeddings_from_file(cfg.embeddings, pred_rows, cfg.predictions)
+            w.write_array(schema.EMBEDDINGS, emb.astype(np.float16))
+            res.embeddings = np.load(w.tmp / schema.EMBEDDINGS, mmap_mode="r")
     (w.tmp / _SCRATCH_LOGITS).unlink(missing_ok=True)
     samples = build_samples(table, probs, res, data.class_names)
 
@@ -697,7 +785,7 @@ def _pass(cfg, images, prep, loaded, model_spec, *, thumbnails, files, progress,
     return run_pass(
         paths,
         prep,
-        model=loaded.model if loaded else None,
+        model=loaded,  # a LoadedModel: its family's embedding head comes with it
         num_workers=cfg.num_workers,
         device=_device(cfg.device),
         **common,
@@ -763,6 +851,7 @@ def _probs_from_file(path: str, table: pd.DataFrame, class_names: list[str]):
             f" {table.loc[absent, schema.RELPATH].head(3).tolist()}"
         )
     probs = by_path.loc[keys, class_names].to_numpy(np.float64)
+    rows = by_path.index.get_indexer(keys)  # each image's row in the predictions file
     notes = []
     if not np.isfinite(probs).all() or (probs < 0).any():
         raise ValueError(f"predictions file {p} has negative or non-finite probabilities")
@@ -774,7 +863,46 @@ def _probs_from_file(path: str, table: pd.DataFrame, class_names: list[str]):
         else:
             probs = probs / sums[:, None]
             notes.append("prediction rows did not sum to 1: renormalised")
-    return probs.astype(np.float32), notes
+    return probs.astype(np.float32), notes, rows
+
+
+def _embeddings_from_file(path: str, rows: np.ndarray, predictions: str) -> np.ndarray:
+    """Rows ``rows`` of a ``.npy`` ``[N, D]`` whose row i belongs to row i of the predictions
+    file (checked: N equals the predictions file's row count, values are finite)."""
+    p = Path(path)
+    if p.suffix.lower() != ".npy":
+        raise ValueError(f"embeddings file {p} must be a NumPy .npy array [N, D]")
+    try:
+        emb = np.load(p, allow_pickle=False, mmap_mode="r")
+    except (OSError, ValueError) as e:
+        raise ValueError(f"embeddings file {p} cannot be read as a .npy array: {e}") from None
+    q = Path(predictions)
+    n_pred = len(
+        pd.read_csv(q, usecols=["path"])
+        if q.suffix.lower() == ".csv"
+        else pd.read_parquet(q, columns=["path"])
+    )
+    if emb.ndim != 2 or emb.shape[0] != n_pred:
+        raise ValueError(
+            f"embeddings file {p} has shape {list(emb.shape)}; expected [{n_pred}, D]: one row"
+            f" per row of the predictions file {q.name}, in its order"
+        )
+    if not np.issubdtype(emb.dtype, np.number):
+        raise ValueError(f"embeddings file {p} holds {emb.dtype}, not numbers")
+    out = np.asarray(emb[rows], dtype=np.float32)
+    if not np.isfinite(out).all():
+        bad = int((~np.isfinite(out)).any(axis=1).sum())
+        raise ValueError(f"embeddings file {p} has non-finite values in {bad} row(s)")
+    return out
+
+
+def _embedding_source(cfg, loaded, res) -> str | None:
+    """Where the run's embeddings came from, in words (None: the run has none)."""
+    if res.embeddings is None:
+        return None
+    if loaded is None:
+        return f"the embeddings file {Path(cfg.embeddings).name} (given with --embeddings)"
+    return f"{loaded.family}: {loaded.embedding_source}"
 
 
 def _manifest(
@@ -824,6 +952,7 @@ def _manifest(
         "metadata_columns": data.metadata_columns,
         "property_columns": schema.PROPERTY_COLUMNS,
         "has_embeddings": res.embeddings is not None,
+        "embedding_source": _embedding_source(cfg, loaded, res),
         "has_model": loaded is not None,
         "inputs": {
             "data": {
@@ -842,6 +971,8 @@ def _manifest(
                 "name": Path(loaded.path).name,
                 "arch": loaded.arch,
                 "kind": loaded.kind,
+                "family": loaded.family,
+                "gradients": loaded.gradients,
                 "num_classes": loaded.num_classes,
                 "sha256": model_sha,
             },

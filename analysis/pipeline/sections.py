@@ -87,8 +87,9 @@ def _metrics(ctx: SectionContext) -> None:
 def _embedding_map(ctx: SectionContext):
     if ctx.embeddings is None:
         return (
-            "no embeddings: the model has no nn.Linear classifier head for the hook (TorchScript,"
-            " conv heads such as SqueezeNet) or the run was made from a predictions file"
+            "no embeddings: the model gave none (a TorchScript file takes no hooks; an ONNX graph"
+            " without a traceable final layer needs --onnx-embeddings) or the run was made from"
+            " a predictions file without --embeddings"
         )
     from ..explain.embeddings import cluster_table, embedding_map
 
@@ -192,7 +193,10 @@ CAM_SHARE, CAM_MIN_S = 0.25, 3.0
 
 def _cams(ctx: SectionContext):
     if ctx.model is None:
-        return "no model loaded (a predictions file, or a refresh): CAMs need the model"
+        return (
+            "no model with gradients (a predictions file, an ONNX or TorchScript model, or a"
+            " refresh): the maps are computed when an image is opened"
+        )
     from ..explain.cam_views import precompute_cams, review_rows
 
     samples = ctx.samples_with_new()

@@ -9,7 +9,8 @@ from analysis.store.runstore import Run
 from dashboard import components as ui
 from dashboard import links
 
-METHODS = ["gradcam", "gradcam++", "eigencam", "layercam", "scorecam", "xgradcam", "hirescam"]
+# display order of the gradient methods; the model's family decides which apply and which is first
+ORDER = ["gradcam", "gradcam++", "eigencam", "layercam", "scorecam", "xgradcam", "hirescam"]
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -29,13 +30,16 @@ def _prep(run: Run):
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _layers(run_path: str, stamp: str) -> tuple[list[tuple[str, str]], str]:
+def _layers(run_path: str, stamp: str) -> tuple[list[tuple[str, str]], str | None]:
     """(layer name, label) pairs and the default, from the run's stored layer list (written at
-    analysis time) or, for older runs, found with the model once."""
+    analysis time) or, for older runs, found with the model once; none for a model without
+    gradients (ONNX, TorchScript: occlusion reads no layer)."""
     from analysis.explain.cam_views import layer_label, save_layers, stored_layers
     from dashboard.data import get_run
 
     run = get_run(run_path)
+    if not _gradients(run):
+        return [], None
     found = stored_layers(run.path, _prep(run))
     if found is None:
         loaded, prep = _model(run_path, stamp)
@@ -44,7 +48,34 @@ def _layers(run_path: str, stamp: str) -> tuple[list[tuple[str, str]], str]:
     return [(c.name, layer_label(c, default=default)) for c in cands], default
 
 
-def _view(run: Run, row: int, method: str, layer: str):
+def _gradients(run: Run) -> bool:
+    """Whether the run's model gives gradients (hooks): not ONNX or TorchScript."""
+    return bool(((run.manifest.get("inputs") or {}).get("model") or {}).get("gradients", True))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _methods(run_path: str, stamp: str) -> tuple[list[str], str]:
+    """(the CAM methods the run's model can use in display order, the default for its
+    architecture family), from the manifest and the stored layer list when they say."""
+    from analysis.explain.cam_views import method_choices, stored_family
+    from dashboard.data import get_run
+
+    run = get_run(run_path)
+    gradients = _gradients(run)
+    family = stored_family(run.path, _prep(run)) if gradients else "none"
+    if family is None:  # an older run: the model says
+        loaded, prep = _model(run_path, stamp)
+        usable, default = method_choices(loaded.model, prep, gradients=loaded.gradients)
+    else:
+        from analysis.explain.cams import default_method, methods_for
+
+        usable, default = methods_for(gradients), default_method(family, gradients=gradients)
+    return sorted(usable, key=lambda m: (m not in ORDER, ORDER.index(m) if m in ORDER else 0)), (
+        default
+    )
+
+
+def _view(run: Run, row: int, method: str, layer: str | None):
     """The CAM view of ``row`` (maps cached on disk; the model is loaded only on a miss)."""
     from analysis.explain.cam_views import cam_view
 
@@ -62,7 +93,7 @@ def _view(run: Run, row: int, method: str, layer: str):
     )
 
 
-def _key(run: Run, row: int, method: str, layer: str) -> tuple:
+def _key(run: Run, row: int, method: str, layer: str | None) -> tuple:
     return (str(run.path), str(run.samples[schema.SAMPLE_ID].iloc[int(row)]), method, layer)
 
 
@@ -92,8 +123,11 @@ def prefetch_next(run: Run, rows) -> None:
     everything is drawn, so the work never delays the page itself."""
     from dashboard import prefetch
 
-    method, layer = st.session_state.get("cam_method"), st.session_state.get("cam_layer")
-    if not prefetch.enabled() or not method or not layer or not run.manifest.get("has_model"):
+    method = st.session_state.get("cam_method")
+    layer = None if method == "occlusion" else st.session_state.get("cam_layer")
+    if not prefetch.enabled() or not method or not run.manifest.get("has_model"):
+        return
+    if layer is None and method != "occlusion":
         return
     worker = prefetch.prefetcher()
     for row in reversed(list(rows)):  # the worker takes the newest first: the next image first
@@ -107,8 +141,10 @@ def link_params() -> dict[str, str | None]:
     ss = st.session_state
     cam = ss.get("cam_method") or st.query_params.get("cam")
     layer = ss.get("cam_layer") or st.query_params.get("layer")
+    from analysis.explain.cams import CAM_METHODS
+
     return {
-        "cam": cam if cam in METHODS and cam != "gradcam" else None,
+        "cam": cam if cam in CAM_METHODS and cam != ss.get("cam_method_default") else None,
         "layer": layer if layer and layer != ss.get("cam_layer_default") else None,
     }
 
@@ -117,32 +153,54 @@ def render(run: Run, row_no: int) -> None:
     """The CAMs of ``row_no`` for its predicted and given class, method and layer picker."""
     st.subheader("Where the model looked")
     if not run.manifest.get("has_model"):
-        st.info("This run was built from a predictions file: CAMs need the model.")
+        st.info(
+            "No map for this run: it was built from a predictions file, and every map (Grad-CAM,"
+            " occlusion) needs the model itself, to run it on this image or altered copies of it."
+        )
         return
     stamp = run.manifest["created"]
     try:
         layers, default = _layers(str(run.path), stamp)
+        methods, default_method = _methods(str(run.path), stamp)
     except Exception as e:  # a moved or changed checkpoint must not break the page
         st.warning(f"CAMs are unavailable: {ui.safe(e)}")
         return
+    if not _gradients(run):
+        family = run.manifest["inputs"]["model"].get("family", "")
+        st.caption(
+            f"This {family} model gives no gradients to errorscope, so no Grad-CAM: the map"
+            " below is **occlusion** (forward passes only: how much the class probability drops"
+            " when each region is covered)."
+        )
     names = dict(layers)
     c1, c2 = st.columns(2)
-    wanted_method = links.choice_param("cam", METHODS, default="gradcam")
-    method = c1.selectbox("Method", METHODS, key="cam_method", index=METHODS.index(wanted_method))
-    order = [n for n, _ in layers][::-1]
-    wanted = links.choice_param("layer", order, default=default)
-    layer = c2.selectbox(
-        "Layer",
-        order,
-        index=order.index(wanted),
-        format_func=lambda n: names.get(n, n),
-        key="cam_layer",
-        help="Default: the deepest layer whose map is still at least 7×7 at this"
-        " input size (coarser maps cannot say where).",
+    wanted_method = links.choice_param("cam", methods, default=default_method)
+    method = c1.selectbox(
+        "Method",
+        methods,
+        key="cam_method",
+        index=methods.index(wanted_method),
+        format_func=lambda m: m + (" — default" if m == default_method else ""),
     )
+    order = [n for n, _ in layers][::-1]
+    layer = None
+    if order and method != "occlusion":
+        wanted = links.choice_param("layer", order, default=default)
+        layer = c2.selectbox(
+            "Layer",
+            order,
+            index=order.index(wanted),
+            format_func=lambda n: names.get(n, n),
+            key="cam_layer",
+            help="Default: the deepest layer whose map is still at least 7×7 at this"
+            " input size (coarser maps cannot say where).",
+        )
+    else:
+        c2.caption("Occlusion reads no layer: it covers regions of the input image.")
     # the URL (and so a copied link) reopens this exact view: method and layer, when not default
     st.session_state["cam_layer_default"] = default
-    for param, value, dflt in (("cam", method, "gradcam"), ("layer", layer, default)):
+    st.session_state["cam_method_default"] = default_method
+    for param, value, dflt in (("cam", method, default_method), ("layer", layer, default)):
         if value != dflt and st.query_params.get(param) != value:
             st.query_params[param] = value
         elif value == dflt and param in st.query_params:
@@ -184,12 +242,40 @@ def render(run: Run, row_no: int) -> None:
                 else " :orange[The map is not much better than a random region: do not over-read it.]"
             )
         )
+        col.caption(_sanity_text(c))
     h, w = view.layer_spatial
+    where = (
+        "the input image (occlusion)"
+        if view.layer == "input"
+        else f"layer `{view.layer}` ({h}×{w} map)"
+    )
     st.caption(
-        f"Layer `{view.layer}` ({h}×{w} map), method {method}."
+        f"Method {method} at {where}."
         + (
             f" :orange[A {h}×{w} map is too coarse to say where: pick a larger layer.]"
-            if view.coarse
+            if view.coarse and view.layer != "input"
             else ""
         )
+    )
+
+
+def _sanity_text(c) -> str:
+    """The model-randomisation sanity check (Adebayo et al. 2018) of one map, in words."""
+    import math
+
+    from analysis.explain.cams import SANITY_MAX_RHO
+
+    if math.isnan(c.sanity_rho):
+        return (
+            "Sanity check (model randomisation): not available for this map (no weights to"
+            " randomise, or a flat map)."
+        )
+    verdict = (
+        ":green[passes]: the map depends on what those layers learned."
+        if c.sanity_rho < SANITY_MAX_RHO
+        else ":orange[fails]: the map barely changes, so it does not explain this prediction."
+    )
+    return (
+        f"Sanity check: with the {c.sanity_layers} layers above it re-initialised, the map's rank"
+        f" correlation with this one is **{c.sanity_rho:.2f}** — {verdict}"
     )

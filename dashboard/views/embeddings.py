@@ -27,6 +27,8 @@ def render(run: Run) -> None:
     if schema.UMAP_X not in s.columns:
         st.info("This run has no embedding map (no embeddings, or analysed with --no-umap).")
         return
+    if run.manifest.get("embedding_source"):
+        st.caption(f"Embeddings: {ui.safe(run.manifest['embedding_source'])}.")
     options = {
         **BASE,
         **{c: c for c in [*run.property_columns, *run.metadata_columns] if c in s.columns},

@@ -26,7 +26,9 @@ from analysis.explain.cams import (
 )
 from analysis.schema import CAMS_DIR
 
-METHODS = list(CAM_METHODS)
+# the methods that read a layer; occlusion (input-level, coarse by design) has its own tests in
+# test_cams_families.py
+METHODS = [m for m in CAM_METHODS if CAM_METHODS[m].needs_layer]
 GRADIENT_METHODS = [m for m in METHODS if CAM_METHODS[m].uses_gradients]
 SQUARE = (slice(8, 24), slice(8, 24))  # where the bright square of `spot_image` is
 

@@ -198,9 +198,12 @@ def test_each_sidecar_preprocessing_key_applies_on_its_own():
         "mean": list(IMAGENET_MEAN),
         "std": list(IMAGENET_STD),
         "exif_transpose": False,  # torchvision's default loader ignores EXIF orientation
+        "interpolation": "bilinear",
+        "squash": False,
     }
     assert _prep({"exif_transpose": True}).exif_transpose is True
     assert _prep({"exif_transpose": True}, exif_transpose=False).exif_transpose is False
+    assert _prep({"interpolation": "bicubic"}).interpolation == "bicubic"
     assert (_prep({"crop": 200}).resize, _prep({"crop": 200}).crop) == (256, 200)
     assert _prep({"crop": None}).crop is None  # null: resize to a square, as --no-crop
     only_norm = _prep({"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]})

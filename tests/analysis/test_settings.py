@@ -101,7 +101,7 @@ def test_the_preprocessing_used_is_printed_first(inputs, tmp_path, capsys):
     assert main(_analyze(inputs, tmp_path, "--resize", "40", "--crop", "32")) == 0
     err = capsys.readouterr().err.splitlines()
     assert err[0] == (
-        "· preprocessing: resize shorter side to 40, centre crop 32x32; RGB in [0, 1], mean"
+        "· preprocessing: resize shorter side to 40, centre crop 32x32 (bilinear); RGB in [0, 1], mean"
         " (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225); EXIF orientation ignored, as"
         " torchvision's default loader does [resize from --resize; crop from --crop; mean, std"
         " from torchvision's default for resnet18; exif transpose from the default]"
