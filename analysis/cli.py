@@ -70,9 +70,7 @@ def sample_configs() -> list:
 
 def sample_skipped() -> list[str]:
     """One line per bundled checkpoint left out of :func:`sample_configs` and why."""
-    return [
-        why for m in SAMPLE_MODELS if (SAMPLE_DIR / m).exists() and (why := _sample_missing(m))
-    ]
+    return [why for m in SAMPLE_MODELS if (SAMPLE_DIR / m).exists() and (why := _sample_missing(m))]
 
 
 def _floats3(s: str) -> tuple[float, float, float]:
