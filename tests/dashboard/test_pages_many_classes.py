@@ -198,3 +198,46 @@ def test_data_issues_lists_the_largest_noise_entries_and_how_far_to_trust_the_fl
     # the words on how far to trust the flags: 2 images a class, thresholds on too few images
     said = " ".join(m.value for m in at.markdown).replace("\\", "")  # ui.safe's escapes
     assert "of 1,000 classes have too few images for a stable threshold" in said
+
+
+def _click_row(at, key: str, row: int):
+    """A click on row ``row`` of a ``ui.clickable_table`` (its first widget version)."""
+    at.session_state[f"{key}_0"] = {"selection": {"rows": [row], "columns": [], "cells": []}}
+    return at.run()
+
+
+def _gallery_count(at) -> int:
+    import re
+
+    said = " ".join(m.value for m in at.markdown).replace("\\", "")
+    return int(re.search(r"\*\*([\d,]+) images?\*\* match", said).group(1).replace(",", ""))
+
+
+def test_a_confusion_pair_row_opens_exactly_its_images(at, thousand_class_run) -> None:
+    run = thousand_class_run[0]
+    m = load_metrics(run)
+    at = _open(at, "confusion")
+    pairs = cv.pair_table(m.confusion, run.class_names, k=200)
+    _click_row(at, "pairs_tbl", 1)
+    assert_on_page(at, "gallery")
+    t, p = int(pairs.iloc[1]["true"]), int(pairs.iloc[1]["pred"])
+    assert at.query_params["true"] in (str(t), [str(t)])
+    assert at.query_params["pred"] in (str(p), [str(p)])
+    assert _gallery_count(at) == m.confusion[t, p] > 0
+
+
+def test_a_noise_entry_row_opens_its_suspected_label_errors(at, thousand_class_run) -> None:
+    import pandas as pd
+
+    from analysis import schema
+
+    run = thousand_class_run[0]
+    at = _open(at, "data_issues")
+    top = pd.read_parquet(run.path / schema.NOISE_ENTRIES).iloc[0]
+    _click_row(at, "noise_tbl", 0)
+    assert_on_page(at, "gallery")
+    given, true = int(top["given"]), int(top["true"])
+    s = run.samples
+    want = (s[schema.LABEL] == given) & (s[schema.PRED] == true) & s[schema.IS_LABEL_ISSUE]
+    assert at.query_params["issue"] in ("label", ["label"])
+    assert _gallery_count(at) == int(want.sum()) > 0
