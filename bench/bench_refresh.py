@@ -164,15 +164,16 @@ def pass_rate() -> dict:
 
     cfg = sample_config()
     side = read_sidecar(cfg.model)
-    data = load_image_set(cfg.data, class_names=_class_names(cfg))
+    names, _ = _class_names(cfg)  # (class names, where they came from)
+    data = load_image_set(cfg.data, class_names=names)
     loaded = load_model(
         cfg.model, arch=side["arch"], num_classes=len(data.class_names), device="cpu"
     )
     prep = _preprocessing(cfg, side["arch"], side)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, RunWriter(Path(tmp), "pass") as w:
         timings: dict = {}
         t = time.perf_counter()
-        model_pass(cfg, data, None, loaded, prep, Path(tmp), None, timings)
+        model_pass(cfg, data, None, loaded, None, prep, w, None, timings)
         seconds = time.perf_counter() - t
     return {"images": len(data), "seconds": round(seconds, 2), "img_s": len(data) / seconds}
 
