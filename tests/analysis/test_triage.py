@@ -450,6 +450,99 @@ def test_a_robustness_run_confirms_or_vetoes_image_quality(breaks):
         assert row["status"] == "not significant" and rob["breaks_at"] is None
 
 
+def _perturbed(w: TriageInputs, name: str, fractions: tuple[float, ...]):
+    """A stored robustness run of one perturbation that flips ``fractions[j]`` of every image
+    at severity j + 1 (0 leaves the clean predictions)."""
+    from dataclasses import replace
+
+    res = _robustness(w, breaks=False)
+    labels = res.labels
+    preds = res.predictions.copy()
+    rng = np.random.default_rng(1)
+    for j, frac in enumerate(fractions):
+        flip = rng.random(len(labels)) < frac
+        preds[0, j, flip] = (labels[flip] + 1) % 4
+    return replace(res, perturbations=(name,), predictions=preds)
+
+
+def _noisy_row(w: TriageInputs, robustness) -> pd.Series:
+    from dataclasses import replace
+
+    t = triage(replace(w, robustness=robustness)).table
+    rows = t[
+        (t["group"] == "camera is c") & (t["cause"] == "image_quality") & (t["detail"] == "noisy")
+    ]
+    assert len(rows) == 1
+    return rows.iloc[0]
+
+
+def _with_noise(w: TriageInputs, low: float, high: float) -> TriageInputs:
+    """Camera c's images with sensor noise of ``low``-``high`` grey levels (the rest keep
+    theirs)."""
+    from dataclasses import replace
+
+    s = w.samples.copy()
+    c = (s["camera"] == "c").to_numpy()
+    rng = np.random.default_rng(7)
+    s.loc[c, schema.NOISE] = rng.uniform(low, high, int(c.sum()))
+    return replace(w, samples=s)
+
+
+# fractions flipped at severities 1..5 of gaussian_noise (0.04 0.08 0.12 0.18 0.26)
+_FROM_SEV_4 = (0.0, 0.0, 0.0, 0.6, 0.8)
+
+
+@pytest.mark.parametrize(
+    ("noise", "matched", "status"),
+    [
+        # 12-25 grey levels: sigma ~0.07 of the range, severity 2. Noise hurts only from
+        # severity 4: at the group's level it does not, so the cause is vetoed even though the
+        # perturbation hurts (harder) images later.
+        ((12.0, 25.0), 2, "not significant"),
+        # 45-65 grey levels: sigma ~0.22, severity 4, where noise hurts: confirmed
+        ((45.0, 65.0), 4, "significant"),
+    ],
+)
+def test_robustness_decides_only_at_the_groups_measured_level(noise, matched, status):
+    w = _with_noise(_world(), *noise)
+    base = _noisy_row(w, None)
+    assert base["status"] == "significant"  # the data alone claim it
+    row = _noisy_row(w, _perturbed(w, "gaussian_noise", _FROM_SEV_4))
+    rob = json.loads(row["numbers"])["robustness"]
+    assert rob["perturbation"] == "gaussian_noise"
+    assert rob["matched_severity"] == matched and rob["hurts_from"] == 4
+    assert rob["measured_level"] == pytest.approx(np.median(w.samples.loc[
+        w.samples["camera"] == "c", schema.NOISE]) / 255, rel=0.05)  # fmt: skip
+    assert row["status"] == status
+    # the p-value is the data's or the robustness check's at the matched severity, the larger
+    at_level = next(c["p"] for c in rob["curve"] if c["severity"] == matched)
+    assert row["p_value"] == pytest.approx(max(base["p_value"], at_level))
+
+
+@pytest.mark.parametrize("breaks", [True, False])
+def test_a_perturbation_that_does_not_reproduce_the_degradation_neither_confirms_nor_vetoes(
+    breaks,
+):
+    """Blur is evidence for a noisy group (noise hides blur from the Laplacian), never the
+    check: whether blur breaks every image or none, the cause stands on the data alone."""
+    w = _world()
+    base = _noisy_row(w, None)
+    fractions = (0.3, 0.5, 0.7, 0.8, 0.9) if breaks else (0.0,) * 5
+    row = _noisy_row(w, _perturbed(w, "gaussian_blur", fractions))
+    assert row["status"] == base["status"] == "significant"
+    assert row["p_value"] == pytest.approx(base["p_value"])
+    assert row["p_adj"] == pytest.approx(base["p_adj"])
+    num = json.loads(row["numbers"])
+    assert num["robustness"]["perturbation"] == "gaussian_blur"
+    assert (num["robustness"]["hurts_from"] is not None) is breaks
+    assert "Robustness run: gaussian_blur" in row["evidence"]
+    assert (
+        "No gaussian_noise run, which would reproduce the measured degradation" in (row["evidence"])
+    )
+    # the augmentation's level is the group's measured noise, not a blur severity
+    assert "Gaussian noise makes other images fail" not in row["recommendation"]
+
+
 def test_cam_mass_on_the_object_reads_cached_maps(tmp_path):
     from analysis.triage.cam_mass import object_mass
 
