@@ -301,3 +301,14 @@ def test_a_report_of_a_run_without_triage_says_so(sample_run, monkeypatch):
     assert rep.action_plan is None
     assert any(n.startswith("Action plan (root-cause triage): not in this run") for n in rep.notes)
     assert 'id="action-plan"' not in to_html(rep, sample_run)
+
+
+def test_cli_report_links_the_plan_to_the_given_dashboard(sample_run, tmp_path, monkeypatch):
+    from analysis.cli import main
+
+    monkeypatch.setenv("ERRORSCOPE_REVIEW_DB", str(tmp_path / "none.sqlite"))
+    out = tmp_path / "rep"
+    args = ["report", str(sample_run.path), "--format", "md", "--out", str(out)]
+    assert main([*args, "--dashboard-url", "http://review-box:9000"]) == 0
+    md = (out / "report.md").read_text()
+    assert "## Action plan" in md and "(http://review-box:9000/gallery?" in md
