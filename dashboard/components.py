@@ -105,9 +105,11 @@ def url_param(name: str, default: str = "") -> str:
 
 
 def url_choice(name: str, options, default):
-    """:func:`url_param` if it is one of ``options`` (a mangled link falls back), else default."""
-    value = url_param(name, str(default))
-    return value if value in [str(o) for o in options] else default
+    """The URL's ``name`` if it is one of ``options``, else ``default``; a mangled link falls
+    back with a note saying what was expected (:func:`dashboard.links.choice_param`)."""
+    from dashboard import links
+
+    return links.choice_param(name, [str(o) for o in options], default=default)
 
 
 def sync_param(name: str, value, default) -> None:

@@ -13,7 +13,7 @@ import streamlit as st
 from analysis.present import classes as cv
 from analysis.present import figures
 from analysis.store.runstore import Run
-from dashboard import charts, data, nav
+from dashboard import charts, data, links, nav
 from dashboard import components as ui
 from dashboard.views import class_tables
 
@@ -22,11 +22,9 @@ VIEWS = {"top": "Most confused", "class": "One class"}
 CLASSES = "classes"
 
 
-def _int(name: str, default: int, low: int, high: int) -> int:
-    try:
-        return min(max(int(ui.url_param(name, str(default))), low), high)
-    except ValueError:
-        return default
+def _int(name: str, default: int, low: int, high: int, what: str) -> int:
+    """A whole number from the link; a bad one falls back with a note (issue 11 §5)."""
+    return links.int_param(name, default=default, lo=low, hi=high, what=what)
 
 
 def render(run: Run) -> None:
@@ -141,13 +139,13 @@ def _matrix_view(run: Run, names: list[str], hier, level: str) -> cv.MatrixView:
             "Classes in the matrix",
             5,
             cv.SUBMATRIX_MAX,
-            _int("n", n_default, 5, cv.SUBMATRIX_MAX),
+            _int("n", n_default, 5, cv.SUBMATRIX_MAX, "matrix size"),
             key="cm_n",
             help=f"{k:,} classes are too many to read in one matrix",
         )
         ui.sync_param("n", n, n_default)
     if mode == "class":
-        cls = _int("cls", -1, -1, k - 1)
+        cls = _int("cls", -1, -1, k - 1, "class")
         chosen = st.selectbox(
             "Class (type to search)",
             range(k),
