@@ -60,7 +60,8 @@ def make_run(n: int, k: int, *, seed: int = 0) -> tuple[Path, dict]:
     Returns the run's path and the sections' timings (seconds)."""
     from analysis.loading.datasets import sample_id_for
     from analysis.loading.inference import prediction_columns
-    from analysis.pipeline.sections import run_sections
+    from analysis.pipeline.sections import SectionContext, run_sections, with_section_columns
+    from analysis.pipeline.versions import cache_codes, pass_code
     from analysis.stats.hierarchy import parse_hierarchy
     from analysis.store.runstore import RunWriter
 
@@ -94,25 +95,25 @@ def make_run(n: int, k: int, *, seed: int = 0) -> tuple[Path, dict]:
     hierarchy = parse_hierarchy(world.parents, world.names) if k > 10 else None
     sections, timings = {}, {}
     with RunWriter(RUNS, run_id) as w:
-        extra = run_sections(
+        ctx = SectionContext(
             w,
-            samples=s,
-            probs=world.probs,
-            embeddings=None,
-            class_names=world.names,
-            metadata_columns=list(meta),
-            reference=None,
-            reference_embeddings=None,
-            cfg=_Cfg(),
-            sections=sections,
-            timings=timings,
-            progress=lambda *a: None,
+            s,
+            world.probs,
+            None,
+            world.names,
+            list(meta),
+            None,
+            None,
+            None,
+            None,
+            _Cfg(),
+            lambda *a: None,
             hierarchy=hierarchy,
         )
+        outputs = run_sections(ctx, sections=sections, timings=timings)
         failed = {k_: v for k_, v in sections.items() if v["status"] == "failed"}
         assert not failed, failed
-        for col, values in extra.items():
-            s[col] = values
+        s = with_section_columns(s, outputs)
         w.write_table(schema.SAMPLES, s)
         w.write_array(schema.PROBS, world.probs)
         path = w.commit(
@@ -122,7 +123,7 @@ def make_run(n: int, k: int, *, seed: int = 0) -> tuple[Path, dict]:
                 "n_skipped": 0,
                 "class_names": world.names,
                 "metadata_columns": list(meta),
-                "hierarchy_columns": [c for c in extra if "superclass_" in c],
+                "hierarchy_columns": list(outputs.get("class_hierarchy") or {}),
                 "property_columns": schema.PROPERTY_COLUMNS,
                 "has_embeddings": False,
                 "has_model": False,
@@ -133,6 +134,8 @@ def make_run(n: int, k: int, *, seed: int = 0) -> tuple[Path, dict]:
                 },
                 "preprocessing": {"resize": 112, "crop": None},
                 "sections": sections,
+                # the code that made it: the dashboard does not call the run out of date
+                "versions": {"pass_code": pass_code().fingerprint, "caches": cache_codes()},
                 "skipped": [],
                 "warnings": [],
             },
@@ -301,24 +304,31 @@ def main() -> None:
     ap.add_argument("--skip-browser", action="store_true")
     args = ap.parse_args()
     RUNS.mkdir(parents=True, exist_ok=True)
-    res: dict = {"n_images": args.n, "cpu_count": os.cpu_count()}
+    res: dict = {"n_images": args.n, "cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg()}
+    res["machine"] = "2-core development machine, shared with other jobs (times are upper bounds)"
+    out = ROOT / "bench" / "results" / "many_classes.json"
+
+    def save() -> None:  # after each part: a long run cut short keeps what it measured
+        res["load_avg"] = os.getloadavg()
+        out.write_text(json.dumps(res, indent=2, default=float))
+
     print(f"sections at {args.n:,} images, 10 vs 1,000 classes")
     res["sections"], big = sections_part(args.n, args.repeats)
+    print("named sections ratio 1000/10:", res["sections"]["named_ratio"])
+    save()
+    print("pages (AppTest, server side)")
+    res["pages_s"] = pages_part(big[1000], max(3, args.repeats))
+    save()
+    if not args.skip_browser:
+        print("confusion page in chromium")
+        res["chromium"] = browser_part(big[1000], big[10], max(3, args.repeats))
+        save()
     print(f"sizes at {args.small:,} images")
     small = {k: make_run(args.small, k)[0] for k in (10, 1000)}
     res["run_dir"] = size_part({args.n: big, args.small: small})
     for key, v in res["run_dir"].items():
         print(f"  {key}: {v['other_bytes_per_image']} bytes/image besides probs.npy")
-    print("pages (AppTest, server side)")
-    res["pages_s"] = pages_part(big[1000], max(3, args.repeats))
-    if not args.skip_browser:
-        print("confusion page in chromium")
-        res["chromium"] = browser_part(big[1000], big[10], max(3, args.repeats))
-    res["load_avg"] = os.getloadavg()
-    res["machine"] = "2-core development machine, shared with other jobs (times are upper bounds)"
-    out = ROOT / "bench" / "results" / "many_classes.json"
-    out.write_text(json.dumps(res, indent=2, default=float))
-    print("named sections ratio 1000/10:", res["sections"]["named_ratio"])
+    save()
     print("written", out)
 
 

@@ -105,11 +105,14 @@ def url_param(name: str, default: str = "") -> str:
 
 
 def url_choice(name: str, options, default):
-    """The URL's ``name`` if it is one of ``options``, else ``default``; a mangled link falls
-    back with a note saying what was expected (:func:`dashboard.links.choice_param`)."""
-    from dashboard import links
+    """:func:`url_param` if it is one of ``options``; a mangled link falls back to ``default``
+    with a visible note (:func:`dashboard.links.choice_param`)."""
+    from dashboard.links import choice_param
 
-    return links.choice_param(name, [str(o) for o in options], default=default)
+    choices = [str(o) for o in options]
+    if str(default) not in choices:  # "no choice" defaults (an empty group) are allowed too
+        choices.append(str(default))
+    return choice_param(name, choices, default=str(default))
 
 
 def sync_param(name: str, value, default) -> None:

@@ -495,7 +495,7 @@ def precompute_cams(
     prep: Preprocessing,
     rows,
     *,
-    method: str = "gradcam",
+    method: str | None = None,
     layer: str | None = None,
     budget_s: float | None = None,
     min_images: int = 0,
@@ -508,10 +508,12 @@ def precompute_cams(
     ``min_images`` images). Returns how many images were done.
 
     Generic over the CAM registry (:class:`analysis.explain.cams.CamExplainer`: any method,
-    any layer); maps already cached are skipped. Images go ``IMAGES_PER_STEP`` at a time
-    through batched passes (:func:`_complete`). The budget is checked between steps and counts
-    from after the one-time set-up (the layer list, the CAM library's import, the randomised
-    copy of the model for the sanity check), which a dashboard would pay anyway.
+    any layer); ``method`` None: the default of the model's architecture family, the one the
+    detail page opens with (:func:`method_choices`). Maps already cached are skipped. Images
+    go ``IMAGES_PER_STEP`` at a time through batched passes (:func:`_complete`). The budget is
+    checked between steps and counts from after the one-time set-up (the layer list, the CAM
+    library's import, the randomised copy of the model for the sanity check), which a
+    dashboard would pay anyway.
     """
     import time
 
@@ -521,6 +523,8 @@ def precompute_cams(
     size = _check_input_size(prep.input_size)
     if stored_layers(run_dir, prep) is None:
         save_layers(run_dir, model, prep)
+    if method is None:
+        method = method_choices(model, prep)[1]
     info = layer_for(model, prep.input_size, method, layer)
     _method_classes()
     prepare_randomisation(model, prep.input_size, method=method, layer=layer)

@@ -22,9 +22,9 @@ VIEWS = {"top": "Most confused", "class": "One class"}
 CLASSES = "classes"
 
 
-def _int(name: str, default: int, low: int, high: int, what: str) -> int:
-    """A whole number from the link; a bad one falls back with a note (issue 11 §5)."""
-    return links.int_param(name, default=default, lo=low, hi=high, what=what)
+def _int(name: str, default: int, low: int, high: int) -> int:
+    """A whole-number view setting from the URL; a bad one falls back with a note."""
+    return links.int_param(name, default=default, lo=low, hi=high, what=name)
 
 
 def render(run: Run) -> None:
@@ -139,13 +139,13 @@ def _matrix_view(run: Run, names: list[str], hier, level: str) -> cv.MatrixView:
             "Classes in the matrix",
             5,
             cv.SUBMATRIX_MAX,
-            _int("n", n_default, 5, cv.SUBMATRIX_MAX, "matrix size"),
+            _int("n", n_default, 5, cv.SUBMATRIX_MAX),
             key="cm_n",
             help=f"{k:,} classes are too many to read in one matrix",
         )
         ui.sync_param("n", n, n_default)
     if mode == "class":
-        cls = _int("cls", -1, -1, k - 1, "class")
+        cls = _int("cls", -1, -1, k - 1)
         chosen = st.selectbox(
             "Class (type to search)",
             range(k),

@@ -158,5 +158,5 @@ def test_engine_options_are_checked():
         check_config(AnalysisConfig(data="x", model="m", engine="spark"))
     with pytest.raises(ValueError, match="--ray-address needs --engine ray"):
         check_config(AnalysisConfig(data="x", model="m", ray_address="ray://head:10001"))
-    with pytest.raises(ValueError, match="--ray-workers is 0; expected a positive whole number"):
+    with pytest.raises(ValueError, match="--ray-workers must be >= 1, got 0"):
         check_config(AnalysisConfig(data="x", model="m", engine="ray", ray_workers=0))

@@ -197,9 +197,9 @@ def test_user_text_stays_text_in_the_browser(served, page):
         assert not links, (name, links)
         assert not page.query_selector("main b, main i"), name  # no <b>bold</b> from data
         shown = page.inner_text("body").replace("\u2060", "")  # word joiners are invisible
-        # shown, literally (the gallery's captions shorten long class names: its cut form)
-        literal = short_name(LINK, 22) if "gallery" in name else LINK
-        assert literal in shown, (name, literal)
+        # shown, literally (the gallery's captions shorten class names to 22 characters)
+        want = short_name(LINK, 22) if "gallery" in name else LINK
+        assert want in shown, name
 
 
 @pytest.mark.parametrize(
