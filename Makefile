@@ -15,7 +15,7 @@ export NUMBA_CACHE_DIR ?= $(HOME)/.cache/errorscope/numba
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e '.[timm]'  # timm: the sample's second model (a ViT)
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml

@@ -31,6 +31,9 @@ SAMPLE_DIR = REPO_ROOT / "sample_data"
 
 #: The bundled sample's checkpoints: a torchvision CNN and, of another family, a timm ViT.
 SAMPLE_MODELS = ("model.safetensors", "model_vit.safetensors")
+#: The package a sample checkpoint needs beyond the base install, and the extra that brings it
+#: (`make run` installs it; a bare `pip install -e .` analyses the first model only).
+SAMPLE_NEEDS = {"model_vit.safetensors": ("timm", "timm")}
 
 
 def sample_config(model: str = SAMPLE_MODELS[0]):
@@ -44,11 +47,30 @@ def sample_config(model: str = SAMPLE_MODELS[0]):
     )
 
 
+def _sample_missing(model: str) -> str | None:
+    """Why a bundled sample checkpoint cannot be analysed here (its family's package is not
+    installed), or None."""
+    import importlib.util
+
+    module, extra = SAMPLE_NEEDS.get(model, (None, None))
+    if module is None or importlib.util.find_spec(module) is not None:
+        return None
+    return (
+        f"sample_data/{model} needs the '{module}' package: pip install 'errorscope[{extra}]'"
+        " (or `make run`) to analyse it too"
+    )
+
+
 def sample_configs() -> list:
-    """Every bundled sample run, the second model first, so the first one is the newest (the
-    dashboard opens the newest run)."""
-    present = [m for m in SAMPLE_MODELS if (SAMPLE_DIR / m).exists()]
+    """Every bundled sample run whose family can be loaded here, the second model first, so the
+    first one is the newest (the dashboard opens the newest run); see :func:`sample_skipped`."""
+    present = [m for m in SAMPLE_MODELS if (SAMPLE_DIR / m).exists() and not _sample_missing(m)]
     return [sample_config(m) for m in reversed(present)]
+
+
+def sample_skipped() -> list[str]:
+    """One line per bundled checkpoint left out of :func:`sample_configs` and why."""
+    return [why for m in SAMPLE_MODELS if (SAMPLE_DIR / m).exists() and (why := _sample_missing(m))]
 
 
 def _floats3(s: str) -> tuple[float, float, float]:
@@ -364,6 +386,8 @@ def _dispatch(args) -> int:
                 " errorscope repository and run `errorscope sample` (or `make run`) inside it,"
                 " or analyse your own data with `errorscope analyze --model M --data D`"
             )
+        for why in sample_skipped():
+            print(f"· skipped: {why}")
         for cfg in sample_configs():
             run = analyze(
                 cfg,

@@ -1,7 +1,8 @@
 """CAM cost, faithfulness and sanity per model family and method (CPU).
 
 Run: ``.venv/bin/python bench/bench_cams.py`` (``--families-only`` / ``--timing-only`` for one
-part). Writes ``bench/results/cams.json`` and prints it.
+part; ``--resume`` keeps the models a stopped families run already measured). Writes
+``bench/results/cams.json`` (after each model of the families part too) and prints it.
 
 Timing (random torchvision resnet18, one thread): per input size, one plain forward pass, the
 layer discovery (first call, a dry pass), each CAM method on the default layer (best of a few),
@@ -21,11 +22,18 @@ Families (two threads): for each model family and each method, on the default la
 - ``seconds``: time per map (one image, one class).
 
 The models must have learned something, or the randomisation check compares noise with noise:
-the two shipped sample checkpoints (torchvision mobilenet_v3_small, timm hybrid ViT) and tiny timm
+the two shipped sample checkpoints (torchvision mobilenet_v3_small, timm XCiT ViT) and tiny timm
 ConvNeXt, EfficientNet and Swin models and a Hugging Face ViT trained here for a few epochs. All
 are evaluated, and the small ones trained, on a *fresh* synthetic world (sample_data/generate.py
 with another seed, written to a temporary folder): the defaults are chosen on data the tests never
-see. The default method of a family is the one with the largest mean gap among those that pass.
+see. Within one model, the best method is the one with the largest mean gap among the layer
+methods that pass. The defaults (``analysis.explain.cams.DEFAULT_METHODS``) are keyed by the
+architecture family :func:`analysis.explain.layers.architecture_family` reads (``"vit-tokens"``
+holds the sample's XCiT and the Hugging Face ViT; ``"generic"`` holds timm's ConvNeXt,
+EfficientNet and Swin): per family, the layer method that passes the check on *every* model of
+the family, with the largest gap averaged over them (:func:`choose_defaults`; written to the
+JSON's ``per_family.defaults`` with the evidence). ``--choose-only`` recomputes that table from
+the stored rows without measuring again.
 """
 
 from __future__ import annotations
@@ -51,8 +59,9 @@ from analysis.explain import cams, layers  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WORLD_SEED = 7  # the sample is seed 20240611; tests use only that one
-N_IMAGES = 12
-N_SLOW = 3  # images for scorecam and occlusion (tens to hundreds of forwards per map)
+N_IMAGES = 8
+N_SLOW = 2  # images for scorecam and occlusion (tens to hundreds of forwards per map)
+EVAL_ACCURACY_IMAGES = 200
 TRAIN_EPOCHS = 5
 SMALL = 64  # px, the tiny families' input
 
@@ -230,7 +239,7 @@ def _sample_models() -> dict:
     out = {}
     for name, file in (
         ("torchvision mobilenet_v3_small (sample)", "model.safetensors"),
-        ("timm hybrid ViT (sample)", "model_vit.safetensors"),
+        ("timm XCiT ViT (sample)", "model_vit.safetensors"),
     ):
         path = ROOT / "sample_data" / file
         if path.exists():
@@ -249,7 +258,10 @@ def _score(model, x, cls, method, layer) -> dict:
     return {"gap": faith.gap, "rho": check.rank_correlation, "seconds": seconds}
 
 
-def families() -> dict:
+def families(*, save=None, done: dict | None = None) -> dict:
+    """The per-family table. ``save(partial)`` is called after each model (a long run on a
+    shared machine keeps what it measured); models in ``done`` (rows of an earlier partial
+    run with the same settings) are kept, not measured again."""
     import tempfile
 
     torch.set_num_threads(2)
@@ -258,61 +270,122 @@ def families() -> dict:
         "images": N_IMAGES,
         "images_slow_methods": N_SLOW,
         "sanity_max_rho": cams.SANITY_MAX_RHO,
-        "families": {},
+        "chosen_on": (
+            f"a fresh synthetic world (sample_data/generate.py --seed {WORLD_SEED}; the tests use"
+            " only the sample's seed 20240611): the tiny models trained on its reference split,"
+            f" every model scored on the first {N_IMAGES} images of its eval split"
+            f" ({N_SLOW} for scorecam and occlusion), each for its predicted class"
+        ),
+        "families": dict(done or {}),
     }
     with tempfile.TemporaryDirectory() as tmp:
         world = _world(Path(tmp))
-        models = {}
+        todo = {}
         for name, (model, size, mean, std) in _sample_models().items():
-            models[name] = (model, size, mean, std, None)
-        xr, yr = _images(world, "reference", SMALL)
+            todo[name] = (lambda m=model: (m, None), size, mean, std)
+        xr, yr = None, None
         for name, (build, mean, std) in _tiny_models().items():
-            t = time.perf_counter()
-            torch.manual_seed(0)
-            model = _train(build(), xr, yr, mean, std)
-            models[name] = (model, SMALL, mean, std, time.perf_counter() - t)
-        for name, (model, size, mean, std, train_s) in models.items():
-            xe, ye = _images(world, "eval", size, limit=200)
-            x = _normalise(xe, mean, std)
-            with torch.no_grad():
-                pred = torch.cat([model(x[i : i + 50]) for i in range(0, len(x), 50)]).argmax(1)
-            info = layers.default_layer(model, size)
-            fam = layers.architecture_family(model, size)
-            row = {
-                "architecture_family": fam,
-                "input_size": size,
-                "default_layer": info.name,
-                "layer_map": list(info.spatial),
-                "accuracy_on_200_eval_images": round(float((pred == ye).float().mean()), 3),
-                "train_seconds": None if train_s is None else round(train_s, 1),
-                "methods": {},
-            }
-            for method in cams.CAM_METHODS:
-                n = N_SLOW if method in ("scorecam", "occlusion") else N_IMAGES
-                # warm-up (imports, layer discovery, the randomised copy), not timed
-                _score(model, x[n], int(pred[n]), method, None)
-                scores = [
-                    _score(model, x[i], int(pred[i]), method, None) for i in range(n)
-                ]  # the first n eval images, each for its predicted class
-                rhos = [s["rho"] for s in scores if not np.isnan(s["rho"])]
-                gaps = [s["gap"] for s in scores if not np.isnan(s["gap"])]
-                rho = float(np.mean(rhos)) if rhos else float("nan")
-                row["methods"][method] = {
-                    "gap": round(float(np.mean(gaps)), 4) if gaps else None,
-                    "rho": round(rho, 4) if rhos else None,
-                    "passes": bool(rho < cams.SANITY_MAX_RHO) if rhos else None,
-                    "seconds_per_map": round(float(np.median([s["seconds"] for s in scores])), 4),
-                    "n": n,
-                }
-                print(name, method, row["methods"][method], flush=True)
-            passing = {
-                m: v["gap"]
-                for m, v in row["methods"].items()
-                if v["passes"] and v["gap"] is not None and cams.CAM_METHODS[m].needs_layer
-            }
-            row["chosen_default"] = max(passing, key=passing.get) if passing else "gradcam"
-            out["families"][name] = row
+
+            def trained(build=build, mean=mean, std=std):
+                nonlocal xr, yr
+                if xr is None:
+                    xr, yr = _images(world, "reference", SMALL)
+                t = time.perf_counter()
+                torch.manual_seed(0)
+                return _train(build(), xr, yr, mean, std), time.perf_counter() - t
+
+            todo[name] = (trained, SMALL, mean, std)
+        for name, (make, size, mean, std) in todo.items():
+            if name in out["families"]:
+                continue
+            model, train_s = make()
+            out["families"][name] = _family_row(world, name, model, size, mean, std, train_s)
+            if save is not None:
+                save(out)
+    out["defaults"] = choose_defaults(out["families"])
     return out
+
+
+def _family_row(world, name, model, size, mean, std, train_s) -> dict:
+    xe, ye = _images(world, "eval", size, limit=EVAL_ACCURACY_IMAGES)
+    x = _normalise(xe, mean, std)
+    with torch.no_grad():
+        pred = torch.cat([model(x[i : i + 50]) for i in range(0, len(x), 50)]).argmax(1)
+    info = layers.default_layer(model, size)
+    fam = layers.architecture_family(model, size)
+    row = {
+        "architecture_family": fam,
+        "input_size": size,
+        "default_layer": info.name,
+        "layer_map": list(info.spatial),
+        "eval_accuracy": round(float((pred == ye).float().mean()), 3),
+        "eval_accuracy_images": len(ye),
+        "train_seconds": None if train_s is None else round(train_s, 1),
+        "methods": {},
+    }
+    # warm-up (imports, layer discovery, the randomised copy, shared by every layer method at
+    # the default layer), not timed
+    _score(model, x[N_IMAGES], int(pred[N_IMAGES]), "gradcam", None)
+    for method in cams.CAM_METHODS:
+        n = N_SLOW if method in ("scorecam", "occlusion") else N_IMAGES
+        scores = [
+            _score(model, x[i], int(pred[i]), method, None) for i in range(n)
+        ]  # the first n eval images, each for its predicted class
+        rhos = [s["rho"] for s in scores if not np.isnan(s["rho"])]
+        gaps = [s["gap"] for s in scores if not np.isnan(s["gap"])]
+        rho = float(np.mean(rhos)) if rhos else float("nan")
+        row["methods"][method] = {
+            "gap": round(float(np.mean(gaps)), 4) if gaps else None,
+            "rho": round(rho, 4) if rhos else None,
+            "passes": bool(rho < cams.SANITY_MAX_RHO) if rhos else None,
+            "seconds_per_map": round(float(np.median([s["seconds"] for s in scores])), 4),
+            "n": n,
+        }
+        print(name, method, row["methods"][method], flush=True)
+    passing = {
+        m: v["gap"]
+        for m, v in row["methods"].items()
+        if v["passes"] and v["gap"] is not None and cams.CAM_METHODS[m].needs_layer
+    }
+    row["best_passing_method"] = max(passing, key=passing.get) if passing else None
+    return row
+
+
+def choose_defaults(rows: dict) -> dict:
+    """Per architecture family: the layer method that passes the randomisation check on every
+    model of the family, with the largest mean gap over those models (ties: registry order).
+
+    ``rows``: ``per_family.families`` of the JSON (model name -> row). Returns family ->
+    ``{"method", "models", "gap_mean", "rho_max", "seconds_per_map", "candidates"}`` where
+    ``candidates`` holds every passing method's mean gap; ``method`` is None (the code's
+    fallback, gradcam) when no method passes on all of them.
+    """
+    by_family: dict[str, list[str]] = {}
+    for name, row in rows.items():
+        by_family.setdefault(row["architecture_family"], []).append(name)
+    out = {}
+    for fam, names in by_family.items():
+        candidates = {}
+        for method, spec in cams.CAM_METHODS.items():
+            if not spec.needs_layer:
+                continue
+            vals = [rows[n]["methods"].get(method) for n in names]
+            if all(v and v["passes"] and v["gap"] is not None for v in vals):
+                candidates[method] = round(float(np.mean([v["gap"] for v in vals])), 4)
+        best = max(candidates, key=candidates.get) if candidates else None
+        vals = [rows[n]["methods"][best] for n in names] if best else []
+        out[fam] = {
+            "method": best,
+            "models": names,
+            "gap_mean": candidates.get(best),
+            "rho_max": max(v["rho"] for v in vals) if vals else None,
+            "seconds_per_map": {n: v["seconds_per_map"] for n, v in zip(names, vals, strict=True)},
+            "candidates": candidates,
+        }
+    return out
+
+
+LOAD_AT_START = os.getloadavg()
 
 
 def main() -> None:
@@ -320,12 +393,23 @@ def main() -> None:
     out = Path(__file__).resolve().parent / "results" / "cams.json"
     if out.exists():
         result = json.loads(out.read_text())
-    if "--families-only" not in sys.argv:
+    if "--families-only" not in sys.argv and "--choose-only" not in sys.argv:
         result.update(timing())
-    if "--timing-only" not in sys.argv:
-        result["per_family"] = families()
+    if "--choose-only" in sys.argv:
+        result["per_family"]["defaults"] = choose_defaults(result["per_family"]["families"])
+    elif "--timing-only" not in sys.argv:
+        old = result.get("per_family") or {}
+        same = old.get("world_seed") == WORLD_SEED and old.get("images") == N_IMAGES
+        done = old.get("families") if "--resume" in sys.argv and same else None
+
+        def save(partial):
+            result["per_family"] = {**partial, "partial": True}
+            out.write_text(json.dumps(result, indent=2) + "\n")
+
+        result["per_family"] = families(save=save, done=done)
     result["python"] = platform.python_version()
     result["torch"] = torch.__version__
+    result["load_avg_at_start"] = LOAD_AT_START
     result["load_avg_at_end"] = os.getloadavg()
     result["note"] = "measured on the shared 2-core development machine (other jobs running)"
     out.parent.mkdir(parents=True, exist_ok=True)

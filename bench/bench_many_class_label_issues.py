@@ -85,6 +85,7 @@ def main() -> None:
         (100,) if args.quick else (100, 1000), (5, 20, 100), (0.0, 0.05), tuple(MODELS)
     )
     rows = []
+    load_start = os.getloadavg()
     for k, per, noise, model in grid:
         r = measure(k, per, noise, model)
         rows.append(r)
@@ -97,7 +98,17 @@ def main() -> None:
             flush=True,
         )
     out = ROOT / "bench" / "results" / "many_class_label_issues.json"
-    out.write_text(json.dumps({"rows": rows, "load_avg": os.getloadavg()}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "rows": rows,
+                "load_avg_start": load_start,
+                "load_avg": os.getloadavg(),
+                "machine": "2-core development machine, shared with other jobs",
+            },
+            indent=2,
+        )
+    )
     print("written", out)
 
 

@@ -60,7 +60,8 @@ def make_run(n: int, k: int, *, seed: int = 0) -> tuple[Path, dict]:
     Returns the run's path and the sections' timings (seconds)."""
     from analysis.loading.datasets import sample_id_for
     from analysis.loading.inference import prediction_columns
-    from analysis.pipeline.sections import run_sections
+    from analysis.pipeline.sections import SectionContext, run_sections, with_section_columns
+    from analysis.pipeline.versions import cache_codes, pass_code
     from analysis.stats.hierarchy import parse_hierarchy
     from analysis.store.runstore import RunWriter
 
@@ -94,25 +95,25 @@ def make_run(n: int, k: int, *, seed: int = 0) -> tuple[Path, dict]:
     hierarchy = parse_hierarchy(world.parents, world.names) if k > 10 else None
     sections, timings = {}, {}
     with RunWriter(RUNS, run_id) as w:
-        extra = run_sections(
+        ctx = SectionContext(
             w,
-            samples=s,
-            probs=world.probs,
-            embeddings=None,
-            class_names=world.names,
-            metadata_columns=list(meta),
-            reference=None,
-            reference_embeddings=None,
-            cfg=_Cfg(),
-            sections=sections,
-            timings=timings,
-            progress=lambda *a: None,
+            s,
+            world.probs,
+            None,
+            world.names,
+            list(meta),
+            None,
+            None,
+            None,
+            None,
+            _Cfg(),
+            lambda *a: None,
             hierarchy=hierarchy,
         )
+        outputs = run_sections(ctx, sections=sections, timings=timings)
         failed = {k_: v for k_, v in sections.items() if v["status"] == "failed"}
         assert not failed, failed
-        for col, values in extra.items():
-            s[col] = values
+        s = with_section_columns(s, outputs)
         w.write_table(schema.SAMPLES, s)
         w.write_array(schema.PROBS, world.probs)
         path = w.commit(
@@ -122,7 +123,7 @@ def make_run(n: int, k: int, *, seed: int = 0) -> tuple[Path, dict]:
                 "n_skipped": 0,
                 "class_names": world.names,
                 "metadata_columns": list(meta),
-                "hierarchy_columns": [c for c in extra if "superclass_" in c],
+                "hierarchy_columns": list(outputs.get("class_hierarchy") or {}),
                 "property_columns": schema.PROPERTY_COLUMNS,
                 "has_embeddings": False,
                 "has_model": False,
@@ -133,6 +134,8 @@ def make_run(n: int, k: int, *, seed: int = 0) -> tuple[Path, dict]:
                 },
                 "preprocessing": {"resize": 112, "crop": None},
                 "sections": sections,
+                # the code that made it: the dashboard does not call the run out of date
+                "versions": {"pass_code": pass_code().fingerprint, "caches": cache_codes()},
                 "skipped": [],
                 "warnings": [],
             },
@@ -301,7 +304,7 @@ def main() -> None:
     ap.add_argument("--skip-browser", action="store_true")
     args = ap.parse_args()
     RUNS.mkdir(parents=True, exist_ok=True)
-    res: dict = {"n_images": args.n, "cpu_count": os.cpu_count()}
+    res: dict = {"n_images": args.n, "cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg()}
     print(f"sections at {args.n:,} images, 10 vs 1,000 classes")
     res["sections"], big = sections_part(args.n, args.repeats)
     print(f"sizes at {args.small:,} images")

@@ -43,7 +43,7 @@ def _ensure_sample_run(root: Path, *, refresh: bool = False) -> None:
     """First start: analyse the bundled sample once, with a visible progress bar; again when the
     sample run was made by other analysis code (an upgrade), so the sample never shows stale
     results."""
-    from analysis.cli import SAMPLE_DIR, sample_configs
+    from analysis.cli import SAMPLE_DIR, sample_configs, sample_skipped
     from analysis.pipeline.engine import analyze
 
     if not (SAMPLE_DIR / "model.safetensors").exists():
@@ -53,8 +53,11 @@ def _ensure_sample_run(root: Path, *, refresh: bool = False) -> None:
         "Parts of the sample run were made by an older errorscope: bringing them up to date"
         " (only what changed is recomputed; tags and notes are kept)."
         if refresh
-        else "No runs yet: analysing the bundled sample once (about a minute; cached afterwards)."
+        else "No runs yet: analysing the bundled sample once, with each of its models (a few"
+        " minutes; cached afterwards)."
     )
+    for why in sample_skipped():
+        st.caption(why)
     bar = st.progress(0.0, text="starting")
     for cfg in sample_configs():  # both sample models: Compare has two runs to compare
         analyze(

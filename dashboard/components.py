@@ -105,9 +105,14 @@ def url_param(name: str, default: str = "") -> str:
 
 
 def url_choice(name: str, options, default):
-    """:func:`url_param` if it is one of ``options`` (a mangled link falls back), else default."""
-    value = url_param(name, str(default))
-    return value if value in [str(o) for o in options] else default
+    """:func:`url_param` if it is one of ``options``; a mangled link falls back to ``default``
+    with a visible note (:func:`dashboard.links.choice_param`)."""
+    from dashboard.links import choice_param
+
+    choices = [str(o) for o in options]
+    if str(default) not in choices:  # "no choice" defaults (an empty group) are allowed too
+        choices.append(str(default))
+    return choice_param(name, choices, default=str(default))
 
 
 def sync_param(name: str, value, default) -> None:

@@ -178,8 +178,8 @@ def save_tiny_onnx(path: Path, num_classes: int = 3, seed: int = 0, size: int = 
 
 @pytest.fixture(scope="session")
 def sample_vit_run(sample_run):
-    """The sample's second model (a timm hybrid ViT), analysed beside the first run, so Compare
-    and transformer CAMs have the two runs `make run` shows."""
+    """The sample's second model (a timm XCiT vision transformer), analysed beside the first
+    run, so Compare and transformer CAMs have the two runs `make run` shows."""
     from analysis.cli import SAMPLE_DIR, sample_config
     from analysis.pipeline.engine import analyze
 

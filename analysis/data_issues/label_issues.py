@@ -346,24 +346,50 @@ def _round_preserving_row_totals(x: np.ndarray) -> np.ndarray:
     frac = x - floors
     out = floors.astype(np.int64)
     missing = np.rint(x.sum(axis=1)).astype(np.int64) - out.sum(axis=1)
-    for i in np.flatnonzero(missing > 0):
-        order = np.lexsort((np.arange(x.shape[1]), -frac[i]))  # largest fraction, then lower j
-        out[i, order[: missing[i]]] += 1
+    rows = np.flatnonzero(missing > 0)
+    if rows.size:
+        # every short row at once (a loop over 1,000 rows was a lexsort each): largest fraction
+        # first, ties to the lower column; the first missing[i] columns of row i get one more
+        c = x.shape[1]
+        cols = np.broadcast_to(np.arange(c), (rows.size, c))
+        order = np.lexsort((cols, -frac[rows]), axis=-1)
+        take = np.arange(c)[None, :] < missing[rows][:, None]
+        out[np.repeat(rows, take.sum(axis=1)), order[take]] += 1
     return out
+
+
+def _confident_guess(probs: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Per row, the most probable class among those at or above their threshold, -1 if none.
+
+    Where the overall argmax clears its own threshold it is that class (nothing above it can
+    pass; among equal maxima argmax is the lowest index either way): one argmax pass, and the
+    masked search only on the other rows (at 1,000 classes the masked pass over every row was
+    three N x C temporaries).
+    """
+    n = probs.shape[0]
+    guess = np.full(n, -1, dtype=np.int64)
+    for s in range(0, n, _CHUNK_ROWS):  # row chunks keep N x C temporaries small
+        p = probs[s : s + _CHUNK_ROWS]
+        top = p.argmax(axis=1)
+        rows = np.arange(p.shape[0])
+        clears = p[rows, top] >= t[top]
+        g = np.where(clears, top, -1)
+        rest = np.flatnonzero(~clears)
+        if rest.size:
+            q = p[rest]
+            above = q >= t[None, :]
+            h = np.where(above, q, -np.inf).argmax(axis=1)
+            g[rest] = np.where(above.any(axis=1), h, -1)
+        guess[s : s + _CHUNK_ROWS] = g
+    return guess
 
 
 def _estimate_core(lab: np.ndarray, probs: np.ndarray, *, shrink: bool = True) -> NoiseEstimate:
     n, c = probs.shape
     t = _thresholds(lab, probs, shrink=shrink)
-    guess = np.full(n, -1, dtype=np.int64)
-    for s in range(0, n, _CHUNK_ROWS):  # row chunks keep N x C temporaries small
-        p = probs[s : s + _CHUNK_ROWS]
-        above = p >= t[None, :]
-        g = np.where(above, p, -np.inf).argmax(axis=1)
-        guess[s : s + _CHUNK_ROWS] = np.where(above.any(axis=1), g, -1)
+    guess = _confident_guess(probs, t)
     ok = guess >= 0
-    cj = np.zeros((c, c), dtype=np.int64)
-    np.add.at(cj, (lab[ok], guess[ok]), 1)
+    cj = np.bincount(lab[ok] * c + guess[ok], minlength=c * c).reshape(c, c).astype(np.int64)
 
     label_counts = np.bincount(lab, minlength=c).astype(np.float64)
     row = cj.sum(axis=1).astype(np.float64)
@@ -404,15 +430,43 @@ def _by_class_index(lab: np.ndarray, c: int) -> list[np.ndarray]:
 def _prune_by_noise_rate(lab: np.ndarray, probs: np.ndarray, est: NoiseEstimate) -> np.ndarray:
     n, c = probs.shape
     mask = np.zeros(n, dtype=bool)
-    members = _by_class_index(lab, c)
     counts = est.prune_counts.copy()
     np.fill_diagonal(counts, 0)
-    for i, j in zip(*np.nonzero(counts), strict=True):
-        idx = members[i]
-        margin = probs[idx, j].astype(np.float64) - probs[idx, i]
-        order = np.lexsort((idx, -margin))  # largest margin first, ties to the lower index
-        mask[idx[order[: counts[i, j]]]] = True
+    pi, pj = np.nonzero(counts)
+    if not pi.size:
+        return mask
+    # the (i, j) pairs in blocks of about _PAIR_ROWS candidates, each block in one sort (a
+    # Python loop over tens of thousands of pairs at 1,000 classes was most of the section)
+    order = np.argsort(lab, kind="stable")
+    start = np.searchsorted(lab[order], np.arange(c + 1))
+    size = (start[1:] - start[:-1])[pi]
+    ends = np.cumsum(size)
+    a = 0
+    while a < pi.size:
+        b = max(a + 1, int(np.searchsorted(ends, ends[a] - size[a] + _PAIR_ROWS, side="right")))
+        sl = slice(a, b)
+        _prune_pairs(probs, order, start, pi[sl], pj[sl], counts[pi[sl], pj[sl]], mask)
+        a = b
     return mask
+
+
+#: Candidate rows sorted at once by _prune_by_noise_rate (a few arrays of 8 bytes each).
+_PAIR_ROWS = 1 << 22
+
+
+def _prune_pairs(probs, order, start, pi, pj, counts, mask) -> None:
+    """Flag, for each pair (i, j), the ``counts`` examples labelled i with the largest margin
+    ``p_j - p_i`` (ties to the lower index); ``order``/``start`` list the examples by label."""
+    size = start[pi + 1] - start[pi]
+    first = np.cumsum(size) - size  # where each pair's block starts
+    pair = np.repeat(np.arange(pi.size), size)
+    pos = np.arange(pair.size) - first[pair]
+    idx = order[start[pi][pair] + pos]
+    margin = probs[idx, pj[pair]].astype(np.float64) - probs[idx, pi[pair]]
+    # pair first keeps each block where it was: rank[first[p]:] is pair p's examples in order
+    rank = np.lexsort((idx, -margin, pair))
+    keep = pos < counts[pair]
+    mask[idx[rank[keep]]] = True
 
 
 def _prune_by_class(lab: np.ndarray, probs: np.ndarray, est: NoiseEstimate) -> np.ndarray:
@@ -448,14 +502,6 @@ FILTER_METHODS: dict[str, Callable[[np.ndarray, np.ndarray, NoiseEstimate], np.n
     "confident_learning": _confident_off_diagonal,
     "predicted_neq_given": _predicted_neq_given,
 }
-
-
-def _agrees_with_model(lab: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """True where the given label is (one of) the model's top predictions."""
-    if lab.size == 0:
-        return np.zeros(0, dtype=bool)
-    own = probs[np.arange(lab.size), lab]
-    return own >= probs.max(axis=1)
 
 
 # ----------------------------------------------------------------------------- scores
@@ -682,8 +728,15 @@ def _find_core(
 ) -> pd.DataFrame:
     n = lab.size
     est = _estimate_core(lab, probs) if estimate is None else estimate
-    issue = FILTER_METHODS[method](lab, probs, est) & ~_agrees_with_model(lab, probs)
-    model_score = QUALITY_SCORES[score](lab, probs)
+    suggested, p_suggested = _best_other(lab, probs)
+    p_given = probs[np.arange(n), lab].astype(np.float64)
+    # the given label is (one of) the model's top predictions: as probable as the best other
+    agrees = p_given >= p_suggested
+    issue = FILTER_METHODS[method](lab, probs, est) & ~agrees
+    if score == "normalized_margin":  # from the best other class already found
+        model_score = np.clip((p_given - p_suggested + 1.0) / 2.0, 0.0, 1.0)
+    else:
+        model_score = QUALITY_SCORES[score](lab, probs)
     quality = model_score
     agree = np.full(n, np.nan)
     copy = np.full(n, -1, dtype=np.int64) if copies is None else copies
@@ -694,8 +747,6 @@ def _find_core(
         issue &= ~(known & (agree >= SUPPORTED))  # the neighbours support the given label
     has_copy = copy >= 0
     issue &= ~(has_copy & (copy == lab))  # its near-copy in the reference carries the label
-    suggested, p_suggested = _best_other(lab, probs)
-    p_given = probs[np.arange(n), lab].astype(np.float64)
     t_given = est.thresholds[lab]
     reason = [
         f"labelled {names[g]} (p {pg:.2f}, {names[g]} threshold {tg:.2f}); "

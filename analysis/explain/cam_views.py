@@ -403,7 +403,7 @@ def precompute_cams(
     prep: Preprocessing,
     rows,
     *,
-    method: str = "gradcam",
+    method: str | None = None,
     layer: str | None = None,
     budget_s: float | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -415,7 +415,9 @@ def precompute_cams(
     done.
 
     Generic over the CAM registry (:class:`analysis.explain.cams.CamExplainer`: any method,
-    any layer); maps already cached are skipped. The budget is checked between images.
+    any layer); ``method`` None: the default of the model's architecture family, the one the
+    detail page opens with (:func:`method_choices`). Maps already cached are skipped. The
+    budget is checked between images.
     """
     import time
 
@@ -424,6 +426,8 @@ def precompute_cams(
     t0 = time.perf_counter()
     if stored_layers(run_dir, prep) is None:
         save_layers(run_dir, model, prep)
+    if method is None:
+        method = method_choices(model, prep)[1]
     info = layer_for(model, prep.input_size, method, layer)
     cache = CamCache(run_dir)
     done = 0

@@ -41,7 +41,7 @@ def pairs(run: Run, names: list[str], *, focus: int | None = None) -> None:
         found = np.array([focus])
         st.caption(f"Pairs with {names[focus]} (type a name to search others).")
     if found is not None and not found.size:
-        st.info(f"No class name contains {text!r}.")
+        st.info(f"No class name contains {ui.safe(repr(text))}.")
         return
     table = data.pair_table(run, classes=found, k=PAIRS_SHOWN)
     if table.empty:
@@ -97,9 +97,7 @@ def per_class(per_class_df: pd.DataFrame, names: list[str], *, top_k: dict) -> N
     sort = c[0].selectbox(
         "Sort by",
         list(cv.PER_CLASS_SORTS),
-        index=list(cv.PER_CLASS_SORTS).index(st.query_params.get("sort", "recall"))
-        if st.query_params.get("sort", "recall") in cv.PER_CLASS_SORTS
-        else 0,
+        index=list(cv.PER_CLASS_SORTS).index(ui.url_choice("sort", cv.PER_CLASS_SORTS, "recall")),
         format_func=cv.PER_CLASS_SORTS.get,
         key="pc_sort",
     )
@@ -107,7 +105,7 @@ def per_class(per_class_df: pd.DataFrame, names: list[str], *, top_k: dict) -> N
         c[1].segmented_control(
             "Order",
             ["worst", "best"],
-            default="best" if st.query_params.get("order") == "best" else "worst",
+            default=ui.url_choice("order", ["worst", "best"], "worst"),
             format_func=lambda o: f"{o} first",
             key="pc_order",
         )
@@ -121,7 +119,7 @@ def per_class(per_class_df: pd.DataFrame, names: list[str], *, top_k: dict) -> N
         per_class_df, names, sort=sort, worst_first=order == "worst", search=text
     )
     if rows.empty:
-        st.info(f"No class name contains {text!r}.")
+        st.info(f"No class name contains {ui.safe(repr(text))}.")
         return
     n_pages = max(1, -(-len(rows) // PER_PAGE))
     try:

@@ -13,7 +13,7 @@ import streamlit as st
 from analysis.present import classes as cv
 from analysis.present import figures
 from analysis.store.runstore import Run
-from dashboard import charts, data, nav
+from dashboard import charts, data, links, nav
 from dashboard import components as ui
 from dashboard.views import class_tables
 
@@ -23,10 +23,8 @@ CLASSES = "classes"
 
 
 def _int(name: str, default: int, low: int, high: int) -> int:
-    try:
-        return min(max(int(ui.url_param(name, str(default))), low), high)
-    except ValueError:
-        return default
+    """A whole-number view setting from the URL; a bad one falls back with a note."""
+    return links.int_param(name, default=default, lo=low, hi=high, what=name)
 
 
 def render(run: Run) -> None:

@@ -253,3 +253,34 @@ def test_torchscript_model_gets_occlusion_and_no_sanity_check(tmp_path):
     assert cam.shape == (32, 32) and 0 <= cam.min() and cam.max() <= 1
     check = randomisation_check(loaded.model, x, cam, target_class=0, method="occlusion")
     assert check.passes is None and check.layer == INPUT_LAYER
+
+
+# ----------------------------------------------------------------------------- defaults
+
+
+def test_precompute_stores_the_maps_the_detail_page_opens_with(tmp_path, monkeypatch):
+    """The analysis-time precompute uses the family's default method (the one the CAM panel
+    shows first), so a review opens on stored maps instead of computing them."""
+    import pandas as pd
+    from PIL import Image
+
+    from analysis import schema
+    from analysis.explain import cams
+    from analysis.explain.cam_views import method_choices, precompute_cams
+    from analysis.loading.models import Preprocessing
+
+    model = _timm(tmp_path, "convnext")
+    prep = Preprocessing(resize=64, crop=None)
+    monkeypatch.setitem(cams.DEFAULT_METHODS, architecture_family(model, 64), "hirescam")
+    assert method_choices(model, prep)[1] == "hirescam"
+    img = tmp_path / "a.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(img)
+    samples = pd.DataFrame(
+        {schema.SAMPLE_ID: ["s1"], schema.PATH: [str(img)], schema.PRED: [1], schema.LABEL: [2]}
+    )
+    run = tmp_path / "run"
+    run.mkdir()
+    assert precompute_cams(run, samples, model, prep, [0]) == 1
+    maps = sorted(p.name for p in (run / schema.CAMS_DIR).glob("s1__*.npy"))
+    assert len(maps) == 2 and all(n.startswith("s1__hirescam__") for n in maps), maps

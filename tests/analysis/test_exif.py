@@ -4,6 +4,8 @@ saw it. The JPEGs here are real files written by PIL with an orientation tag."""
 
 from __future__ import annotations
 
+import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +94,7 @@ def test_the_run_records_the_tag_and_the_model_sees_the_stored_pixels(rotated_ru
     assert prep.exif_transpose is False and run.manifest["preprocessing"]["exif_transpose"] is False
     # thumbnails (gallery, report) are the stored pixels too: landscape, like the model input
     sid = s.loc["ant/ant_0.jpg", schema.SAMPLE_ID]
-    with Image.open(run.path / schema.THUMBS_DIR / f"{sid}.jpg") as thumb:
+    with Image.open(io.BytesIO(run.thumbnail(sid))) as thumb:
         assert thumb.width > thumb.height
     # the CAM panel's "model input" is what the pass fed the model
     image, _ = model_input(s.loc["ant/ant_0.jpg", schema.PATH], prep)
@@ -230,7 +232,7 @@ def test_pages_show_the_image_as_the_model_saw_it(tmp_path, monkeypatch):
     arrays = [x for x in shown if isinstance(x, np.ndarray)]
     assert arrays and not [x for x in shown if isinstance(x, str) and x.endswith("ant_0.jpg")]
     np.testing.assert_array_equal(arrays[0], stored)  # landscape, as stored: not turned upright
-    notes = [c.value for c in at.caption if "EXIF orientation tag (6)" in c.value]
+    notes = [_read(c.value) for c in at.caption if "EXIF orientation tag (6)" in _read(c.value)]
     assert notes and "a photo viewer shows it rotated 90° clockwise" in notes[0]
 
     # the review queue shows the same pixels, with the same note
@@ -253,4 +255,9 @@ def test_pages_show_the_image_as_the_model_saw_it(tmp_path, monkeypatch):
     full = [x for x in shown if isinstance(x, np.ndarray) and x.shape == stored.shape]
     assert full and not [x for x in shown if isinstance(x, str) and x.endswith("ant_0.jpg")]
     np.testing.assert_array_equal(full[0], stored)
-    assert [c for c in at.caption if "EXIF orientation tag (6)" in c.value]
+    assert [c for c in at.caption if "EXIF orientation tag (6)" in _read(c.value)]
+
+
+def _read(markdown: str) -> str:
+    """A caption as people read it: data text is Markdown-escaped (dashboard.components.safe)."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u2060", "")

@@ -27,9 +27,13 @@ from tests.conftest import (
 
 @pytest.fixture
 def no_network(monkeypatch):
-    """Any attempt to open a connection fails the test (and the hub is told to stay offline)."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    """Any attempt to open a connection fails the test.
+
+    The hub's offline switches (HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE) are left as they are, so
+    what keeps a load off the network is errorscope's own ``local_files_only`` and
+    ``pretrained=False``, not the test's environment."""
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
     tried = []
 
     def refuse(self, address, *a, **k):
@@ -38,6 +42,9 @@ def no_network(monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    with pytest.raises(OSError, match="network access attempted"):
+        socket.create_connection(("127.0.0.1", 9), timeout=1)  # the block itself holds
+    tried.clear()
     yield tried
     assert not tried, f"the code tried to reach {tried}"
 

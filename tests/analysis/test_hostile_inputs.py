@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import zipfile
 
@@ -282,6 +283,9 @@ def test_images_read_again_later_use_the_runs_limits(image_folder, tiny_resnet, 
         seen.append(kw)
         return real(path, **kw)
 
+    # the maps the analysis precomputed (and the model's view stored with them) are dropped, so
+    # the CAM view decodes the image again
+    shutil.rmtree(run.path / schema.CAMS_DIR, ignore_errors=True)
     with mock.patch.object(images, "decode_image", spy):
         model_view(run, 0)
         loaded, prep = load_run_model(run.manifest)

@@ -238,6 +238,30 @@ def test_flagged_set_equals_the_paper_definitions(method, problem):
     assert got == expected
 
 
+@pytest.mark.parametrize("block", [50, 1 << 22])
+def test_many_pairs_in_blocks_with_ties_equal_the_paper_definitions(block, monkeypatch):
+    """prune_by_noise_rate ranks the candidates of many (given, true) pairs in blocks of
+    ``_PAIR_ROWS`` rows: split into many blocks or one, with tied probabilities (coarse steps),
+    the flags and counts are the paper's, pair by pair."""
+    import analysis.data_issues.label_issues as li
+
+    monkeypatch.setattr(li, "_PAIR_ROWS", block)
+    rng = np.random.default_rng(3)
+    n, c = 600, 30
+    labels = rng.integers(0, c, n)
+    z = rng.normal(size=(n, c)) + 2.5 * np.eye(c)[labels]
+    probs = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    probs = np.round(probs * 20) / 20 + 1e-3  # ties within and across rows
+    probs /= probs.sum(1, keepdims=True)
+    est = estimate_noise(labels, probs, shrink_thresholds=False)
+    off = est.prune_counts - np.diag(np.diag(est.prune_counts))
+    assert (off > 0).sum() > 25  # many pairs: about a dozen blocks at block = 50
+    for method in ("prune_by_noise_rate", "both"):
+        expected = ref_flags(labels.tolist(), probs.tolist(), method)
+        df = find_label_issues(labels, probs, method=method, shrink_thresholds=False)
+        assert set(df.loc[df[schema.IS_LABEL_ISSUE], "index"].tolist()) == expected
+
+
 @pytest.mark.parametrize("problem", sorted(PROBLEMS))
 def test_estimates_equal_the_paper_definitions(problem):
     labels, probs, _, _ = PROBLEMS[problem]()

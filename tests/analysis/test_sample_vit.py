@@ -63,3 +63,21 @@ def test_compare_has_two_families_on_the_same_images(sample_run, sample_vit_run)
     assert res.n_matched == len(a) == len(b)
     assert flips[(True, False)] == int((a & ~b).sum()) > 0  # the ViT's regressions
     assert flips[(False, True)] == int((~a & b).sum()) > 0  # and its improvements
+
+
+@pytest.mark.slow
+def test_make_run_analyses_both_models_and_names_a_missing_family(monkeypatch):
+    """`errorscope sample` (what `make run` and the dashboard's first start call) analyses both
+    checkpoints, the ViT first so the mobilenet run is the newest; without the ViT's family
+    package it analyses the first model alone and says which extra brings the second."""
+    from analysis import cli
+
+    assert [c.model for c in cli.sample_configs()] == [
+        str(SAMPLE_DIR / "model_vit.safetensors"),
+        str(SAMPLE_DIR / "model.safetensors"),
+    ]
+    assert cli.sample_skipped() == []
+    monkeypatch.setitem(cli.SAMPLE_NEEDS, "model_vit.safetensors", ("no_such_pkg_x", "timm"))
+    assert [c.model for c in cli.sample_configs()] == [str(SAMPLE_DIR / "model.safetensors")]
+    (why,) = cli.sample_skipped()
+    assert "model_vit.safetensors" in why and "errorscope[timm]" in why

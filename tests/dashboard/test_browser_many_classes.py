@@ -76,9 +76,11 @@ def _click_cell_and_count(page, view: cv.MatrixView, i: int, j: int) -> int:
     point.nth(i * k + j).click(force=True)
     page.wait_for_url(re.compile(r"/gallery\?"), timeout=60_000)
     _settled(page)
-    count = page.get_by_text(re.compile(r"[\d,]+ images match")).first
+    # "1 image matches" or "12 images match" (the largest cell of a 2-image-per-class run
+    # can hold one image)
+    count = page.get_by_text(re.compile(r"[\d,]+ images? match")).first
     count.wait_for()
-    return int(re.search(r"([\d,]+) images", count.inner_text()).group(1).replace(",", ""))
+    return int(re.search(r"([\d,]+) images?", count.inner_text()).group(1).replace(",", ""))
 
 
 def _largest_error_cell(cm: np.ndarray) -> tuple[int, int]:

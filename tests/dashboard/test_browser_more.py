@@ -186,16 +186,22 @@ def _compare_journey(page, app_url, sample_run, run_b):
 
 
 def test_transformer_cams_in_the_browser(page, app_url, sample_vit_run):
-    """The sample's ViT in Chromium: token-grid Grad-CAMs for the predicted and the given class
-    of a misclassified image, each with its faithfulness and its sanity check."""
+    """The sample's ViT in Chromium: token-grid CAMs (its family's default method) for the
+    predicted and the given class of a misclassified image, each with its faithfulness and its
+    sanity check."""
+    from analysis.explain.cams import default_method
+
+    method = re.escape(default_method("vit-tokens"))
     s = sample_vit_run.samples
     sid = s.loc[~s[schema.CORRECT], schema.SAMPLE_ID].iloc[0]
     page.goto(f"{app_url}/detail?run={sample_vit_run.run_id}&sample={sid}")
     _settled(page)
     page.get_by_text("Where the model looked").wait_for()
-    cams = page.locator('[data-testid="stImage"]').filter(has_text=re.compile(r"gradcam for"))
+    cams = page.locator('[data-testid="stImage"]').filter(has_text=re.compile(rf"{method} for"))
     cams.first.wait_for(timeout=180_000)
     assert cams.count() == 2, "expected CAMs for the predicted and the given class"
     page.get_by_text(re.compile(r"Sanity check: with the \d+ layers above it")).first.wait_for()
-    page.get_by_text(re.compile(r"layer `cls_attn_blocks\.1\.norm1` \(7×7 map\)")).wait_for()
+    # the caption's Markdown `code` renders without its backticks
+    where = rf"Method {method} at layer cls_attn_blocks\.1\.norm1 \(7×7 map\)"
+    page.get_by_text(re.compile(where)).first.wait_for()
     _shot(page, "10_vit_detail_cams")

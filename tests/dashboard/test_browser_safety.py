@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 
 from analysis import schema
+from analysis.present.formatting import short_name
 
 from .conftest import APP, OUT, REPO
 from .hostile import LINK, make_hostile_run
@@ -196,7 +197,9 @@ def test_user_text_stays_text_in_the_browser(served, page):
         assert not links, (name, links)
         assert not page.query_selector("main b, main i"), name  # no <b>bold</b> from data
         shown = page.inner_text("body").replace("\u2060", "")  # word joiners are invisible
-        assert LINK in shown, name  # shown, literally
+        # shown, literally (the gallery's captions shorten class names to 22 characters)
+        want = short_name(LINK, 22) if "gallery" in name else LINK
+        assert want in shown, name
 
 
 @pytest.mark.parametrize(

@@ -172,3 +172,72 @@ def test_every_page_renders_without_an_error_box(at, thousand_class_run, tmp_pat
     assert any("other classes than this run" in i.value for i in at.info), [
         i.value for i in at.info
     ]
+
+
+def test_data_issues_lists_the_largest_noise_entries_and_how_far_to_trust_the_flags(
+    at, thousand_class_run
+) -> None:
+    import pandas as pd
+
+    from analysis import schema
+
+    run = thousand_class_run[0]
+    at = _open(at, "data_issues")
+    # no 1,000 x 1,000 picture: the noise matrix is its largest off-diagonal entries
+    assert not any(f.data and f.data[0].type == "heatmap" for f in _figures(at))
+    table = next(d.value for d in at.dataframe if "P(labelled as | true)" in d.value.columns)
+    stored = pd.read_parquet(run.path / schema.NOISE_ENTRIES)
+    assert len(table) == min(50, len(stored)) > 0
+    names = run.class_names
+    top = stored.head(len(table))
+    assert table["true class (estimated)"].tolist() == [names[i] for i in top["true"]]
+    assert table["labelled as"].tolist() == [names[i] for i in top["given"]]
+    np.testing.assert_allclose(table["P(labelled as | true)"].to_numpy(float), top["rate"])
+    assert table["P(labelled as | true)"].is_monotonic_decreasing
+    assert any(f"{len(names) ** 2 - len(names):,} in all" in c.value for c in at.caption)
+    # the words on how far to trust the flags: 2 images a class, thresholds on too few images
+    said = " ".join(m.value for m in at.markdown).replace("\\", "")  # ui.safe's escapes
+    assert "of 1,000 classes have too few images for a stable threshold" in said
+
+
+def _click_row(at, key: str, row: int):
+    """A click on row ``row`` of a ``ui.clickable_table`` (its first widget version)."""
+    at.session_state[f"{key}_0"] = {"selection": {"rows": [row], "columns": [], "cells": []}}
+    return at.run()
+
+
+def _gallery_count(at) -> int:
+    import re
+
+    said = " ".join(m.value for m in at.markdown).replace("\\", "")
+    return int(re.search(r"\*\*([\d,]+) images?\*\* match", said).group(1).replace(",", ""))
+
+
+def test_a_confusion_pair_row_opens_exactly_its_images(at, thousand_class_run) -> None:
+    run = thousand_class_run[0]
+    m = load_metrics(run)
+    at = _open(at, "confusion")
+    pairs = cv.pair_table(m.confusion, run.class_names, k=200)
+    _click_row(at, "pairs_tbl", 1)
+    assert_on_page(at, "gallery")
+    t, p = int(pairs.iloc[1]["true"]), int(pairs.iloc[1]["pred"])
+    assert at.query_params["true"] in (str(t), [str(t)])
+    assert at.query_params["pred"] in (str(p), [str(p)])
+    assert _gallery_count(at) == m.confusion[t, p] > 0
+
+
+def test_a_noise_entry_row_opens_its_suspected_label_errors(at, thousand_class_run) -> None:
+    import pandas as pd
+
+    from analysis import schema
+
+    run = thousand_class_run[0]
+    at = _open(at, "data_issues")
+    top = pd.read_parquet(run.path / schema.NOISE_ENTRIES).iloc[0]
+    _click_row(at, "noise_tbl", 0)
+    assert_on_page(at, "gallery")
+    given, true = int(top["given"]), int(top["true"])
+    s = run.samples
+    want = (s[schema.LABEL] == given) & (s[schema.PRED] == true) & s[schema.IS_LABEL_ISSUE]
+    assert at.query_params["issue"] in ("label", ["label"])
+    assert _gallery_count(at) == int(want.sum()) > 0

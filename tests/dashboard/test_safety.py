@@ -128,6 +128,7 @@ def _cases(hostile):
 
 
 N_CASES = 29
+CHANCE_BANNER_ICON = ":material/gpp_bad:"  # dashboard/views/run_banner.py
 
 
 def test_case_list_is_complete(hostile):
@@ -140,7 +141,9 @@ def test_malformed_deep_link_falls_back_with_a_note(case, hostile, monkeypatch):
     at = _app(hostile, monkeypatch)
     at.run()
     _goto(at, page, params)
-    assert not at.error, (page, params, [e.value for e in at.error])
+    # the hostile run's random model is at chance: the Overview says so (its banner), nothing else
+    errors = [e for e in at.error if e.icon != CHANCE_BANNER_ICON]
+    assert not errors, (page, params, [e.value for e in errors])
     assert at.title and at.title[0].value, page
     warnings = [_unescape(w.value) for w in at.warning] + [
         _unescape(w.value) for w in at.sidebar.warning
