@@ -305,23 +305,30 @@ def main() -> None:
     args = ap.parse_args()
     RUNS.mkdir(parents=True, exist_ok=True)
     res: dict = {"n_images": args.n, "cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg()}
+    res["machine"] = "2-core development machine, shared with other jobs (times are upper bounds)"
+    out = ROOT / "bench" / "results" / "many_classes.json"
+
+    def save() -> None:  # after each part: a long run cut short keeps what it measured
+        res["load_avg"] = os.getloadavg()
+        out.write_text(json.dumps(res, indent=2, default=float))
+
     print(f"sections at {args.n:,} images, 10 vs 1,000 classes")
     res["sections"], big = sections_part(args.n, args.repeats)
+    print("named sections ratio 1000/10:", res["sections"]["named_ratio"])
+    save()
+    print("pages (AppTest, server side)")
+    res["pages_s"] = pages_part(big[1000], max(3, args.repeats))
+    save()
+    if not args.skip_browser:
+        print("confusion page in chromium")
+        res["chromium"] = browser_part(big[1000], big[10], max(3, args.repeats))
+        save()
     print(f"sizes at {args.small:,} images")
     small = {k: make_run(args.small, k)[0] for k in (10, 1000)}
     res["run_dir"] = size_part({args.n: big, args.small: small})
     for key, v in res["run_dir"].items():
         print(f"  {key}: {v['other_bytes_per_image']} bytes/image besides probs.npy")
-    print("pages (AppTest, server side)")
-    res["pages_s"] = pages_part(big[1000], max(3, args.repeats))
-    if not args.skip_browser:
-        print("confusion page in chromium")
-        res["chromium"] = browser_part(big[1000], big[10], max(3, args.repeats))
-    res["load_avg"] = os.getloadavg()
-    res["machine"] = "2-core development machine, shared with other jobs (times are upper bounds)"
-    out = ROOT / "bench" / "results" / "many_classes.json"
-    out.write_text(json.dumps(res, indent=2, default=float))
-    print("named sections ratio 1000/10:", res["sections"]["named_ratio"])
+    save()
     print("written", out)
 
 

@@ -129,11 +129,15 @@ def _hierarchy(ctx: SectionContext):
 
 
 def _superclass_columns(ctx: SectionContext) -> list[str]:
-    from ..stats.hierarchy import level_column
+    """The given label's superclass columns the class_hierarchy section added, coarsest first.
 
-    h = ctx.hierarchy
-    cols = [] if h is None else [level_column(lv) for lv in range(1, h.depth + 1)]
-    return [c for c in cols if c in ctx.outputs.get("class_hierarchy", {})]
+    Read from that section's outputs by their schema prefix rather than through
+    ``stats.hierarchy.level_column``: importing the hierarchy module would make the per-class
+    metrics code (which it imports) part of the slices' code fingerprints.
+    """
+    p = schema.SUPERCLASS_PREFIX
+    cols = [c for c in ctx.outputs.get("class_hierarchy", {}) if c.startswith(p)]
+    return sorted(cols, key=lambda c: int(c[len(p) :]))
 
 
 def _slice_args(ctx: SectionContext) -> dict:
@@ -464,8 +468,22 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "discovered_slices": ("embedding_map", "class_hierarchy"),
     "label_issues": ("duplicates",),  # a near-copy's label in the reference set is evidence
     "cams": ("label_issues",),  # the review queue opens suspected label errors first
-    # every section above: triage weighs what they all found
-    "triage": tuple(SECTIONS)[:-1],
+    # every section above: triage weighs what they all found. Written out, not derived from
+    # SECTIONS: SectionContext reads NEEDS, so a NEEDS that refers to SECTIONS would put every
+    # section's function into every section's code fingerprint (one section's edit would stale
+    # them all); tests/analysis/test_versions.py checks the list is complete.
+    "triage": (
+        "metrics",
+        "class_hierarchy",
+        "embedding_map",
+        "slices",
+        "discovered_slices",
+        "duplicates",
+        "label_issues",
+        "neighbours",
+        "outliers",
+        "cams",
+    ),
 }
 
 
