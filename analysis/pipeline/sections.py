@@ -187,12 +187,13 @@ def _label_issues(ctx: SectionContext):
     ctx.new_columns[schema.SUGGESTED_LABEL] = by_row["suggested_label"].to_numpy(np.int64)
 
 
-#: CAMs of the images a review opens first (suspected label errors, then errors by loss) are
-#: computed at analysis time for up to this share of the model pass's time (at least CAM_MIN_S
-#: seconds): a meeting's first images open at once; the dashboard prefetches the rest while
-#: people look at the current one. Chosen on the sample and on resnet18 at 224 px (the review
-#: benchmark, bench/bench_review.py): about 1 s per image there, so a 40 s pass precomputes ~10.
-CAM_SHARE, CAM_MIN_S = 0.25, 3.0
+#: CAMs of the images a review opens first (suspected label errors and errors by loss, in
+#: turns) are computed at analysis time for up to this share of the model pass's time (at least
+#: CAM_MIN_S seconds, and at least CAM_MIN_IMAGES images): a meeting's first images open at
+#: once; the dashboard prefetches the rest while people look at the current one. Each image
+#: costs what the detail page shows: two maps, their faithfulness checks (10 forwards each) and
+#: sanity checks (a map on the randomised model), about 24 forwards, in batched passes.
+CAM_SHARE, CAM_MIN_S, CAM_MIN_IMAGES = 0.25, 3.0, 8
 
 
 def _cams(ctx: SectionContext):
@@ -201,10 +202,10 @@ def _cams(ctx: SectionContext):
             "no model with gradients (a predictions file, an ONNX or TorchScript model, or a"
             " refresh): the maps are computed when an image is opened"
         )
-    from ..explain.cam_views import precompute_cams, review_rows
+    from ..explain.cam_views import precompute_cams, precompute_order
 
     samples = ctx.samples_with_new()
-    rows = review_rows(samples)
+    rows = precompute_order(samples)
     if not len(rows):
         return "no errors to look at"
     budget = max(CAM_MIN_S, CAM_SHARE * ctx.pass_seconds)
@@ -220,6 +221,7 @@ def _cams(ctx: SectionContext):
             ctx.prep,
             rows,
             budget_s=budget,
+            min_images=CAM_MIN_IMAGES,
             progress=step,
             limits=_decode_limits(ctx.cfg),
         )
