@@ -145,6 +145,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--run", help="an existing run folder to open instead of a synthetic one")
+    ap.add_argument(
+        "--make-only",
+        action="store_true",
+        help="only write the synthetic run (then open it with --run in a fresh process, so the"
+        " memory measured is the app's, not the generator's)",
+    )
     args = ap.parse_args()
     rss_start = _mib("VmRSS")
     if args.run:
@@ -158,6 +164,9 @@ def main() -> None:
         t0 = time.perf_counter()
         run_id = make_run(args.n, runs).name
         print(f"synthetic run of {args.n:,} samples made in {time.perf_counter() - t0:.1f} s")
+        if args.make_only:
+            print("written", runs / run_id)
+            return
     os.environ["ERRORSCOPE_RUNS_DIR"] = str(runs)
     from streamlit.testing.v1 import AppTest
 

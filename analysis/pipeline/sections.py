@@ -267,11 +267,15 @@ def _label_evidence(ctx: SectionContext, table: pd.DataFrame) -> dict:
     flagged = np.sort(table.loc[table["is_label_issue"].to_numpy(bool), "index"].to_numpy())
     out: dict = {}
     if ctx.embeddings is not None and ctx.reference_embeddings is not None and flagged.size:
-        from ..explain.embeddings import NeighbourIndex
+        from ..stats.neighbours import knn
 
         k = min(LABEL_NEIGHBOURS, len(ref))
-        index = NeighbourIndex(np.asarray(ctx.reference_embeddings, dtype=np.float32))
-        rows, _ = index.query(np.asarray(ctx.embeddings, dtype=np.float32)[flagged], k=k)
+        # the one kNN path with its work limit: exact as before on small sets, the index at a
+        # million reference images (an exact search of 60,000 flagged rows against them, 16
+        # queries per pass over the float16 file, measured 3.8 s per query on the shared
+        # 2-core machine: hours); only the flagged rows are read, never a float32 copy of all
+        q = np.asarray(ctx.embeddings[flagged], dtype=np.float32)
+        rows = knn(q, ctx.reference_embeddings, k=k, seed=ctx.cfg.seed).indices
         nb = np.full((n, k), -1, dtype=np.int64)
         nb[flagged] = np.where(rows >= 0, ref_labels[np.maximum(rows, 0)], -1)
         out["neighbour_labels"] = nb
