@@ -73,8 +73,8 @@ class MapPoints:
 
 def map_points(samples: pd.DataFrame, *, max_points: int = MAX_POINTS, seed: int = 0) -> MapPoints:
     """Rows to draw: every wrong image, then a seeded sample of the correct ones, at most
-    ``max_points`` in all. When the wrong ones alone exceed it they are sampled too, and at
-    least :data:`MIN_CORRECT_SHARE` of the points stay for correct images (a 1M run with 34%
+    ``max_points`` in all. When the wrong ones alone exceed it they are sampled too, and
+    :data:`MIN_CORRECT_SHARE` of the points stay for correct images (a 1M run with 34%
     errors drew 40,000 wrong images and no correct one: a map of errors with nothing to
     compare them with)."""
     correct = samples[schema.CORRECT].to_numpy(bool)
@@ -82,8 +82,8 @@ def map_points(samples: pd.DataFrame, *, max_points: int = MAX_POINTS, seed: int
     wrong_rows = np.flatnonzero(~correct)
     right_rows = np.flatnonzero(correct)
     rng = np.random.default_rng(seed)
-    keep_right = min(right_rows.size, int(MIN_CORRECT_SHARE * max_points))
-    if wrong_rows.size > max_points - keep_right:
+    if wrong_rows.size > max_points:  # every error when they fit; else room for correct ones
+        keep_right = min(right_rows.size, int(MIN_CORRECT_SHARE * max_points))
         wrong_rows = np.sort(rng.choice(wrong_rows, max_points - keep_right, replace=False))
     room = max(0, max_points - wrong_rows.size)
     if right_rows.size > room:

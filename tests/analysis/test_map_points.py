@@ -40,6 +40,10 @@ def test_large_runs_draw_every_error_and_a_stated_sample_of_the_rest():
         _samples(10_000, 1).assign(**{schema.CORRECT: np.arange(10_000) < 100}), max_points=2_000
     )
     assert mostly.correct_drawn == 100 and mostly.wrong_drawn == 1_900
+    fits = map_points(
+        _samples(1_000, 1).assign(**{schema.CORRECT: np.arange(1_000) < 100}), max_points=950
+    )  # errors fill 95% of the room but fit: all drawn
+    assert fits.wrong_drawn == 900 and fits.correct_drawn == 50
     none_right = map_points(_samples(5_000, 1), max_points=1_000)
     assert none_right.wrong_drawn == 1_000 and "no image is correct" in none_right.caption()
 
