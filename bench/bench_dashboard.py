@@ -153,6 +153,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     rss_start = _mib("VmRSS")
+    load_start = os.getloadavg()
     if args.run:
         run_dir = Path(args.run).resolve()
         runs, run_id = run_dir.parent, run_dir.name
@@ -236,7 +237,10 @@ def main() -> None:
             "peak": _mib("VmHWM"),
         }
         print("memory", res["streamlit_rss_mib"])
+    res["load_avg_start"] = load_start
     res["load_avg"] = os.getloadavg()
+    res["machine"] = "2-core development machine shared with other engineers' jobs"
+    res["command"] = "python bench/bench_dashboard.py " + " ".join(sys.argv[1:])
     res["cpu_count"] = os.cpu_count()
     for key in (
         "gallery_filter_change_s",
