@@ -39,7 +39,7 @@ printed but not used, because the selection of the checked rows decides them: "i
 164" (people checked only rows that a confident-learning method ranked high, so it rewards
 resembling that ranking: the normalized margin puts every verified error in its top 164, yet
 among the rows people checked it orders errors and non-errors no better than chance, AUC 0.50,
-where self-confidence reaches 0.63), and the precision among the checked flagged rows (every
+where self-confidence reaches 0.62), and the precision among the checked flagged rows (every
 checked row disagrees with the model, so flagging all 577 such rows scores best).
 """
 

@@ -177,9 +177,9 @@ def findings(run: Run) -> list[Finding]:
                     "high",
                     f"{plural(impact.n_leaked, 'evaluation image')}"
                     f" {'is a near-copy' if impact.n_leaked == 1 else 'are near-copies'} of"
-                    f" reference (training) images; accuracy is {impact.accuracy.value:.1%}"
+                    f" reference (training) images; accuracy is {_with_ci(impact.accuracy)}"
                     f" with {'it' if impact.n_leaked == 1 else 'them'} and"
-                    f" {impact.accuracy_clean.value:.1%} without",
+                    f" {_with_ci(impact.accuracy_clean)} without",
                     page="data_issues",
                     query=ImageQuery(issue="leak"),
                 )
@@ -198,7 +198,8 @@ def findings(run: Run) -> list[Finding]:
                 Finding(
                     "weak_slice",
                     "high",
-                    f"{row['description']}: error rate {row['error_rate']:.0%} vs"
+                    f"{row['description']}: error rate {row['error_rate']:.0%} (95% CI"
+                    f" {row['error_rate_low']:.0%}-{row['error_rate_high']:.0%}) vs"
                     f" {row['rest_error_rate']:.0%} elsewhere ({plural(int(row['n']), 'image')},"
                     f" adjusted p {row['p_adj']:.2g})",
                     query=ImageQuery(slice=row["spec"]),
@@ -326,6 +327,13 @@ def _outside_findings(run: Run) -> list[Finding]:
             )
         )
     return out
+
+
+def _with_ci(est) -> str:
+    """``81.2% (95% CI 78.9%-83.3%)`` for an Estimate; the value alone when it has no interval."""
+    if est.low != est.low or est.high != est.high:
+        return f"{est.value:.1%}"
+    return f"{est.value:.1%} (95% CI {est.low:.1%}-{est.high:.1%})"
 
 
 def _n_images(n: int) -> str:

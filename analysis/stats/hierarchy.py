@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import schema
+
 __all__ = [
     "ClassHierarchy",
     "hierarchy_metrics",
@@ -51,7 +53,7 @@ CLASS_ACCURACY_HIGH = "class_accuracy_high"
 
 def level_column(level: int, *, predicted: bool = False) -> str:
     """samples.parquet column with the given (or predicted) label's group name at ``level``."""
-    return f"{'pred_' if predicted else ''}superclass_{int(level)}"
+    return f"{'pred_' if predicted else ''}{schema.SUPERCLASS_PREFIX}{int(level)}"
 
 
 @dataclass(frozen=True, eq=False)

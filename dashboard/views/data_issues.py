@@ -220,6 +220,23 @@ def _outliers(run: Run) -> None:
         "Thresholds adapt to this data set (robust z-score > 3.5 on median/MAD) and must"
         " also be bad in absolute terms, so a uniformly dark set does not flag itself."
     )
+    if "significant" in summ.columns:  # the claim "misclassified more often" is a tested one
+        sig = summ[summ["significant"].fillna(False).astype(bool)]
+        st.markdown(
+            " ".join(
+                f"**{ui.safe(r['type'])}** images are misclassified more often: error rate"
+                f" {fmt.pct(r['error_rate'], 0)} (95% CI"
+                f" {fmt.interval(r['error_low'], r['error_high'], digits=0)}) against"
+                f" {fmt.pct(r['rest_error_rate'], 0)} for the others (adjusted p"
+                f" {fmt.p_value(r['p_adj'])})."
+                for _, r in sig.iterrows()
+            )
+            or "No outlier type is misclassified significantly more often than the other images."
+        )
+        st.caption(
+            "One-sided Fisher test of each type against the other images, Benjamini–Hochberg"
+            " over the types (as the slices)."
+        )
     st.dataframe(summ, hide_index=True)
     for t in summ.loc[summ["n"] > 0, "type"]:
         nav.link("gallery", f"Open {ui.safe(t)} images →", ImageQuery(issue=f"outlier:{t}"))

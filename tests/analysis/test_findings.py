@@ -9,20 +9,20 @@ from analysis import schema
 from analysis.present.findings import findings, top_confusion_pairs
 
 
-def _run(label, pred, clusters: pd.DataFrame | None = None):
+def _run(label, pred, clusters: pd.DataFrame | None = None, *, tables=None, **columns):
     class Run:  # the few things findings() reads of a run
         class_names = [f"c{k}" for k in range(int(max(label.max(), pred.max())) + 1)]
         manifest: dict = {}
         sections: dict = {}
         samples = pd.DataFrame(
-            {schema.LABEL: label, schema.PRED: pred, schema.CORRECT: label == pred}
+            {schema.LABEL: label, schema.PRED: pred, schema.CORRECT: label == pred, **columns}
         )
 
         def json(self, name):
             return None
 
         def table(self, name):
-            return clusters if name == schema.CLUSTERS else None
+            return {schema.CLUSTERS: clusters, **(tables or {})}.get(name)
 
     return Run()
 
@@ -85,3 +85,48 @@ def test_top_confusion_pairs_carry_intervals_and_the_test():
     assert (top["true"], top["pred"], top["count"]) == (0, 2, 20)
     assert top["rate_low"] < 0.4 < top["rate_high"] and bool(top["significant"])
     assert not bool(pairs.iloc[1]["significant"])
+
+
+def test_a_weak_slice_is_raised_by_the_test_with_its_interval():
+    """The slice finding quotes the slice's Wilson interval and BH-adjusted p from the slices
+    table; a slice that does not survive the correction is not raised."""
+    from analysis.stats.intervals import wilson_interval
+    from analysis.stats.slices import compute_slices
+
+    rng = np.random.default_rng(3)
+    n = 1200
+    camera = rng.choice(["a", "b", "c"], n)
+    label = rng.integers(0, 3, n)
+    wrong = rng.random(n) < np.where(camera == "c", 0.35, 0.1)
+    pred = np.where(wrong, (label + 1) % 3, label)
+    s = pd.DataFrame(
+        {schema.LABEL: label, schema.PRED: pred, schema.CORRECT: ~wrong, "camera": camera}
+    )
+    table = compute_slices(
+        s, metadata_columns=["camera"], property_columns=[], class_names=["x", "y", "z"]
+    )
+    run = _run(label, pred, tables={schema.SLICES: table}, camera=camera)
+    (f,) = [f for f in findings(run) if f.kind == "weak_slice"]
+    row = table[table["description"] == "camera is c"].iloc[0]
+    assert bool(row["significant"])
+    inside = camera == "c"
+    low, high = wilson_interval(int(wrong[inside].sum()), int(inside.sum()))
+    assert f.message.startswith("camera is c: error rate")
+    assert f"(95% CI {low:.0%}-{high:.0%})" in f.message
+    assert f"adjusted p {row['p_adj']:.2g}" in f.message
+    table["significant"] = False  # the same numbers without the test's verdict: nothing raised
+    run = _run(label, pred, tables={schema.SLICES: table}, camera=camera)
+    assert not [f for f in findings(run) if f.kind == "weak_slice"]
+
+
+def test_the_leakage_finding_quotes_both_accuracies_with_intervals():
+    from analysis.stats.intervals import wilson_interval
+
+    label = np.zeros(100, dtype=np.int64)
+    pred = np.where(np.arange(100) < 30, 1, 0)  # 70 right
+    leak = np.where(np.arange(100) >= 90, "ref-x", None)  # 10 leaked, all right
+    (f,) = [f for f in findings(_run(label, pred, **{schema.LEAK_OF: leak})) if f.kind == "leakage"]
+    lo, hi = wilson_interval(70, 100)
+    clo, chi = wilson_interval(60, 90)
+    assert f"accuracy is 70.0% (95% CI {lo:.1%}-{hi:.1%}) with them" in f.message
+    assert f"{60 / 90:.1%} (95% CI {clo:.1%}-{chi:.1%}) without" in f.message

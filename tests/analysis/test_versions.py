@@ -17,7 +17,7 @@ import pytest
 from analysis import schema
 from analysis.pipeline import versions as V
 from analysis.pipeline.engine import analyze
-from analysis.pipeline.sections import NEEDS, SECTIONS
+from analysis.pipeline.sections import NEEDS, OPTIONAL, SECTIONS
 from analysis.version import ROOT, module_closure, read_source
 from tests.conftest import make_image_folder, tiny_config
 
@@ -31,7 +31,10 @@ def _editing(*relpaths: str, replace: tuple[str, str] | None = None):
     def read(path):
         text = read_source(path)
         if path.resolve() in targets:
-            return text.replace(*replace) if replace else text + EDIT
+            if replace:  # an edit that finds nothing to replace would test nothing
+                assert replace[0] in text, f"{replace[0]!r} is not in {path}"
+                return text.replace(*replace)
+            return text + EDIT
         return text
 
     return read
@@ -65,8 +68,11 @@ def test_presentation_code_never_makes_a_run_stale():
 
 
 def test_a_module_change_stales_the_sections_that_import_it():
-    assert _changed(_editing("data_issues/outliers.py")) == {"outliers"}
-    assert _changed(_editing("stats/metrics.py")) == {"metrics"}
+    # triage imports the outlier rules (its image-quality cause); the class hierarchy's
+    # per-superclass metrics import the per-class metrics
+    assert _changed(_editing("data_issues/outliers.py")) == {"outliers", "triage"}
+    assert _changed(_editing("stats/metrics.py")) == {"metrics", "class_hierarchy"}
+    assert _changed(_editing("stats/hierarchy.py")) == {"class_hierarchy"}
     assert _changed(_editing("stats/discovery.py")) == {"discovered_slices"}
     # discovery builds on the single-predicate slices: both follow slices.py (and what else uses
     # its tests, e.g. outliers' Fisher test)
@@ -75,7 +81,7 @@ def test_a_module_change_stales_the_sections_that_import_it():
     # the pass: its loaders, or the engine functions that run it
     assert _changed(_editing("loading/inference.py")) >= {"<pass>"}
     assert "<pass>" in _changed(
-        _editing("pipeline/engine.py", replace=('"evaluation set")', '"eval")'))
+        _editing("pipeline/engine.py", replace=('desc="evaluation set"', 'desc="eval"'))
     )
 
 
@@ -109,9 +115,19 @@ def test_only_the_schema_names_in_use_count():
     new_name = ("SCHEMA_VERSION = ", 'SOMETHING_NEW = "x"\nSCHEMA_VERSION = ')
     assert _changed(_editing("schema.py", replace=new_name)) == set()
     renamed = ('OUTLIERS = "outliers.parquet"', 'OUTLIERS = "outliers2.parquet"')
-    assert _changed(_editing("schema.py", replace=renamed)) == {"outliers"}
+    assert _changed(_editing("schema.py", replace=renamed)) == {"outliers", "triage"}
     props = ('NOISE = "noise"', 'NOISE = "noise_sigma"')  # in PROPERTY_COLUMNS: pass and more
     assert {"<pass>", "outliers", "slices"} <= _changed(_editing("schema.py", replace=props))
+
+
+def test_triage_needs_every_section_above_it():
+    """NEEDS is written out (a NEEDS derived from SECTIONS put every section function into
+    every section's fingerprint); a section added above triage must be added there too."""
+    assert NEEDS["triage"] == tuple(SECTIONS)[: list(SECTIONS).index("triage")]
+    for name in SECTIONS:  # one section's code is its own function, not the registry's
+        assert V.section_code(name).functions.count(SECTIONS[name].__name__) == 1
+        others = {f.__name__ for n, f in SECTIONS.items() if n != name}
+        assert not others & set(V.section_code(name).functions), name
 
 
 def test_the_graph_sees_lazy_imports():
@@ -182,7 +198,8 @@ def test_a_run_records_the_code_of_every_part(fresh):
     m = fresh.manifest
     assert m["versions"]["pass_code"] == V.pass_code().fingerprint
     assert "analysis_code" not in m["versions"]
-    for name in SECTIONS:
+    assert "class_hierarchy" in OPTIONAL and "class_hierarchy" not in m["sections"]  # not asked
+    for name in (n for n in SECTIONS if n not in OPTIONAL):
         entry = m["sections"][name]
         assert entry["code"] == V.section_code(name).fingerprint, name
         assert entry["code_modules"] == list(V.section_code(name).modules)
@@ -212,33 +229,40 @@ def test_a_section_change_recomputes_that_section_only(fresh, inputs, code_chang
     outliers_before = fresh.table(schema.OUTLIERS)
     code_changed(_editing("data_issues/outliers.py"))
     stale = V.staleness(fresh.manifest)
-    assert (stale.pass_stale, stale.sections) == (False, ("outliers",))
+    # outliers, and triage, which reads every section's results (NEEDS) and imports the
+    # outlier rules; nothing else
+    assert NEEDS["triage"] and "outliers" in NEEDS["triage"]
+    assert (stale.pass_stale, stale.sections) == (False, ("outliers", "triage"))
+    redone = ("outliers", "triage")
     said = []
     new = analyze(
         _cfg(root, model), runs_dir=fresh.path.parent, progress=lambda m, f: said.append(m)
     )
     assert new.path == fresh.path and V.staleness(new.manifest).current
-    assert any("outliers computed by other analysis code" in s for s in said), said
-    assert new.manifest["refreshed"][-1]["sections"] == ["outliers"]
+    assert any("outliers, triage computed by other analysis code" in s for s in said), said
+    assert new.manifest["refreshed"][-1]["sections"] == list(redone)
     assert (
         new.manifest["sections"]["outliers"]["code"]
         != fresh.manifest["sections"]["outliers"]["code"]
     )
     files = _inodes(new)
     rewritten = {f for f in files if old_files.get(f) != files[f]}
-    assert rewritten == {schema.OUTLIERS, schema.OUTLIER_SUMMARY, schema.SAMPLES}
-    for name in SECTIONS:  # the other sections' entries (and their timings) are the old ones
-        if name != "outliers":
+    outputs = {f for n in redone for f in new.manifest["sections"][n]["files"]}
+    assert {schema.OUTLIERS, schema.OUTLIER_SUMMARY, schema.TRIAGE} <= outputs
+    # the two sections' files (selections/ holds the triage's per-number image lists)
+    assert {f for f in rewritten if not f.startswith("selections/")} == outputs | {schema.SAMPLES}
+    for name in fresh.manifest["sections"]:  # the others' entries (and timings) are the old ones
+        if name not in redone:
             assert new.manifest["sections"][name] == fresh.manifest["sections"][name]
     pd.testing.assert_frame_equal(new.table(schema.OUTLIERS), outliers_before)
     pd.testing.assert_frame_equal(new.samples, old_samples)
 
 
 def test_a_changed_section_recomputes_the_sections_that_read_it(fresh, code_changed, no_pass):
-    edit = ("clusters = cluster_embeddings(emb", "clusters = cluster_embeddings(emb  # same\n")
+    edit = ("ctx.new_columns[schema.CLUSTER] = m", "ctx.new_columns[schema.CLUSTER] =  m")
     code_changed(_editing("pipeline/sections.py", replace=edit))
     readers = [n for n, need in NEEDS.items() if "embedding_map" in need]
-    assert set(readers) == {"slices", "discovered_slices"}
+    assert set(readers) == {"slices", "discovered_slices", "triage"}
     assert V.staleness(fresh.manifest).sections == ("embedding_map", *readers)
 
 
@@ -250,7 +274,8 @@ def test_refreshing_every_section_reproduces_a_fresh_run(fresh, inputs, code_cha
     edit = ("#: the section running now", "#: the section running now (edited)")
     code_changed(_editing("pipeline/sections.py", replace=edit))  # SectionContext: every section
     stale = V.staleness(fresh.manifest)
-    assert not stale.pass_stale and stale.sections == tuple(SECTIONS)
+    given = tuple(n for n in SECTIONS if n not in OPTIONAL)  # no class hierarchy given
+    assert not stale.pass_stale and stale.sections == given
     new = analyze(_cfg(root, model), runs_dir=fresh.path.parent)
     for name in sorted(os.listdir(keep)):
         if name.endswith(".parquet"):
@@ -260,10 +285,47 @@ def test_refreshing_every_section_reproduces_a_fresh_run(fresh, inputs, code_cha
         elif name.endswith(".npy"):
             np.testing.assert_array_equal(np.load(new.path / name), np.load(keep / name))
         elif name.endswith(".json") and name != schema.MANIFEST:
-            assert json.loads((new.path / name).read_text()) == json.loads(
-                (keep / name).read_text()
-            ), name
+            got, want = (json.loads((d / name).read_text()) for d in (new.path, keep))
+            for d in (got, want):  # how long it took is not a result (triage.json keeps it)
+                d.pop("timings_s", None)
+            assert got == want, name
     assert new.table(schema.DUPLICATES)["scope"].eq("leak").any()  # the signatures were used
+
+
+@pytest.fixture
+def with_hierarchy(inputs, tmp_path):
+    """A fresh run analysed with a class hierarchy, and its config."""
+    root, model = inputs
+    h = tmp_path / "hierarchy.json"
+    h.write_text(json.dumps({"ant": "insect", "bee": "insect", "cat": "mammal"}))
+    cfg = tiny_config(
+        root / "data", model, reference=str(root / "ref"), min_support=3, class_hierarchy=str(h)
+    )
+    return cfg, analyze(cfg, runs_dir=tmp_path / "runs")
+
+
+def test_a_run_with_a_class_hierarchy_refreshes_with_it(with_hierarchy, code_changed, no_pass):
+    """The optional section is recorded and refreshed when the run was made with it; the
+    slices that read its superclass columns are refreshed with it and see the same columns."""
+    cfg, run = with_hierarchy
+    assert run.manifest["sections"]["class_hierarchy"]["status"] == "ok"
+    sc = schema.SUPERCLASS_PREFIX + "1"
+    slices_before, samples_before = run.table(schema.SLICES), run.samples
+    metrics_before = run.table(schema.HIERARCHY_METRICS)
+    assert (slices_before["column"] == sc).any()  # the superclass is a slice source
+    code_changed(_editing("stats/hierarchy.py"))
+    stale = V.staleness(run.manifest)
+    readers = {n for n, need in NEEDS.items() if "class_hierarchy" in need}
+    assert readers == {"slices", "discovered_slices", "triage"}
+    assert not stale.pass_stale and set(stale.sections) == {"class_hierarchy", *readers}
+    new = analyze(cfg, runs_dir=run.path.parent)
+    assert new.path == run.path and V.staleness(new.manifest).current
+    assert new.manifest["sections"]["class_hierarchy"]["status"] == "ok"
+    assert new.manifest["hierarchy_columns"] == run.manifest["hierarchy_columns"]
+    assert new.manifest["refreshed"][-1]["sections"] == list(stale.sections)
+    pd.testing.assert_frame_equal(new.samples, samples_before)
+    pd.testing.assert_frame_equal(new.table(schema.SLICES), slices_before)
+    pd.testing.assert_frame_equal(new.table(schema.HIERARCHY_METRICS), metrics_before)
 
 
 def test_a_pass_change_analyses_again(fresh, code_changed):
@@ -277,11 +339,12 @@ def test_caches_made_by_changed_code_are_dropped_and_others_kept(
 ):
     root, model = inputs
     for d in (schema.CAMS_DIR, schema.ROBUSTNESS_DIR):
-        (fresh.path / d).mkdir()
+        (fresh.path / d).mkdir(exist_ok=True)  # the cams section precomputed some maps
         (fresh.path / d / "x.npy").write_bytes(b"cached")
     code_changed(_editing("explain/cams.py"))
     stale = V.staleness(fresh.manifest)
-    assert (stale.sections, stale.caches) == ((), (schema.CAMS_DIR,))
+    # the CAM precompute section and triage (its shortcut rows read CAM mass) use that code
+    assert (stale.sections, stale.caches) == (("cams", "triage"), (schema.CAMS_DIR,))
     new = analyze(_cfg(root, model), runs_dir=fresh.path.parent)
     assert not (new.path / schema.CAMS_DIR).exists()
     assert (new.path / schema.ROBUSTNESS_DIR / "x.npy").read_bytes() == b"cached"
@@ -294,7 +357,8 @@ def test_cli_lists_what_is_stale(fresh, code_changed, capsys):
     code_changed(_editing("stats/metrics.py"))
     assert main(["runs", "--out", str(fresh.path.parent)]) == 0
     out = capsys.readouterr().out
-    assert "(metrics computed by other analysis code: analyse again to refresh)" in out
+    # metrics and triage, which NEEDS it (the hierarchy's metrics were not asked for)
+    assert "(metrics, triage computed by other analysis code: analyse again to refresh)" in out
 
 
 def test_dashboard_says_which_sections_are_out_of_date(fresh, code_changed, monkeypatch):

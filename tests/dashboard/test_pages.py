@@ -130,6 +130,20 @@ def test_data_issues_page_says_suspected_with_the_measured_share(app_test, sampl
     assert "look mislabelled" not in text
 
 
+def test_outlier_types_are_called_worse_only_by_the_test_with_intervals(app_test, sample_run):
+    """The Outliers tab names the types misclassified more often than the other images (one-
+    sided Fisher, BH over the types) with their interval and adjusted p, and only those."""
+    at = _open(app_test, "data_issues", section="Outliers")
+    summ = sample_run.table(schema.OUTLIER_SUMMARY)
+    sig = summ[summ["significant"].fillna(False).astype(bool)]
+    assert len(sig), summ  # on the sample: near-constant images (33% wrong against 18%)
+    text = " ".join(m.value for m in at.markdown)
+    for _, r in summ[summ["n"] > 0].iterrows():
+        said = f"**{safe(r['type'])}** images are misclassified more often" in text
+        assert said == bool(r["type"] in set(sig["type"])), (r["type"], text)
+    assert text.count("(95% CI") >= len(sig) and text.count("adjusted p") >= len(sig)
+
+
 def test_slices_page_lists_the_discovered_slices(app_test, sample_run):
     at = _open(app_test, "slices")
     found = sample_run.table("discovered_slices.parquet")
