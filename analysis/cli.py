@@ -229,6 +229,11 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", help="output folder (default: <run>/report)")
     rp.add_argument("--runs-dir", help="runs folder (default: $ERRORSCOPE_RUNS_DIR or ./runs)")
     rp.add_argument("--title", help="report title")
+    rp.add_argument(
+        "--dashboard-url",
+        default="http://127.0.0.1:8501",
+        help="the dashboard the action plan's numbers link to (default: %(default)s)",
+    )
 
     tr = sub.add_parser(
         "triage", help="print the action plan: the causes of each failure group and what to do"
@@ -420,7 +425,9 @@ def _dispatch(args) -> int:
         run = open_run(path)
         db = default_db_path(path.parent)
         state = ReviewStore(db).state() if db.exists() else None
-        report = build_report(run, review_state=state, title=args.title)
+        report = build_report(
+            run, review_state=state, title=args.title, dashboard_url=args.dashboard_url
+        )
         out = Path(args.out) if args.out else run.path / "report"
         for f in write_report(
             report, run, out, formats=tuple(args.format or ("html", "md", "csv"))

@@ -31,7 +31,9 @@ methods that pass. The defaults (``analysis.explain.cams.DEFAULT_METHODS``) are 
 architecture family :func:`analysis.explain.layers.architecture_family` reads (``"vit-tokens"``
 holds the sample's XCiT and the Hugging Face ViT; ``"generic"`` holds timm's ConvNeXt,
 EfficientNet and Swin): per family, the layer method that passes the check on *every* model of
-the family, with the largest gap averaged over them (:func:`choose_defaults`; written to the
+the family and stays interactive (at most ``INTERACTIVE_MAX_RATIO`` x Grad-CAM's time per map:
+ScoreCAM is never a default), with the largest gap averaged over them (:func:`choose_defaults`;
+written to the
 JSON's ``per_family.defaults`` with the evidence). ``--choose-only`` recomputes that table from
 the stored rows without measuring again.
 """
@@ -351,9 +353,15 @@ def _family_row(world, name, model, size, mean, std, train_s) -> dict:
     return row
 
 
+#: A default must stay interactive: at most this many times Grad-CAM's time per map on the same
+#: model (ScoreCAM, one forward per channel, is ~20x: it stays selectable, never the default).
+INTERACTIVE_MAX_RATIO = 3.0
+
+
 def choose_defaults(rows: dict) -> dict:
     """Per architecture family: the layer method that passes the randomisation check on every
-    model of the family, with the largest mean gap over those models (ties: registry order).
+    model of the family and is interactive there (at most ``INTERACTIVE_MAX_RATIO`` x Grad-CAM's
+    time per map), with the largest mean gap over those models (ties: registry order).
 
     ``rows``: ``per_family.families`` of the JSON (model name -> row). Returns family ->
     ``{"method", "models", "gap_mean", "rho_max", "seconds_per_map", "candidates"}`` where
@@ -370,7 +378,13 @@ def choose_defaults(rows: dict) -> dict:
             if not spec.needs_layer:
                 continue
             vals = [rows[n]["methods"].get(method) for n in names]
-            if all(v and v["passes"] and v["gap"] is not None for v in vals):
+            fast = [
+                v is not None
+                and v["seconds_per_map"]
+                <= INTERACTIVE_MAX_RATIO * rows[n]["methods"]["gradcam"]["seconds_per_map"]
+                for n, v in zip(names, vals, strict=True)
+            ]
+            if all(v and v["passes"] and v["gap"] is not None for v in vals) and all(fast):
                 candidates[method] = round(float(np.mean([v["gap"] for v in vals])), 4)
         best = max(candidates, key=candidates.get) if candidates else None
         vals = [rows[n]["methods"][best] for n in names] if best else []
@@ -381,6 +395,11 @@ def choose_defaults(rows: dict) -> dict:
             "rho_max": max(v["rho"] for v in vals) if vals else None,
             "seconds_per_map": {n: v["seconds_per_map"] for n, v in zip(names, vals, strict=True)},
             "candidates": candidates,
+            "rule": (
+                "passes the randomisation check (rho < SANITY_MAX_RHO) on every model of the"
+                f" family, at most {INTERACTIVE_MAX_RATIO:g}x Grad-CAM's time per map; largest"
+                " mean gap"
+            ),
         }
     return out
 

@@ -41,7 +41,6 @@ import synthetic  # noqa: E402
 
 from analysis import schema  # noqa: E402
 from analysis.store.runstore import RunWriter  # noqa: E402
-from analysis.version import analysis_code  # noqa: E402
 
 TARGETS_S = {
     "metrics": 60,
@@ -171,7 +170,13 @@ def main() -> None:
     made = time.perf_counter() - t
     print(f"world of {n:,} + {m:,} ready in {made:.0f} s", flush=True)
 
-    from analysis.pipeline.sections import SECTIONS, SectionContext, section
+    from analysis.pipeline.sections import (
+        SECTIONS,
+        SectionContext,
+        run_sections,
+        with_section_columns,
+    )
+    from analysis.pipeline.versions import cache_codes, pass_code
 
     runs = ROOT / "bench" / "results" / "synthetic-runs"
     run_id = f"million-{n}"
@@ -206,16 +211,15 @@ def main() -> None:
         )
         sections, timings = {}, {}
         t0 = time.perf_counter()
-        for name, fn in SECTIONS.items():
+        for name in SECTIONS:  # one at a time, as analyze runs them (run_sections)
             if args.sections and name not in args.sections:
                 continue
             _reset_peak()
             ts = time.perf_counter()
-            with section(name, sections, timings, ctx.progress) as entry:
-                skipped = fn(ctx)
-                if isinstance(skipped, str):
-                    entry.update(status="skipped", reason=skipped)
+            run_sections(ctx, sections=sections, timings=timings, only=[name])
             secs = time.perf_counter() - ts
+            if name not in sections:  # an optional section without its input (a hierarchy)
+                continue
             row = {
                 "seconds": round(secs, 1),
                 "peak_rss_mib": round(_status("VmHWM") / 2**20),
@@ -226,8 +230,7 @@ def main() -> None:
                 row["error"] = sections[name]["error"]
             result["sections"][name] = row
             print(name, json.dumps(row), flush=True)
-        for col, values in ctx.new_columns.items():
-            samples[col] = values
+        samples = with_section_columns(samples, ctx.outputs)
         w.write_table(schema.SAMPLES, samples)
         w.write_table(schema.REFERENCE_SAMPLES, ref)
         write_thumbnails(w.tmp / schema.THUMBS_DIR, samples[schema.SAMPLE_ID].tolist())
@@ -266,7 +269,10 @@ def main() -> None:
                 },
                 "preprocessing": {"resize": 112, "crop": None},
                 "sections": sections,
-                "versions": {"analysis_code": analysis_code()},
+                "versions": {
+                    "pass_code": pass_code().fingerprint,
+                    "caches": cache_codes(),
+                },
                 "timings_s": {k: round(v, 1) for k, v in timings.items()},
                 "skipped": [],
                 "reference_skipped": [],

@@ -13,9 +13,16 @@ in the same run, on the same machine: with what this version does (CAMs of the f
 images precomputed at analysis time, the next images prefetched while one is looked at) and
 with neither (the run's cams/ emptied, ERRORSCOPE_NO_PREFETCH=1): the baseline.
 
+Besides each step's wall time (navigation or click to the panel drawn), the dashboard
+process's CPU seconds for the step (``/proc/<pid>/stat``): on a machine shared with other jobs
+the wall time mostly measures the others, the CPU time what this code costs.
+
+The images, runs and logs go to a temporary folder outside the checkout (``--work DIR`` keeps
+them there instead): only ``bench/results/review.json`` is a result.
+
 Targets (issue 11 §4): queue and Next within 1 s, a cold detail page within 3 s.
 
-    .venv/bin/python bench/bench_review.py [--n 160] [--steps 8] [--dwell 3]
+    .venv/bin/python bench/bench_review.py [--n 160] [--steps 8] [--dwell 3] [--work DIR]
         -> bench/results/review.json
 """
 
@@ -28,6 +35,7 @@ import re
 import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -96,23 +104,26 @@ def measure(
 ) -> dict:
     proc, url = start_dashboard(runs_dir, log=log, env=env)
     rid = run.run_id
+    cpu = {"cold": 0.0, "queue": [], "next": []}
     try:
         page = browser.new_page(viewport={"width": 1500, "height": 1400})
         page.set_default_timeout(300_000)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), _cpu_s(proc.pid)
         page.goto(f"{url}/detail?sample={order[0]}&correct=wrong&run={rid}")
         _ready(page)
         cold = time.perf_counter() - t
+        cpu["cold"] = _cpu_s(proc.pid) - c
 
         queue = []
         page.goto(f"{url}/review?queue={queue_id}&pos=0&run={rid}")
         _ready(page, changed=r"^1/\d+:")
         for i in range(1, steps + 1):
             time.sleep(dwell)  # the reviewer looks at the image
-            t = time.perf_counter()
+            t, c = time.perf_counter(), _cpu_s(proc.pid)
             page.get_by_role("button", name=re.compile("Skip")).click()
             _ready(page, changed=rf"^{i + 1}/\d+:")
             queue.append(time.perf_counter() - t)
+            cpu["queue"].append(_cpu_s(proc.pid) - c)
 
         nxt = []
         page.goto(f"{url}/detail?sample={order[steps + 1]}&correct=wrong&run={rid}")
@@ -121,10 +132,11 @@ def measure(
             time.sleep(dwell)
             pos = page.get_by_text(re.compile(r"Image [\d,]+ of")).first.inner_text()
             k = int(re.search(r"Image ([\d,]+) of", pos).group(1).replace(",", ""))
-            t = time.perf_counter()
+            t, c = time.perf_counter(), _cpu_s(proc.pid)
             page.get_by_text("Next ▶").first.click()
             _ready(page, changed=rf"Image {k + 1:,} of")
             nxt.append(time.perf_counter() - t)
+            cpu["next"].append(_cpu_s(proc.pid) - c)
         page.close()
     finally:
         stop(proc)
@@ -132,7 +144,18 @@ def measure(
         "cold_detail_s": round(cold, 3),
         "queue_skip_s": _summary(queue),
         "detail_next_s": _summary(nxt),
+        "server_cpu_s": {
+            "cold_detail": round(cpu["cold"], 3),
+            "queue_skip": _summary(cpu["queue"]),
+            "detail_next": _summary(cpu["next"]),
+        },
     }
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far, every thread included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _summary(xs: list[float]) -> dict:
@@ -148,16 +171,32 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=160)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--dwell", type=float, default=3.0, help="seconds spent on each image")
+    ap.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="keep the images, runs and logs here (default:"
+        " a temporary folder, removed at the end)",
+    )
     args = ap.parse_args()
+
+    if args.work is None:
+        with tempfile.TemporaryDirectory(prefix="errorscope-review-bench-") as tmp:
+            bench(args, Path(tmp))
+    else:
+        shutil.rmtree(args.work, ignore_errors=True)
+        args.work.mkdir(parents=True)
+        bench(args, args.work)
+
+
+def bench(args, work: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     from analysis import schema
     from analysis.explain.cam_views import review_rows
     from analysis.store.review import ReviewStore, default_db_path
 
-    work = OUT / "review-bench"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    load_at_start = os.getloadavg()
     run, analyse_s = make_run(args.n, work)
     s = run.samples
     rows = review_rows(s)
@@ -166,11 +205,17 @@ def main() -> None:
     by_loss = wrong[np.argsort(-s[schema.LOSS].to_numpy()[wrong], kind="stable")]
     order = s[schema.SAMPLE_ID].to_numpy()[by_loss].tolist()
     assert len(order) > 2 * args.steps + 2, "too few errors for the walk"
-    n_pre = sum(
-        1
-        for sid in s[schema.SAMPLE_ID]
-        if (run.path / schema.CAMS_DIR / f"{sid}__input.png").exists()
-    )
+
+    def precomputed(sid) -> bool:
+        return (run.path / schema.CAMS_DIR / f"{sid}__input.png").exists()
+
+    n_pre = sum(1 for sid in s[schema.SAMPLE_ID] if precomputed(sid))
+    queue_ids = s[schema.SAMPLE_ID].to_numpy()[rows].tolist()
+    walked = {
+        "cold_detail": precomputed(order[0]),
+        "queue": sum(precomputed(i) for i in queue_ids[1 : args.steps + 1]),
+        "next": sum(precomputed(i) for i in order[args.steps + 2 : 2 * args.steps + 2]),
+    }
     base_runs = work / "runs-baseline"
     shutil.copytree(run.path.parent, base_runs, ignore=shutil.ignore_patterns("review.sqlite"))
     shutil.rmtree(base_runs / run.path.name / schema.CAMS_DIR, ignore_errors=True)
@@ -189,9 +234,12 @@ def main() -> None:
         "analysis_s": round(analyse_s, 1),
         "pass_s": round(run.manifest["timings_s"].get("pass", float("nan")), 2),
         "cams_section_s": run.sections.get("cams", {}).get("seconds"),
+        "cams_section": run.sections.get("cams", {}).get("status"),
         "n_precomputed": n_pre,
+        "precomputed_of_the_walked_images": walked,
         "dwell_s": args.dwell,
         "steps": args.steps,
+        "load_avg_at_start": load_at_start,
         "load_avg_before": os.getloadavg(),
         "cpu_count": os.cpu_count(),
         "note": "2-core machine shared with other jobs: compare the two variants, measured in"

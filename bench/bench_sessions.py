@@ -11,6 +11,10 @@ session walks them ``--rounds`` times alone, then six sessions walk them at the 
 
 Goal (issue 11 §4): six sessions take no more than twice as long per page as one.
 
+The browsers run on the dashboard's machine here (in a meeting each person's browser runs on
+their own computer), so each phase also records the CPU seconds of the dashboard process and of
+this benchmark's Chromium processes: how much of a slowdown is the server's.
+
     .venv/bin/python bench/bench_sessions.py [--n 20000] [--rounds 2] [--sessions 6]
         -> bench/results/sessions.json
 """
@@ -66,20 +70,66 @@ async def walk(browser, url: str, todo, rounds: int) -> list[tuple[str, float]]:
     return out
 
 
-async def run_bench(url: str, todo, *, rounds: int, sessions: int) -> dict:
+async def run_bench(url: str, todo, *, rounds: int, sessions: int, server_pid: int) -> dict:
     from playwright.async_api import async_playwright
 
+    marker = f"--errorscope-bench={os.getpid()}"  # finds this benchmark's Chromium processes
+    cpu = {}
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, marker])
         try:
             await walk(browser, url, todo, 1)  # the first person opens it: caches fill
+            c = _cpu(server_pid, marker)
             one = await walk(browser, url, todo, rounds)
+            c2 = _cpu(server_pid, marker)
             many = await asyncio.gather(
                 *(walk(browser, url, todo, rounds) for _ in range(sessions))
             )
+            c3 = _cpu(server_pid, marker)
+            cpu = {
+                "one": {k: round(c2[k] - c[k], 1) for k in c},
+                "many": {k: round(c3[k] - c2[k], 1) for k in c},
+            }
         finally:
             await browser.close()
-    return {"one": one, "many": [x for s in many for x in s]}
+    return {"one": one, "many": [x for s in many for x in s], "cpu": cpu}
+
+
+def _cpu(server_pid: int, marker: str) -> dict[str, float]:
+    """CPU seconds so far of the dashboard process and of the Chromium processes under the
+    browser launched with ``marker`` (exited children not counted)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def stat(pid):
+        try:
+            f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0, None
+        return (int(f[11]) + int(f[12])) / tick, int(f[1])
+
+    parents = {}
+    roots = set()
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes()
+        except OSError:
+            continue
+        _, ppid = stat(d.name)
+        parents[int(d.name)] = ppid
+        if marker.encode() in cmd:
+            roots.add(int(d.name))
+    tree = set(roots)
+    changed = True
+    while changed:
+        grown = {pid for pid, pp in parents.items() if pp in tree} - tree
+        changed = bool(grown)
+        tree |= grown
+    return {
+        "dashboard_cpu_s": stat(server_pid)[0],
+        "chromium_cpu_s": sum(stat(pid)[0] for pid in tree),
+    }
 
 
 def _summary(times: list[tuple[str, float]]) -> dict:
@@ -118,7 +168,9 @@ def main() -> None:
     proc, url = start_dashboard(runs, log=OUT / "sessions-dashboard.log")
     load_before = os.getloadavg()
     try:
-        times = asyncio.run(run_bench(url, todo, rounds=args.rounds, sessions=args.sessions))
+        times = asyncio.run(
+            run_bench(url, todo, rounds=args.rounds, sessions=args.sessions, server_pid=proc.pid)
+        )
     finally:
         stop(proc)
     res = {
@@ -127,6 +179,8 @@ def main() -> None:
         "sessions": args.sessions,
         "one_session": _summary(times["one"]),
         f"{args.sessions}_sessions": _summary(times["many"]),
+        "cpu_s_per_phase": times["cpu"],
+        "pages_per_phase": {"one": len(times["one"]), "many": len(times["many"])},
         "load_avg_before": load_before,
         "load_avg_after": os.getloadavg(),
         "cpu_count": os.cpu_count(),

@@ -142,6 +142,9 @@ WRAP_LINKS = (
 
 def main() -> None:
     st.set_page_config(page_title="errorscope", page_icon=ICON, layout="wide")
+    from dashboard import prefetch
+
+    prefetch.prefetcher().touch()  # background CAM work pauses while a page is drawn
     _cli_runs_dir()
     root = data.runs_dir()
     runs = data.available_runs(str(root))
@@ -187,6 +190,7 @@ def main() -> None:
     st.html(f"<style>{WRAP_LINKS}</style>")
     _network_note()
     st.navigation(sections).run()
+    prefetch.prefetcher().touch()
     if info.get("model"):  # the CAMs' model, loaded in the background once the page is drawn
         from dashboard.views.cam_panel import warm_up
 

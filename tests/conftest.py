@@ -11,6 +11,9 @@ import pytest
 os.environ.setdefault("ERRORSCOPE_NO_PROGRESS", "1")
 # a page error fails its test instead of becoming the friendly message visitors get
 os.environ.setdefault("ERRORSCOPE_RAISE", "1")
+# no background CAM fill: a test sees only the maps it asks for (tests/dashboard/test_prefetch.py
+# turns it on where it tests it)
+os.environ.setdefault("ERRORSCOPE_PREFETCH_FILL", "0")
 # the dashboard's config hides error details from visitors; tests want them in at.exception
 os.environ.setdefault("STREAMLIT_CLIENT_SHOW_ERROR_DETAILS", "full")
 

@@ -74,6 +74,8 @@ __all__ = [
     "occlusion_map",
     "overlay",
     "randomisation_check",
+    "randomisation_checks",
+    "faithfulness_batch",
 ]
 
 #: The pseudo-layer of methods that read no layer (occlusion): the input image itself.
@@ -179,9 +181,15 @@ CAM_METHODS: dict[str, CamMethod] = {
 
 
 #: The method shown first, per architecture family (as :mod:`analysis.explain.layers` names it:
-#: torchvision's families, "vit-tokens" for timm / Hugging Face ViTs, "generic" for the rest);
-#: chosen in bench/bench_cams.py among the methods that pass the randomisation check there.
-DEFAULT_METHODS: dict[str, str] = {}
+#: torchvision's families, "vit-tokens" for timm / Hugging Face ViTs, "generic" for the rest),
+#: as bench/bench_cams.py chose them (bench/results/cams.json, ``per_family.defaults``): on a
+#: fresh synthetic world no test uses, the layer method that passes the randomisation check on
+#: every benchmarked model of the family and costs at most 3x Grad-CAM's time, with the largest
+#: faithfulness gap. A family the benchmark did not measure gets Grad-CAM.
+DEFAULT_METHODS: dict[str, str] = {
+    "mobilenet_v3": "gradcam++",  # the sample's mobilenet_v3_small: gap 0.31 (Grad-CAM 0.21)
+    "vit-tokens": "hirescam",  # the sample's XCiT: gap 0.26 (Grad-CAM 0.10)
+}
 
 
 def default_method(family: str, *, gradients: bool = True) -> str:
@@ -594,36 +602,111 @@ def randomisation_check(
         ``rank_correlation`` is NaN when the model has no weights to randomise (ONNX) or a
         map is flat.
     """
+    _check_model(model)
+    _check_image(image_tensor)
+    return randomisation_checks(
+        model, [(image_tensor, cam, target_class)], method=method, layer=layer, seed=seed
+    )[0]
+
+
+def prepare_randomisation(
+    model: Any, input_size: Any, *, method: str, layer: str | None = None, seed: int = 0
+) -> None:
+    """Build (and keep) the randomised copy :func:`randomisation_check` uses for this method
+    and layer, so that a timed loop of checks does not pay for it (a deep copy and a dry
+    pass); nothing for a model without weights to randomise."""
+    import torch
+
+    _check_model(model)
+    size = _check_input_size(input_size)
+    if isinstance(model, torch.jit.ScriptModule) or not any(True for _ in model.parameters()):
+        return
+    top = layer_for(model, size, method, layer).name
+    if top == INPUT_LAYER:
+        try:
+            top = resolve_layer(model, size, None).name
+        except ValueError:
+            return
+    with model_lock(model):
+        _randomised_copy(model, size, top, seed)
+
+
+def randomisation_checks(
+    model: Any,
+    items: Any,
+    *,
+    method: str,
+    layer: str | None = None,
+    seed: int = 0,
+    max_batch: int = 8,
+) -> list[SanityCheck]:
+    """:func:`randomisation_check` of several maps of one method and layer at once.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The classifier; not modified.
+    items : sequence of (image_tensor, cam, target_class)
+        Normalised image ``[3, H, W]`` (one size for all), its map and the map's class.
+    method, layer, seed
+        As :func:`randomisation_check`.
+    max_batch : int
+        Maps computed per batched pass on the randomised copy.
+
+    Returns
+    -------
+    list of SanityCheck
+        One per item, each as the one-map call gives it (within float rounding): the
+        randomised copy's maps come from batched passes (:meth:`CamExplainer.batch`).
+    """
     from scipy.stats import spearmanr
 
     _check_model(model)
-    _check_image(image_tensor)
-    target_class = _check_class(target_class)
-    size = tuple(image_tensor.shape[-2:])
+    items = list(items)
+    if not items:
+        return []
+    for x, _, c in items:
+        _check_image(x)
+        _check_class(c)
+    size = tuple(items[0][0].shape[-2:])
+    if any(tuple(x.shape[-2:]) != size for x, _, _ in items):
+        raise ValueError("every image of one randomisation_checks call must have the same size")
     info = layer_for(model, size, method, layer)
     import torch
 
+    def unavailable(names=()):
+        return [SanityCheck(method, info.name, float("nan"), tuple(names)) for _ in items]
+
     if isinstance(model, torch.jit.ScriptModule) or not any(True for _ in model.parameters()):
         # ONNX (no weights here) and TorchScript (no hooks, no deep copy): nothing to randomise
-        return SanityCheck(method, info.name, float("nan"), ())
+        return unavailable()
     top = info.name
     if top == INPUT_LAYER:  # occlusion: randomise what Grad-CAM's default layer feeds
         try:
             top = resolve_layer(model, size, None).name
         except ValueError:
-            return SanityCheck(method, info.name, float("nan"), ())
+            return unavailable()
     with model_lock(model):
         twin, names = _randomised_copy(model, size, top, seed)
     if not names:
-        return SanityCheck(method, info.name, float("nan"), ())
-    other = compute_cam(twin, image_tensor, target_class=target_class, method=method, layer=layer)
-    a = np.asarray(cam, dtype=np.float64).ravel()
-    b = np.asarray(other, dtype=np.float64).ravel()
-    if a.shape != b.shape or a.std() == 0:
-        return SanityCheck(method, info.name, float("nan"), names)
-    # a map that goes flat on the randomised model kept none of the original's ranking
-    rho = float(spearmanr(a, b).statistic) if b.std() > 0 else 0.0
-    return SanityCheck(method, info.name, rho, names)
+        return unavailable()
+    others = []
+    with CamExplainer(twin, input_size=size, method=method, layer=layer) as explain:
+        for i in range(0, len(items), _check_batch_size(max_batch)):
+            chunk = items[i : i + max_batch]
+            xs = torch.stack([x.detach() for x, _, _ in chunk])
+            others.extend(explain.batch(xs, [int(c) for _, _, c in chunk]))
+    out = []
+    for (_, cam, _), other in zip(items, others, strict=True):
+        a = np.asarray(cam, dtype=np.float64).ravel()
+        b = np.asarray(other, dtype=np.float64).ravel()
+        if a.shape != b.shape or a.std() == 0:
+            out.append(SanityCheck(method, info.name, float("nan"), names))
+            continue
+        # a map that goes flat on the randomised model kept none of the original's ranking
+        rho = float(spearmanr(a, b).statistic) if b.std() > 0 else 0.0
+        out.append(SanityCheck(method, info.name, rho, names))
+    return out
 
 
 # ----------------------------------------------------------------------------- explainer
@@ -739,6 +822,57 @@ class CamExplainer:
                 f"up for input size {self.input_size}"
             )
         return self._explain(image_tensor, _check_class(target_class))
+
+    def batch(self, images: Any, target_classes: Any) -> np.ndarray:
+        """CAMs of several images, or of one image for several classes, in one pass.
+
+        Parameters
+        ----------
+        images : torch.Tensor
+            Normalised images ``[B, 3, H, W]`` with ``(H, W) == input_size``; not modified.
+        target_classes : sequence of int
+            ``B`` class indices, one per image.
+
+        Returns
+        -------
+        np.ndarray
+            float32 ``[B, H, W]`` in ``[0, 1]``: each map as :meth:`__call__` gives it for its
+            image and class (within float rounding), from one batched forward and backward
+            pass instead of ``B`` (on a CPU a batch of 8 costs about a third of 8 single
+            passes per image). Occlusion, which already batches its covered copies, runs
+            image by image.
+        """
+        import torch
+
+        if self._cam is None:
+            raise RuntimeError("use CamExplainer inside a `with` block")
+        if not isinstance(images, torch.Tensor) or images.ndim != 4:
+            raise ValueError(
+                "images must be a float tensor [B, 3, H, W], got "
+                f"{getattr(images, 'shape', type(images).__name__)}"
+            )
+        classes = [_check_class(c) for c in target_classes]
+        if len(classes) != images.shape[0]:
+            raise ValueError(
+                f"{len(classes)} target classes for {images.shape[0]} images; give one per image"
+            )
+        for x in images:
+            _check_image(x)
+        if tuple(images.shape[-2:]) != self.input_size:
+            raise ValueError(
+                f"images are {tuple(images.shape[-2:])} but this explainer was set up for input"
+                f" size {self.input_size}"
+            )
+        if not classes:
+            return np.zeros((0, *self.input_size), np.float32)
+        if isinstance(self._cam, _Occlusion):
+            return np.stack([self._explain(x, c) for x, c in zip(images, classes, strict=True)])
+        device, dtype = _device_dtype(self.model)
+        with torch.inference_mode(False), torch.enable_grad():
+            x = images.detach().to(device=device, dtype=dtype).clone()
+            cam = self._cam(input_tensor=x, targets=[_ClassTarget(c) for c in classes])
+        out = np.nan_to_num(np.asarray(cam, dtype=np.float32), nan=0.0)
+        return np.clip(out, 0.0, 1.0)
 
     def _explain(self, image_tensor, target_class: int) -> np.ndarray:
         import torch
@@ -1022,11 +1156,54 @@ def faithfulness(
     -------
     Faithfulness
     """
+    _check_model(model)
+    _check_image(image_tensor)
+    return faithfulness_batch(
+        model,
+        [(image_tensor, cam, target_class)],
+        method=method,
+        top_fraction=top_fraction,
+        fill=fill,
+        n_random=n_random,
+        seed=seed,
+    )[0]
+
+
+def faithfulness_batch(
+    model: Any,
+    items: Any,
+    *,
+    method: str,
+    top_fraction: float = 0.2,
+    fill: str = "mean",
+    n_random: int = 8,
+    seed: int = 0,
+    max_batch: int = 32,
+) -> list[Faithfulness]:
+    """:func:`faithfulness` of several (image, map, class) items in shared forward passes.
+
+    Every item's ``1 + 1 + n_random`` images (the image, its top region removed, the same
+    region removed elsewhere) go through the model in batches of ``max_batch``; items that
+    share an image tensor (the same object: two classes of one image) share its unmasked
+    forward. Each result equals the one-item call's within float rounding.
+
+    Parameters
+    ----------
+    items : sequence of (image_tensor, cam, target_class)
+        As :func:`faithfulness`'s arguments.
+    method, top_fraction, fill, n_random, seed
+        As :func:`faithfulness`, the same for every item.
+    max_batch : int
+        Images per forward pass.
+
+    Returns
+    -------
+    list of Faithfulness
+        One per item, in order.
+    """
     import torch
 
     _check_model(model)
-    _check_image(image_tensor)
-    target_class = _check_class(target_class)
     _check_name(method, CAM_METHODS, "CAM method")
     _check_name(fill, FILLS, "fill")
     if not isinstance(top_fraction, numbers.Real) or not 0 < top_fraction < 1:
@@ -1035,73 +1212,123 @@ def faithfulness(
         raise ValueError(f"n_random must be an int >= 1, got {n_random!r}")
     if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    cam = np.asarray(cam, dtype=np.float64)
-    if cam.ndim != 2 or cam.size == 0:
-        raise ValueError(f"cam must be a non-empty 2-D array, got shape {cam.shape}")
-    if not np.isfinite(cam).all() or cam.min() < 0:
-        raise ValueError("cam must be finite and non-negative")
-    size = tuple(image_tensor.shape[-2:])
-    if cam.shape != size:
-        cam = _resize(cam, size)
+    max_batch = _check_batch_size(max_batch)
+    checked = []
+    for image_tensor, cam, target_class in items:
+        _check_image(image_tensor)
+        target_class = _check_class(target_class)
+        cam = np.asarray(cam, dtype=np.float64)
+        if cam.ndim != 2 or cam.size == 0:
+            raise ValueError(f"cam must be a non-empty 2-D array, got shape {cam.shape}")
+        if not np.isfinite(cam).all() or cam.min() < 0:
+            raise ValueError("cam must be finite and non-negative")
+        size = tuple(image_tensor.shape[-2:])
+        if cam.shape != size:
+            cam = _resize(cam, size)
+        checked.append((image_tensor, cam, target_class))
     with torch.inference_mode(False):
         return _faithfulness_core(
             model,
-            image_tensor,
-            cam,
-            target_class=target_class,
+            checked,
             method=method,
             top_fraction=float(top_fraction),
             fill=fill,
             n_random=int(n_random),
             seed=int(seed),
+            max_batch=max_batch,
         )
 
 
+def _faithfulness_masks(cam, top_fraction: float, n_random: int, seed: int):
+    """(top-region mask, the masks of its ``n_random`` shifted copies), bool ``[H, W]`` each;
+    None for a map with nothing to remove (flat, or a zero-size region)."""
+    h, w = cam.shape
+    k = int(round(top_fraction * h * w))
+    flat = cam.ravel()
+    if k == 0 or flat.max() == flat.min():
+        return None
+    top = np.zeros(h * w, dtype=bool)
+    top[np.argpartition(-flat, k - 1)[:k]] = True
+    top &= flat > flat.min()  # never pick among the map's floor (ties, arbitrary)
+    top = top.reshape(h, w)
+    rng = np.random.default_rng(seed)
+    shifts = zip(rng.integers(0, h, n_random), rng.integers(0, w, n_random), strict=True)
+    return top, [np.roll(top, (int(dy), int(dx)), axis=(0, 1)) for dy, dx in shifts]
+
+
 def _faithfulness_core(
-    model, image_tensor, cam, *, target_class, method, top_fraction, fill, n_random, seed
-):
+    model, items, *, method, top_fraction, fill, n_random, seed, max_batch
+) -> list[Faithfulness]:
     import torch
 
     nan = float("nan")
-    h, w = cam.shape
-    k = int(round(top_fraction * h * w))
     device, dtype = _device_dtype(model)
-    x = image_tensor.detach().to(device=device, dtype=dtype).clone()
-    flat = cam.ravel()
+    rows: list = []  # (image index, mask or None): built batch by batch
+    images: list = []  # the distinct images on the model's device, with their filler
+    seen: dict[int, tuple[int, int]] = {}  # id(image tensor) -> (its index, its row)
+    plans = []  # per item: (row of the image, rows of its masked copies or None, top mask)
+    for image_tensor, cam, target_class in items:
+        key = id(image_tensor)
+        if key not in seen:
+            x = image_tensor.detach().to(device=device, dtype=dtype).clone()
+            seen[key] = (len(images), len(rows))
+            rows.append((len(images), None))
+            images.append((x, FILLS[fill](x)))
+        index, base = seen[key]
+        masks = _faithfulness_masks(cam, top_fraction, n_random, seed)
+        if masks is None:
+            plans.append((base, None, None, target_class))
+            continue
+        top, shifted = masks
+        first = len(rows)
+        rows.extend((index, m) for m in [top, *shifted])
+        plans.append((base, list(range(first, len(rows))), top, target_class))
+
+    def row_tensor(i, mask):
+        x, filler = images[i]
+        if mask is None:
+            return x
+        m = torch.from_numpy(mask).to(device=device, dtype=dtype)[None]
+        return x * (1 - m) + filler * m
+
     with model_lock(model):
         state = _ModelState(model)
         try:
             model.eval()
             with torch.no_grad():
-                if k == 0 or flat.max() == flat.min():
-                    prob = _probs(model, x[None], target_class)[0]
-                    return Faithfulness(method, nan, nan, float(prob), top_fraction, fill, 0.0)
-                top = np.zeros(h * w, dtype=bool)
-                top[np.argpartition(-flat, k - 1)[:k]] = True
-                top &= flat > flat.min()  # never pick among the map's floor (ties, arbitrary)
-                top = top.reshape(h, w)
-                rng = np.random.default_rng(seed)
-                shifts = zip(
-                    rng.integers(0, h, n_random), rng.integers(0, w, n_random), strict=True
-                )
-                masks = [top] + [np.roll(top, (int(dy), int(dx)), axis=(0, 1)) for dy, dx in shifts]
-                m = torch.from_numpy(np.stack(masks)).to(device=device, dtype=dtype)[:, None]
-                filler = FILLS[fill](x)
-                removed = x[None] * (1 - m) + filler[None] * m
-                probs = _probs(model, torch.cat([x[None], removed]), target_class)
+                logits = []
+                for i in range(0, len(rows), max_batch):
+                    batch = torch.stack([row_tensor(j, m) for j, m in rows[i : i + max_batch]])
+                    logits.append(model(batch).float())
+                logits = torch.cat(logits)
         finally:
             state.restore()
-    prob = float(probs[0])
-    drops = prob - probs[1:]
-    return Faithfulness(
-        method=method,
-        drop_top=float(drops[0]),
-        drop_random=float(drops[1:].mean()),
-        prob=prob,
-        top_fraction=top_fraction,
-        fill=fill,
-        removed_fraction=float(top.mean()),
-    )
+    n = logits.shape[-1]
+    probs = torch.softmax(logits, dim=-1).cpu().numpy()
+    out = []
+    for base, masked, top, target_class in plans:
+        if target_class >= n:
+            raise ValueError(
+                f"target_class={target_class} is out of range for a model with {n} outputs; "
+                f"expected 0..{n - 1}"
+            )
+        prob = float(probs[base, target_class])
+        if masked is None:
+            out.append(Faithfulness(method, nan, nan, prob, top_fraction, fill, 0.0))
+            continue
+        drops = prob - probs[masked, target_class]
+        out.append(
+            Faithfulness(
+                method=method,
+                drop_top=float(drops[0]),
+                drop_random=float(drops[1:].mean()),
+                prob=prob,
+                top_fraction=top_fraction,
+                fill=fill,
+                removed_fraction=float(top.mean()),
+            )
+        )
+    return out
 
 
 def _probs(model, batch, target_class: int) -> np.ndarray:

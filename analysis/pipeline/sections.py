@@ -187,12 +187,13 @@ def _label_issues(ctx: SectionContext):
     ctx.new_columns[schema.SUGGESTED_LABEL] = by_row["suggested_label"].to_numpy(np.int64)
 
 
-#: CAMs of the images a review opens first (suspected label errors, then errors by loss) are
-#: computed at analysis time for up to this share of the model pass's time (at least CAM_MIN_S
-#: seconds): a meeting's first images open at once; the dashboard prefetches the rest while
-#: people look at the current one. Chosen on the sample and on resnet18 at 224 px (the review
-#: benchmark, bench/bench_review.py): about 1 s per image there, so a 40 s pass precomputes ~10.
-CAM_SHARE, CAM_MIN_S = 0.25, 3.0
+#: CAMs of the images a review opens first (suspected label errors and errors by loss, in
+#: turns) are computed at analysis time for up to this share of the model pass's time (at least
+#: CAM_MIN_S seconds, and at least CAM_MIN_IMAGES images): a meeting's first images open at
+#: once; the dashboard prefetches the rest while people look at the current one. Each image
+#: costs what the detail page shows: two maps, their faithfulness checks (10 forwards each) and
+#: sanity checks (a map on the randomised model), about 24 forwards, in batched passes.
+CAM_SHARE, CAM_MIN_S, CAM_MIN_IMAGES = 0.25, 3.0, 8
 
 
 def _cams(ctx: SectionContext):
@@ -201,10 +202,10 @@ def _cams(ctx: SectionContext):
             "no model with gradients (a predictions file, an ONNX or TorchScript model, or a"
             " refresh): the maps are computed when an image is opened"
         )
-    from ..explain.cam_views import precompute_cams, review_rows
+    from ..explain.cam_views import precompute_cams, precompute_order
 
     samples = ctx.samples_with_new()
-    rows = review_rows(samples)
+    rows = precompute_order(samples)
     if not len(rows):
         return "no errors to look at"
     budget = max(CAM_MIN_S, CAM_SHARE * ctx.pass_seconds)
@@ -220,6 +221,7 @@ def _cams(ctx: SectionContext):
             ctx.prep,
             rows,
             budget_s=budget,
+            min_images=CAM_MIN_IMAGES,
             progress=step,
             limits=_decode_limits(ctx.cfg),
         )
@@ -265,11 +267,15 @@ def _label_evidence(ctx: SectionContext, table: pd.DataFrame) -> dict:
     flagged = np.sort(table.loc[table["is_label_issue"].to_numpy(bool), "index"].to_numpy())
     out: dict = {}
     if ctx.embeddings is not None and ctx.reference_embeddings is not None and flagged.size:
-        from ..explain.embeddings import NeighbourIndex
+        from ..stats.neighbours import knn
 
         k = min(LABEL_NEIGHBOURS, len(ref))
-        index = NeighbourIndex(np.asarray(ctx.reference_embeddings, dtype=np.float32))
-        rows, _ = index.query(np.asarray(ctx.embeddings, dtype=np.float32)[flagged], k=k)
+        # the one kNN path with its work limit: exact as before on small sets, the index at a
+        # million reference images (an exact search of 60,000 flagged rows against them, 16
+        # queries per pass over the float16 file, measured 3.8 s per query on the shared
+        # 2-core machine: hours); only the flagged rows are read, never a float32 copy of all
+        q = np.asarray(ctx.embeddings[flagged], dtype=np.float32)
+        rows = knn(q, ctx.reference_embeddings, k=k, seed=ctx.cfg.seed).indices
         nb = np.full((n, k), -1, dtype=np.int64)
         nb[flagged] = np.where(rows >= 0, ref_labels[np.maximum(rows, 0)], -1)
         out["neighbour_labels"] = nb

@@ -536,6 +536,18 @@ def _finish(
         mine = t[t[GROUP_KEY] == g.key]
         if not (mine[STATUS] == "significant").any():
             base = mine.iloc[0].to_dict() if len(mine) else group_record(g) | {GROUP_RANK: rank}
+            # "a genuine model error" is a conclusion only from causes that were tested
+            untested = list(dict.fromkeys(mine.loc[mine[STATUS] == "not tested", CAUSE_LABEL]))
+            if untested and not (mine[STATUS] == "not significant").any():
+                why = "no candidate cause could be tested on this run (see 'not tested')"
+                evidence, action = why[0].upper() + why[1:] + ".", "look at {0}: " + why
+            else:
+                note = f" (not tested: {', '.join(untested)})" if untested else ""
+                evidence = (
+                    f"No candidate cause tested is significant for this group after correction"
+                    f"{note}: {NONE_TEXT}."
+                )
+                action = "look at {0}: " + NONE_TEXT + (" as far as the tests tell" * bool(note))
             extra.append(
                 {
                     **{k: base[k] for k in base if k.startswith("group")},
@@ -552,12 +564,11 @@ def _finish(
                     SHARE_LOW: math.nan,
                     SHARE_HIGH: math.nan,
                     EXPLAINED: math.nan,
-                    EVIDENCE: "No candidate cause is significant for this group after"
-                    " correction: " + NONE_TEXT + ".",
+                    EVIDENCE: evidence,
                     NUMBERS: "{}",
                     N_IMAGES: g.events,
                     QUERY: base.get(GROUP_QUERY, "{}"),
-                    RECOMMENDATION: "look at {0}: " + NONE_TEXT,
+                    RECOMMENDATION: action,
                     LINKS: json.dumps(
                         [
                             {

@@ -97,10 +97,17 @@ def _key(run: Run, row: int, method: str, layer: str | None) -> tuple:
     return (str(run.path), str(run.samples[schema.SAMPLE_ID].iloc[int(row)]), method, layer)
 
 
+#: Images a dashboard process fills in the background per run (about 300 kB of maps each).
+FILL_MAX = 64
+
+
 @st.cache_resource(show_spinner=False, max_entries=8)
 def warm_up(run_path: str, stamp: str) -> bool:
     """Once per process and run: load torch, pytorch-grad-cam and the run's model in the
-    background, so that the first image whose maps are not cached yet does not pay for it."""
+    background, so that the first image whose maps are not cached yet does not pay for it; then
+    fill in the maps of the images a review opens first (:func:`precompute_order`, after what
+    the analysis precomputed) with the default method and layer, whenever nothing else is
+    asked."""
     from dashboard import prefetch
 
     def load():
@@ -112,9 +119,45 @@ def warm_up(run_path: str, stamp: str) -> bool:
             return
         _method_classes()
 
-    if prefetch.enabled():
-        prefetch.prefetcher().submit(("warm", run_path, stamp), load)
+    if not prefetch.enabled():
+        return True
+    worker = prefetch.prefetcher()
+    worker.submit(("warm", run_path, stamp), load)
+    if prefetch.fill_enabled():
+        from dashboard.data import get_run
+
+        run = get_run(run_path)
+        view = _default_view(run)
+        if view is not None:
+            worker.fill(("fill", run_path, stamp), _fill_jobs(run, *view))
     return True
+
+
+def _default_view(run: Run) -> tuple[str, str] | None:
+    """(method, layer) a page shows first, from what the analysis stored (no model needed);
+    None when it did not store them (an older run, a model without gradients)."""
+    from analysis.explain.cam_views import stored_family, stored_layers
+    from analysis.explain.cams import default_method
+
+    if not run.manifest.get("has_model") or not _gradients(run):
+        return None
+    prep = _prep(run)
+    found, family = stored_layers(run.path, prep), stored_family(run.path, prep)
+    if found is None or family is None or found[1] is None:
+        return None
+    return default_method(family), found[1]
+
+
+def _fill_jobs(run: Run, method: str, layer: str):
+    """(key, job) for each image of the run a review opens first whose maps are not cached."""
+    from analysis.explain.cam_views import is_cached, precompute_order
+
+    s = run.samples
+    for row in precompute_order(s)[:FILL_MAX]:
+        classes = [int(s[schema.PRED].iloc[row]), int(s[schema.LABEL].iloc[row])]
+        sid = str(s[schema.SAMPLE_ID].iloc[row])
+        if not is_cached(run.path, sid, method=method, layer=layer, classes=classes):
+            yield _key(run, row, method, layer), lambda r=row: _view(run, r, method, layer)
 
 
 def prefetch_next(run: Run, rows) -> None:
@@ -123,6 +166,7 @@ def prefetch_next(run: Run, rows) -> None:
     everything is drawn, so the work never delays the page itself."""
     from dashboard import prefetch
 
+    prefetch.prefetcher().touch()  # background work waits until this page is on screen
     method = st.session_state.get("cam_method")
     layer = None if method == "occlusion" else st.session_state.get("cam_layer")
     if not prefetch.enabled() or not method or not run.manifest.get("has_model"):

@@ -9,32 +9,40 @@ import zipfile
 import streamlit as st
 
 from analysis.present import formatting as fmt
+from analysis.present.report.model import DEFAULT_DASHBOARD_URL
 from analysis.store.runstore import Run
+from dashboard import nav
 from dashboard.views import review_panel
 
 
 @st.cache_data(show_spinner="Building the report…", max_entries=4, ttl=30)
-def _build(path: str, stamp: str, review_version: int, title: str):
+def _build(path: str, stamp: str, review_version: int, title: str, base: str):
     from analysis.present.report import build_report, to_csv_tables, to_html, to_markdown
     from dashboard.data import get_run
 
     run = get_run(path)
     state = review_panel.review_store().state()
-    rep = build_report(run, review_state=state, title=title or None)
+    rep = build_report(run, review_state=state, title=title or None, dashboard_url=base)
     return to_html(rep, run), to_markdown(rep), to_csv_tables(rep), len(rep.reviewed)
 
 
 def render(run: Run) -> None:
     st.title("Report")
     st.caption(
-        "A slice report of this run: headline metrics with intervals, the confusion matrix,"
-        " weak and discovered slices, data issues, and every image reviewed in the meeting"
+        "A slice report of this run: headline metrics with intervals, the action plan of the"
+        " root-cause triage, the confusion matrix, weak and discovered slices, data issues, and every image reviewed in the meeting"
         " with its tags, notes and decisions. The HTML file is self-contained: it opens"
         " offline and can be mailed as is."
     )
     title = st.text_input("Title", value=f"Error review — {run.run_id}", key="rep_title")
     n_events = len(review_panel.review_store().events())
-    html, md, csvs, n_reviewed = _build(str(run.path), run.manifest["created"], n_events, title)
+    # the action plan's numbers link to their images on this dashboard
+    base = nav.url("gallery").split("/gallery?")[0]
+    if not base.startswith(("http://", "https://")):
+        base = DEFAULT_DASHBOARD_URL
+    html, md, csvs, n_reviewed = _build(
+        str(run.path), run.manifest["created"], n_events, title, base
+    )
     st.markdown(
         f"{fmt.plural(n_reviewed, 'reviewed image')} {'is' if n_reviewed == 1 else 'are'} included."
     )

@@ -141,7 +141,7 @@ def _cause(run: Run, row, *, key: str) -> None:
         left, right = st.columns([3, 2], gap="medium")
         with left:
             st.markdown(ui.safe(row["evidence"]))
-            sentence = plan.fill(row, lambda s, q: f"**{ui.safe(s)}**", ui.safe)
+            sentence = plan.fill(row, lambda s, q: f"**{ui.safe(s)}**", _words)
             st.markdown(f":material/arrow_forward: {sentence}")
             for lk in [lk for lk in plan.links_of(row) if lk.get("query")]:
                 nav.link("gallery", f"{lk['text']} →", ImageQuery.from_params(lk["query"]))
@@ -158,6 +158,11 @@ def _cause(run: Run, row, *, key: str) -> None:
             fig = tf.cause_figure(row)
             if fig is not None:
                 st.plotly_chart(fig, key=f"{key}_fig", config={"displayModeBar": False})
+
+
+def _words(text: str) -> str:
+    """Escaped words between an action's numbers, with their end spaces (safe strips them)."""
+    return (" " * text[:1].isspace()) + ui.safe(text) + (" " * text[-1:].isspace())
 
 
 def _start_review(run: Run, q: ImageQuery, name: str) -> None:

@@ -9,9 +9,11 @@ import pytest
 from analysis import schema
 from analysis.explain.cam_views import (
     cam_view,
+    is_cached,
     layer_label,
     map_problem,
     precompute_cams,
+    precompute_order,
     review_rows,
     stored_layers,
 )
@@ -80,6 +82,24 @@ def test_review_rows_put_label_issues_first_then_errors_by_loss():
     assert review_rows(s.drop(columns=[schema.IS_LABEL_ISSUE])).tolist() == [2, 5, 1, 3]
 
 
+def test_precompute_order_takes_both_lists_in_turns():
+    """The queue starts from the label-issue list, Next on the detail page from the errors by
+    loss: the first images of both are precomputed (issue 11 §4)."""
+    s = pd.DataFrame(
+        {
+            schema.CORRECT: [True, False, False, False, True, False, False],
+            schema.LOSS: [0.1, 2.0, 5.0, 1.0, 0.2, 3.0, 9.0],
+            schema.IS_LABEL_ISSUE: [False, False, True, False, True, True, False],
+            schema.LABEL_ISSUE_SCORE: [0.9, 0.5, 0.3, 0.6, 0.05, 0.2, 0.01],
+        }
+    )
+    assert review_rows(s).tolist() == [4, 5, 2, 6, 1, 3]
+    # review: 4 5 2 6 1 3; by loss: 6 2 5 1 3 -> in turns, each once
+    assert precompute_order(s).tolist() == [4, 6, 5, 2, 1, 3]
+    no_flags = s.drop(columns=[schema.IS_LABEL_ISSUE])
+    assert precompute_order(no_flags).tolist() == review_rows(no_flags).tolist()
+
+
 def test_the_analysis_precomputes_what_a_review_opens_first(model_run):
     """The 'cams' section stored the first review image's maps, faithfulness, model input and
     the layer list: its CAM view needs no model (and equals a fresh computation)."""
@@ -129,3 +149,27 @@ def test_precompute_stops_at_its_budget_and_skips_what_is_cached(model_run, tmp_
     assert precompute_cams(tmp_path, model_run.samples, loaded.model, prep, rows[:2]) == 2
     again = {p.name: p.stat().st_mtime_ns for p in (tmp_path / schema.CAMS_DIR).glob("*.npy")}
     assert again == stamp  # nothing recomputed
+
+
+def test_precompute_does_its_minimum_whatever_the_budget(model_run, tmp_path):
+    """At least ``min_images`` images, even when the set-up alone used the budget; every one
+    of them then opens without the model."""
+    from analysis.loading.models import load_run_model
+
+    loaded, prep = load_run_model(model_run.manifest)
+    rows = precompute_order(model_run.samples)
+    n = precompute_cams(
+        tmp_path, model_run.samples, loaded.model, prep, rows, budget_s=0.0, min_images=3
+    )
+    assert 3 <= n < len(rows)
+    layer = stored_layers(tmp_path, prep)[1]
+    s = model_run.samples
+    for row in rows[:n]:
+        sid = s[schema.SAMPLE_ID].iloc[row]
+        assert is_cached(
+            tmp_path, sid, method="gradcam", layer=layer, classes=_classes(model_run, row)
+        )
+    sid = s[schema.SAMPLE_ID].iloc[rows[n]]
+    assert not is_cached(
+        tmp_path, sid, method="gradcam", layer=layer, classes=_classes(model_run, rows[n])
+    )

@@ -611,3 +611,81 @@ def test_mask_mass_outside_validation():
         mask_mass_outside(-np.ones((2, 2)), np.ones((2, 2), dtype=bool))
     with pytest.raises(ValueError, match="cam must be a numeric 2-D array"):
         mask_mass_outside(np.ones(4), np.ones(4, dtype=bool))
+
+
+# ----------------------------------------------------------------------------- batched passes
+# The review's speed rests on computing several maps and checks per forward pass (issue 11 §4):
+# each batched result must be the one-at-a-time result.
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "hirescam", "eigencam", "occlusion"])
+def test_a_batch_of_maps_equals_the_maps_one_at_a_time(models, method):
+    model, size = models["resnet18"]
+    torch.manual_seed(1)
+    xs = torch.randn(3, 3, size, size)
+    classes = [0, 2, 1]
+    with CamExplainer(model, input_size=size, method=method) as explain:
+        batch = explain.batch(torch.stack([xs[0], xs[0], xs[1]]), classes)
+        one = [
+            explain(x, target_class=c) for x, c in zip([xs[0], xs[0], xs[1]], classes, strict=True)
+        ]
+    assert batch.shape == (3, size, size) and batch.dtype == np.float32
+    for b, o in zip(batch, one, strict=True):
+        np.testing.assert_allclose(b, o, atol=1e-4)
+    if CAM_METHODS[method].class_specific:  # two classes of one image: two different maps
+        assert not np.allclose(batch[0], batch[1])
+
+
+def test_explainer_batch_checks_its_arguments(models):
+    model, size = models["resnet18"]
+    with CamExplainer(model, input_size=size) as explain:
+        with pytest.raises(ValueError, match="one per image"):
+            explain.batch(torch.zeros(2, 3, size, size), [0])
+        with pytest.raises(ValueError, match="input size"):
+            explain.batch(torch.zeros(1, 3, size + 8, size + 8), [0])
+        with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
+            explain.batch(torch.zeros(3, size, size), [0])
+    with pytest.raises(RuntimeError, match="with"):
+        CamExplainer(model, input_size=size).batch(torch.zeros(1, 3, size, size), [0])
+
+
+def test_faithfulness_of_many_maps_equals_one_at_a_time(models):
+    from analysis.explain.cams import faithfulness_batch
+
+    model, size = models["resnet18"]
+    torch.manual_seed(2)
+    x, y = torch.randn(3, size, size), torch.randn(3, size, size)
+    rng = np.random.default_rng(0)
+    cam_a, cam_b = rng.random((size, size)), rng.random((size // 2, size // 2))
+    flat = np.zeros((size, size))
+    items = [(x, cam_a, 0), (x, cam_b, 2), (y, cam_a, 1), (y, flat, 1)]
+    many = faithfulness_batch(model, items, method="gradcam", max_batch=7)
+    for got, (img, cam, c) in zip(many, items, strict=True):
+        want = faithfulness(model, img, cam, target_class=c, method="gradcam")
+        assert (got.prob, got.drop_top, got.drop_random, got.removed_fraction) == pytest.approx(
+            (want.prob, want.drop_top, want.drop_random, want.removed_fraction),
+            abs=1e-5,
+            nan_ok=True,
+        )
+    assert np.isnan(many[3].drop_top) and many[3].removed_fraction == 0.0
+    with pytest.raises(ValueError, match="out of range"):
+        faithfulness_batch(model, [(x, cam_a, 7)], method="gradcam")
+
+
+def test_sanity_checks_of_many_maps_equal_one_at_a_time(models):
+    from analysis.explain.cams import randomisation_check, randomisation_checks
+
+    model, size = models["resnet18"]
+    torch.manual_seed(3)
+    xs = [torch.randn(3, size, size) for _ in range(3)]
+    rng = np.random.default_rng(3)
+    items = [(x, rng.random((size, size)), c) for x, c in zip(xs, [0, 1, 2], strict=True)]
+    items.append((xs[0], np.zeros((size, size)), 0))  # a flat map: no check
+    many = randomisation_checks(model, items, method="gradcam", max_batch=2)
+    for got, (x, cam, c) in zip(many, items, strict=True):
+        want = randomisation_check(model, x, cam, target_class=c, method="gradcam")
+        assert got.randomised == want.randomised and got.layer == want.layer
+        assert got.rank_correlation == pytest.approx(want.rank_correlation, abs=1e-3, nan_ok=True)
+    assert np.isfinite([c.rank_correlation for c in many[:3]]).all()
+    assert np.isnan(many[3].rank_correlation)
+    assert randomisation_checks(model, [], method="gradcam") == []

@@ -11,6 +11,7 @@ from torch import nn
 from analysis.explain.cams import (
     CAM_METHODS,
     INPUT_LAYER,
+    SANITY_MAX_RHO,
     CamCache,
     compute_cam,
     methods_for,
@@ -256,6 +257,24 @@ def test_torchscript_model_gets_occlusion_and_no_sanity_check(tmp_path):
 
 
 # ----------------------------------------------------------------------------- defaults
+
+
+def test_default_methods_are_the_benchmarks_choice():
+    """DEFAULT_METHODS is bench/bench_cams.py's table (per architecture family, the layer method
+    that passes the randomisation check on every benchmarked model of the family, largest
+    faithfulness gap), not a hand-picked list."""
+    import json
+    from pathlib import Path
+
+    from analysis.explain.cams import DEFAULT_METHODS
+
+    results = Path(__file__).resolve().parents[2] / "bench" / "results" / "cams.json"
+    table = json.loads(results.read_text())["per_family"]["defaults"]
+    chosen = {fam: row["method"] for fam, row in table.items() if row["method"]}
+    assert DEFAULT_METHODS == chosen
+    for fam, method in chosen.items():
+        assert CAM_METHODS[method].needs_layer, fam
+        assert table[fam]["rho_max"] < SANITY_MAX_RHO, fam  # it passed on every model
 
 
 def test_precompute_stores_the_maps_the_detail_page_opens_with(tmp_path, monkeypatch):

@@ -28,9 +28,24 @@ def test_large_runs_draw_every_error_and_a_stated_sample_of_the_rest():
     assert "all 10,000 wrong images" in pts.caption()
     assert "a random 10,000 of the 90,000 correct ones" in pts.caption()
     np.testing.assert_array_equal(pts.rows, map_points(s, max_points=20_000, seed=0).rows)
-    few = map_points(s, max_points=4_000)  # more errors than room: errors sampled too, and said
-    assert few.wrong_drawn == 4_000 and few.correct_drawn == 0
-    assert "a random 4,000 of the 10,000 wrong images" in few.caption()
+    # more errors than room: errors sampled too, a quarter of the points kept for correct
+    # images (the map still shows where the model is right), and both said
+    few = map_points(s, max_points=4_000)
+    assert few.wrong_drawn == 3_000 and few.correct_drawn == 1_000 and len(few.rows) == 4_000
+    assert np.isin(few.rows, wrong).sum() == 3_000
+    assert "a random 3,000 of the 10,000 wrong images" in few.caption()
+    assert "a random 1,000 of the 90,000 correct ones" in few.caption()
+    # nearly all wrong: the correct ones are all drawn, the rest of the room goes to errors
+    mostly = map_points(
+        _samples(10_000, 1).assign(**{schema.CORRECT: np.arange(10_000) < 100}), max_points=2_000
+    )
+    assert mostly.correct_drawn == 100 and mostly.wrong_drawn == 1_900
+    fits = map_points(
+        _samples(1_000, 1).assign(**{schema.CORRECT: np.arange(1_000) < 100}), max_points=950
+    )  # errors fill 95% of the room but fit: all drawn
+    assert fits.wrong_drawn == 900 and fits.correct_drawn == 50
+    none_right = map_points(_samples(5_000, 1), max_points=1_000)
+    assert none_right.wrong_drawn == 1_000 and "no image is correct" in none_right.caption()
 
 
 def test_a_region_selects_every_image_inside_drawn_or_not():

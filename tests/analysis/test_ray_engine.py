@@ -21,6 +21,11 @@ ray = pytest.importorskip("ray", reason="the ray extra (make test installs it)")
 
 #: Columns that measure this machine, not the images.
 TIMING = [schema.LATENCY_MS]
+#: Embeddings are stored as float16 and a batch of another size can round one of a million
+#: values to the neighbouring float16 (measured: 3 of 1.2M reference values, 1.2e-4 apart);
+#: a cosine computed from stored embeddings moves by up to about that much, not 1e-5.
+FLOAT16_ATOL = 2e-3
+FROM_EMBEDDINGS = {schema.REFERENCE_DISTANCE: 1e-3}
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +100,8 @@ def assert_same_run(a, b):
     for col in sa.columns.drop(TIMING):
         x, y = sa[col], sb[col]
         if pd.api.types.is_float_dtype(x):
-            np.testing.assert_allclose(x.to_numpy(), y.to_numpy(), atol=1e-5, err_msg=col)
+            atol = FROM_EMBEDDINGS.get(col, 1e-5)
+            np.testing.assert_allclose(x.to_numpy(), y.to_numpy(), atol=atol, err_msg=col)
         else:
             assert x.tolist() == y.tolist(), col
     ma, mb = a.manifest, b.manifest
@@ -105,15 +111,20 @@ def assert_same_run(a, b):
         k: v["status"] for k, v in mb["sections"].items()
     }
     assert ma["config"]["engine"] == "local" and mb["config"]["engine"] == "ray"
-    if a.embeddings is not None:
-        np.testing.assert_allclose(
-            a.embeddings.astype(np.float32), b.embeddings.astype(np.float32), atol=2e-3
-        )
+    for ea, eb in ((a.embeddings, b.embeddings), (a.reference_embeddings, b.reference_embeddings)):
+        assert (ea is None) == (eb is None)
+        if ea is not None:
+            np.testing.assert_allclose(
+                ea.astype(np.float32), eb.astype(np.float32), atol=FLOAT16_ATOL
+            )
     for sid in sa[schema.SAMPLE_ID].iloc[:: max(1, len(sa) // 20)]:
         assert a.thumbnail(sid) == b.thumbnail(sid) is not None
 
 
 @pytest.mark.slow
+# two analyses of the sample (the local one is the session's sample_run, maybe made here) on a
+# busy 2-core machine took more than the suite's 900 s; a slow run is not a wrong one
+@pytest.mark.timeout(1800)
 def test_ray_run_equals_the_local_run_on_the_sample(local_ray, sample_run, tmp_path):
     from analysis.cli import sample_config
 

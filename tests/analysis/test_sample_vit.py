@@ -15,7 +15,9 @@ import pytest
 from analysis import schema
 from analysis.cli import SAMPLE_DIR
 
-pytestmark = pytest.mark.slow
+# the first test here analyses both sample models (sample_run, sample_vit_run): a few minutes on
+# an idle 2-core machine, past the suite's 900 s hang guard when other jobs share the cores
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 
 def test_the_vit_run_is_a_timm_run_with_pre_logit_embeddings(sample_vit_run):

@@ -47,6 +47,14 @@ def test_chance_check_matches_scipy_on_the_same_arrays():
     untrained /= untrained.sum(1, keepdims=True)
     assert chance_check(labels, untrained).near_uniform
 
+    # right answers at near-uniform confidence (a softmax of logits squashed by the wrong
+    # scale): better than chance, yet every confidence number is meaningless -> not ok
+    timid = np.full((300, 4), 0.25)
+    timid[np.arange(300), labels] += 0.01
+    timid /= timid.sum(1, keepdims=True)
+    c = chance_check(labels, timid)
+    assert c.better_than_chance and c.near_uniform and not c.ok
+
     empty = chance_check(np.zeros(0, int), np.zeros((0, 3)))
     assert empty.n == 0 and not empty.ok and np.isnan(empty.p_value)
     with pytest.raises(ValueError, match="one entry per row"):

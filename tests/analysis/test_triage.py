@@ -205,6 +205,64 @@ def test_each_planted_cause_is_attributed_and_nothing_else():
     assert len(none) == 1 and "genuine model error" in none["evidence"].iloc[0]
 
 
+def _rare_class_world(seed=0):
+    """Class 3 ('dog') is rare in the reference (1% against 33% for the others) and the model,
+    which barely saw it, gets half of its images confidently wrong: the label-issue detector
+    flags them, though no label is wrong."""
+    rng = np.random.default_rng(seed)
+    w = _world(seed=seed)
+    s = w.samples.copy()
+    label = s[schema.LABEL].to_numpy()
+    dog = label == 3
+    wrong_dog = dog & (rng.random(len(s)) < 0.5)
+    s[schema.PRED] = np.where(wrong_dog, (label + 1) % 4, s[schema.PRED])
+    s[schema.CORRECT] = s[schema.LABEL] == s[schema.PRED]
+    s[schema.IS_LABEL_ISSUE] = s[schema.IS_LABEL_ISSUE] | wrong_dog
+    s[schema.CONTENT_HASH] = [f"h{i}" for i in range(len(s))]
+    ref = w.reference.copy()
+    keep = (ref[schema.LABEL] != 3) | (rng.random(len(ref)) < 0.03)
+    ref = ref[keep].reset_index(drop=True)
+    sl = compute_slices(s, metadata_columns=w.metadata_columns, property_columns=[],
+                        class_names=NAMES)  # fmt: skip
+    from dataclasses import replace
+
+    return replace(w, samples=s, reference=ref, slices=sl), wrong_dog
+
+
+def _no_pairs(w: TriageInputs):
+    """The run's failure groups without confusion pairs (whose own rule would set the rare
+    class's confident errors aside first)."""
+    gs = failure_groups(w.samples, class_names=NAMES, slices=w.slices, discovered=None)
+    return [g for g in gs if g.kind != "confusion"]
+
+
+def test_a_rare_classs_confident_errors_are_not_taken_for_label_noise():
+    w, wrong_dog = _rare_class_world()
+    t = triage(w, groups=_no_pairs(w)).table
+    assert _claimed(t, "true class is dog") == {"under_represented"}
+    row = t[(t["group"] == "true class is dog") & (t["cause"] == "label_noise")].iloc[0]
+    assert row["status"] == "not significant"
+    assert "left to that cause (the relabel list keeps them)" in row["evidence"]
+    # the whole-set relabel list still holds every flag
+    whole = t[(t["group_kind"] == "whole_set") & (t["cause"] == "label_noise")].iloc[0]
+    assert whole["n_images"] >= int(wrong_dog.sum())
+    # a reviewer's confirmed label errors on the rare class still count as label noise
+    s = w.samples
+    picked = np.flatnonzero(wrong_dog)[: int(wrong_dog.sum() * 0.8)]
+    review = pd.DataFrame(
+        {
+            "content_hash": s[schema.CONTENT_HASH].to_numpy()[picked],
+            "tags": [["label error"]] * len(picked),
+            "corrected_label": [""] * len(picked),
+            "reviewed": [True] * len(picked),
+        }
+    )
+    from dataclasses import replace
+
+    t = triage(replace(w, review=review), groups=_no_pairs(w)).table
+    assert "label_noise" in _claimed(t, "true class is dog")
+
+
 def test_shares_and_p_values_are_well_formed():
     t = triage(_world(seed=3)).table
     tested = t[t["status"].isin(["significant", "not significant"])]
@@ -229,6 +287,58 @@ def test_without_a_reference_the_reference_causes_say_not_tested():
         rows = nt[nt["cause"] == cause]
         assert len(rows) and rows["needs"].str.contains("reference").all()
     assert "not tested, needs a reference" in plan_text(t)
+
+
+def test_no_cause_is_silently_absent_when_the_run_lacks_what_it_needs():
+    """Every group lists every candidate cause: tested, or 'not tested: needs ...' naming what
+    the run lacks (no reference set, no embeddings, no label-issues section, no properties)."""
+    from analysis.triage.causes import CAUSES
+
+    w = _world(reference=False)
+    s = w.samples.drop(columns=[schema.IS_LABEL_ISSUE, schema.BRIGHTNESS, schema.NOISE])
+    bare = TriageInputs(s, NAMES, w.metadata_columns, [], slices=w.slices,
+                        missing={"label_issues": "failed: boom"})  # fmt: skip
+    t = triage(bare).table
+    groups = t[t["group_kind"] != "whole_set"]
+    assert groups["group"].nunique() >= 3
+    needs = {
+        "label_noise": "the label-issues section (it did not run: failed: boom)",
+        "under_represented": "a reference (training) set (--reference)",
+        "shortcut": "a reference (training) set (--reference)",
+        "image_quality": "image-property columns (brightness, noise, ...)",
+        "unfamiliar": "a reference (training) set (--reference)",
+        "overlapping": "embeddings of the reference set",
+    }
+    for _, g in groups.groupby("group_key"):
+        pair = g["group_kind"].iloc[0] == "confusion"
+        expected = set(CAUSES) - (set() if pair else {"overlapping"})
+        nt = g[g["status"] == "not tested"].set_index("cause")["needs"].to_dict()
+        assert set(nt) == expected, g["group"].iloc[0]
+        assert nt == {c: needs[c] for c in expected}
+        # nothing claimed without evidence, not even "a genuine model error"
+        assert set(g["status"]) == {"not tested", "none"}
+        none = g[g["status"] == "none"].iloc[0]
+        assert "no candidate cause could be tested on this run" in none["recommendation"]
+        assert "genuine model error" not in none["evidence"] + none["recommendation"]
+    whole = t[t["group_kind"] == "whole_set"].set_index("cause")
+    assert whole.loc["leakage", "needs"] == "a reference set (--reference)"
+    text = plan_text(t)
+    for cause in ("label_noise", "under_represented", "shortcut", "image_quality", "unfamiliar"):
+        words = t.loc[t["cause"] == cause, "cause_label"].iloc[0]
+        assert f"{words}: not tested, needs {needs[cause]}" in text
+    assert "leakage (mis-measurement): not tested, needs a reference set (--reference)" in text
+
+    # a reference set but no embeddings: only the embedding causes are untested
+    w = _world(reference=True)
+    t = triage(w).table
+    nt = t[t["status"] == "not tested"]
+    needs = nt.groupby("cause")["needs"].unique().map(list).to_dict()
+    assert needs.pop("leakage") == ["the duplicates section"]  # no leak_of column here
+    assert set(needs) <= {"unfamiliar", "overlapping"} and needs
+    assert all("embeddings" in n for v in needs.values() for n in v)
+    none = t[(t["group"] == "site is s4") & (t["status"] == "none")].iloc[0]
+    assert "(not tested: unfamiliar inputs): a genuine model error" in none["evidence"]
+    assert none["recommendation"].endswith("more data of this kind as far as the tests tell")
 
 
 def test_on_a_null_world_no_cause_is_claimed():
@@ -448,6 +558,99 @@ def test_a_robustness_run_confirms_or_vetoes_image_quality(breaks):
         assert "augment with Gaussian noise up to σ = " in row["recommendation"]
     else:
         assert row["status"] == "not significant" and rob["breaks_at"] is None
+
+
+def _perturbed(w: TriageInputs, name: str, fractions: tuple[float, ...]):
+    """A stored robustness run of one perturbation that flips ``fractions[j]`` of every image
+    at severity j + 1 (0 leaves the clean predictions)."""
+    from dataclasses import replace
+
+    res = _robustness(w, breaks=False)
+    labels = res.labels
+    preds = res.predictions.copy()
+    rng = np.random.default_rng(1)
+    for j, frac in enumerate(fractions):
+        flip = rng.random(len(labels)) < frac
+        preds[0, j, flip] = (labels[flip] + 1) % 4
+    return replace(res, perturbations=(name,), predictions=preds)
+
+
+def _noisy_row(w: TriageInputs, robustness) -> pd.Series:
+    from dataclasses import replace
+
+    t = triage(replace(w, robustness=robustness)).table
+    rows = t[
+        (t["group"] == "camera is c") & (t["cause"] == "image_quality") & (t["detail"] == "noisy")
+    ]
+    assert len(rows) == 1
+    return rows.iloc[0]
+
+
+def _with_noise(w: TriageInputs, low: float, high: float) -> TriageInputs:
+    """Camera c's images with sensor noise of ``low``-``high`` grey levels (the rest keep
+    theirs)."""
+    from dataclasses import replace
+
+    s = w.samples.copy()
+    c = (s["camera"] == "c").to_numpy()
+    rng = np.random.default_rng(7)
+    s.loc[c, schema.NOISE] = rng.uniform(low, high, int(c.sum()))
+    return replace(w, samples=s)
+
+
+# fractions flipped at severities 1..5 of gaussian_noise (0.04 0.08 0.12 0.18 0.26)
+_FROM_SEV_4 = (0.0, 0.0, 0.0, 0.6, 0.8)
+
+
+@pytest.mark.parametrize(
+    ("noise", "matched", "status"),
+    [
+        # 12-25 grey levels: sigma ~0.07 of the range, severity 2. Noise hurts only from
+        # severity 4: at the group's level it does not, so the cause is vetoed even though the
+        # perturbation hurts (harder) images later.
+        ((12.0, 25.0), 2, "not significant"),
+        # 45-65 grey levels: sigma ~0.22, severity 4, where noise hurts: confirmed
+        ((45.0, 65.0), 4, "significant"),
+    ],
+)
+def test_robustness_decides_only_at_the_groups_measured_level(noise, matched, status):
+    w = _with_noise(_world(), *noise)
+    base = _noisy_row(w, None)
+    assert base["status"] == "significant"  # the data alone claim it
+    row = _noisy_row(w, _perturbed(w, "gaussian_noise", _FROM_SEV_4))
+    rob = json.loads(row["numbers"])["robustness"]
+    assert rob["perturbation"] == "gaussian_noise"
+    assert rob["matched_severity"] == matched and rob["hurts_from"] == 4
+    assert rob["measured_level"] == pytest.approx(np.median(w.samples.loc[
+        w.samples["camera"] == "c", schema.NOISE]) / 255, rel=0.05)  # fmt: skip
+    assert row["status"] == status
+    # the p-value is the data's or the robustness check's at the matched severity, the larger
+    at_level = next(c["p"] for c in rob["curve"] if c["severity"] == matched)
+    assert row["p_value"] == pytest.approx(max(base["p_value"], at_level))
+
+
+@pytest.mark.parametrize("breaks", [True, False])
+def test_a_perturbation_that_does_not_reproduce_the_degradation_neither_confirms_nor_vetoes(
+    breaks,
+):
+    """Blur is evidence for a noisy group (noise hides blur from the Laplacian), never the
+    check: whether blur breaks every image or none, the cause stands on the data alone."""
+    w = _world()
+    base = _noisy_row(w, None)
+    fractions = (0.3, 0.5, 0.7, 0.8, 0.9) if breaks else (0.0,) * 5
+    row = _noisy_row(w, _perturbed(w, "gaussian_blur", fractions))
+    assert row["status"] == base["status"] == "significant"
+    assert row["p_value"] == pytest.approx(base["p_value"])
+    assert row["p_adj"] == pytest.approx(base["p_adj"])
+    num = json.loads(row["numbers"])
+    assert num["robustness"]["perturbation"] == "gaussian_blur"
+    assert (num["robustness"]["hurts_from"] is not None) is breaks
+    assert "Robustness run: gaussian_blur" in row["evidence"]
+    assert (
+        "No gaussian_noise run, which would reproduce the measured degradation" in (row["evidence"])
+    )
+    # the augmentation's level is the group's measured noise, not a blur severity
+    assert "Gaussian noise makes other images fail" not in row["recommendation"]
 
 
 def test_cam_mass_on_the_object_reads_cached_maps(tmp_path):

@@ -75,6 +75,13 @@ def test_the_planted_details(triaged):
     assert num["eval_share"] == pytest.approx(117 / 1200)
     hexa = _claimed(t, "true class is hexagon")
     assert hexa["detail"].tolist() == ["true class is hexagon"]
+    # night is dark, and the triage shows it; but darkness is not what fails there: the few
+    # dark day images fail no more than the rest, so "dark" is tested and not claimed
+    dark = t[(t["group"] == "lighting is night") & (t["detail"] == "dark")].iloc[0]
+    num = json.loads(dark["numbers"])
+    assert num["share_group_cause"] > 0.6 and num["share_baseline_cause"] < 0.1
+    assert num["rate_cause"] <= num["rate_comparison"] and dark["status"] == "not significant"
+    assert "of the group's images are dark" in dark["evidence"]
 
 
 def _ids(run, query_json: str) -> set[str]:
@@ -211,3 +218,97 @@ def test_a_robustness_run_confirms_cam_c_by_noise_and_shows_blur(sample_run):
     )
     # still the only cause claimed for cam_c
     assert set(cam.loc[cam["status"] == "significant", "cause"]) == {"image_quality"}
+
+
+def _plan_section(html: str) -> str:
+    """The Action plan section, without the plotly.js its first chart inlines."""
+    import re
+
+    start = html.index('<section id="action-plan">')
+    sec = html[start : html.index("</section>", start)]
+    return re.sub(r"<script\b.*?</script>", "", sec, flags=re.S)
+
+
+def test_the_report_has_the_action_plan_with_every_number_linked(sample_run, triaged, tmp_path):
+    """HTML, Markdown and CSV: every claimed cause in plan order, and every number a link to
+    exactly its images in the dashboard's gallery."""
+    import html as htmlmod
+    import re
+    from urllib.parse import parse_qsl, urlsplit
+
+    from analysis.present.query import P_RUN
+    from analysis.present.report import build_report, to_csv_tables, to_html, to_markdown
+
+    base = "http://meeting-room:8600"
+    rep = build_report(sample_run, review_state=None, dashboard_url=base)
+    assert rep.action_plan is not None
+    page = to_html(rep, sample_run)
+    sec = _plan_section(page)
+    # the plan's own table: a robustness run stored by an earlier test makes it a fresh triage
+    t = rep.action_plan.causes
+    claimed = t[t["status"].isin(["significant", "found"])]
+    text = htmlmod.unescape(re.sub(r"<[^>]+>", "", sec))
+    # groups in the plan's order, each claimed cause's action with its numbers
+    order = [text.index(f"{g}") for g in dict.fromkeys(claimed["group"])]
+    assert order == sorted(order)
+    for _, row in claimed.iterrows():
+        assert fill(row, lambda s, q: s) in text, row["group"]
+    hrefs = [htmlmod.unescape(h) for h in re.findall(r'<a href="([^"]+)"', sec)]
+    n_links = sum(len([lk for lk in json.loads(r["links"]) if lk["query"]])
+                  for _, r in claimed.iterrows())  # fmt: skip
+    assert len(hrefs) >= n_links > 5
+    for h in hrefs:
+        u = urlsplit(h)
+        assert f"{u.scheme}://{u.netloc}" == base and u.path == "/gallery"
+        assert dict(parse_qsl(u.query))[P_RUN] == sample_run.run_id
+    # the night item's numbers ("about 135 more", "9.8% of evaluation") open its night images
+    night = claimed[(claimed["group"] == "lighting is night")].iloc[0]
+    lk = json.loads(night["links"])[0]
+    want = _ids(sample_run, json.dumps(lk["query"]))
+    href = next(h for h in hrefs if h == rep.action_plan.url(lk["query"]))
+    params = {k: v for k, v in parse_qsl(urlsplit(href).query) if k != P_RUN}
+    got = _ids(sample_run, json.dumps(params))
+    s = sample_run.samples
+    night_ids = set(s.loc[s["lighting"] == "night", schema.RELPATH])
+    assert got == want == night_ids and len(got) == 117
+    assert "collect or augment about" in text and "break the shortcut" in text
+    assert "hypotheses tested, BH at 0.05" in text
+    # its evidence charts are drawn (the cam_c item's chart among them)
+    assert sec.count('class="figure"') >= len(claimed[claimed["cause"] != "label_noise"])
+
+    md = to_markdown(rep)
+    plan_md = md[md.index("## Action plan") : md.index("\n## ", md.index("## Action plan") + 5)]
+    assert "camera is cam\\_c" in plan_md and "break the shortcut" in plan_md
+    md_links = re.findall(r"\]\((http[^)]+)\)", plan_md)
+    assert len(md_links) >= n_links and all(u.startswith(base + "/gallery?") for u in md_links)
+
+    csv = pd.read_csv(__import__("io").StringIO(to_csv_tables(rep)["action_plan"]))
+    assert len(csv) == len(t[t["status"].isin(["significant", "found", "none"])])
+    assert csv["images_url"].fillna("").str.startswith(base + "/gallery?").sum() >= len(claimed)
+    assert csv["rank"].is_monotonic_increasing
+
+
+def test_a_report_of_a_run_without_triage_says_so(sample_run, monkeypatch):
+    from analysis.present.report import build_report, to_html
+
+    real = type(sample_run).table
+    monkeypatch.setattr(
+        type(sample_run),
+        "table",
+        lambda self, name: None if name == schema.TRIAGE else real(self, name),
+    )
+    rep = build_report(sample_run, review_state=None)
+    assert rep.action_plan is None
+    assert any(n.startswith("Action plan (root-cause triage): not in this run") for n in rep.notes)
+    assert 'id="action-plan"' not in to_html(rep, sample_run)
+
+
+def test_cli_report_links_the_plan_to_the_given_dashboard(sample_run, tmp_path, monkeypatch):
+    from analysis.cli import main
+
+    monkeypatch.setenv("ERRORSCOPE_REVIEW_DB", str(tmp_path / "none.sqlite"))
+    out = tmp_path / "rep"
+    args = ["report", str(sample_run.path), "--format", "md", "--out", str(out)]
+    assert main([*args, "--dashboard-url", "http://review-box:9000"]) == 0
+    md = (out / "report.md").read_text()
+    assert "## Action plan" in md and "(http://review-box:9000/gallery?" in md

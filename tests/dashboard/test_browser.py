@@ -86,7 +86,10 @@ def test_confusion_cell_to_gallery_to_detail_with_cams(page, app_url, sample_run
     page.wait_for_url(re.compile(r"/detail\?"), timeout=60_000)
     _settled(page)
     page.get_by_text("Where the model looked").wait_for()
-    cams = page.locator('[data-testid="stImage"]').filter(has_text=re.compile(r"gradcam for"))
+    from analysis.explain.cams import default_method
+
+    method = re.escape(default_method("mobilenet_v3"))  # the sample's family's default
+    cams = page.locator('[data-testid="stImage"]').filter(has_text=re.compile(rf"{method} for"))
     cams.first.wait_for(timeout=180_000)
     assert cams.count() == 2, "expected CAMs for the predicted and the given class"
     _shot(page, "04_detail_cams")

@@ -158,11 +158,19 @@ def _copied(at) -> list[str]:
         ("gallery", {"correct": "wrong"}, {"correct": "wrong"}),
         ("data_issues", {"section": "Outliers"}, {"section": "Outliers"}),
         ("review", {"queue": None, "pos": "1"}, {"pos": "1"}),
+        (  # the image, the selection it steps through, the CAM method on screen
+            "detail",
+            {"sample": "FIRST", "correct": "wrong", "cam": "gradcam++"},
+            {"sample": "FIRST", "correct": "wrong", "cam": "gradcam++"},
+        ),
     ],
 )
 def test_copy_link_reopens_the_view(small, monkeypatch, page, params, expect):
     run, _, qid = small
+    first = run.samples[schema.SAMPLE_ID].iloc[0]
     params = {k: (qid if v is None else v) for k, v in params.items()}
+    params = {k: (first if v == "FIRST" else v) for k, v in params.items()}
+    expect = {k: (first if v == "FIRST" else v) for k, v in expect.items()}
     at = _app(small, monkeypatch)
     _goto(at, page, **params)
     (link,) = _copied(at)

@@ -3,9 +3,11 @@ and the detail page and review queue hand it the next images of their selection.
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
+import pytest
 
 from analysis import schema
 from dashboard.prefetch import Prefetcher
@@ -81,3 +83,88 @@ def test_the_detail_page_prefetches_the_next_images(tmp_path, monkeypatch):
         assert _input_path(run.path, sid).is_file(), sid
         assert len(list(cams.glob(f"{sid}__gradcam__*.json"))) >= 1, sid
     assert not _input_path(run.path, ids[3]).is_file()  # only the next two
+
+
+def test_asked_jobs_come_before_the_fill_which_runs_when_nothing_is_asked():
+    p = Prefetcher()
+    gate, ran = threading.Event(), []
+    p.submit("block", gate.wait)
+    p.fill("f", iter([("f1", lambda: ran.append("f1")), ("f2", lambda: ran.append("f2"))]))
+    p.fill("f", iter([("f1", lambda: ran.append("twice"))]))  # the same fill: unchanged
+    p.submit("asked", lambda: ran.append("asked"))
+    gate.set()
+    assert p.idle(30)
+    assert ran == ["asked", "f1", "f2"]
+
+
+def test_background_work_waits_while_a_page_is_drawn(monkeypatch):
+    """No job starts until no page has run for QUIET_S (a frozen clock: never)."""
+    from dashboard import prefetch
+
+    now = [1000.0]
+    monkeypatch.setattr(prefetch.time, "monotonic", lambda: now[0])
+    p = Prefetcher()
+    p.touch()
+    ran = threading.Event()
+    p.submit("job", ran.set)
+    assert not p.idle(0.3) and not ran.is_set()  # the page is (still) being drawn
+    now[0] += prefetch.QUIET_S + 1
+    assert p.idle(30) and ran.is_set()
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="thread priorities are Linux's")
+def test_the_worker_runs_at_a_lower_cpu_priority():
+    from dashboard import prefetch
+
+    p = Prefetcher()
+    seen = []
+    p.submit(
+        "nice", lambda: seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+    )
+    assert p.idle(30)
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert seen == [min(mine + prefetch.BACKGROUND_NICE, 19)]
+
+
+def test_an_idle_dashboard_fills_in_the_maps_a_review_opens_first(tmp_path, monkeypatch):
+    """Opening a run starts the fill: the images of precompute_order get their maps, checks
+    and model input with the default method and layer, one image per job, without a click."""
+    from streamlit.testing.v1 import AppTest
+
+    from analysis.explain.cam_views import precompute_order, stored_layers
+    from analysis.loading.models import Preprocessing
+    from dashboard.prefetch import prefetcher
+    from dashboard.views.cam_panel import FILL_MAX
+
+    from .hostile import make_hostile_run
+
+    run, db, _ = make_hostile_run(tmp_path)
+    cams = run.path / schema.CAMS_DIR
+    prep = Preprocessing.from_dict(run.manifest["preprocessing"])
+    layer = stored_layers(run.path, prep)[1]
+    s = run.samples
+    order = precompute_order(s)[:FILL_MAX]
+    ids = s[schema.SAMPLE_ID].to_numpy()
+    for f in cams.iterdir():  # what the analysis precomputed, but the layer list it stored
+        if f.name != "layers.json":
+            f.unlink()
+    assert not any(_cached(run, r, layer) for r in order)
+    monkeypatch.setenv("ERRORSCOPE_RUNS_DIR", str(run.path.parent))
+    monkeypatch.setenv("ERRORSCOPE_REVIEW_DB", str(db))
+    monkeypatch.setenv("ERRORSCOPE_PREFETCH_FILL", "1")
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.query_params["run"] = run.run_id
+    at.run()  # the Overview: no CAM on it
+    assert not at.exception, [e.value for e in at.exception]
+    assert prefetcher().idle(300)
+    for r in order:
+        assert _cached(run, r, layer), ids[r]
+    assert len(list(cams.glob("*__input.png"))) == len(order)  # nothing beyond the fill
+
+
+def _cached(run, row, layer) -> bool:
+    from analysis.explain.cam_views import is_cached
+
+    s = run.samples.iloc[int(row)]
+    classes = [int(s[schema.PRED]), int(s[schema.LABEL])]
+    return is_cached(run.path, s[schema.SAMPLE_ID], method="gradcam", layer=layer, classes=classes)

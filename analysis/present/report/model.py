@@ -54,6 +54,10 @@ RELABEL_COLUMNS = [
     "labelled_at",  # when, seconds since the epoch
 ]
 
+#: Where the report's action-plan numbers link to (the dashboard's default address); the
+#: dashboard's own Report page passes the address it is served at.
+DEFAULT_DASHBOARD_URL = "http://127.0.0.1:8501"
+
 WHY_LOSS = "highest loss"
 SLICE_EXAMPLES = 4  # at most this many failures come from the top slice (and max_examples // 3)
 TOP_CONFUSIONS = 8
@@ -66,6 +70,7 @@ _SECTION_TITLES = {
     "label_issues": "Suspected label errors",
     "duplicates": "Near-duplicates and leakage",
     "outliers": "Property outliers",
+    "triage": "Action plan (root-cause triage)",
 }
 
 
@@ -86,6 +91,48 @@ class Headline:
     def text(self) -> str:
         """``'87.3% (95% CI 85.2–89.1%)'``: the one number style of the project."""
         return fmt.estimate(self.estimate, as_pct=self.as_pct)
+
+
+@dataclass(frozen=True, eq=False)
+class ActionPlan:
+    """The root-cause triage's action plan (:mod:`analysis.triage.plan`), as the report shows it.
+
+    Attributes
+    ----------
+    causes : DataFrame
+        Rows of the triage table (:data:`analysis.triage.table.TRIAGE_COLUMNS`) that the plan
+        lists: claimed causes (significant after correction), whole-set issues found, and one
+        "none of these" row per group no cause explains; costliest group first.
+    rest : dict of int -> tuple of str
+        Per group rank, the causes tested and not significant.
+    not_tested : tuple of str
+        "unfamiliar inputs: not tested, needs ..." lines.
+    note : str
+        How many hypotheses were tested and the false-discovery rate.
+    run_id, dashboard_url : str
+        Each number links to ``<dashboard_url>/gallery?run=<run_id>&...``: its images.
+    """
+
+    causes: pd.DataFrame
+    rest: dict
+    not_tested: tuple[str, ...]
+    note: str
+    run_id: str
+    dashboard_url: str
+
+    __hash__ = None  # type: ignore[assignment]  # holds a DataFrame
+
+    def url(self, query: dict | None) -> str | None:
+        """The dashboard gallery URL of a stored query (None when the query is empty)."""
+        from urllib.parse import urlencode
+
+        from ..query import P_RUN, ImageQuery
+
+        if not query:
+            return None
+        params = ImageQuery.from_params({k: str(v) for k, v in query.items()}).to_params()
+        params[P_RUN] = self.run_id
+        return f"{self.dashboard_url.rstrip('/')}/gallery?{urlencode(params)}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,6 +188,8 @@ class Report:
         loss``, metadata columns, ``why``.
     notes : tuple of str
         Sections that are absent and why, and anything that could not be built.
+    action_plan : ActionPlan or None
+        The root-cause triage's action plan (None when the run has no triage).
     """
 
     title: str
@@ -170,6 +219,7 @@ class Report:
     failures: pd.DataFrame
     notes: tuple[str, ...] = ()
     label_words: str = ""  # label_words.label_issue_summary: expectation and ranking, plain words
+    action_plan: ActionPlan | None = None
 
     __hash__ = None  # type: ignore[assignment]  # holds DataFrames
 
@@ -184,6 +234,7 @@ def build_report(
     review_state: pd.DataFrame | None,
     title: str | None = None,
     max_examples: int = 12,
+    dashboard_url: str = DEFAULT_DASHBOARD_URL,
 ) -> Report:
     """Gather a run's results and a meeting's review data into a :class:`Report`.
 
@@ -200,6 +251,8 @@ def build_report(
     max_examples : int, keyword-only
         Representative failures to include (>= 0): the highest-loss wrong images, with up to
         ``min(4, max_examples // 3)`` of them taken from the top weak slice instead.
+    dashboard_url : str, keyword-only
+        The dashboard's address: each number of the action plan links to its images there.
 
     Returns
     -------
@@ -232,7 +285,12 @@ def build_report(
         raise TypeError(f"max_examples must be an int >= 0, got {type(max_examples).__name__}")
     if max_examples < 0:
         raise ValueError(f"max_examples must be >= 0, got {max_examples}")
-    return _build_core(run, review_state, title, int(max_examples))
+    if not isinstance(dashboard_url, str) or not dashboard_url.startswith(("http://", "https://")):
+        raise ValueError(
+            f"dashboard_url must be an http(s) address such as {DEFAULT_DASHBOARD_URL!r}, got"
+            f" {dashboard_url!r}"
+        )
+    return _build_core(run, review_state, title, int(max_examples), dashboard_url)
 
 
 def _guard(notes: list[str], what: str, fn: Callable[[], Any], default: Any = None) -> Any:
@@ -244,7 +302,9 @@ def _guard(notes: list[str], what: str, fn: Callable[[], Any], default: Any = No
         return default
 
 
-def _build_core(run: Run, state: pd.DataFrame | None, title: str | None, k: int) -> Report:
+def _build_core(
+    run: Run, state: pd.DataFrame | None, title: str | None, k: int, dashboard_url: str
+) -> Report:
     from ...store.runstore import now_iso
     from ..findings import findings, load_metrics
 
@@ -291,6 +351,9 @@ def _build_core(run: Run, state: pd.DataFrame | None, title: str | None, k: int)
         lambda: _failures(samples, top_slice, meta_cols, k, notes),
         default=pd.DataFrame(columns=[*_FAILURE_COLUMNS, *meta_cols, WHY]),
     )
+    plan = _guard(notes, "The action plan", lambda: _action_plan(run, state, dashboard_url))
+    if plan is None and not any(n.startswith("The action plan") for n in notes):
+        notes.append(_missing_note(run, "triage"))
     if metrics is not None:
         overall_error = 1.0 - float(metrics.accuracy.value)
     else:
@@ -336,6 +399,35 @@ def _build_core(run: Run, state: pd.DataFrame | None, title: str | None, k: int)
         failures=failures,
         notes=tuple(notes),
         label_words=label_words,
+        action_plan=plan,
+    )
+
+
+def _action_plan(run: Run, state: pd.DataFrame | None, dashboard_url: str) -> ActionPlan | None:
+    """The triage's plan: the stored one, recomputed when reviews or a robustness run came
+    later (:func:`analysis.triage.runs.load_triage`); None for a run whose triage is absent."""
+    from ...triage import table as T
+    from ...triage.plan import not_tested
+    from ...triage.runs import load_triage, stored_triage
+
+    if run.table(schema.TRIAGE) is None:
+        return None  # an older run, or the section failed: said in the notes
+    res = load_triage(run, review=state)
+    if res is None:
+        res = stored_triage(run)
+    t = res.table
+    causes = t[t[T.STATUS].isin(["significant", "found", "none"])].reset_index(drop=True)
+    rest = {
+        int(rank): tuple(dict.fromkeys(g[T.CAUSE_LABEL]))
+        for rank, g in t[t[T.STATUS] == "not significant"].groupby(T.GROUP_RANK)
+    }
+    return ActionPlan(
+        causes=causes,
+        rest=rest,
+        not_tested=tuple(not_tested(t)),
+        note=T._n_tested_note(res.info),
+        run_id=str(run.run_id),
+        dashboard_url=dashboard_url,
     )
 
 

@@ -41,8 +41,10 @@ def to_csv_tables(report: Report) -> dict[str, str]:
     -------
     dict of str -> str
         ``headline, per_class, confusion, top_confusions, slices, discovered_slices,
-        data_issues, label_issues, failures, reviewed, relabel_list``; a table the run does not
-        have (no metrics, no slices, no label issues) is left out. Numbers are unformatted;
+        data_issues, label_issues, action_plan, failures, reviewed, relabel_list``; a table the
+        run does not have (no metrics, no slices, no label issues, no triage) is left out.
+        ``action_plan`` has the URL of each item's images (``images_url``) and of its group's
+        errors (``group_url``) in the dashboard. Numbers are unformatted;
         ``reviewed`` joins tags with ``"; "`` and notes as ``"reviewer: text"`` lines. Text cells
         that a spreadsheet would run as a formula get a leading ``'``.
     """
@@ -77,6 +79,8 @@ def to_csv_tables(report: Report) -> dict[str, str]:
     out["data_issues"] = report.data_issues
     if report.label_issues is not None:
         out["label_issues"] = report.label_issues
+    if report.action_plan is not None:
+        out["action_plan"] = _plan_table(report.action_plan)
     out["failures"] = report.failures
     rv = report.reviewed.copy()
     rv[TAGS] = rv[TAGS].map(lambda t: "; ".join(t)).astype(object)
@@ -84,3 +88,24 @@ def to_csv_tables(report: Report) -> dict[str, str]:
     out["reviewed"] = rv
     out["relabel_list"] = report.relabel
     return {name: csv_text(df) for name, df in out.items()}
+
+
+def _plan_table(plan) -> pd.DataFrame:
+    import json
+
+    from ...triage.plan import action_plan
+
+    def url(text):
+        try:
+            q = json.loads(text or "{}")
+        except (TypeError, ValueError):
+            return ""
+        return (plan.url(q) or "") if isinstance(q, dict) else ""
+
+    t = action_plan(plan.causes)
+    t["images_url"] = t["query"].map(url).astype(object)
+    t["group_url"] = [
+        "" if k == "whole_set" else url(q)
+        for k, q in zip(t["group_kind"], t["group_query"], strict=True)
+    ]
+    return t

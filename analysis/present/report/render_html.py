@@ -317,6 +317,29 @@ def _relabel(report: Report, run: Run, fig: _Figures) -> dict:
     return {"table": table, "file": RELABEL_CSV}
 
 
+def _action_plan(report: Report, run: Run, fig: _Figures) -> dict | None:
+    from ..triage_figures import cause_figure
+
+    plan = report.action_plan
+    if plan is None:
+        return None
+    groups = []
+    for g in tb.plan_groups(plan):
+        causes = []
+        for c in g.causes:
+            chart = cause_figure(c.row)  # the builders escape text for Plotly
+            if chart is not None:  # half the page's width: room for the axes' labels
+                chart.update_layout(margin=dict(l=56, r=10, t=44, b=56), height=300)
+            causes.append({**c.__dict__, "figure": None if chart is None else fig(chart)})
+        groups.append({**g.__dict__, "causes": causes})
+    return {
+        "intro": tb.plan_intro(plan),
+        "groups": groups,
+        "not_tested": plan.not_tested,
+        "note": plan.note,
+    }
+
+
 def _notes(report: Report, run: Run, fig: _Figures) -> dict | None:
     return {"entries": report.notes} if report.notes else None
 
@@ -326,6 +349,7 @@ def _notes(report: Report, run: Run, fig: _Figures) -> dict | None:
 SECTIONS: dict[str, tuple[str, Callable[[Report, Run, _Figures], dict | None]]] = {
     "headline": ("Headline metrics", _headline),
     "findings": ("What to look at", _findings),
+    "action-plan": ("Action plan", _action_plan),
     "classes": ("Classes", _classes),
     "confusions": ("Confusions", _confusions),
     "calibration": ("Calibration", _calibration),

@@ -79,6 +79,8 @@ def to_markdown(report: Report) -> str:
         "\n".join(f"- **{_md(sev)}**: {_md(msg)}" for sev, msg in report.findings)
         or "No warnings.",
     )
+    if report.action_plan is not None:
+        section("Action plan", *_plan_blocks(report.action_plan))
     if report.per_class is not None and len(report.per_class):
         section("Per-class metrics", _md_table(tb.per_class_rows(report.per_class)))
     if len(report.top_confusions):
@@ -159,3 +161,28 @@ def to_markdown(report: Report) -> str:
     if report.notes:
         section("Notes", "\n".join(f"- {_md(n)}" for n in report.notes))
     return "\n".join(out).rstrip() + "\n"
+
+
+def _plan_blocks(plan) -> list[str]:
+    """The action plan: one numbered item per group, its causes below with linked numbers."""
+    lines = []
+    for g in tb.plan_groups(plan):
+        link = f" ([open its errors]({_md_url(g.url)}))" if g.url else ""
+        lines.append(f"{g.rank}. **{_md(g.group)}** ({_md(g.kind)}) — costs {_md(g.cost)}{link}")
+        for c in g.causes:
+            head = f"*{_md(c.head)}*" + (f": {_md(c.share)}" if c.share else "")
+            head += f", adjusted p {_md(c.p_adj)}" if c.p_adj else ""
+            action = "".join(f"[{_md(t)}]({_md_url(u)})" if u else _md(t) for t, u in c.action)
+            lines += [f"    - {head}", f"      → {action}"]
+        if g.rest:
+            lines.append(f"    - tested, not significant: {_md(g.rest)}")
+    blocks = [_md(tb.plan_intro(plan)), "\n".join(lines)]
+    if plan.not_tested:
+        blocks.append("\n".join(f"- {_md(x)}" for x in plan.not_tested))
+    blocks.append(_md(plan.note + "."))
+    return blocks
+
+
+def _md_url(url: str) -> str:
+    """A URL inside ``(...)``: parentheses and spaces percent-encoded, so the link holds."""
+    return url.replace(" ", "%20").replace("(", "%28").replace(")", "%29").replace("<", "%3C")

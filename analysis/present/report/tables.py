@@ -182,3 +182,102 @@ def more_note(n_total: int, n_shown: int, csv_name: str) -> str:
         if n_total <= n_shown
         else (f"Showing {n_shown} of {n_total} rows; every row is in {CSV_DIR}/{csv_name}.csv.")
     )
+
+
+# ---------------------------------------------------------------------------------- action plan
+
+
+@dataclass(frozen=True)
+class PlanCause:
+    """One item of the action plan: a claimed cause (or "none of these") of a group.
+
+    ``action`` is the recommendation as ``(text, url)`` parts: each number with the dashboard
+    URL of its images, the words between them with ``url=None``.
+    """
+
+    head: str
+    share: str
+    p_adj: str
+    action: tuple[tuple[str, str | None], ...]
+    evidence: str
+    row: Any  # the triage row (its evidence chart)
+
+
+@dataclass(frozen=True)
+class PlanGroup:
+    rank: int
+    group: str
+    kind: str
+    cost: str
+    url: str | None  # the group's errors
+    causes: tuple[PlanCause, ...]
+    rest: str  # causes tested, not significant
+
+
+def plan_groups(plan) -> list[PlanGroup]:
+    """The action plan (:class:`.model.ActionPlan`) as groups of items, costliest first."""
+    import json
+    import math
+
+    from ...triage import plan as tp
+    from ...triage import table as T
+
+    def query(text) -> dict:
+        try:
+            q = json.loads(text or "{}")
+        except (TypeError, ValueError):
+            return {}
+        return q if isinstance(q, dict) else {}
+
+    out = []
+    for rank, g in plan.causes.groupby(T.GROUP_RANK, sort=True):
+        first = g.iloc[0]
+        causes = []
+        for _, r in g.iterrows():
+            parts = _action_parts(r, plan)
+            p = r[T.P_ADJ]
+            causes.append(
+                PlanCause(
+                    head=str(r[T.CAUSE_LABEL]) + (f" ({r[T.DETAIL]})" if r[T.DETAIL] else ""),
+                    share=tp.share_text(r),
+                    p_adj=fmt.p_value(p) if isinstance(p, float) and math.isfinite(p) else "",
+                    action=tuple((s, u) for s, u in parts if s),
+                    evidence=str(r[T.EVIDENCE] or ""),
+                    row=r,
+                )
+            )
+        kind = str(first[T.GROUP_KIND])
+        out.append(
+            PlanGroup(
+                rank=int(rank),
+                group=str(first[T.GROUP]),
+                kind=kind.replace("_", " "),
+                cost=tp.cost_text(first),
+                url=None if kind == "whole_set" else plan.url(query(first[T.GROUP_QUERY])),
+                causes=tuple(causes),
+                rest=", ".join(plan.rest.get(int(rank), ())),
+            )
+        )
+    return out
+
+
+def _action_parts(row, plan) -> list[tuple[str, str | None]]:
+    """The recommendation's words and numbers in order, each number with its images' URL."""
+    from ...triage import plan as tp
+
+    parts: list[tuple[str, str | None]] = []
+    tp.fill(
+        row,
+        lambda s, q: parts.append((s, plan.url(q))) or "",
+        lambda s: parts.append((s, None)) or "",
+    )
+    return parts
+
+
+def plan_intro(plan) -> str:
+    return (
+        "For each failure group, costliest first: the causes that survive correction over every"
+        " (group, cause) hypothesis tested, the share of the group's excess errors each accounts"
+        " for (95% interval), and what to do. Each number links to its images in the dashboard"
+        f" ({plan.dashboard_url}, run {plan.run_id})."
+    )
