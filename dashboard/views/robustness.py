@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import streamlit as st
 
 from analysis import schema
@@ -82,12 +81,16 @@ def render(run: Run) -> None:
         name = st.selectbox(
             "Per class under", list(result.perturbations), key="under", bind="query-params"
         )
-        view = pc[pc["perturbation"] == name].pivot_table(
-            index="class_name", columns="severity", values="accuracy"
+        view = rb.per_class_ranking(pc, name)
+        st.caption(
+            "Accuracy per class and severity. The classes this perturbation may hurt most come"
+            " first: sorted by the upper end of the 95% interval at the highest severity"
+            " (low, high), so a class of a few images does not top the list by chance."
         )
-        view = view.iloc[np.lexsort((view.mean(axis=1).to_numpy(), view.iloc[:, -1].to_numpy()))]
-        st.caption("Worst class first (accuracy at the highest severity).")
-        st.dataframe(view.style.format("{:.0%}"), key="rb_pc_tbl")
+        shown = view.set_index(rb.CLASS_NAME).rename(
+            columns=lambda c: c if isinstance(c, str) else f"severity {c}"
+        )
+        st.dataframe(shown.style.format("{:.0%}"), key="rb_pc_tbl")
         _fragile(run, result, name)
     picked = _by_slice(run, result)
     if cell:

@@ -521,3 +521,28 @@ def test_slice_vs_rest_tests_whether_the_slice_suffers_more():
     np.testing.assert_allclose(t["p_adj"], false_discovery_control(ps, method="bh"))
     assert t["significant"].tolist() == [True, False]
     assert t["break_in"].iloc[0] == 1.0 and t["break_out"].iloc[0] == 0.0
+
+
+def test_per_class_ranking_puts_the_class_surely_hurt_first_not_the_tiny_one():
+    """A 3-image class at 0% does not top a 300-image class at 20% (issue 12 §3): the page ranks
+    by the upper end of the 95% Wilson interval (checked against scipy), not by the estimate."""
+    from scipy.stats import binomtest
+
+    from analysis.stats.robustness import CLASS_NAME, _per_class_table, per_class_ranking
+
+    labels = np.r_[np.zeros(3, np.int64), np.ones(300, np.int64), np.full(100, 2)]
+    clean = labels.copy()
+    pred = np.repeat(labels[None, None, :], 2, axis=1).copy()  # [1 perturbation, 2 severities, N]
+    pred[0, 1, :3] = 1  # tiny class: all 3 wrong at severity 2
+    pred[0, 1, 3:243] = 0  # big class: 240 of 300 wrong (20% right)
+    pred[0, 1, 303:313] = 0  # class 2: 90% right
+    table = _per_class_table(pred, labels, clean, ["blur"], [1, 2], ["tiny", "big", "fine"])
+    view = per_class_ranking(table, "blur")
+    assert list(view[CLASS_NAME]) == ["big", "tiny", "fine"]  # by estimate: tiny, big, fine
+    for name, k, n in (("tiny", 0, 3), ("big", 60, 300), ("fine", 90, 100)):
+        ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        row = view.set_index(CLASS_NAME).loc[name]
+        assert row[LOW] == pytest.approx(ci.low, abs=1e-9)
+        assert row[HIGH] == pytest.approx(ci.high, abs=1e-9)
+        assert row[2] == pytest.approx(k / n) and row[1] == pytest.approx(1.0)
+    assert per_class_ranking(table, "noise").empty

@@ -201,6 +201,13 @@ def test_robustness_page_shows_fragile_images_and_the_slice_breakdown(app_test, 
     ]
     labels = [el.proto.label for el in at.get("page_link")]
     assert [lb for lb in labels if lb.startswith("severity ")] == expected, labels
+    # the per-class table is ranked by the interval's upper end (per_class_ranking), not by
+    # the point estimate
+    from analysis.stats.robustness import per_class_ranking
+
+    ranked = per_class_ranking(res.per_class, "gaussian_noise")
+    (pc,) = [d.value for d in at.dataframe if "high" in d.value.columns]
+    assert list(pc.index) == list(ranked["class_name"])
     # the slice table is slice_vs_rest of the first discovered slice
     first = sample_run.table(schema.DISCOVERED)["spec"].iloc[0]
     want = slice_vs_rest(res, sample_run, spec_from_json(first))
