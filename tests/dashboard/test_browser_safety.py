@@ -29,6 +29,12 @@ from .test_browser import _settled, _shot
 
 pytestmark = pytest.mark.browser
 
+# a CAM's title names its method, the model family's default (Grad-CAM++ for the sample's
+# mobilenet, see analysis.explain.cams.DEFAULT_METHODS)
+CAM_TITLE = re.compile(
+    r"\b(gradcam|gradcam\+\+|xgradcam|hirescam|layercam|eigencam|scorecam|occlusion) for "
+)
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -166,7 +172,7 @@ def test_the_browser_loads_nothing_from_the_network(served, browser):
             sep = "" if path.endswith("&") else "?"
             _visit(page, f"{base}{path}{sep}run={rid}")
             if path.startswith("/detail"):  # the CAMs (images) are drawn too
-                page.get_by_text(re.compile("gradcam for")).first.wait_for(timeout=180_000)
+                page.get_by_text(CAM_TITLE).first.wait_for(timeout=180_000)
         icon = page.locator("link[rel*=icon]").first.get_attribute("href")
         assert icon and not icon.startswith("http") or icon.startswith(base), icon
     finally:
@@ -282,7 +288,7 @@ def test_no_button_or_link_label_is_cut(app_url, page, sample_run):
     ):
         _visit(page, app_url + path)
         if name in ("detail", "review"):
-            page.get_by_text(re.compile("gradcam for")).first.wait_for(timeout=180_000)
+            page.get_by_text(CAM_TITLE).first.wait_for(timeout=180_000)
         _shot(page, f"18_labels_{name}")
         found = page.evaluate(_CUT)
         if found:
