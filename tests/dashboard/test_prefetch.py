@@ -17,8 +17,16 @@ from .conftest import APP, open_page
 
 def test_jobs_run_newest_first_once_each():
     p = Prefetcher(max_pending=3)
-    gate, ran = threading.Event(), []
-    p.submit("block", gate.wait)  # holds the worker while the queue fills
+    started, gate, ran = threading.Event(), threading.Event(), []
+
+    def block():
+        started.set()
+        gate.wait()
+
+    # hold the worker while the queue fills; it starts only after its quiet time, so wait for
+    # it to be running (else "block" is itself one of the pending jobs the queue drops)
+    p.submit("block", block)
+    assert started.wait(30)
     for k in "abcde":
         p.submit(k, lambda k=k: ran.append(k))
     p.submit("e", lambda: ran.append("e again"))  # pending already: replaced, not doubled
