@@ -316,6 +316,11 @@ def main() -> None:
         result["attribution"] = attribution(args.worlds, args.null)
         print(json.dumps(result["attribution"], indent=2), flush=True)
     result["load_average_1min_end"] = round(os.getloadavg()[0], 2)
+    if OUT.exists():  # a partial run (--speed only, or --worlds 0 --null 0) keeps the other part
+        stored = json.loads(OUT.read_text())
+        for part in ("speed", "attribution"):
+            if part not in result and part in stored:
+                result[part] = stored[part]
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     _table(result)
