@@ -119,11 +119,11 @@ def value_errors(path: str, stamp: str, column: str):
     return figures.value_error_figure(vals, column=column, overall_error=overall), vals
 
 
-@st.cache_resource(show_spinner=False, max_entries=512)
-def top_k(path: str, stamp: str, row: int):
+@st.cache_data(show_spinner=False, max_entries=512)
+def top_k(path: str, stamp: str, row: int) -> str:
     run = data.get_run(path)
     label = int(run.samples[schema.LABEL].iloc[row])
-    return figures.top_k_figure(np.asarray(run.probs[row]), run.class_names, label=label)
+    return figures.top_k_html(np.asarray(run.probs[row]), run.class_names, label=label)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)

@@ -30,10 +30,15 @@ changes that section's only.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 from .. import schema
+from .. import version as _version
 from ..version import ROOT, CodeFingerprint, function_code, modules_code, read_source
 
 __all__ = [
@@ -68,8 +73,65 @@ def _read(path):
 
 def forget_current_code() -> None:
     """Forget the fingerprints of the installed code (computed once per process otherwise)."""
-    for f in (_current_pass, _current_section, current_cache_codes):
+    for f in (_current_pass, _current_section, current_cache_codes, _remembered):
         f.cache_clear()
+
+
+# Fingerprinting the installed code parses every module in the sections' import graph: about 1 s
+# of the first page of a fresh dashboard process (the run selector says which runs are stale),
+# and of every `errorscope` command that opens a run. The result depends only on the source
+# files, so it is kept on disk, under a stamp of every analysis module's path, size and
+# modification time: any edit, upgrade or checkout changes the stamp and the fingerprints are
+# computed again.
+_MEMO_FILE = "code_fingerprints.json"
+
+
+def _memo_path() -> Path:
+    root = os.environ.get("ERRORSCOPE_CACHE") or os.path.join("~", ".cache", "errorscope")
+    return Path(root).expanduser() / _MEMO_FILE
+
+
+def _source_stamp(root: Path = ROOT) -> str:
+    h = hashlib.sha256(str(root).encode())
+    for p in sorted(root.rglob("*.py")):
+        st = p.stat()
+        h.update(f"\0{p.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+@cache
+def _remembered() -> tuple[str, dict]:
+    """(this installation's source stamp, the fingerprints stored for it: possibly empty)."""
+    stamp = _source_stamp()
+    try:
+        stored = json.loads(_memo_path().read_text())
+    except (OSError, ValueError):
+        return stamp, {}
+    if not isinstance(stored, dict) or stored.get("stamp") != stamp:
+        return stamp, {}
+    return stamp, dict(stored.get("fingerprints") or {})
+
+
+def _memo(key: str, compute):
+    """``compute()``, read from or added to the on-disk memo of the installed code."""
+    if _version.read_source is not _READ_SOURCE or read_source is not _READ_SOURCE:
+        return compute()  # a test reads edited source from memory: never mix it with the files
+    stamp, known = _remembered()
+    if key in known:
+        return known[key]
+    value = known[key] = compute()
+    path = _memo_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"stamp": stamp, "fingerprints": known}))
+        os.replace(tmp, path)  # two processes writing at once: the last complete file wins
+    except OSError:
+        pass  # a read-only home: computed again next time, nothing else changes
+    return value
+
+
+_READ_SOURCE = read_source
 
 
 def _loading_modules(root=ROOT) -> tuple[str, ...]:
@@ -109,17 +171,17 @@ def cache_codes(*, read=None, root=ROOT) -> dict[str, str]:
 
 @cache
 def current_cache_codes() -> dict[str, str]:
-    return cache_codes()
+    return _memo("caches", cache_codes)
 
 
 @cache
 def _current_pass() -> str:
-    return pass_code().fingerprint
+    return _memo("pass", lambda: pass_code().fingerprint)
 
 
 @cache
 def _current_section(name: str) -> str:
-    return section_code(name).fingerprint
+    return _memo(f"section:{name}", lambda: section_code(name).fingerprint)
 
 
 @dataclass(frozen=True)

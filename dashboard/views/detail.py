@@ -62,11 +62,7 @@ def render(run: Run) -> None:
         image_panel.render(run, row_no)
     with mid:
         st.markdown("**Top classes**")
-        st.plotly_chart(
-            charts.top_k(str(run.path), run.manifest["created"], row_no),
-            key="topk",
-            config={"displayModeBar": False},
-        )
+        st.html(charts.top_k(str(run.path), run.manifest["created"], row_no))
         st.markdown(
             f"confidence **{row[schema.CONFIDENCE]:.3f}** · margin {row[schema.MARGIN]:.3f} ·"
             f" loss {row[schema.LOSS]:.3f} · entropy {row[schema.ENTROPY]:.3f}"
@@ -80,11 +76,12 @@ def render(run: Run) -> None:
     review_panel.render(run, row_no, key="detail")
     st.subheader("Metadata and image properties")
     fields = run.metadata_columns + run.property_columns
-    st.dataframe(
+    # a static table: the interactive grid's 1.2 MB of JavaScript is not worth 20 short rows on
+    # the page a review opens cold
+    st.table(
         pd.DataFrame(
             {"field": fields, "value": [str(row[f]) if f in row else "—" for f in fields]}
-        ),
-        hide_index=True,
+        ).set_index("field")
     )
     # last, once the page is drawn: the next two images' CAMs in the background (Next is instant)
     cam_panel.prefetch_next(run, order[pos : pos + 2] if pos else ())

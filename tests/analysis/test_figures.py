@@ -8,8 +8,10 @@ categorical axis; the browser test at the end checks the drawn tick labels thems
 
 from __future__ import annotations
 
+import html
 import inspect
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -82,12 +84,6 @@ def _reliability() -> pd.DataFrame:
     )
 
 
-def _top_k_correct():
-    p = np.full(K, 0.01)
-    p[3] = 0.8  # "nan" is both the given label and the prediction: its bar must be there
-    return figures.top_k_figure(p / p.sum(), NAMES, label=3, k=K)
-
-
 # builder -> (figure, [(axis name, the categories it must show, in order)])
 CASES = {
     "confusion_figure": lambda: (
@@ -101,10 +97,6 @@ CASES = {
     "class_distribution_figure": lambda: (
         figures.class_distribution_figure(np.full(K, 10), np.arange(K), NAMES),
         [("xaxis", NAMES)],
-    ),
-    "top_k_figure": lambda: (
-        _top_k_correct(),
-        [("yaxis", ["nan (given)"] + [n for n in NAMES if n != "nan"])],
     ),
     "slice_interval_figure": lambda: (
         figures.slice_interval_figure(_slices(), overall_error=0.3),
@@ -202,3 +194,32 @@ def test_many_classes_leave_tick_choice_to_plotly():
     )
     assert fig.layout.xaxis.type == "category" and fig.layout.xaxis.tickvals is None
     assert list(fig.layout.xaxis.categoryarray) == names
+
+
+def test_top_k_html_lists_the_given_class_with_every_exact_name():
+    """The detail page's top classes (plain HTML, no Plotly): with classes that look like numbers
+    the given class's bar is there even when it is also the prediction (the numeric-axis bug),
+    every name is escaped once, and the given class is marked."""
+    from analysis.present.figures import top_k_html
+
+    p = np.full(K, 0.01)
+    p[3] = 0.8  # "nan" is both the given label and the prediction
+    out = top_k_html(p / p.sum(), NAMES, label=3, k=K)
+    names = re.findall(r'<span class="es-topk-name">(.*?)</span>', out)
+    assert names[0] == "nan (given)"
+    assert [html.unescape(n) for n in names[1:]] == [n for n in NAMES if n != "nan"]
+    assert "<b>x</b>" not in out and "&lt;b&gt;x&lt;/b&gt; &amp;amp; y" not in out
+    assert "&lt;b&gt;x&lt;/b&gt; &amp; y" in out
+    widths = [float(w) for w in re.findall(r"width:([\d.]+)%", out)]
+    assert widths == sorted(widths, reverse=True) and abs(widths[0] - 80 / 0.88) < 0.01
+
+    # the given label outside the top k is appended, with its own (small) bar
+    q = np.array([0.5, 0.3, 0.15, 0.05])
+    out = top_k_html(q, ["a", "b", "c", "d"], label=3, k=2)
+    names = re.findall(r'<span class="es-topk-name">(.*?)</span>', out)
+    assert names == ["a", "b", "d (given)"]
+    assert re.findall(r'class="es-topk-value">(.*?)<', out) == ["50.0%", "30.0%", "5.0%"]
+    # a long name is cut with the full name in the tooltip
+    long = "n01440764 tench, Tinca tinca"
+    out = top_k_html(np.array([0.9, 0.1]), [long, "b"], label=1, k=2)
+    assert f'title="{long}: 90.00%"' in out and ">n01440764 tench, Tinca …<" in out

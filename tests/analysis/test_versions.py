@@ -373,3 +373,35 @@ def test_dashboard_says_which_sections_are_out_of_date(fresh, code_changed, monk
     notes = [c.value for c in at.sidebar.caption if "other analysis code" in c.value]
     assert len(notes) == 1 and notes[0].count("outliers") == 1, notes
     assert "without running the model" in notes[0]
+
+
+def test_installed_fingerprints_are_remembered_on_disk_under_a_source_stamp(tmp_path, monkeypatch):
+    """A fresh process reads the installed code's fingerprints from the memo (no parsing) while
+    the source files are unchanged; a changed stamp (an edit, an upgrade) or source read from
+    memory (the tests above) computes them again."""
+    monkeypatch.setenv("ERRORSCOPE_CACHE", str(tmp_path))
+    V.forget_current_code()
+    real = V._current_section("metrics")
+    memo = tmp_path / "code_fingerprints.json"
+    stored = json.loads(memo.read_text())
+    assert stored["fingerprints"]["section:metrics"] == real
+    assert stored["stamp"] == V._source_stamp()
+
+    stored["fingerprints"]["section:metrics"] = "from-the-memo"
+    memo.write_text(json.dumps(stored))
+    V.forget_current_code()
+    assert V._current_section("metrics") == "from-the-memo"  # read, not recomputed
+
+    monkeypatch.setattr(V, "_source_stamp", lambda root=None: "another checkout")
+    V.forget_current_code()
+    assert V._current_section("metrics") == real  # a different stamp: computed again
+    assert json.loads(memo.read_text())["stamp"] == "another checkout"
+
+    monkeypatch.undo()
+    monkeypatch.setenv("ERRORSCOPE_CACHE", str(tmp_path))
+    memo.write_text(json.dumps({"stamp": V._source_stamp(), "fingerprints": {"pass": "stale"}}))
+    monkeypatch.setattr(V, "read_source", lambda p: p.read_text(encoding="utf-8"))
+    V.forget_current_code()
+    assert V._current_pass() == V.pass_code().fingerprint != "stale"  # edited source: bypassed
+    monkeypatch.undo()
+    V.forget_current_code()

@@ -103,8 +103,30 @@ def markdown_sources(at) -> list[str]:
 
     def walk(node) -> None:
         proto = getattr(node, "proto", None)
-        if proto is not None and hasattr(proto, "ListFields"):
+        if _is_html(node):
+            pass  # plain HTML, not Markdown: html_sources checks it
+        elif proto is not None and hasattr(proto, "ListFields"):
             walk_proto(proto)
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)
+    return out
+
+
+def _is_html(node) -> bool:
+    proto = getattr(node, "proto", None)
+    return getattr(node, "type", None) == "html" or type(proto).__name__ == "Html"
+
+
+def html_sources(at) -> list[str]:
+    """The bodies of every ``st.html`` element of an AppTest's rendered tree (drawn as HTML: user
+    text in them must be HTML-escaped; Markdown syntax is shown literally)."""
+    out: list[str] = []
+
+    def walk(node) -> None:
+        if _is_html(node):
+            out.append(node.proto.body)
         for child in getattr(node, "children", {}).values():
             walk(child)
 

@@ -5,6 +5,7 @@ test_browser_safety.py."""
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import re
@@ -15,7 +16,16 @@ from analysis import schema
 from dashboard.components import JOINER, safe
 
 from .conftest import APP, assert_on_page, open_page
-from .hostile import CLASSES, LINK, META_COLUMN, RAW, make_hostile_run, markdown_sources
+from .hostile import (
+    CLASSES,
+    HTML,
+    LINK,
+    META_COLUMN,
+    RAW,
+    html_sources,
+    make_hostile_run,
+    markdown_sources,
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +77,7 @@ def test_user_text_is_never_read_as_markdown(hostile, monkeypatch):
         ("review", {"queue": qid, "pos": "0"}),
         ("gallery", {"where": json.dumps([[META_COLUMN, LINK]])}),
     ]
-    seen = []
+    seen, seen_html = [], []
     for page, params in visits:
         _goto(at, page, params)
         sources = markdown_sources(at)
@@ -75,9 +85,14 @@ def test_user_text_is_never_read_as_markdown(hostile, monkeypatch):
             bad = [t for t in sources if raw in t]
             assert not bad, (page, params, raw, bad[:3])
         seen += sources
+        for body in html_sources(at):  # HTML elements: user text escaped as HTML
+            assert "<b>bold</b>" not in body and "<i>co</i>" not in body, (page, body[:300])
+            seen_html.append(body)
     # the hostile strings were on screen, escaped (so the check above looked at them)
     for text in (LINK, CLASSES[1], "site", "heading"):
         assert any(safe(text) in t for t in seen), text
+    # the detail page's top classes (HTML) showed the hostile class names, escaped
+    assert any(html.escape(HTML) in t and html.escape(LINK) in t for t in seen_html)
 
 
 def test_safe_escapes_every_markup_character():
