@@ -241,14 +241,22 @@ def families(batches, *, repeats: int = FAMILY_REPEATS) -> dict:
             )  # fmt: skip
         import onnxruntime as ort
 
+        from analysis.loading.onnx_model import session_options
+
         onnx_model = load_model(path, num_classes=6).model
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        # the bare loop runs the file with the pass's session options: interleaved with the
+        # pass, a default session's busy-waiting threads would take the cores from the other
+        # session's step (and the options' own cost is measured apart, below)
+        sess = ort.InferenceSession(
+            str(path), sess_options=session_options(ort), providers=["CPUExecutionProvider"]
+        )
 
         def bare(x):
             return sess.run(["logits"], {"x": x.numpy()})[0]
 
         r = overhead(onnx_model, batches, prep, bare=bare, repeats=repeats)
         eager = overhead(model, batches, prep, repeats=repeats)
+        options = _onnx_options_cost(ort, path, batches, prep, repeats=repeats)
         out["onnx"] = {
             "model": "sample mobilenet_v3_small exported to ONNX (opset default, dynamic batch)",
             "embedding_value": onnx_model.embedding_name,
@@ -256,8 +264,40 @@ def families(batches, *, repeats: int = FAMILY_REPEATS) -> dict:
             **r,
             "pytorch_eager_bare_img_s": eager["bare_img_s"],
             "onnx_vs_eager_throughput": round(r["bare_img_s"] / eager["bare_img_s"], 3),
+            "session_options": options,
         }
         print("ONNX (sample mobilenet) @ 112px:", out["onnx"])
+    return out
+
+
+def _onnx_options_cost(ort, path, batches, prep, *, repeats: int) -> dict:
+    """images/s of a bare ``session.run`` loop over the normalised batches, each session timed
+    alone (fastest of ``repeats`` loops): onnxruntime's default options against the pass's
+    (:func:`analysis.loading.onnx_model.session_options`, threads that sleep when idle)."""
+    import numpy as np
+
+    from analysis.loading.onnx_model import session_options
+
+    mean = torch.tensor(prep.mean).view(1, 3, 1, 1)
+    std = torch.tensor(prep.std).view(1, 3, 1, 1)
+    xs = [((b.float().div_(255.0) - mean) / std).numpy() for b in batches]
+    n = sum(len(x) for x in xs)
+    out = {}
+    for name, opts in (("default", ort.SessionOptions()), ("pass", session_options(ort))):
+        sess = ort.InferenceSession(
+            str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+        for x in xs[:2]:
+            sess.run(None, {"x": x})
+        best = np.inf
+        for _ in range(repeats):
+            t = time.perf_counter()
+            for x in xs:
+                sess.run(None, {"x": x})
+            best = min(best, time.perf_counter() - t)
+        out[f"{name}_img_s"] = round(n / best, 1)
+        del sess
+    out["default_over_pass_options"] = round(out["default_img_s"] / out["pass_img_s"], 3)
     return out
 
 
@@ -275,7 +315,7 @@ if __name__ == "__main__":
             "torch_threads": torch.get_num_threads(),
             "load_avg_at_start": load_start,
             "load_avg_at_end": os.getloadavg(),
-            "note": "measured on the shared 2-core development machine (other jobs running)",
+            "note": "2-core development machine; see the load averages",
         }
         stored.update(rows)
         out.write_text(json.dumps(stored, indent=2))

@@ -70,7 +70,31 @@ async def walk(browser, url: str, todo, rounds: int) -> list[tuple[str, float]]:
     return out
 
 
-async def run_bench(url: str, todo, *, rounds: int, sessions: int, server_pid: int) -> dict:
+def _server_runs(path: Path) -> list[dict]:
+    """The dashboard's script runs so far (ERRORSCOPE_PAGE_TIMES lines)."""
+    try:
+        return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def _server_summary(runs: list[dict]) -> dict:
+    """Medians of the server's script runs of a phase: wall time, and the CPU time of the
+    thread that ran the page (its own work, whatever else shares the cores)."""
+    if not runs:
+        return {}
+    return {
+        "script_runs": len(runs),
+        "wall_median_s": round(statistics.median(r["wall_s"] for r in runs), 3),
+        "wall_p90_s": round(statistics.quantiles([r["wall_s"] for r in runs], n=10)[-1], 3),
+        "cpu_median_s": round(statistics.median(r["cpu_s"] for r in runs), 3),
+        "cpu_total_s": round(sum(r["cpu_s"] for r in runs), 2),
+    }
+
+
+async def run_bench(
+    url: str, todo, *, rounds: int, sessions: int, server_pid: int, page_times: Path
+) -> dict:
     from playwright.async_api import async_playwright
 
     marker = f"--errorscope-bench={os.getpid()}"  # finds this benchmark's Chromium processes
@@ -79,20 +103,21 @@ async def run_bench(url: str, todo, *, rounds: int, sessions: int, server_pid: i
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, marker])
         try:
             await walk(browser, url, todo, 1)  # the first person opens it: caches fill
-            c = _cpu(server_pid, marker)
+            c, r = _cpu(server_pid, marker), len(_server_runs(page_times))
             one = await walk(browser, url, todo, rounds)
-            c2 = _cpu(server_pid, marker)
+            c2, r2 = _cpu(server_pid, marker), len(_server_runs(page_times))
             many = await asyncio.gather(
                 *(walk(browser, url, todo, rounds) for _ in range(sessions))
             )
-            c3 = _cpu(server_pid, marker)
+            c3, runs = _cpu(server_pid, marker), _server_runs(page_times)
             cpu = {
                 "one": {k: round(c2[k] - c[k], 1) for k in c},
                 "many": {k: round(c3[k] - c2[k], 1) for k in c},
             }
+            server = {"one": _server_summary(runs[r:r2]), "many": _server_summary(runs[r2:])}
         finally:
             await browser.close()
-    return {"one": one, "many": [x for s in many for x in s], "cpu": cpu}
+    return {"one": one, "many": [x for s in many for x in s], "cpu": cpu, "server": server}
 
 
 def _cpu(server_pid: int, marker: str) -> dict[str, float]:
@@ -165,14 +190,30 @@ def main() -> None:
     s = run.samples
     sid = s.loc[~s[schema.CORRECT], schema.SAMPLE_ID].iloc[0]
     todo = pages(run.run_id, sid)
-    proc, url = start_dashboard(runs, log=OUT / "sessions-dashboard.log")
+    import tempfile
+
+    tmp = tempfile.TemporaryDirectory()
+    page_times = Path(tmp.name) / "page-times.jsonl"
+    proc, url = start_dashboard(
+        runs,
+        log=Path(tmp.name) / "dashboard.log",
+        env={"ERRORSCOPE_PAGE_TIMES": str(page_times)},
+    )
     load_before = os.getloadavg()
     try:
         times = asyncio.run(
-            run_bench(url, todo, rounds=args.rounds, sessions=args.sessions, server_pid=proc.pid)
+            run_bench(
+                url,
+                todo,
+                rounds=args.rounds,
+                sessions=args.sessions,
+                server_pid=proc.pid,
+                page_times=page_times,
+            )
         )
     finally:
         stop(proc)
+        tmp.cleanup()
     res = {
         "n_images": args.n,
         "rounds": args.rounds,
@@ -180,6 +221,7 @@ def main() -> None:
         "one_session": _summary(times["one"]),
         f"{args.sessions}_sessions": _summary(times["many"]),
         "cpu_s_per_phase": times["cpu"],
+        "server_script_runs": times["server"],
         "pages_per_phase": {"one": len(times["one"]), "many": len(times["many"])},
         "load_avg_before": load_before,
         "load_avg_after": os.getloadavg(),
@@ -190,6 +232,25 @@ def main() -> None:
     res["ratio_median"] = round(
         res[f"{args.sessions}_sessions"]["median_s"] / res["one_session"]["median_s"], 2
     )
+    srv = times["server"]
+    if srv["one"] and srv["many"]:
+        res["server_ratio_wall_median"] = round(
+            srv["many"]["wall_median_s"] / srv["one"]["wall_median_s"], 2
+        )
+        res["server_ratio_cpu_median"] = round(
+            srv["many"]["cpu_median_s"] / srv["one"]["cpu_median_s"], 2
+        )
+    # the least the ratio can be on this machine: the CPU seconds the phase needed, spread over
+    # every core, against the one session's time (each browser renders on these same cores)
+    cores = os.cpu_count() or 1
+    need = sum(times["cpu"]["many"].values()) / cores
+    one_total = sum(t for name, t in times["one"] if name != "first_open")
+    many_pages = sum(1 for name, _ in times["many"] if name != "first_open")
+    if one_total and many_pages:
+        per_session_pages = many_pages / args.sessions
+        res["ratio_floor_from_cpu"] = round(
+            (need / per_session_pages) / (one_total / (len(times["one"]) - 1)), 2
+        )
     out = OUT / "sessions.json"
     out.write_text(json.dumps(res, indent=2))
     print(json.dumps(res, indent=2))

@@ -115,10 +115,27 @@ def _network_note() -> None:
         )
 
 
+def _record_page_time(wall_s: float, cpu_s: float) -> None:
+    """With ERRORSCOPE_PAGE_TIMES=FILE, one JSON line per script run: the page, its wall time and
+    the CPU time of the thread that ran it, seconds (bench/bench_sessions.py tells the server's
+    share of a page's time from the browser's with it)."""
+    path = os.environ.get("ERRORSCOPE_PAGE_TIMES")
+    if not path:
+        return
+    import json
+
+    line = json.dumps({"page": st.session_state.get("_page_url"), "wall_s": wall_s, "cpu_s": cpu_s})
+    with open(path, "a", encoding="utf-8") as f:  # one short append per run: whole lines
+        f.write(line + "\n")
+
+
 def guarded(fn) -> None:
     """Run ``fn`` (the app); an unexpected error is logged here, on the server, and the visitor
     gets a plain message (no traceback, no server paths). ERRORSCOPE_RAISE=1 lets it through
     (the test suite sets it, so that a broken page fails its test)."""
+    import time
+
+    t0, c0 = time.perf_counter(), time.thread_time()
     try:
         fn()
     except Exception:
@@ -130,6 +147,8 @@ def guarded(fn) -> None:
             " to the log of the errorscope process. Reload, or open another page.",
             icon=":material/error:",
         )
+    finally:
+        _record_page_time(time.perf_counter() - t0, time.thread_time() - c0)
 
 
 DEFAULT, HOME = "overview", "home"
@@ -189,7 +208,9 @@ def main() -> None:
     # page links (thumbnail captions, "Open these images →") wrap instead of being cut off
     st.html(f"<style>{WRAP_LINKS}</style>")
     _network_note()
-    st.navigation(sections).run()
+    current = st.navigation(sections)
+    st.session_state["_page_url"] = current.url_path or DEFAULT
+    current.run()
     prefetch.prefetcher().touch()
     if info.get("model"):  # the CAMs' model, loaded in the background once the page is drawn
         from dashboard.views.cam_panel import warm_up

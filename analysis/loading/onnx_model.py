@@ -93,6 +93,22 @@ class OnnxClassifier:
 _CLASS = None
 
 
+def session_options(ort):
+    """onnxruntime's session options for the pass.
+
+    Its worker threads busy-wait after each run by default (``allow_spinning``): between two
+    batches they take the cores the pass needs for the rest of its batch work (image properties,
+    softmax, the next batch's conversion in torch), which cost the pass 30% against a bare
+    ``session.run`` loop in ``bench/bench_pass.py``. Threads that sleep when idle cost nothing
+    when the model runs back to back.
+    """
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return opts
+
+
 def _torch_class():
     global _CLASS
     if _CLASS is not None:
@@ -168,8 +184,7 @@ def _torch_class():
                         "onnxruntime has no CUDA provider here (install onnxruntime-gpu):"
                         " the ONNX model ran on the CPU"
                     )
-            opts = ort.SessionOptions()
-            opts.log_severity_level = 3
+            opts = session_options(ort)
             try:
                 blob = model.SerializeToString() if added else self.path
                 self.session = ort.InferenceSession(blob, sess_options=opts, providers=providers)
