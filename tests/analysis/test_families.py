@@ -310,6 +310,15 @@ def test_onnx_model_that_ends_in_softmax_is_read_before_it(tmp_path):
     assert any("Softmax" in n for n in loaded.notes)
 
 
+def test_onnx_session_threads_sleep_between_runs(tmp_path):
+    """Busy-waiting onnxruntime threads took the cores from the rest of the pass's batch work
+    (1.30x a bare loop in bench_pass.py; 1.00x with them sleeping)."""
+    loaded = load_model(save_tiny_onnx(tmp_path / "m.onnx"), num_classes=3)
+    opts = loaded.model.session.get_session_options()
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert opts.get_session_config_entry("session.inter_op.allow_spinning") == "0"
+
+
 # ----------------------------------------------------------------------------- other frameworks
 
 
