@@ -51,6 +51,65 @@ def pages(run_id: str, sample_id: str) -> list[tuple[str, str]]:
     ]
 
 
+#: The click walk: (step name, sidebar link text or None for the detail page's Next, page title)
+CLICKS = [
+    ("detail", None, None),
+    ("overview", "Overview", "Overview"),
+    ("gallery", "Gallery", "Gallery"),
+    ("confusion", "Confusion", "Confusion"),
+    ("slices", "Slices", "Slices"),
+    ("embeddings", "Embeddings", "Embeddings"),
+    ("data_issues", "Data issues", "Data issues"),
+]
+
+
+async def click_walk(browser, url: str, todo, rounds: int) -> list[tuple[str, float]]:
+    """One session as people use the app: it opens an image's detail page by its link (the
+    session's first page, which also loads Streamlit's JavaScript), then moves by clicking:
+    *Next* on the detail page, then each page's link in the sidebar, ``rounds`` times. Each
+    step is timed from the click until the new page is ready (its title or image position
+    drawn, Streamlit's run finished)."""
+    import re
+
+    ctx = await browser.new_context(viewport={"width": 1500, "height": 1000})
+    page = await ctx.new_page()
+    page.set_default_timeout(600_000)
+    out = []
+    detail = dict(todo)["detail"]
+    try:
+        t = time.perf_counter()
+        await page.goto(url + detail)
+        await page.wait_for_function(READY, timeout=600_000)
+        out.append(("first_open", time.perf_counter() - t))
+        for _ in range(rounds):
+            for name, link, title in CLICKS:
+                if link is None:  # back to an image, then its Next
+                    await page.goto(url + detail)
+                    await page.wait_for_function(READY, timeout=600_000)
+                    pos = await page.get_by_text(re.compile(r"Image [\d,]+ of")).first.inner_text()
+                    k = int(re.search(r"Image ([\d,]+) of", pos).group(1).replace(",", ""))
+                    t = time.perf_counter()
+                    await page.get_by_text("Next ▶").first.click()
+                    await page.get_by_text(re.compile(rf"Image {k + 1:,} of")).first.wait_for()
+                else:
+                    t = time.perf_counter()
+                    await (
+                        page.get_by_test_id("stSidebarNav")
+                        .get_by_role("link", name=link, exact=True)
+                        .click()
+                    )
+                    await (
+                        page.locator('[data-testid="stMain"] h1')
+                        .filter(has_text=re.compile(rf"^{re.escape(title)}$"))
+                        .first.wait_for()
+                    )
+                await page.wait_for_function(READY, timeout=600_000)
+                out.append((name, time.perf_counter() - t))
+    finally:
+        await ctx.close()
+    return out
+
+
 async def walk(browser, url: str, todo, rounds: int) -> list[tuple[str, float]]:
     """One session (a browser context) visiting every page ``rounds`` times."""
     ctx = await browser.new_context(viewport={"width": 1500, "height": 1000})
@@ -93,8 +152,9 @@ def _server_summary(runs: list[dict]) -> dict:
 
 
 async def run_bench(
-    url: str, todo, *, rounds: int, sessions: int, server_pid: int, page_times: Path
+    url: str, todo, *, rounds: int, sessions: int, server_pid: int, page_times: Path, how=None
 ) -> dict:
+    walk_ = how or walk
     from playwright.async_api import async_playwright
 
     marker = f"--errorscope-bench={os.getpid()}"  # finds this benchmark's Chromium processes
@@ -104,10 +164,10 @@ async def run_bench(
         try:
             await walk(browser, url, todo, 1)  # the first person opens it: caches fill
             c, r = _cpu(server_pid, marker), len(_server_runs(page_times))
-            one = await walk(browser, url, todo, rounds)
+            one = await walk_(browser, url, todo, rounds)
             c2, r2 = _cpu(server_pid, marker), len(_server_runs(page_times))
             many = await asyncio.gather(
-                *(walk(browser, url, todo, rounds) for _ in range(sessions))
+                *(walk_(browser, url, todo, rounds) for _ in range(sessions))
             )
             c3, runs = _cpu(server_pid, marker), _server_runs(page_times)
             cpu = {
@@ -176,6 +236,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--sessions", type=int, default=6)
+    ap.add_argument(
+        "--walk",
+        choices=["clicks", "urls"],
+        default="clicks",
+        help="clicks: move by the app's links (as people do); urls: open every page by its"
+        " address (a full page load each time)",
+    )
     args = ap.parse_args()
     from analysis import schema
     from bench.bench_dashboard import make_run
@@ -209,12 +276,14 @@ def main() -> None:
                 sessions=args.sessions,
                 server_pid=proc.pid,
                 page_times=page_times,
+                how=click_walk if args.walk == "clicks" else walk,
             )
         )
     finally:
         stop(proc)
         tmp.cleanup()
     res = {
+        "walk": args.walk,
         "n_images": args.n,
         "rounds": args.rounds,
         "sessions": args.sessions,
@@ -251,7 +320,7 @@ def main() -> None:
         res["ratio_floor_from_cpu"] = round(
             (need / per_session_pages) / (one_total / (len(times["one"]) - 1)), 2
         )
-    out = OUT / "sessions.json"
+    out = OUT / ("sessions.json" if args.walk == "clicks" else "sessions-urls.json")
     out.write_text(json.dumps(res, indent=2))
     print(json.dumps(res, indent=2))
     print("written", out)
