@@ -309,6 +309,8 @@ def dashboard_command(
         "true",
         "--server.fileWatcherType",
         "none",
+        "--runner.postScriptGC",  # see .streamlit/config.toml
+        "false",
     ]
     try:
         local = address == "localhost" or ipaddress.ip_address(address).is_loopback

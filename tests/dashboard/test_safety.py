@@ -204,6 +204,15 @@ def test_dashboard_command_is_local_and_quiet_unless_told(monkeypatch):
     assert flags["--server.address"] == "127.0.0.1" and warning is None
     assert flags["--browser.gatherUsageStats"] == "false"
     assert flags["--client.showErrorDetails"] == "none"
+    # no full garbage collection after every script run (it held every session up)
+    assert flags["--runner.postScriptGC"] == "false"
+    import tomllib
+
+    from analysis.cli import REPO_ROOT
+
+    for conf in (REPO_ROOT / ".streamlit", REPO_ROOT / "dashboard" / ".streamlit"):
+        with open(conf / "config.toml", "rb") as f:
+            assert tomllib.load(f)["runner"]["postScriptGC"] is False
     for local in ("localhost", "::1", "127.0.0.2"):
         assert dashboard_command(address=local)[2] is None
     cmd, _, warning = dashboard_command(address="0.0.0.0", port=9000)
