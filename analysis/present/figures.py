@@ -351,12 +351,14 @@ def top_k_html(
         order = np.append(order, label)
     rows = []
     for i in order:
-        name = str(class_names[i]) + (" (given)" if i == label else "")
+        mark = " (given)" if i == label else ""  # after the cut: a long name keeps its mark
+        name = str(class_names[i]) + mark
         colour = OK_COLOUR if i == label else "#8d99ae"
         pct = 100 * float(np.clip(p[i], 0, 1))
         rows.append(
             f'<div class="es-topk-row" title="{html.escape(name)}: {p[i]:.2%}">'
-            f'<span class="es-topk-name">{html.escape(short_name(name, width))}</span>'
+            f'<span class="es-topk-name">{html.escape(short_name(class_names[i], width) + mark)}'
+            "</span>"
             f'<span class="es-topk-track"><span class="es-topk-bar"'
             f' style="width:{pct:.2f}%;background:{colour}"></span></span>'
             f'<span class="es-topk-value">{p[i]:.1%}</span></div>'
@@ -371,6 +373,22 @@ def top_k_html(
         "</style>"
     )
     return f'{style}<div class="es-topk">{"".join(rows)}</div>'
+
+
+def fields_html(fields, values) -> str:
+    """A two-column table (field, value) in plain HTML, every cell escaped: user text (metadata
+    names and values) shows as text, never as Markdown or markup (Streamlit's ``st.table``
+    renders Markdown in its cells: a value ``[x](http://...)`` became a live link)."""
+    rows = "".join(
+        f"<tr><th>{html.escape(str(f))}</th><td>{html.escape(str(v))}</td></tr>"
+        for f, v in zip(fields, values, strict=True)
+    )
+    style = (
+        "<style>.es-fields{border-collapse:collapse;font-size:0.9rem}"
+        ".es-fields th,.es-fields td{padding:0.25em 0.9em 0.25em 0;border-bottom:1px solid #eef0f3;"
+        "text-align:left;vertical-align:top}.es-fields th{font-weight:600;color:#4a5568}</style>"
+    )
+    return f'{style}<table class="es-fields"><tbody>{rows}</tbody></table>'
 
 
 def slice_interval_figure(slices: pd.DataFrame, *, overall_error: float, max_rows: int = 25):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from analysis import schema
+from analysis.present import figures
 from analysis.present.query import neighbours_in_order
 from analysis.store.runstore import Run
 from dashboard import charts, data, links, nav
@@ -76,12 +76,8 @@ def render(run: Run) -> None:
     review_panel.render(run, row_no, key="detail")
     st.subheader("Metadata and image properties")
     fields = run.metadata_columns + run.property_columns
-    # a static table: the interactive grid's 1.2 MB of JavaScript is not worth 20 short rows on
-    # the page a review opens cold
-    st.table(
-        pd.DataFrame(
-            {"field": fields, "value": [str(row[f]) if f in row else "—" for f in fields]}
-        ).set_index("field")
-    )
+    # plain escaped HTML: the interactive grid's 1.2 MB of JavaScript is not worth 20 short rows
+    # on the page a review opens cold, and st.table reads Markdown in its cells
+    st.html(figures.fields_html(fields, [str(row[f]) if f in row else "—" for f in fields]))
     # last, once the page is drawn: the next two images' CAMs in the background (Next is instant)
     cam_panel.prefetch_next(run, order[pos : pos + 2] if pos else ())

@@ -223,3 +223,19 @@ def test_top_k_html_lists_the_given_class_with_every_exact_name():
     long = "n01440764 tench, Tinca tinca"
     out = top_k_html(np.array([0.9, 0.1]), [long, "b"], label=1, k=2)
     assert f'title="{long}: 90.00%"' in out and ">n01440764 tench, Tinca …<" in out
+    # the given class's mark survives the cut
+    out = top_k_html(np.array([0.9, 0.1]), [long, "b"], label=0, k=2)
+    assert ">n01440764 tench, Tinca … (given)<" in out
+
+
+def test_fields_html_escapes_every_cell():
+    """The detail page's metadata table: names and values are text (st.table read Markdown in
+    its cells and made a value "[x](http://...)" a live link)."""
+    from analysis.present.figures import fields_html
+
+    out = fields_html(["site [x](http://phish.example)", "a<b"], ["<b>bold</b> & co", 3])
+    assert "<b>bold</b>" not in out and "&lt;b&gt;bold&lt;/b&gt; &amp; co" in out
+    assert "<th>a&lt;b</th>" in out and "<td>3</td>" in out
+    assert "<th>site [x](http://phish.example)</th>" in out  # shown literally, no Markdown
+    with pytest.raises(ValueError):
+        fields_html(["one"], [])
