@@ -9,7 +9,8 @@ the pass's throughput is measured on real images by bench/bench_engines.py.
 
 For each section: wall time and peak resident memory (VmHWM of this process, reset before the
 section through /proc/self/clear_refs; it counts the pages of the memory-mapped arrays the section
-touched, so it is an upper bound). The run it writes (bench/results/synthetic-runs/million-<n>)
+touched, so it is an upper bound), and the peak of the memory the process allocated (RssAnon,
+sampled every 0.1 s). The run it writes (bench/results/synthetic-runs/million-<n>)
 is what ``bench/bench_dashboard.py --run`` opens. Targets (issue 16): near-duplicates + leakage
 under 20 min and 8 GB; embedding map + clusters under 10 min; metrics, slices, discovery, label
 issues each under 1 min. The machine is shared with other jobs: times are upper bounds.
@@ -68,6 +69,31 @@ def _reset_peak() -> None:
             f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
     except OSError:
         pass
+
+
+class AnonPeak:
+    """The largest RssAnon (memory the process allocated, not file pages it mapped) seen while a
+    section runs, sampled every 0.1 s by a thread: VmHWM also counts the pages of the
+    memory-mapped embedding files a section reads, which the kernel can drop at will."""
+
+    def __enter__(self):
+        import threading
+
+        self.peak = _status("RssAnon")
+        self._stop = threading.Event()
+
+        def sample():
+            while not self._stop.wait(0.1):
+                self.peak = max(self.peak, _status("RssAnon"))
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _status("RssAnon"))
 
 
 def reference_table(world, rng) -> pd.DataFrame:
@@ -216,13 +242,15 @@ def main() -> None:
                 continue
             _reset_peak()
             ts = time.perf_counter()
-            run_sections(ctx, sections=sections, timings=timings, only=[name])
+            with AnonPeak() as anon:
+                run_sections(ctx, sections=sections, timings=timings, only=[name])
             secs = time.perf_counter() - ts
             if name not in sections:  # an optional section without its input (a hierarchy)
                 continue
             row = {
                 "seconds": round(secs, 1),
                 "peak_rss_mib": round(_status("VmHWM") / 2**20),
+                "peak_anon_mib": round(anon.peak / 2**20),
                 "status": sections[name]["status"],
                 "target_seconds": TARGETS_S.get(name),
             }
@@ -291,6 +319,8 @@ def main() -> None:
     result["command"] = "python bench/bench_million.py " + " ".join(sys.argv[1:])
     OUT.parent.mkdir(parents=True, exist_ok=True)
     out = OUT if n == 1_000_000 else OUT.with_name(f"million-{n}.json")
+    if args.sections:  # a partial run keeps the whole run's file
+        out = out.with_name(f"{out.stem}-{'-'.join(args.sections)}.json")
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "log"}, indent=2))
     print("written", out)

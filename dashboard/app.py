@@ -25,7 +25,9 @@ from dashboard.views import VIEWS  # noqa: E402
 
 
 def _cli_runs_dir() -> None:
-    parser = argparse.ArgumentParser(add_help=False)
+    # no abbreviations: a host program's own "--run X" (bench_dashboard.py, run under AppTest with
+    # its argv) was read as --runs-dir X, and the dashboard analysed the sample into that folder
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--runs-dir")
     args, _ = parser.parse_known_args(sys.argv[1:])
     if args.runs_dir:

@@ -266,3 +266,20 @@ def test_gallery_order_follows_the_link_and_the_control(app_test, sample_run):
     at.segmented_control(key="g_order").set_value("highest first").run()
     assert not at.exception
     assert "desc" not in at.query_params  # the default: highest loss first
+
+
+def test_a_host_programs_run_flag_is_not_read_as_runs_dir(
+    app_test, sample_run, monkeypatch, tmp_path
+):
+    """The app reads ``--runs-dir`` from its arguments with no abbreviations: a program that runs
+    it in-process with its own ``--run X`` (a benchmark under AppTest) had X taken as the runs
+    folder, and the dashboard analysed the bundled sample into it."""
+    import os
+    import sys
+
+    monkeypatch.setattr(sys, "argv", ["host", "--run", str(tmp_path)])
+    app_test.run()
+    assert not app_test.exception, [e.value for e in app_test.exception]
+    assert os.environ["ERRORSCOPE_RUNS_DIR"] == str(sample_run.path.parent)
+    assert not list(tmp_path.iterdir())  # nothing analysed there
+    assert any(sample_run.run_id in c.value.replace("\\", "") for c in app_test.caption)
