@@ -1,5 +1,7 @@
-"""Pure figure builders: results in, Plotly figures out. The dashboard and the HTML report both
-render these, so no number is drawn two different ways. Plotly is imported inside each builder.
+"""Pure figure builders: results in, Plotly figures out (and two small plain-HTML ones,
+:func:`top_k_html` and :func:`fields_html`, for the page a review opens cold). The dashboard and
+the HTML report both render these, so no number is drawn two different ways. Plotly is imported
+inside each builder.
 
 Charts that drill down keep the ids of what they show in ``customdata`` (class indices for the
 confusion grid, row positions for scatters), so a click can open exactly those images.
