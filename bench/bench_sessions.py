@@ -15,8 +15,12 @@ The browsers run on the dashboard's machine here (in a meeting each person's bro
 their own computer), so each phase also records the CPU seconds of the dashboard process and of
 this benchmark's Chromium processes: how much of a slowdown is the server's.
 
-    .venv/bin/python bench/bench_sessions.py [--n 20000] [--rounds 2] [--sessions 6]
-        -> bench/results/sessions.json
+Two ways to walk: ``--dwell 0`` (the default) is a stress test, every session clicking the
+moment its page is ready; ``--dwell S`` is a meeting, each person reading a page for S seconds
+before the next click, the sessions starting at staggered moments.
+
+    .venv/bin/python bench/bench_sessions.py [--n 20000] [--rounds 2] [--sessions 6] [--dwell 0]
+        -> bench/results/sessions.json (sessions-dwell3.json with --dwell 3)
 """
 
 from __future__ import annotations
@@ -63,14 +67,20 @@ CLICKS = [
 ]
 
 
-async def click_walk(browser, url: str, todo, rounds: int) -> list[tuple[str, float]]:
+async def click_walk(
+    browser, url: str, todo, rounds: int, dwell: float = 0.0, start: float = 0.0
+) -> list[tuple[str, float]]:
     """One session as people use the app: it opens an image's detail page by its link (the
     session's first page, which also loads Streamlit's JavaScript), then moves by clicking:
     *Next* on the detail page, then each page's link in the sidebar, ``rounds`` times. Each
     step is timed from the click until the new page is ready (its title or image position
-    drawn, Streamlit's run finished)."""
+    drawn, Streamlit's run finished). ``dwell`` seconds are spent on each page before the next
+    click (people read a page; 0 is a stress test: every session clicks as soon as a page is
+    ready); ``start`` seconds are waited before the first page (sessions do not click in
+    lockstep)."""
     import re
 
+    await asyncio.sleep(start)
     ctx = await browser.new_context(viewport={"width": 1500, "height": 1000})
     page = await ctx.new_page()
     page.set_default_timeout(600_000)
@@ -83,9 +93,11 @@ async def click_walk(browser, url: str, todo, rounds: int) -> list[tuple[str, fl
         out.append(("first_open", time.perf_counter() - t))
         for _ in range(rounds):
             for name, link, title in CLICKS:
+                await asyncio.sleep(dwell)
                 if link is None:  # back to an image, then its Next
                     await page.goto(url + detail)
                     await page.wait_for_function(READY, timeout=600_000)
+                    await asyncio.sleep(dwell)
                     pos = await page.get_by_text(re.compile(r"Image [\d,]+ of")).first.inner_text()
                     k = int(re.search(r"Image ([\d,]+) of", pos).group(1).replace(",", ""))
                     t = time.perf_counter()
@@ -110,8 +122,12 @@ async def click_walk(browser, url: str, todo, rounds: int) -> list[tuple[str, fl
     return out
 
 
-async def walk(browser, url: str, todo, rounds: int) -> list[tuple[str, float]]:
-    """One session (a browser context) visiting every page ``rounds`` times."""
+async def walk(
+    browser, url: str, todo, rounds: int, dwell: float = 0.0, start: float = 0.0
+) -> list[tuple[str, float]]:
+    """One session (a browser context) visiting every page ``rounds`` times (``dwell`` and
+    ``start`` as in :func:`click_walk`)."""
+    await asyncio.sleep(start)
     ctx = await browser.new_context(viewport={"width": 1500, "height": 1000})
     page = await ctx.new_page()
     page.set_default_timeout(600_000)
@@ -119,6 +135,8 @@ async def walk(browser, url: str, todo, rounds: int) -> list[tuple[str, float]]:
     try:
         for r in range(rounds):
             for i, (name, path) in enumerate(todo):
+                if i or r:
+                    await asyncio.sleep(dwell)
                 t = time.perf_counter()
                 await page.goto(url + path)
                 await page.wait_for_function(READY, timeout=600_000)
@@ -152,9 +170,22 @@ def _server_summary(runs: list[dict]) -> dict:
 
 
 async def run_bench(
-    url: str, todo, *, rounds: int, sessions: int, server_pid: int, page_times: Path, how=None
+    url: str,
+    todo,
+    *,
+    rounds: int,
+    sessions: int,
+    server_pid: int,
+    page_times: Path,
+    how=None,
+    dwell: float = 0.0,
 ) -> dict:
+    import random
+
     walk_ = how or walk
+    # people do not click in lockstep: with a dwell, each session starts at its own moment
+    # within one dwell (seeded: the same offsets every run)
+    starts = [random.Random(k).uniform(0.0, dwell) for k in range(sessions)]
     from playwright.async_api import async_playwright
 
     marker = f"--errorscope-bench={os.getpid()}"  # finds this benchmark's Chromium processes
@@ -164,20 +195,30 @@ async def run_bench(
         try:
             await walk(browser, url, todo, 1)  # the first person opens it: caches fill
             c, r = _cpu(server_pid, marker), len(_server_runs(page_times))
-            one = await walk_(browser, url, todo, rounds)
+            t0 = time.perf_counter()
+            one = await walk_(browser, url, todo, rounds, dwell)
+            t1 = time.perf_counter()
             c2, r2 = _cpu(server_pid, marker), len(_server_runs(page_times))
             many = await asyncio.gather(
-                *(walk_(browser, url, todo, rounds) for _ in range(sessions))
+                *(walk_(browser, url, todo, rounds, dwell, starts[k]) for k in range(sessions))
             )
+            t2 = time.perf_counter()
             c3, runs = _cpu(server_pid, marker), _server_runs(page_times)
             cpu = {
                 "one": {k: round(c2[k] - c[k], 1) for k in c},
                 "many": {k: round(c3[k] - c2[k], 1) for k in c},
             }
             server = {"one": _server_summary(runs[r:r2]), "many": _server_summary(runs[r2:])}
+            wall = {"one": round(t1 - t0, 1), "many": round(t2 - t1, 1)}
         finally:
             await browser.close()
-    return {"one": one, "many": [x for s in many for x in s], "cpu": cpu, "server": server}
+    return {
+        "one": one,
+        "many": [x for s in many for x in s],
+        "cpu": cpu,
+        "server": server,
+        "wall": wall,
+    }
 
 
 def _cpu(server_pid: int, marker: str) -> dict[str, float]:
@@ -243,6 +284,14 @@ def main() -> None:
         help="clicks: move by the app's links (as people do); urls: open every page by its"
         " address (a full page load each time)",
     )
+    ap.add_argument(
+        "--dwell",
+        type=float,
+        default=0.0,
+        help="seconds each person spends on a page before the next click (0: a stress test,"
+        " every session clicks as soon as its page is ready); with a dwell the sessions start"
+        " at staggered moments within one dwell",
+    )
     args = ap.parse_args()
     from analysis import schema
     from bench.bench_dashboard import make_run
@@ -277,6 +326,7 @@ def main() -> None:
                 server_pid=proc.pid,
                 page_times=page_times,
                 how=click_walk if args.walk == "clicks" else walk,
+                dwell=args.dwell,
             )
         )
     finally:
@@ -284,6 +334,7 @@ def main() -> None:
         tmp.cleanup()
     res = {
         "walk": args.walk,
+        "dwell_s": args.dwell,
         "n_images": args.n,
         "rounds": args.rounds,
         "sessions": args.sessions,
@@ -313,14 +364,21 @@ def main() -> None:
     # every core, against the one session's time (each browser renders on these same cores)
     cores = os.cpu_count() or 1
     need = sum(times["cpu"]["many"].values()) / cores
+    res["phase_wall_s"] = times["wall"]
+    # how busy the machine's cores were in the six-session phase (1.0: saturated)
+    res["cpu_busy_many"] = round(need / times["wall"]["many"], 2)
     one_total = sum(t for name, t in times["one"] if name != "first_open")
     many_pages = sum(1 for name, _ in times["many"] if name != "first_open")
-    if one_total and many_pages:
+    if one_total and many_pages and not args.dwell:  # with a dwell, cores idle between pages
         per_session_pages = many_pages / args.sessions
         res["ratio_floor_from_cpu"] = round(
             (need / per_session_pages) / (one_total / (len(times["one"]) - 1)), 2
         )
-    out = OUT / ("sessions.json" if args.walk == "clicks" else "sessions-urls.json")
+    out = OUT / (
+        ("sessions" if args.walk == "clicks" else "sessions-urls")
+        + (f"-dwell{args.dwell:g}" if args.dwell else "")
+        + ".json"
+    )
     out.write_text(json.dumps(res, indent=2))
     print(json.dumps(res, indent=2))
     print("written", out)

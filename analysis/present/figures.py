@@ -431,7 +431,9 @@ def slice_interval_figure(slices: pd.DataFrame, *, overall_error: float, max_row
     )
     fig.update_xaxes(title="error rate (95% CI)", tickformat=".0%", range=[0, 1], gridcolor="#eee")
     fig.update_yaxes(categorical(dict(autorange="reversed"), categories=labels))
-    return _layout(fig, height=max(240, 28 * len(df) + 80))
+    fig = _layout(fig, height=max(240, 28 * len(df) + 100))
+    fig.update_layout(margin_t=30)  # room for the "overall" label above the plot
+    return fig
 
 
 def value_error_figure(values: pd.DataFrame, *, column: str, overall_error: float):

@@ -94,10 +94,16 @@ def render(run: Run) -> None:
         class_tables.per_class(m.per_class, names, top_k=m.top_k)
     else:
         class_tables.superclasses(run, int(level))
-    with st.expander(
-        f"Reliability — ECE {m.ece.value:.3f} (95% CI {m.ece.low:.3f}–{m.ece.high:.3f})"
-    ):
-        st.plotly_chart(charts.reliability(str(run.path), run.manifest["created"]), key="rel_fig")
+    box = st.expander(
+        f"Reliability — ECE {m.ece.value:.3f} (95% CI {m.ece.low:.3f}–{m.ece.high:.3f})",
+        key="rel_open",
+        on_change="rerun",
+    )
+    with box:
+        if box.open:  # drawn once opened: a hidden chart still costs every browser showing the page
+            st.plotly_chart(
+                charts.reliability(str(run.path), run.manifest["created"]), key="rel_fig"
+            )
     nav.copy_link("confusion", **{p: st.query_params.get(p) for p in class_tables.URL_KEYS})
 
 

@@ -28,12 +28,16 @@ def render(run: Run) -> None:
     with bar:
         tab = st.session_state.get("section")
         nav.copy_link("data_issues", section=tab if tab != tabs[0] else None)
+    # only the open tab is built (see the Slices page)
     with t1:
-        _label_errors(run)
+        if t1.open:
+            _label_errors(run)
     with t2:
-        _duplicates(run)
+        if t2.open:
+            _duplicates(run)
     with t3:
-        _outliers(run)
+        if t3.open:
+            _outliers(run)
 
 
 def _label_errors(run: Run) -> None:
@@ -96,10 +100,15 @@ def _label_errors(run: Run) -> None:
     if noise is None and entries is None and (dense := run.array(schema.NOISE_MATRIX)) is not None:
         entries = dense  # a run written before noise_entries.parquet existed
     if noise is not None or entries is not None:
-        with st.expander(
-            "Estimated noise matrix: how often each true class was labelled as another"
-        ):
-            if noise is not None:
+        box = st.expander(
+            "Estimated noise matrix: how often each true class was labelled as another",
+            key="noise_open",
+            on_change="rerun",
+        )
+        with box:
+            if not box.open:  # drawn once opened: a hidden chart still costs every browser
+                pass
+            elif noise is not None:
                 st.plotly_chart(
                     charts.noise_matrix(str(run.path), run.manifest["created"]), key="noise"
                 )

@@ -27,8 +27,12 @@ def render(run: Run) -> None:
     links.choice_param("tab", tabs, default=tabs[0])
     bar = st.container()  # above the tabs, filled once the widgets know their values
     tab_d, tab_all, tab_col = st.tabs(tabs, key="tab", bind="query-params")
+    # only the open tab is built: the others' charts and tables cost every browser showing the
+    # page (a meeting's six sessions render on the same few cores) for content nobody sees
     with tab_d:
-        if found is None:
+        if not tab_d.open:
+            pass
+        elif found is None:
             why = run.sections.get("discovered_slices", {}).get("error", "no result")
             st.info(f"Slice discovery did not run: {ui.safe(why)}")
         elif found.empty:
@@ -47,7 +51,9 @@ def render(run: Run) -> None:
                 key="disc",
             )
     with tab_all:
-        if single is None or single.empty:
+        if not tab_all.open:
+            pass
+        elif single is None or single.empty:
             st.info("No slices were computed for this run.")
         else:
             sources = sorted(single["source"].unique())
@@ -75,6 +81,7 @@ def render(run: Run) -> None:
                 )
                 part = charts.slice_intervals(path, stamp, schema.SLICES, shown, only_sig, True)
                 _slice_list(part[1], part[0], key="own")
+    cols: list[str] = []
     with tab_col:
         cols = [
             c
@@ -88,7 +95,7 @@ def render(run: Run) -> None:
         ]
         links.choice_param("column", cols, default=cols[0] if cols else "")
         col = st.selectbox("Column", cols, key="column", bind="query-params")
-        if col:
+        if col and tab_col.open:
             fig, vals = charts.value_errors(path, stamp, col)
             ev = st.plotly_chart(
                 fig,

@@ -205,3 +205,31 @@ def test_transformer_cams_in_the_browser(page, app_url, sample_vit_run):
     where = rf"Method {method} at layer cls_attn_blocks\.1\.norm1 \(7×7 map\)"
     page.get_by_text(re.compile(where)).first.wait_for()
     _shot(page, "10_vit_detail_cams")
+
+
+def test_a_hidden_tab_or_closed_expander_is_built_when_opened(page, app_url, sample_run):
+    """Only the open tab and opened expanders are built (their charts would cost every browser
+    showing the page): clicking a tab or an expander builds it, with its chart."""
+    page.goto(f"{app_url}/slices?run={sample_run.run_id}")
+    _settled(page)
+    main = page.get_by_test_id("stMain")
+    main.locator(".js-plotly-plot").first.wait_for()
+    assert main.locator(".js-plotly-plot").count() == 1  # the Discovered tab's chart only
+    page.get_by_role("tab", name="All slices").click()
+    page.wait_for_url(re.compile(r"tab=All"), timeout=60_000)
+    _settled(page)
+    main.get_by_text("Defined by the model's own output").wait_for()
+    main.locator(".js-plotly-plot").nth(1).wait_for()
+    assert main.get_by_role("tab", name="All slices").get_attribute("aria-selected") == "true"
+    # the inputs' slices and the model-output ones; the Discovered tab's chart is gone
+    assert main.locator(".js-plotly-plot").count() == 2
+    _shot(page, "19_slices_all_tab")
+    page.goto(f"{app_url}/confusion?run={sample_run.run_id}")
+    _settled(page)
+    main.locator(".js-plotly-plot").nth(1).wait_for()  # the matrix and the per-class bars
+    n = main.locator(".js-plotly-plot").count()
+    main.get_by_text(re.compile(r"^Reliability — ECE")).click()
+    main.locator(".js-plotly-plot").nth(n).wait_for(timeout=60_000)
+    _settled(page)
+    assert main.locator(".js-plotly-plot").count() == n + 1
+    _shot(page, "20_confusion_reliability_opened")

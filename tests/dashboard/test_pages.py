@@ -151,6 +151,42 @@ def test_slices_page_lists_the_discovered_slices(app_test, sample_run):
     assert list(table["slice"][:3]) == list(found["description"][:3])
 
 
+def test_only_the_open_tab_and_opened_expanders_are_built(app_test, sample_run):
+    """A hidden tab or closed expander is not built: its charts would cost every browser that
+    shows the page (a meeting's sessions), for content nobody sees. Opening one builds it."""
+
+    def charts(at):
+        return [c for c in at.get("plotly_chart")]
+
+    def tables(at):
+        return [d.value for d in at.dataframe]
+
+    at = _open(app_test, "slices")  # "Discovered" open: its chart and table only
+    assert len(charts(at)) == 1 and len(tables(at)) == 1
+    assert not at.multiselect  # the "All slices" tab's source filter is not built
+    found = sample_run.table("discovered_slices.parquet")
+    assert list(tables(at)[0]["slice"][:3]) == list(found["description"][:3])
+    at = _open(app_test, "slices", tab="All slices")
+    assert [m.label for m in at.multiselect] == ["Sources"]
+    single = sample_run.table(schema.SLICES)
+    shown = sum(len(t) for t in tables(at))
+    assert shown == len(single)  # every slice, in the inputs' and the model-output table
+    at = _open(app_test, "data_issues")
+    assert not any("Outlier" in " ".join(map(str, t.columns)) for t in tables(at))
+    at = _open(app_test, "confusion")
+    reliability = [e for e in at.expander if e.label.startswith("Reliability")]
+    assert len(reliability) == 1 and not charts_in(reliability[0])
+    n = len(charts(at))
+    at.session_state["rel_open"] = True  # the person opens the expander
+    at.run()
+    reliability = [e for e in at.expander if e.label.startswith("Reliability")]
+    assert len(charts(at)) == n + 1 and charts_in(reliability[0])
+
+
+def charts_in(block) -> list:
+    return list(block.get("plotly_chart"))
+
+
 def test_review_save_keeps_a_tag_added_by_someone_else(app_test, sample_run, tmp_path, monkeypatch):
     """Ana's page is drawn, Bo tags the image, Ana picks "model error" and saves: both stay."""
     from analysis.store.review import ReviewStore
