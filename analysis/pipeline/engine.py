@@ -726,9 +726,7 @@ def model_pass(
         ref_sig = rres.signatures
         ref_skipped = reference.skipped + rres.skipped
     thumbs.close()
-    return PassOutputs(
-        res, samples, probs, warnings_, ref_samples, ref_emb, ref_sig, ref_skipped
-    )
+    return PassOutputs(res, samples, probs, warnings_, ref_samples, ref_emb, ref_sig, ref_skipped)
 
 
 #: The pass streams logits here; probabilities are written from it, then it is removed.

@@ -73,6 +73,7 @@ from analysis.stats.intervals import (
     wilson_estimate,
     wilson_interval,
 )
+from analysis.threads import run_blocks
 
 __all__ = [
     "Calibration",
@@ -152,6 +153,7 @@ _ROWS_PER_CELL = 16
 # one_vs_rest_scores switches to its sorted-values path above this many rows x classes (see
 # _one_vs_rest_sorted): the exact shared-resample AP bootstrap costs ~200 x this many cells
 _EXACT_OVR_CELLS = 1 << 22
+
 # Average precision bootstrap: it touches rows x classes x resamples cells (~3 ns each), so the
 # resamples are capped to keep it to a couple of seconds, but never below a floor under which
 # the 2.5% / 97.5% percentiles would rest on a handful of resamples.
@@ -1146,13 +1148,19 @@ def _one_vs_rest_sorted(
     order = np.argsort(x.y_true, kind="stable")
     starts = np.r_[0, np.cumsum(n_pos)]
     block = max(1, _CHUNK_CELLS // max(n, 1))
-    for c0 in range(0, k, block):
+
+    def columns(c0: int) -> None:
         cols = np.ascontiguousarray(x.probs[:, c0 : c0 + block].T)  # a block of columns
         for j, col in enumerate(cols):
             c = c0 + j
             if defined[c]:
                 pos = col[order[starts[c] : starts[c + 1]]]
                 auc[c], var[c], ap[c] = _sorted_column_scores(col, pos)
+
+    # blocks of columns on every core: numpy's sort (most of the time) releases the GIL, and
+    # each block writes only its own classes' entries (1,000 classes x 100,000 rows: 2.6 s on
+    # one core of the development machine, 1.3 s on its two)
+    run_blocks(columns, range(0, k, block))
     m = n_pos.astype(np.float64)
     clip = np.clip(ap, 0.5 / np.maximum(m, 1), 1 - 0.5 / np.maximum(m, 1))
     tau = 1.0 / np.sqrt(m * clip * (1 - clip))

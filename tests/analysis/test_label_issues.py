@@ -557,3 +557,44 @@ def test_a_given_estimate_is_reused_and_checked():
     pd.testing.assert_frame_equal(a, b)
     with pytest.raises(ValueError, match="estimate is of"):
         find_label_issues(labels[:-1], probs[:-1], estimate=est)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_blocked_scan_equals_the_definitions(monkeypatch, dtype):
+    """The single pass over the probabilities (cache-sized blocks of rows; float32 thresholds
+    rounded up) gives exactly the definitions: the guess is the most probable class at or above
+    its threshold (lowest index on ties), the best other class the argmax with the given label
+    masked. Blocks of 16 rows, ties, and probabilities exactly at a threshold included."""
+    from analysis.data_issues import label_issues as li
+
+    monkeypatch.setattr(li, "_SCAN_BYTES", 1)  # 16-row blocks: many blocks and a ragged last
+    rng = np.random.default_rng(4)
+    n, c = 203, 7
+    probs = rng.dirichlet(np.full(c, 0.6), size=n).astype(dtype)
+    probs[::9, :2] = probs[::9, :2].mean(axis=1, keepdims=True)  # exact ties
+    labels = np.where(rng.random(n) < 0.8, probs.argmax(axis=1), rng.integers(0, c, n))
+    # row 5 passes no threshold but class 3's, where it sits one step below or exactly at it
+    # (a threshold rounded to float32 the wrong way would count the first as above)
+    labels[5:7] = 0
+    t = li._thresholds(labels, probs)
+    probs[5:7] = (1 - t[3]) / (c - 1)
+    t = li._thresholds(labels, probs)  # t[3] does not depend on rows labelled 0
+    at = np.asarray(t[3], dtype=dtype)
+    below = at if at < t[3] else np.nextafter(at, dtype(-1))
+    probs[5, 3], probs[6, 3] = below, (at if at >= t[3] else np.nextafter(at, dtype(2)))
+    others = np.delete(np.arange(c), 3)
+    assert probs[5, 3] < t[3] <= probs[6, 3] and (probs[5:7, others] < t[others]).all()
+    sc = li._scan(labels, probs, t, check=True)
+    assert sc.guess[5] == -1 and sc.guess[6] == 3
+    above = probs.astype(np.float64) >= t[None, :]
+    want = np.where(above, probs, -np.inf).argmax(axis=1)
+    np.testing.assert_array_equal(sc.guess, np.where(above.any(axis=1), want, -1))
+    other = probs.astype(np.float64).copy()
+    other[np.arange(n), labels] = -np.inf
+    np.testing.assert_array_equal(sc.best_other, other.argmax(axis=1))
+    np.testing.assert_array_equal(sc.best_other_prob, other.max(axis=1))
+    # the values are checked in every block: a bad row far from the first block is named
+    bad = probs.copy()
+    bad[150] *= 2
+    with pytest.raises(ValueError, match="row 150 sums to 2"):
+        li._scan(labels, bad, t, check=True)
