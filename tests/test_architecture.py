@@ -21,6 +21,7 @@ RANKS = {
     "schema": 0,
     "version": 0,
     "checks": 0,
+    "threads": 0,
     "store": 1,
     "loading": 2,
     "stats": 3,
