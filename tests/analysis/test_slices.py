@@ -687,3 +687,34 @@ def test_error_rate_by_value_validation() -> None:
         error_rate_by_value(df, "camera", n_bins=1)
     with pytest.raises(TypeError, match="column must be a column name"):
         error_rate_by_value(df, 3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_the_class_slices_quality_at_once_equals_sklearn_per_slice(monkeypatch, dense):
+    """Macro F1 and top confusion of many slices at once (a slice per class, the dense and the
+    sparse counting) equal scikit-learn's macro F1 and the most frequent (true, predicted) pair
+    of each slice's own rows, ties to the lower pair."""
+    from analysis.stats import slices as sl
+
+    if not dense:
+        monkeypatch.setattr(sl, "_DENSE_CELLS", 0)
+    rng = np.random.default_rng(7)
+    n, c = 3_000, 60
+    label = rng.integers(0, c, n)
+    pred = np.where(rng.random(n) < 0.6, label, rng.integers(0, c, n))
+    names = tuple(f"c{i}" for i in range(c))
+    inputs = sl._Inputs(label, pred, label != pred, c, names)
+    codes = np.where(rng.random(n) < 0.1, -1, label)  # a part per class; some rows in none
+    got = sl._partition_quality(codes, c + 2, inputs)  # two parts with no rows at all
+    assert len(got) == c + 2 and math.isnan(got[-1][0]) and got[-1][1] is None
+    for j in range(c):
+        rows = codes == j
+        want = f1_score(label[rows], pred[rows], average="macro", zero_division=0)
+        assert got[j][0] == pytest.approx(want, abs=1e-12), j
+        wrong = rows & (label != pred)
+        if not wrong.any():
+            assert got[j][1] is None
+            continue
+        pairs, counts = np.unique(label[wrong] * c + pred[wrong], return_counts=True)
+        t, p = divmod(int(pairs[np.argmax(counts)]), c)
+        assert got[j][1] == f"c{t} -> c{p} ({counts.max()})", j
