@@ -185,29 +185,39 @@ def threshold_check(
     )
 
 
-def noise_entries(noise: np.ndarray) -> pd.DataFrame:
+def noise_entries(noise: Any) -> pd.DataFrame:
     """The non-zero off-diagonal entries of an estimated noise matrix, largest first.
 
-    ``noise[i, j]`` is P(given label i | true label j) (``schema.NOISE_MATRIX``); at most one
-    entry per image is non-zero, so this table grows with the images, not with classes squared.
+    ``noise`` is the matrix, ``noise[i, j]`` = P(given label i | true label j)
+    (``schema.NOISE_MATRIX``), or the :class:`~analysis.data_issues.label_issues.NoiseEstimate`
+    it comes from (read from its non-zero cells, never building the ``C x C`` matrix: 800 MB at
+    10,000 classes). At most one entry per image is non-zero, so this table grows with the
+    images, not with classes squared.
 
     Returns
     -------
     DataFrame with ``given, true, rate`` (rate = noise[given, true]), ties by (given, true).
     """
-    z = np.asarray(noise, dtype=np.float64)
-    if z.ndim != 2 or z.shape[0] != z.shape[1]:
-        raise ValueError(f"noise must be a square (C, C) matrix, got shape {z.shape}")
-    flat = np.nan_to_num(z).ravel()
-    idx = np.flatnonzero(flat > 0)
-    given, true = np.divmod(idx, z.shape[1])
-    keep = given != true
-    idx, given, true = idx[keep], given[keep], true[keep]
-    order = np.lexsort((idx, -flat[idx]))
+    if hasattr(noise, "cells") and hasattr(noise, "cell_noise"):
+        c = noise.n_classes
+        given, true = noise.cells[:, 0], noise.cells[:, 1]
+        rate = np.nan_to_num(noise.cell_noise())
+    else:
+        z = np.asarray(noise, dtype=np.float64)
+        if z.ndim != 2 or z.shape[0] != z.shape[1]:
+            raise ValueError(f"noise must be a square (C, C) matrix, got shape {z.shape}")
+        c = z.shape[1]
+        flat = np.nan_to_num(z).ravel()
+        idx = np.flatnonzero(flat > 0)
+        given, true = np.divmod(idx, c)
+        rate = flat[idx]
+    keep = (rate > 0) & (given != true)
+    given, true, rate = given[keep], true[keep], rate[keep]
+    order = np.lexsort((given * c + true, -rate))
     return pd.DataFrame(
         {
             "given": given[order].astype(np.int64),
             "true": true[order].astype(np.int64),
-            "rate": flat[idx[order]],
+            "rate": rate[order].astype(np.float64),
         }
     )

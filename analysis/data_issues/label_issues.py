@@ -112,7 +112,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -174,44 +174,105 @@ SUPPORTED = 0.5
 class NoiseEstimate:
     """Everything confident learning estimates from ``(labels, pred_probs)``.
 
+    Held as the non-zero cells of the confident joint (at most one per example: the matrices
+    are sparse whenever classes are many; at 10,000 classes each dense one is 800 MB); the
+    dense ``C x C`` matrices are built when asked for.
+
     Attributes
     ----------
     thresholds : np.ndarray
         float64 [C], per-class thresholds ``t[j]``; ``inf`` for a class with no labelled example.
-    confident_joint : np.ndarray
-        int64 [C, C], rows = given label, columns = confidently predicted (true-label guess).
     true_label_guess : np.ndarray
         int64 [N], the column each example was counted in, ``-1`` when no class is above threshold.
-    joint : np.ndarray
-        float64 [C, C], ``Q[i, j]`` estimate of ``P(given = i, true = j)``; sums to 1 (all NaN for
-        empty input).
-    prune_counts : np.ndarray
-        int64 [C, C], ``N * Q`` rounded preserving row totals: how many examples labelled ``i``
-        are estimated to truly be ``j``.
-    noise_matrix : np.ndarray
-        float64 [C, C], ``P(given = i | true = j)``; columns sum to 1, NaN columns for a class
-        estimated to have no true examples. ``noise_matrix.T`` is the "rows = true class" layout.
-    inverse_noise_matrix : np.ndarray
-        float64 [C, C], ``P(true = j | given = i)``; rows sum to 1 (NaN rows for unused labels).
     num_label_issues : int
         Estimated number of label errors, the off-diagonal sum of ``prune_counts``.
+    cells : np.ndarray
+        int64 [M, 2], ``(given i, true j)`` of the confident joint's non-zero cells, sorted by
+        ``i`` then ``j``.
+    cell_counts, cell_joint, cell_prune : np.ndarray
+        [M] those cells' ``confident_joint`` (int64), ``joint`` (float64) and ``prune_counts``
+        (int64) entries; every other entry is 0 (``joint``: NaN everywhere when no example is
+        confident).
     best_other : np.ndarray or None
         int64 [N], the most probable class other than the given label (found in the same pass
         over the probabilities as the true-label guess; :func:`find_label_issues` reuses it).
     best_other_prob : np.ndarray or None
         float64 [N], its probability.
+
+    Dense views (each built on first use, ``C x C``): ``confident_joint`` (rows = given label,
+    columns = confidently predicted), ``joint`` (``Q[i, j]`` estimate of ``P(given = i, true =
+    j)``, sums to 1, all NaN for empty input), ``prune_counts`` (``N * Q`` rounded preserving row
+    totals: how many examples labelled ``i`` are estimated to truly be ``j``), ``noise_matrix``
+    (``P(given = i | true = j)``, columns sum to 1, NaN columns for a class estimated to have no
+    true examples; its transpose is the "rows = true class" layout) and
+    ``inverse_noise_matrix`` (``P(true = j | given = i)``, rows sum to 1, NaN rows for unused
+    labels).
     """
 
     thresholds: np.ndarray
-    confident_joint: np.ndarray
     true_label_guess: np.ndarray
-    joint: np.ndarray
-    prune_counts: np.ndarray
-    noise_matrix: np.ndarray
-    inverse_noise_matrix: np.ndarray
     num_label_issues: int
+    cells: np.ndarray
+    cell_counts: np.ndarray
+    cell_joint: np.ndarray
+    cell_prune: np.ndarray
     best_other: np.ndarray | None = field(default=None, repr=False)
     best_other_prob: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.thresholds.shape[0])
+
+    @property
+    def any_confident(self) -> bool:
+        return bool(self.cell_counts.size)
+
+    def _dense(self, values: np.ndarray, dtype, fill=0) -> np.ndarray:
+        c = self.n_classes
+        out = np.full((c, c), fill, dtype=dtype)
+        out[self.cells[:, 0], self.cells[:, 1]] = values
+        return out
+
+    @cached_property
+    def confident_joint(self) -> np.ndarray:
+        return self._dense(self.cell_counts, np.int64)
+
+    @cached_property
+    def joint(self) -> np.ndarray:
+        if not self.any_confident:
+            return np.full((self.n_classes,) * 2, np.nan)
+        return self._dense(self.cell_joint, np.float64)
+
+    @cached_property
+    def prune_counts(self) -> np.ndarray:
+        return self._dense(self.cell_prune, np.int64)
+
+    def cell_noise(self) -> np.ndarray:
+        """float64 [M], ``noise_matrix`` at :attr:`cells` (NaN where the true class's column
+        is NaN)."""
+        j = self.cells[:, 1]
+        col = np.bincount(j, weights=self.cell_joint, minlength=self.n_classes)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(col[j] > 0, self.cell_joint / col[j], np.nan)
+
+    @cached_property
+    def noise_matrix(self) -> np.ndarray:
+        c = self.n_classes
+        col = np.bincount(self.cells[:, 1], weights=self.cell_joint, minlength=c)
+        out = self._dense(self.cell_noise(), np.float64)
+        out[:, ~(col > 0)] = np.nan
+        return out
+
+    @cached_property
+    def inverse_noise_matrix(self) -> np.ndarray:
+        c = self.n_classes
+        i = self.cells[:, 0]
+        row = np.bincount(i, weights=self.cell_joint, minlength=c)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = np.where(row[i] > 0, self.cell_joint / row[i], np.nan)
+        out = self._dense(values, np.float64)
+        out[~(row > 0), :] = np.nan
+        return out
 
 
 # ----------------------------------------------------------------------------- validation
@@ -348,21 +409,26 @@ def _thresholds(lab: np.ndarray, probs: np.ndarray, *, shrink: bool = True) -> n
     return t
 
 
-def _round_preserving_row_totals(x: np.ndarray) -> np.ndarray:
-    """Largest-remainder rounding of each row to integers summing to the rounded row total."""
+def _round_preserving_row_totals(rows: np.ndarray, x: np.ndarray, c: int) -> np.ndarray:
+    """Largest-remainder rounding of each row to integers summing to the rounded row total.
+
+    ``x`` are a matrix's non-zero entries, ``rows`` their rows, sorted by row then column. A
+    short row's units go to its largest fractions, ties to the lower column; an entry that is
+    zero never gets one (a row is short by at most the number of its positive fractions)."""
     floors = np.floor(x)
     frac = x - floors
     out = floors.astype(np.int64)
-    missing = np.rint(x.sum(axis=1)).astype(np.int64) - out.sum(axis=1)
-    rows = np.flatnonzero(missing > 0)
-    if rows.size:
-        # every short row at once (a loop over 1,000 rows was a lexsort each): largest fraction
-        # first, ties to the lower column; the first missing[i] columns of row i get one more
-        c = x.shape[1]
-        cols = np.broadcast_to(np.arange(c), (rows.size, c))
-        order = np.lexsort((cols, -frac[rows]), axis=-1)
-        take = np.arange(c)[None, :] < missing[rows][:, None]
-        out[np.repeat(rows, take.sum(axis=1)), order[take]] += 1
+    missing = np.rint(np.bincount(rows, weights=x, minlength=c)).astype(np.int64) - np.bincount(
+        rows, weights=out, minlength=c
+    ).astype(np.int64)
+    short = missing[rows] > 0
+    if short.any():
+        cand = np.flatnonzero(short)  # entries of short rows, by row then column
+        order = cand[np.lexsort((cand, -frac[cand], rows[cand]))]  # largest fraction first
+        r = rows[order]
+        first = np.searchsorted(r, r)  # where each row's run starts
+        rank = np.arange(order.size) - first
+        out[order[rank < missing[r]]] += 1
     return out
 
 
@@ -478,38 +544,29 @@ def _estimate_core(
     lab: np.ndarray, probs: np.ndarray, *, shrink: bool = True, check: bool = False
 ) -> NoiseEstimate:
     """The estimate from checked labels and probabilities; ``check`` also checks the
-    probabilities' values (in the same pass that makes the guess)."""
+    probabilities' values (in the same pass that makes the guess). Every matrix is computed on
+    its non-zero cells only (at most one per example)."""
     n, c = probs.shape
     t = _thresholds(lab, probs, shrink=shrink)  # NaN from bad values: the scan raises
     sc = _scan(lab, probs, t, check=check)
     guess = sc.guess
     ok = guess >= 0
-    cj = np.bincount(lab[ok] * c + guess[ok], minlength=c * c).reshape(c, c).astype(np.int64)
-
+    keys, counts = np.unique(lab[ok] * c + guess[ok], return_counts=True)  # row-major order
+    i, j = np.divmod(keys, c)
     label_counts = np.bincount(lab, minlength=c).astype(np.float64)
-    row = cj.sum(axis=1).astype(np.float64)
-    calibrated = cj / np.maximum(row, 1.0)[:, None] * label_counts[:, None]
+    row = np.bincount(i, weights=counts, minlength=c)
+    calibrated = counts / np.maximum(row, 1.0)[i] * label_counts[i]
     total = calibrated.sum()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        joint = calibrated / total  # all NaN when nothing is confident (e.g. N = 0)
-        col = joint.sum(axis=0, keepdims=True)
-        noise = np.where(col > 0, joint / col, np.nan)
-        rows = joint.sum(axis=1, keepdims=True)
-        inverse = np.where(rows > 0, joint / rows, np.nan)
-    if total > 0:
-        prune_counts = _round_preserving_row_totals(joint * n)
-    else:
-        prune_counts = np.zeros((c, c), dtype=np.int64)
-    num = int(prune_counts.sum() - np.trace(prune_counts))
+    joint = calibrated / total if total > 0 else calibrated
+    prune = _round_preserving_row_totals(i, joint * n, c) if total > 0 else np.zeros_like(counts)
     return NoiseEstimate(
         thresholds=t,
-        confident_joint=cj,
         true_label_guess=guess,
-        joint=joint,
-        prune_counts=prune_counts,
-        noise_matrix=noise,
-        inverse_noise_matrix=inverse,
-        num_label_issues=num,
+        num_label_issues=int(prune[i != j].sum()),
+        cells=np.stack([i, j], axis=1).astype(np.int64),
+        cell_counts=counts.astype(np.int64),
+        cell_joint=joint.astype(np.float64),
+        cell_prune=prune.astype(np.int64),
         best_other=sc.best_other,
         best_other_prob=sc.best_other_prob,
     )
@@ -537,11 +594,13 @@ def _prune_by_noise_rate(lab: np.ndarray, probs: np.ndarray, est: NoiseEstimate)
     n, c = probs.shape
     mask = np.zeros(n, dtype=bool)
     members = _by_class_index(lab, c)
-    counts = est.prune_counts.copy()
-    np.fill_diagonal(counts, 0)
-    for i in np.flatnonzero(counts.any(axis=1)):
-        js, idx = np.flatnonzero(counts[i]), members[i]  # idx ascending: ties to the lower index
-        k = counts[i, js]
+    gi, gj = est.cells[:, 0], est.cells[:, 1]
+    take = (gi != gj) & (est.cell_prune > 0)
+    gi, gj, counts = gi[take], gj[take], est.cell_prune[take]  # by given class, then true
+    bounds = np.searchsorted(gi, np.arange(c + 1))
+    for i in np.flatnonzero(np.diff(bounds)):
+        js, k = gj[bounds[i] : bounds[i + 1]], counts[bounds[i] : bounds[i + 1]]
+        idx = members[i]  # ascending: ties to the lower index
         margin = (
             probs[idx[:, None], js[None, :]].astype(np.float64)
             - probs[idx, i].astype(np.float64)[:, None]
@@ -563,7 +622,9 @@ def _prune_by_class(lab: np.ndarray, probs: np.ndarray, est: NoiseEstimate) -> n
     n, c = probs.shape
     mask = np.zeros(n, dtype=bool)
     members = _by_class_index(lab, c)
-    per_class = est.prune_counts.sum(axis=1) - np.diag(est.prune_counts)
+    gi, gj = est.cells[:, 0], est.cells[:, 1]
+    off = gi != gj
+    per_class = np.bincount(gi[off], weights=est.cell_prune[off], minlength=c).astype(np.int64)
     for i in np.flatnonzero(per_class > 0):
         idx = members[i]
         order = np.lexsort((idx, probs[idx, i]))  # lowest self-confidence first

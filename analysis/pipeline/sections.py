@@ -180,7 +180,7 @@ def _label_issues(ctx: SectionContext):
             labels, probs, class_names=ctx.class_names, estimate=est, **evidence
         )
     ctx.writer.write_table(schema.LABEL_ISSUES, table)
-    _write_noise(ctx, est.noise_matrix)
+    _write_noise(ctx, est)
     by_row = table.set_index("index").sort_index()
     ctx.new_columns[schema.LABEL_ISSUE_SCORE] = by_row["label_quality"].to_numpy(np.float32)
     ctx.new_columns[schema.IS_LABEL_ISSUE] = by_row["is_label_issue"].to_numpy(bool)
@@ -240,12 +240,12 @@ def _decode_limits(cfg) -> dict:
 DENSE_NOISE_MAX = 256
 
 
-def _write_noise(ctx: SectionContext, noise: np.ndarray) -> None:
+def _write_noise(ctx: SectionContext, est) -> None:
     from ..data_issues.label_checks import noise_entries
 
-    ctx.writer.write_table(schema.NOISE_ENTRIES, noise_entries(noise))
-    if noise.shape[0] <= DENSE_NOISE_MAX:
-        ctx.writer.write_array(schema.NOISE_MATRIX, noise)
+    ctx.writer.write_table(schema.NOISE_ENTRIES, noise_entries(est))  # from its non-zero cells
+    if est.n_classes <= DENSE_NOISE_MAX:
+        ctx.writer.write_array(schema.NOISE_MATRIX, est.noise_matrix)
 
 
 #: Nearest reference images whose labels are weighed against a suspected label error.

@@ -598,3 +598,27 @@ def test_one_blocked_scan_equals_the_definitions(monkeypatch, dtype):
     bad[150] *= 2
     with pytest.raises(ValueError, match="row 150 sums to 2"):
         li._scan(labels, bad, t, check=True)
+
+
+def test_the_estimate_is_sparse_and_its_dense_views_agree():
+    """The estimate holds the confident joint's non-zero cells; the C x C matrices are built
+    only when asked for (finding the issues and the noise table never build one: 800 MB each at
+    10,000 classes), and the noise table read from the cells equals the one of the matrix."""
+    from analysis.data_issues.label_checks import noise_entries
+    from tests.synthetic_classes import many_class_world
+
+    w = many_class_world(200, 8, seed=3, noise=0.1, group_size=5)
+    est = estimate_noise(w.given, w.probs)
+    table = find_label_issues(w.given, w.probs, estimate=est)
+    entries = noise_entries(est)
+    dense = {"confident_joint", "joint", "prune_counts", "noise_matrix", "inverse_noise_matrix"}
+    assert not dense & set(vars(est)), dense & set(vars(est))  # none built so far
+    assert len(est.cells) <= len(w.given) and table[schema.IS_LABEL_ISSUE].sum() > 0
+    pd.testing.assert_frame_equal(entries, noise_entries(est.noise_matrix))
+    cj = est.confident_joint
+    assert cj.sum() == est.cell_counts.sum() and np.count_nonzero(cj) == len(est.cells)
+    np.testing.assert_allclose(np.nansum(est.joint), 1.0)
+    off = est.prune_counts - np.diag(np.diag(est.prune_counts))
+    assert off.sum() == est.num_label_issues
+    cols = ~np.isnan(est.noise_matrix).all(axis=0)
+    np.testing.assert_allclose(est.noise_matrix[:, cols].sum(axis=0), 1.0)
