@@ -119,7 +119,7 @@ def _matrix_view(path: str, stamp: int, level: int | None, group: int | None, n:
     run = get_run(path)
     cm = _metrics(path, stamp).confusion
     if level is None:
-        return cv.class_matrix(cm, run.class_names, n=n, focus=focus)
+        return cv.class_matrix(cm, run.class_names, n=n, focus=focus, pairs=_all_pairs(path, stamp))
     h = _hierarchy(path, stamp)
     if group is None:
         return cv.level_matrix(cm, h, level, n=n)
@@ -134,12 +134,23 @@ def matrix_view(
     return _matrix_view(str(run.path), _stamp(run), level, group, n, focus)
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _all_pairs(path: str, stamp: int):
+    """Every (given, predicted) pair of the run's confusion, ordered (shared, never mutate):
+    one scan of the matrix per run, not one per view (100 million cells at 10,000 classes)."""
+    from analysis.stats.confusion import confusion_pairs
+
+    return confusion_pairs(_metrics(path, stamp).confusion)
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def _pair_table(path: str, stamp: int, classes: tuple | None, k: int):
     from analysis.present.classes import pair_table
 
     cm = _metrics(path, stamp).confusion
-    return pair_table(cm, get_run(path).class_names, classes=classes, k=k)
+    return pair_table(
+        cm, get_run(path).class_names, classes=classes, k=k, pairs=_all_pairs(path, stamp)
+    )
 
 
 def pair_table(run: Run, *, classes=None, k: int):

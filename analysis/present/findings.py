@@ -7,6 +7,8 @@ the HTML report and the CLI say the same thing and every warning is one click fr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 
 import pandas as pd
 
@@ -109,11 +111,31 @@ def chance_banner(run: Run) -> Banner | None:
 
 
 def load_metrics(run: Run):
-    """The run's :class:`analysis.stats.metrics.MetricsSummary`, or None if that section failed."""
+    """The run's :class:`analysis.stats.metrics.MetricsSummary`, or None if that section failed.
+
+    Shared, never mutate it: the last two files read are remembered by path, size and change
+    time (a report asks four times; at 10,000 classes each parse builds an 800 MB matrix)."""
     from ..stats.metrics import MetricsSummary
 
-    d = run.json(METRICS_FILE)
-    return None if d is None else MetricsSummary.from_dict(d)
+    folder = getattr(run, "path", None)
+    if folder is None:  # a run-like object without files: read it as it says
+        d = run.json(METRICS_FILE)
+        return None if d is None else MetricsSummary.from_dict(d)
+    path = Path(folder) / METRICS_FILE
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return _load_metrics(str(path), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=2)
+def _load_metrics(path: str, size: int, mtime_ns: int):
+    import json
+
+    from ..stats.metrics import MetricsSummary
+
+    return MetricsSummary.from_dict(json.loads(Path(path).read_text()))
 
 
 def top_confusion_pairs(run: Run, k: int = 8) -> pd.DataFrame:

@@ -96,6 +96,20 @@ def most_confused_classes(cm: Any, n: int) -> np.ndarray:
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise ValueError(f"n must be an int >= 1, got {n!r}")
     t, p, *_ = _ordered_pairs(_check_cm(cm))
+    return _take_classes(t, p, n)
+
+
+def most_confused_in(pairs: pd.DataFrame, n: int) -> np.ndarray:
+    """:func:`most_confused_classes` from the table of :func:`confusion_pairs` (every pair,
+    in its order) instead of the matrix: at 10,000 classes the matrix has 100 million cells,
+    the table one row per pair that occurs."""
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    return _take_classes(pairs[TRUE].to_numpy(), pairs[PRED].to_numpy(), n)
+
+
+def _take_classes(t: np.ndarray, p: np.ndarray, n: int) -> np.ndarray:
+    """Both classes of each pair, from the first pair on, until ``n`` are taken."""
     taken: dict[int, None] = {}
     for a, b in zip(t.tolist(), p.tolist(), strict=True):  # n <= a few dozen: stops early
         taken.setdefault(a)
@@ -106,21 +120,23 @@ def most_confused_classes(cm: Any, n: int) -> np.ndarray:
     return np.fromiter(taken, dtype=np.int64, count=len(taken))[: int(n)]
 
 
-def class_partners(cm: Any, c: int, n: int) -> np.ndarray:
+def class_partners(cm: Any, c: int, n: int, *, checked: bool = False) -> np.ndarray:
     """Class ``c`` followed by the ``n - 1`` classes it is most confused with, either way.
 
     Partners are ranked by ``cm[c, j] + cm[j, c]`` (images of c predicted as j plus images of j
     predicted as c), ties to the lower id; only classes with at least one such image. Use the
     result as the rows and columns of a focused sub-matrix: ``c``'s own row and column then
-    hold every error it takes part in, ranked.
+    hold every error it takes part in, ranked. ``checked``: ``cm`` is a count matrix already
+    checked (the check reads every cell: 100 million at 10,000 classes; this reads one row
+    and one column).
     """
-    a = _check_cm(cm)
+    a = np.asarray(cm) if checked else _check_cm(cm)
     k = a.shape[0]
     if isinstance(c, bool) or not isinstance(c, int | np.integer) or not 0 <= c < k:
         raise ValueError(f"c must be a class id in 0..{k - 1}, got {c!r}")
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise ValueError(f"n must be an int >= 1, got {n!r}")
-    both = a[c, :] + a[:, c]
+    both = a[c, :].astype(np.int64) + a[:, c]
     both[c] = 0
     order = np.lexsort((np.arange(k), -both))
     order = order[both[order] > 0][: int(n) - 1]

@@ -120,3 +120,25 @@ def test_short_names_stay_unique() -> None:
     names = ["a very long class name one", "a very long class name two", "short"]
     out = short_names(names, width=12)
     assert len(set(out)) == 3 and out[2] == "short" and all(len(s) <= 12 for s in out)
+
+
+@pytest.mark.parametrize("focus", [None, 7])
+def test_views_from_the_cached_pairs_equal_those_from_the_matrix(focus) -> None:
+    """The dashboard hands every view the run's pairs (made once) so that no change of view
+    scans the whole matrix; the views are the same as from the matrix alone."""
+    from analysis.stats.confusion import confusion_pairs
+
+    cm = _cm(120, seed=3)
+    names = [f"class {i}" for i in range(120)]
+    pairs = confusion_pairs(cm)
+    for n in (5, 17, 40):
+        a = cv.class_matrix(cm, names, n=n, focus=focus)
+        b = cv.class_matrix(cm, names, n=n, focus=focus, pairs=pairs)
+        np.testing.assert_array_equal(a.ids, b.ids)
+        np.testing.assert_array_equal(a.cm, b.cm)
+        assert (a.names, a.note, a.focus) == (b.names, b.note, b.focus)
+    for classes in (None, np.array([3, 50, 77])):
+        for k in (1, 10, 500):
+            a = cv.pair_table(cm, names, classes=classes, k=k)
+            b = cv.pair_table(cm, names, classes=classes, k=k, pairs=pairs)
+            pd.testing.assert_frame_equal(a.reset_index(drop=True), b)

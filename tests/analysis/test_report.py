@@ -599,3 +599,59 @@ def test_write_report_writes_every_format(report, run, tmp_path):
     only_md = write_report(report, None, tmp_path / "md", formats="md")
     assert only_md == [tmp_path / "md" / REPORT_MD]
     assert sorted(p.name for p in (tmp_path / "md").iterdir()) == [REPORT_MD]
+
+
+def test_the_confusion_csv_is_the_matrix_for_few_classes_and_its_cells_for_many():
+    import numpy as np
+
+    from analysis.present.report.render_csv import CONFUSION_MATRIX_CSV_MAX, confusion_table
+
+    small = confusion_table(np.array([[3, 1], [0, 2]]), ["a", "=b"])
+    assert list(small.columns) == ["given \\ predicted", "a", "=b"] and small["a"].tolist() == [
+        3,
+        0,
+    ]
+    k = CONFUSION_MATRIX_CSV_MAX + 1
+    cm = np.zeros((k, k), dtype=np.int64)
+    cm[np.arange(k), np.arange(k)] = 5
+    cm[3, 7], cm[0, k - 1] = 2, 1
+    long = confusion_table(cm, [f"c{i}" for i in range(k)])
+    assert list(long.columns) == ["given", "predicted", "count"]
+    assert len(long) == k + 2 and long["count"].sum() == cm.sum()  # every non-zero cell
+    row = long[(long["given"] == "c3") & (long["predicted"] == "c7")]
+    assert row["count"].tolist() == [2]
+
+
+def test_metrics_are_parsed_once_per_file_version(tmp_path, monkeypatch):
+    """A report asks for the metrics four times: the parse (an 800 MB matrix at 10,000
+    classes) happens once per version of metrics.json."""
+    import json
+    import os
+
+    from analysis.present import findings
+    from analysis.stats import metrics
+
+    calls = []
+    real = metrics.MetricsSummary.from_dict
+    monkeypatch.setattr(
+        metrics.MetricsSummary, "from_dict", staticmethod(lambda d: calls.append(1) or real(d))
+    )
+
+    class _Run:
+        path = tmp_path
+
+    (tmp_path / "metrics.json").write_text(json.dumps(_tiny_metrics()))
+    a, b = findings.load_metrics(_Run()), findings.load_metrics(_Run())
+    assert a is b and len(calls) == 1
+    os.utime(tmp_path / "metrics.json", ns=(1, 1))  # a re-analysis writes a new file
+    assert findings.load_metrics(_Run()) is not a and len(calls) == 2
+
+
+def _tiny_metrics() -> dict:
+    import numpy as np
+
+    from analysis.stats.metrics import summary
+
+    labels = np.array([0, 1, 1, 0, 1, 0])
+    probs = np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.9, 0.1], [0.2, 0.8], [0.4, 0.6]])
+    return summary(labels, probs, n_classes=2, seed=0, n_boot=50).to_dict()

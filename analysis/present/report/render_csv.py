@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .model import NOTES, TAGS, Report, check_report
@@ -34,13 +35,34 @@ def csv_text(df: pd.DataFrame) -> str:
     return out.to_csv(index=False, lineterminator="\n")
 
 
+#: Classes up to which the confusion CSV is the matrix; beyond, one row per non-zero cell (at
+#: 10,000 classes the matrix was 200 MB of mostly zeros).
+CONFUSION_MATRIX_CSV_MAX = 100
+
+
+def confusion_table(cm: np.ndarray, class_names) -> pd.DataFrame:
+    """The confusion counts for a spreadsheet: the matrix (rows = given, columns = predicted)
+    up to :data:`CONFUSION_MATRIX_CSV_MAX` classes; beyond, ``given, predicted, count`` for
+    every non-zero cell (diagonal included), given then predicted in class order."""
+    names = [str(c) for c in class_names]
+    cm = np.asarray(cm)
+    if len(names) <= CONFUSION_MATRIX_CSV_MAX:
+        out = pd.DataFrame(cm, columns=names)
+        out.insert(0, "given \\ predicted", names)
+        return out
+    t, p = np.nonzero(cm)
+    arr = np.asarray(names, dtype=object)
+    return pd.DataFrame({"given": arr[t], "predicted": arr[p], "count": cm[t, p].astype(np.int64)})
+
+
 def to_csv_tables(report: Report) -> dict[str, str]:
     """The report's tables as CSV text, by name.
 
     Returns
     -------
     dict of str -> str
-        ``headline, per_class, confusion, top_confusions, slices, discovered_slices,
+        ``headline, per_class, confusion (:func:`confusion_table`), top_confusions, slices,
+        discovered_slices,
         data_issues, label_issues, action_plan, failures, reviewed, relabel_list``; a table the
         run does not have (no metrics, no slices, no label issues, no triage) is left out.
         ``action_plan`` has the URL of each item's images (``images_url``) and of its group's
@@ -67,10 +89,7 @@ def to_csv_tables(report: Report) -> dict[str, str]:
     if report.per_class is not None:
         out["per_class"] = report.per_class
     if report.confusion is not None:
-        names = list(report.class_names)
-        cm = pd.DataFrame(report.confusion, columns=names)
-        cm.insert(0, "given \\ predicted", names)
-        out["confusion"] = cm
+        out["confusion"] = confusion_table(report.confusion, report.class_names)
     out["top_confusions"] = report.top_confusions
     if report.slices is not None:
         out["slices"] = report.slices

@@ -177,9 +177,9 @@ def _figure_classes(cm: np.ndarray) -> np.ndarray:
     k = cm.shape[0]
     if k <= MAX_FIGURE_CLASSES:
         return np.arange(k)
-    off = cm.astype(np.int64).copy()
-    np.fill_diagonal(off, 0)
-    involvement = off.sum(axis=0) + off.sum(axis=1)
+    # sums of the matrix minus twice its diagonal: no copy of it (800 MB at 10,000 classes)
+    diag = np.diagonal(cm).astype(np.int64)
+    involvement = cm.sum(axis=0, dtype=np.int64) + cm.sum(axis=1, dtype=np.int64) - 2 * diag
     return np.sort(np.argsort(-involvement, kind="stable")[:MAX_FIGURE_CLASSES])
 
 

