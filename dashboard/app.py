@@ -74,6 +74,11 @@ def _ensure_sample_run(root: Path, *, refresh: bool = False) -> None:
 def _pick_run(runs: list[dict]) -> dict:
     ids = [r["run_id"] for r in runs]
     wanted = st.query_params.get(P_RUN)
+    if not wanted and st.session_state.get("_run_id") in ids:
+        # a sidebar link carries no query: stay on this session's run (it opened the newest
+        # run instead, silently, whenever several runs were there), and say so in the URL
+        wanted = st.session_state["_run_id"]
+        st.query_params[P_RUN] = wanted
     index = ids.index(wanted) if wanted in ids else 0
     if wanted and wanted not in ids:
         st.sidebar.warning(

@@ -319,3 +319,38 @@ def test_a_host_programs_run_flag_is_not_read_as_runs_dir(
     assert os.environ["ERRORSCOPE_RUNS_DIR"] == str(sample_run.path.parent)
     assert not list(tmp_path.iterdir())  # nothing analysed there
     assert any(sample_run.run_id in c.value.replace("\\", "") for c in app_test.caption)
+
+
+def test_a_sidebar_link_stays_on_the_sessions_run(sample_run, monkeypatch, tmp_path):
+    """A sidebar link carries no query: the next page must show the run the session is on,
+    not the newest run in the folder (it did, silently, whenever several runs were there)."""
+    import json
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    from .conftest import APP
+
+    shutil.copytree(sample_run.path, tmp_path / sample_run.run_id)
+    newer = tmp_path / "newer-run"
+    shutil.copytree(sample_run.path, newer)
+    mf = json.loads((newer / "manifest.json").read_text())
+    mf.update(run_id="newer-run", created="2999-01-01T00:00:00")
+    (newer / "manifest.json").write_text(json.dumps(mf))
+    monkeypatch.setenv("ERRORSCOPE_RUNS_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params["run"] = sample_run.run_id  # the older run, by its link
+    at.run()
+    open_page(at, "gallery").run()
+    assert at.session_state["_run_id"] == sample_run.run_id
+    for key in list(at.query_params):  # the sidebar's link to Confusion: no query at all
+        del at.query_params[key]
+    open_page(at, "confusion").run()
+    assert_on_page(at, "confusion")
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["_run_id"] == sample_run.run_id  # not "newer-run"
+    assert at.query_params["run"] in (sample_run.run_id, [sample_run.run_id])  # a shareable URL
+    # with no session yet (a bare address), the newest run is opened, as before
+    fresh = AppTest.from_file(APP, default_timeout=180)
+    fresh.run()
+    assert fresh.session_state["_run_id"] == "newer-run"
