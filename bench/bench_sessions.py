@@ -17,7 +17,10 @@ this benchmark's Chromium processes: how much of a slowdown is the server's.
 
 Two ways to walk: ``--dwell 0`` (the default) is a stress test, every session clicking the
 moment its page is ready; ``--dwell S`` is a meeting, each person reading a page for S seconds
-before the next click, the sessions starting at staggered moments.
+before the next click, the sessions starting at staggered moments. Each session has its own
+Chromium (``--browsers separate``, the default: each person has their own browser); with
+``--browsers shared`` they are contexts of one Chromium, whose browser and GPU processes then
+serve all six pages.
 
     .venv/bin/python bench/bench_sessions.py [--n 20000] [--rounds 2] [--sessions 6] [--dwell 0]
         -> bench/results/sessions.json (sessions-dwell3.json with --dwell 3)
@@ -179,6 +182,7 @@ async def run_bench(
     page_times: Path,
     how=None,
     dwell: float = 0.0,
+    separate: bool = True,
 ) -> dict:
     import random
 
@@ -191,7 +195,14 @@ async def run_bench(
     marker = f"--errorscope-bench={os.getpid()}"  # finds this benchmark's Chromium processes
     cpu = {}
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, marker])
+
+        async def launch():
+            return await p.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, marker])
+
+        browser = await launch()
+        # each person's own browser (its own browser and GPU processes), or one browser with a
+        # context per session (those processes shared: every page's compositing in one queue)
+        others = [await launch() for _ in range(sessions)] if separate else [browser] * sessions
         try:
             await walk(browser, url, todo, 1)  # the first person opens it: caches fill
             c, r = _cpu(server_pid, marker), len(_server_runs(page_times))
@@ -200,7 +211,7 @@ async def run_bench(
             t1 = time.perf_counter()
             c2, r2 = _cpu(server_pid, marker), len(_server_runs(page_times))
             many = await asyncio.gather(
-                *(walk_(browser, url, todo, rounds, dwell, starts[k]) for k in range(sessions))
+                *(walk_(others[k], url, todo, rounds, dwell, starts[k]) for k in range(sessions))
             )
             t2 = time.perf_counter()
             c3, runs = _cpu(server_pid, marker), _server_runs(page_times)
@@ -211,7 +222,8 @@ async def run_bench(
             server = {"one": _server_summary(runs[r:r2]), "many": _server_summary(runs[r2:])}
             wall = {"one": round(t1 - t0, 1), "many": round(t2 - t1, 1)}
         finally:
-            await browser.close()
+            for b in {id(b): b for b in [browser, *others]}.values():
+                await b.close()
     return {
         "one": one,
         "many": [x for s in many for x in s],
@@ -292,6 +304,13 @@ def main() -> None:
         " every session clicks as soon as its page is ready); with a dwell the sessions start"
         " at staggered moments within one dwell",
     )
+    ap.add_argument(
+        "--browsers",
+        choices=["separate", "shared"],
+        default="separate",
+        help="separate: each session its own Chromium (as each person has their own browser);"
+        " shared: one Chromium with a context per session (one browser and GPU process for all)",
+    )
     args = ap.parse_args()
     from analysis import schema
     from bench.bench_dashboard import make_run
@@ -327,6 +346,7 @@ def main() -> None:
                 page_times=page_times,
                 how=click_walk if args.walk == "clicks" else walk,
                 dwell=args.dwell,
+                separate=args.browsers == "separate",
             )
         )
     finally:
@@ -335,6 +355,7 @@ def main() -> None:
     res = {
         "walk": args.walk,
         "dwell_s": args.dwell,
+        "browsers": args.browsers,
         "n_images": args.n,
         "rounds": args.rounds,
         "sessions": args.sessions,
@@ -377,6 +398,7 @@ def main() -> None:
     out = OUT / (
         ("sessions" if args.walk == "clicks" else "sessions-urls")
         + (f"-dwell{args.dwell:g}" if args.dwell else "")
+        + ("-shared" if args.browsers == "shared" else "")
         + ".json"
     )
     out.write_text(json.dumps(res, indent=2))
