@@ -311,22 +311,9 @@ def _check_shapes(labels: Any, pred_probs: Any) -> tuple[np.ndarray, np.ndarray]
 def _check_inputs(labels: Any, pred_probs: Any) -> tuple[np.ndarray, np.ndarray]:
     """Validate once at the public boundary; returns (int64 labels, float32/64 pred_probs)."""
     lab, probs = _check_shapes(labels, pred_probs)
-    n, c = probs.shape
-    if n:
-        # min and max carry NaN and inf along: one pass each instead of a third for isfinite
-        lo, hi = float(probs.min()), float(probs.max())
-        if not (np.isfinite(lo) and np.isfinite(hi)):
-            raise ValueError("pred_probs must be finite, got NaN or inf")
-        if lo < -1e-6 or hi > 1 + 1e-6:
-            raise ValueError(f"pred_probs must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
-        sums = probs.sum(axis=1, dtype=np.float64)
-        bad = np.abs(sums - 1.0) > PROB_ROW_SUM_ATOL
-        if bad.any():
-            first = int(np.flatnonzero(bad)[0])
-            raise ValueError(
-                f"pred_probs rows must sum to 1 within {PROB_ROW_SUM_ATOL} (probabilities, not"
-                f" logits), row {first} sums to {sums[first]:.4g}"
-            )
+    step = _block_rows(probs)
+    for s in range(0, probs.shape[0], step):
+        _check_block(probs[s : s + step], s)
     return lab, probs
 
 
@@ -450,6 +437,11 @@ class _Scan:
     best_other_prob: np.ndarray  # float64 [N], its probability
 
 
+def _block_rows(probs: np.ndarray) -> int:
+    """Rows in one cache-sized block of ``probs`` (:data:`_SCAN_BYTES`), at least 16."""
+    return max(16, _SCAN_BYTES // max(1, probs.shape[1] * probs.itemsize))
+
+
 def _check_block(p: np.ndarray, start: int) -> None:
     """The probabilities' values, one block of rows starting at row ``start``."""
     lo, hi = float(p.min()), float(p.max())  # NaN and inf carried along
@@ -484,7 +476,7 @@ def _scan(lab: np.ndarray, probs: np.ndarray, t: np.ndarray | None, *, check: bo
     label (then the argmax with the given label masked; ties to the lower index as before).
     """
     n, c = probs.shape
-    step = max(16, _SCAN_BYTES // max(1, c * probs.itemsize))
+    step = _block_rows(probs)
     # the thresholds in the probabilities' dtype, rounded up: for a float32 p, p >= t exactly
     # when p >= t_up (comparing with float64 t converted every value of the block)
     if t is not None:
