@@ -1076,7 +1076,7 @@ _DENSE_CELLS = 1 << 22
 _PARTS_AT_ONCE = 32
 
 
-def _counts(keys: np.ndarray, cells: int, groups: list[np.ndarray]) -> tuple[np.ndarray, list]:
+def _counts(cells: int, groups: list[np.ndarray]) -> tuple[np.ndarray, list]:
     """(the cells present, counts of each array of ``groups`` per present cell)."""
     if cells <= _DENSE_CELLS:
         counts = [np.bincount(g, minlength=cells) for g in groups]
@@ -1101,7 +1101,7 @@ def _partition_quality(
     c = inputs.n_classes
     kt, kg = code * c + label, code * c + pred
     right = label == pred
-    cells, (truth, guessed, hit) = _counts(kt, k * c, [kt, kg, kt[right]])
+    cells, (truth, guessed, hit) = _counts(k * c, [kt, kg, kt[right]])
     part = cells // c
     f1 = np.bincount(part, weights=2.0 * hit / (truth + guessed), minlength=k)
     present = np.bincount(part, minlength=k)
@@ -1111,7 +1111,7 @@ def _partition_quality(
     wrong = ~right
     if wrong.any():
         pair_keys = code[wrong] * (c * c) + label[wrong] * c + pred[wrong]
-        pairs, (counts,) = _counts(pair_keys, k * c * c, [pair_keys])
+        pairs, (counts,) = _counts(k * c * c, [pair_keys])
         part_of = pairs // (c * c)
         order = np.lexsort((pairs, -counts, part_of))  # per part: most frequent, lower pair
         first = order[np.r_[True, part_of[order][1:] != part_of[order][:-1]]]
@@ -1142,20 +1142,17 @@ def _table(
     sources: list[str],
     n: np.ndarray,
     e: np.ndarray,
-    masks: list[np.ndarray],
+    quality: list[tuple[float, str | None]],
     inputs: _Inputs,
     *,
     p_value: np.ndarray,
     p_adj: np.ndarray,
     alpha: float,
-    quality: list[tuple[float, str | None]] | None = None,
 ) -> pd.DataFrame:
-    """The slices table (SLICE_COLUMNS) from per-slice counts, tests and masks (boolean masks or
-    row indices); ``quality`` when already known (:func:`_partition_quality`)."""
+    """The slices table (SLICE_COLUMNS) from per-slice counts, tests and each slice's
+    (macro F1, top confusion) (:func:`_quality`, :func:`_partition_quality`)."""
     total = len(inputs.error)
     stats = _stats(n, e, total, int(inputs.error.sum()))
-    if quality is None:
-        quality = [_quality(m, inputs) for m in masks]
     data = {
         SOURCE: sources,
         COLUMN: [" & ".join(s.columns) for s in specs],
@@ -1292,25 +1289,22 @@ def _compute_slices_core(
         n_bins=n_bins,
     )
     error = inputs.error
-    specs, sources, masks, ns, es, quality = [], [], [], [], [], []
+    specs, sources, ns, es, quality = [], [], [], [], []
     for part in parts:
         k = len(part.predicates)
         valid = part.codes >= 0
         n_k = np.bincount(part.codes[valid], minlength=k)
         e_k = np.bincount(part.codes[valid & error], minlength=k)
         sized = is_testable_size(n_k, total, min_support=min_support, max_share=max_share)
-        # each slice's rows as indices from one sort of the partition (a boolean mask per value
-        # is N x values: 2,000 class slices x 100,000 rows at 1,000 classes)
-        order = np.argsort(part.codes, kind="stable")
-        bounds = np.searchsorted(part.codes[order], np.arange(k + 1))
         tested = np.flatnonzero(sized)
-        # many parts (a class per slice): all at once; a few large ones: each on its own rows
-        q = _partition_quality(part.codes, k, inputs) if tested.size > _PARTS_AT_ONCE else None
+        if tested.size > _PARTS_AT_ONCE:  # many parts (a class per slice): all at once
+            q = _partition_quality(part.codes, k, inputs)
+            quality += [q[j] for j in tested]
+        else:  # a few large parts: each on its own rows
+            quality += [_quality(part.codes == j, inputs) for j in tested]
         for j in tested:
             specs.append(SliceSpec((part.predicates[j],)))
             sources.append(part.source)
-            masks.append(rows := order[bounds[j] : bounds[j + 1]])
-            quality.append(q[j] if q is not None else _quality(rows, inputs))
             ns.append(int(n_k[j]))
             es.append(int(e_k[j]))
     if not specs:
@@ -1328,18 +1322,7 @@ def _compute_slices_core(
     for family in (own, ~own):
         if family.any():
             p_adj[family] = bh_adjust(p_value[family])
-    out = _table(
-        specs,
-        sources,
-        n,
-        e,
-        masks,
-        inputs,
-        p_value=p_value,
-        p_adj=p_adj,
-        alpha=alpha,
-        quality=quality,
-    )
+    out = _table(specs, sources, n, e, quality, inputs, p_value=p_value, p_adj=p_adj, alpha=alpha)
     out = out.sort_values(
         [SIGNIFICANT, GAP, P_VALUE, N], ascending=[False, False, True, False], kind="mergesort"
     ).reset_index(drop=True)
