@@ -227,9 +227,9 @@ class NoiseEstimate:
     def any_confident(self) -> bool:
         return bool(self.cell_counts.size)
 
-    def _dense(self, values: np.ndarray, dtype, fill=0) -> np.ndarray:
+    def _dense(self, values: np.ndarray, dtype) -> np.ndarray:
         c = self.n_classes
-        out = np.full((c, c), fill, dtype=dtype)
+        out = np.zeros((c, c), dtype=dtype)
         out[self.cells[:, 0], self.cells[:, 1]] = values
         return out
 
